@@ -1,0 +1,52 @@
+# hellopics build, test and tooling. `make help` lists the targets.
+GO       ?= go
+BIN      ?= bin/hellopics
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
+TOOLMOD  := -modfile=$(CURDIR)/tools/go.mod
+FUZZTIME ?= 10s
+BENCHTIME ?= 1s
+
+.PHONY: help build test test-short bench fuzz proto proto-check lint demo clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## build bin/hellopics
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/hellopics
+
+test: ## go vet, then every test under the race detector
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+test-short: ## the quick tests only, no race detector
+	$(GO) test -short -count=1 ./...
+
+bench: ## benchmarks, with allocations (long: minutes)
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -timeout 60m ./...
+
+fuzz: ## a short run of every fuzz target (FUZZTIME each)
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$f"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+proto: ## regenerate the Go code from proto/ (pinned generators)
+	cd proto && $(GO) tool $(TOOLMOD) buf lint && $(GO) tool $(TOOLMOD) buf generate
+
+proto-check: proto ## fail if the committed generated code is stale
+	@git diff --exit-code -- proto || { echo "generated code in proto/ is stale: run 'make proto' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- proto)" || { echo "make proto made new files:"; git status --porcelain -- proto; exit 1; }
+
+lint: ## gofmt, go vet and staticcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go')); test -z "$$out" || { echo "gofmt needed:"; echo "$$out"; exit 1; }
+	$(GO) vet ./...
+	$(GO) tool $(TOOLMOD) staticcheck ./...
+
+demo: build ## run mgmt, ctrl and data on this machine until Ctrl-C
+	$(BIN) demo
+
+clean: ## remove build output
+	rm -rf bin

@@ -1,0 +1,47 @@
+// Package cli holds what the hellopics subcommands share on their command
+// lines: the logging flags and the logger they build.
+package cli
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// LogFlags are the logging options every daemon accepts.
+type LogFlags struct {
+	// Level is the minimum level: trace, debug, info, warn or error.
+	Level string
+	// JSON selects JSON lines instead of the human format.
+	JSON bool
+}
+
+// Register adds -log-level and -log-json to fs.
+func (l *LogFlags) Register(fs *flag.FlagSet) {
+	fs.StringVar(&l.Level, "log-level", "info", "minimum log level: trace, debug, info, warn, error")
+	fs.BoolVar(&l.JSON, "log-json", false, "write logs as JSON lines (for machines)")
+}
+
+// Logger builds the root logger named name, writing to w (os.Stderr when
+// nil). It fails on an unknown level rather than guessing.
+func (l *LogFlags) Logger(name string, w io.Writer) (hclog.Logger, error) {
+	lvl := hclog.LevelFromString(strings.TrimSpace(l.Level))
+	if lvl == hclog.NoLevel {
+		return nil, fmt.Errorf("unknown -log-level %q: want trace, debug, info, warn or error", l.Level)
+	}
+	if w == nil {
+		w = os.Stderr
+	}
+	return hclog.New(&hclog.LoggerOptions{
+		Name:            name,
+		Level:           lvl,
+		JSONFormat:      l.JSON,
+		Output:          w,
+		TimeFormat:      "15:04:05.000",
+		IncludeLocation: false,
+	}), nil
+}
