@@ -1,0 +1,48 @@
+package handshake
+
+import (
+	"fmt"
+
+	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
+)
+
+// fence remembers the highest mastership epoch a ctrl or data machine has
+// seen, so that messages from a deposed master can be dropped.
+type fence struct {
+	epoch uint64
+}
+
+// admit reports whether a message stamped with epoch e may be acted on,
+// and raises the fence if e is higher. On refusal it records an event.
+func (f *fence) admit(out *outputs, e uint64, what string, from hellopicsv1.Role, pairID string, s SessionID, seq uint64) bool {
+	if e < f.epoch {
+		out.event(Event{Kind: EventStaleEpoch, Peer: from, PairID: pairID, Session: s, Seq: seq, Epoch: e,
+			Message: fmt.Sprintf("dropped %s with epoch %d below %d", what, e, f.epoch)})
+		return false
+	}
+	f.epoch = e
+	return true
+}
+
+// redirect handles a Redirect from the mgmt session s: it closes s and, if
+// a master is named, asks the shell to switch to it. It reports whether
+// the session was given up.
+func (f *fence) redirect(out *outputs, s SessionID, r *hellopicsv1.Redirect, pairID string) bool {
+	if !f.admit(out, r.GetEpoch(), "redirect", hellopicsv1.Role_ROLE_MGMT, pairID, s, 0) {
+		return false
+	}
+	*out = append(*out, Close{Session: s, Reason: "redirected by a backup mgmt"})
+	if r.GetMasterAddr() == "" {
+		out.event(Event{Kind: EventRedirect, Peer: hellopicsv1.Role_ROLE_MGMT, PairID: pairID, Session: s, Epoch: r.GetEpoch(),
+			Message: "mgmt is a backup and knows no master; retry later"})
+		return true
+	}
+	*out = append(*out, SwitchMgmt{Addr: r.GetMasterAddr(), Epoch: r.GetEpoch()})
+	out.event(Event{Kind: EventRedirect, Peer: hellopicsv1.Role_ROLE_MGMT, PairID: pairID, Session: s, Epoch: r.GetEpoch(),
+		Message: "mgmt is a backup; switching to master at " + r.GetMasterAddr()})
+	return true
+}
+
+func ignored(out *outputs, from hellopicsv1.Role, pairID string, s SessionID, format string, args ...any) {
+	out.event(Event{Kind: EventIgnored, Peer: from, PairID: pairID, Session: s, Message: fmt.Sprintf(format, args...)})
+}

@@ -1,0 +1,269 @@
+package handshake
+
+import (
+	"errors"
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
+)
+
+// CtrlConfig configures a Ctrl machine.
+type CtrlConfig struct {
+	// PairID names the pair; required.
+	PairID string
+	// Instance is unique per process start (a random or time-based
+	// string); mgmt uses it to tell a reconnect from a restart.
+	Instance string
+	// DataAddr is the host:port at which the shell accepts data
+	// connections, as data should dial it; required.
+	DataAddr string
+	// Version is the software version sent in Identify.
+	Version string
+}
+
+func (c *CtrlConfig) validate() error {
+	if c.PairID == "" {
+		return errors.New("handshake: ctrl needs a pair id")
+	}
+	if c.DataAddr == "" {
+		return errors.New("handshake: ctrl needs the address at which it accepts data")
+	}
+	return nil
+}
+
+// Ctrl is the control component's side of the handshake: it registers with
+// mgmt, accepts its data component and forwards hellos between them. It
+// has no timers. It is not safe for concurrent use.
+type Ctrl struct {
+	cfg   CtrlConfig
+	fence fence
+
+	mgmt   SessionID
+	mgmtUp bool
+
+	// dataSessions are the accepted data connections, identified or not.
+	dataSessions map[SessionID]bool // value: identified
+	data         SessionID          // the identified data session, if hasData
+	hasData      bool
+	dataReady    bool
+}
+
+// NewCtrl returns a Ctrl machine.
+func NewCtrl(cfg CtrlConfig) (*Ctrl, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Ctrl{cfg: cfg, dataSessions: make(map[SessionID]bool)}, nil
+}
+
+// Epoch returns the highest mastership epoch seen.
+func (c *Ctrl) Epoch() uint64 { return c.fence.epoch }
+
+// Ready reports whether ctrl has an identified data component that
+// reported ready.
+func (c *Ctrl) Ready() bool { return c.dataReady }
+
+func (c *Ctrl) identify() *hellopicsv1.Identify {
+	return &hellopicsv1.Identify{Role: hellopicsv1.Role_ROLE_CTRL, PairId: c.cfg.PairID, Instance: c.cfg.Instance,
+		DataAddr: c.cfg.DataAddr, Epoch: c.fence.epoch, Version: c.cfg.Version}
+}
+
+func (c *Ctrl) readyMsg() *hellopicsv1.Ready {
+	return &hellopicsv1.Ready{Role: hellopicsv1.Role_ROLE_CTRL, PairId: c.cfg.PairID, Epoch: c.fence.epoch}
+}
+
+// MgmtUp reports that the connection to mgmt (first, again, or to a new
+// master) is established. Ctrl identifies itself and, if its data is
+// ready, reports ready.
+func (c *Ctrl) MgmtUp(id SessionID) []Output {
+	var out outputs
+	c.mgmt, c.mgmtUp = id, true
+	out.send(id, hellopicsv1.MsgType_MSG_TYPE_ID, c.identify())
+	if c.dataReady {
+		out.send(id, hellopicsv1.MsgType_MSG_TYPE_READY, c.readyMsg())
+	}
+	out.event(Event{Kind: EventUp, Peer: hellopicsv1.Role_ROLE_MGMT, PairID: c.cfg.PairID, Session: id, Epoch: c.fence.epoch,
+		Message: fmt.Sprintf("connected to mgmt; identified (ready=%v)", c.dataReady)})
+	return out
+}
+
+// MgmtDown reports that the mgmt connection is gone. The shell reconnects
+// and calls MgmtUp; the data connection is kept.
+func (c *Ctrl) MgmtDown(id SessionID, reason string) []Output {
+	if !c.mgmtUp || id != c.mgmt {
+		return nil
+	}
+	c.mgmtUp = false
+	var out outputs
+	out.event(Event{Kind: EventDown, Peer: hellopicsv1.Role_ROLE_MGMT, PairID: c.cfg.PairID, Session: id, Message: "mgmt lost: " + reason})
+	return out
+}
+
+// DataUp reports a connection accepted on the data address. Nothing but an
+// Identify is accepted on it until it has identified itself.
+func (c *Ctrl) DataUp(id SessionID, remoteAddr string) []Output {
+	c.dataSessions[id] = false
+	var out outputs
+	out.event(Event{Kind: EventUp, Peer: hellopicsv1.Role_ROLE_DATA, PairID: c.cfg.PairID, Session: id, Message: "data connection from " + remoteAddr})
+	return out
+}
+
+// DataDown reports that a data connection is gone.
+func (c *Ctrl) DataDown(id SessionID, reason string) []Output {
+	if _, ok := c.dataSessions[id]; !ok {
+		return nil
+	}
+	delete(c.dataSessions, id)
+	if !c.hasData || id != c.data {
+		return nil
+	}
+	c.hasData, c.dataReady = false, false
+	var out outputs
+	out.event(Event{Kind: EventDown, Peer: hellopicsv1.Role_ROLE_DATA, PairID: c.cfg.PairID, Session: id, Message: "data lost: " + reason})
+	return out
+}
+
+// Receive handles one frame of type t on session id, the mgmt session or a
+// data session. msg must be of the Go type NewMessage(t) returns.
+func (c *Ctrl) Receive(id SessionID, t hellopicsv1.MsgType, msg proto.Message) []Output {
+	var out outputs
+	if !checkMessage(t, msg) {
+		ignored(&out, hellopicsv1.Role_ROLE_UNSPECIFIED, c.cfg.PairID, id, "malformed or unknown frame type %s", t)
+		return out
+	}
+	switch identified, isData := c.dataSessions[id]; {
+	case c.mgmtUp && id == c.mgmt:
+		c.fromMgmt(&out, t, msg)
+	case isData && !identified:
+		c.identifyData(&out, id, t, msg)
+	case isData && c.hasData && id == c.data:
+		c.fromData(&out, t, msg)
+	default:
+		ignored(&out, hellopicsv1.Role_ROLE_UNSPECIFIED, c.cfg.PairID, id, "%s on an unknown or replaced session", t)
+	}
+	return out
+}
+
+func (c *Ctrl) fromMgmt(out *outputs, t hellopicsv1.MsgType, msg proto.Message) {
+	const from = hellopicsv1.Role_ROLE_MGMT
+	switch t {
+	case hellopicsv1.MsgType_MSG_TYPE_HELLO:
+		h := msg.(*hellopicsv1.Hello)
+		if !c.fence.admit(out, h.GetEpoch(), "hello", from, c.cfg.PairID, c.mgmt, h.GetSeq()) {
+			return
+		}
+		if h.GetDirection() != hellopicsv1.Direction_DIRECTION_MGMT_CTRL_DATA {
+			ignored(out, from, c.cfg.PairID, c.mgmt, "hello %d from mgmt travelling %s", h.GetSeq(), h.GetDirection())
+			return
+		}
+		if !c.hasData {
+			out.event(Event{Kind: EventDropped, Peer: from, PairID: c.cfg.PairID, Session: c.mgmt, Seq: h.GetSeq(), Epoch: h.GetEpoch(), Message: "hello for data, but no data connected"})
+			return
+		}
+		out.send(c.data, hellopicsv1.MsgType_MSG_TYPE_HELLO, h)
+		out.event(Event{Kind: EventHelloForwarded, Peer: hellopicsv1.Role_ROLE_DATA, PairID: c.cfg.PairID, Session: c.data, Seq: h.GetSeq(), Epoch: h.GetEpoch(), Message: "mgmt -> data"})
+	case hellopicsv1.MsgType_MSG_TYPE_PEER:
+		p := msg.(*hellopicsv1.Peer)
+		if !c.fence.admit(out, p.GetEpoch(), "peer", from, c.cfg.PairID, c.mgmt, 0) {
+			return
+		}
+		// mgmt tells us our data (re)registered with it, which reset the
+		// pair's readiness: say again that we are ready, if we are.
+		if p.GetRole() != hellopicsv1.Role_ROLE_DATA || p.GetPairId() != c.cfg.PairID {
+			ignored(out, from, c.cfg.PairID, c.mgmt, "peer %s %q", roleName(p.GetRole()), p.GetPairId())
+			return
+		}
+		if c.dataReady {
+			out.send(c.mgmt, hellopicsv1.MsgType_MSG_TYPE_READY, c.readyMsg())
+		}
+		out.event(Event{Kind: EventPeer, Peer: from, PairID: c.cfg.PairID, Session: c.mgmt, Epoch: p.GetEpoch(),
+			Message: fmt.Sprintf("mgmt registered data at %s (ready=%v)", p.GetAddr(), c.dataReady)})
+	case hellopicsv1.MsgType_MSG_TYPE_REDIRECT:
+		if c.fence.redirect(out, c.mgmt, msg.(*hellopicsv1.Redirect), c.cfg.PairID) {
+			c.mgmtUp = false
+		}
+	case hellopicsv1.MsgType_MSG_TYPE_REJECT:
+		out.event(Event{Kind: EventRejected, Peer: from, PairID: c.cfg.PairID, Session: c.mgmt, Message: "mgmt refuses: " + msg.(*hellopicsv1.Reject).GetReason()})
+	default:
+		ignored(out, from, c.cfg.PairID, c.mgmt, "unexpected %s from mgmt", t)
+	}
+}
+
+func (c *Ctrl) rejectData(out *outputs, id SessionID, reason string) {
+	out.send(id, hellopicsv1.MsgType_MSG_TYPE_REJECT, &hellopicsv1.Reject{Reason: reason})
+	*out = append(*out, Close{Session: id, Reason: reason})
+	out.event(Event{Kind: EventRejected, Peer: hellopicsv1.Role_ROLE_DATA, PairID: c.cfg.PairID, Session: id, Message: reason})
+	delete(c.dataSessions, id)
+}
+
+func (c *Ctrl) identifyData(out *outputs, id SessionID, t hellopicsv1.MsgType, msg proto.Message) {
+	if t != hellopicsv1.MsgType_MSG_TYPE_ID {
+		ignored(out, hellopicsv1.Role_ROLE_DATA, c.cfg.PairID, id, "%s before identification", t)
+		return
+	}
+	in := msg.(*hellopicsv1.Identify)
+	switch {
+	case in.GetRole() != hellopicsv1.Role_ROLE_DATA:
+		c.rejectData(out, id, fmt.Sprintf("role %s may not connect to ctrl", in.GetRole()))
+		return
+	case in.GetPairId() != c.cfg.PairID:
+		c.rejectData(out, id, fmt.Sprintf("pair %q is not this ctrl's pair %q", in.GetPairId(), c.cfg.PairID))
+		return
+	}
+	if in.GetEpoch() > c.fence.epoch {
+		c.fence.epoch = in.GetEpoch()
+	}
+	if c.hasData {
+		// A data component connects again only after a restart or after
+		// losing us; the old connection is dead or dying.
+		*out = append(*out, Close{Session: c.data, Reason: "replaced by a newer data connection"})
+		delete(c.dataSessions, c.data)
+		c.dataReady = false
+	}
+	c.dataSessions[id] = true
+	c.data, c.hasData = id, true
+	out.event(Event{Kind: EventIdentified, Peer: hellopicsv1.Role_ROLE_DATA, PairID: c.cfg.PairID, Session: id, Epoch: c.fence.epoch,
+		Message: "data instance " + in.GetInstance()})
+}
+
+func (c *Ctrl) fromData(out *outputs, t hellopicsv1.MsgType, msg proto.Message) {
+	const from = hellopicsv1.Role_ROLE_DATA
+	switch t {
+	case hellopicsv1.MsgType_MSG_TYPE_READY:
+		r := msg.(*hellopicsv1.Ready)
+		if r.GetRole() != from || r.GetPairId() != c.cfg.PairID {
+			ignored(out, from, c.cfg.PairID, c.data, "ready for %s %q", roleName(r.GetRole()), r.GetPairId())
+			return
+		}
+		if r.GetEpoch() > c.fence.epoch {
+			c.fence.epoch = r.GetEpoch()
+		}
+		c.dataReady = true
+		out.event(Event{Kind: EventReady, Peer: from, PairID: c.cfg.PairID, Session: c.data, Epoch: c.fence.epoch,
+			Message: fmt.Sprintf("data ready; telling mgmt (connected=%v)", c.mgmtUp)})
+		if c.mgmtUp {
+			out.send(c.mgmt, hellopicsv1.MsgType_MSG_TYPE_READY, c.readyMsg())
+		}
+	case hellopicsv1.MsgType_MSG_TYPE_HELLO:
+		h := msg.(*hellopicsv1.Hello)
+		if !c.fence.admit(out, h.GetEpoch(), "hello", from, c.cfg.PairID, c.data, h.GetSeq()) {
+			return
+		}
+		if h.GetDirection() != hellopicsv1.Direction_DIRECTION_MGMT_DATA_CTRL {
+			ignored(out, from, c.cfg.PairID, c.data, "hello %d from data travelling %s", h.GetSeq(), h.GetDirection())
+			return
+		}
+		if !c.mgmtUp {
+			out.event(Event{Kind: EventDropped, Peer: from, PairID: c.cfg.PairID, Session: c.data, Seq: h.GetSeq(), Epoch: h.GetEpoch(), Message: "hello for mgmt, but mgmt not connected"})
+			return
+		}
+		out.send(c.mgmt, hellopicsv1.MsgType_MSG_TYPE_HELLO, h)
+		out.event(Event{Kind: EventHelloForwarded, Peer: hellopicsv1.Role_ROLE_MGMT, PairID: c.cfg.PairID, Session: c.mgmt, Seq: h.GetSeq(), Epoch: h.GetEpoch(), Message: "data -> mgmt"})
+	case hellopicsv1.MsgType_MSG_TYPE_REJECT:
+		out.event(Event{Kind: EventRejected, Peer: from, PairID: c.cfg.PairID, Session: c.data, Message: "data refuses: " + msg.(*hellopicsv1.Reject).GetReason()})
+	default:
+		ignored(out, from, c.cfg.PairID, c.data, "unexpected %s from data", t)
+	}
+}

@@ -1,0 +1,603 @@
+package handshake
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
+)
+
+const (
+	// DefaultHelloInterval is the Hello cycle period when none is set.
+	DefaultHelloInterval = time.Second
+	// MinHelloInterval is the shortest Hello cycle period accepted.
+	MinHelloInterval = 10 * time.Millisecond
+)
+
+// MgmtConfig configures a Mgmt machine.
+type MgmtConfig struct {
+	// HelloInterval is the period of every pair's Hello cycle. Zero means
+	// DefaultHelloInterval (1 s); values below MinHelloInterval (10 ms) are
+	// refused. A hello that has not returned when the next is due counts
+	// as missed, so the interval is also the hello timeout.
+	HelloInterval time.Duration
+	// Epoch is the mastership epoch stamped on every message to ctrl and
+	// data. It never decreases; use 1 when there is no election.
+	Epoch uint64
+	// Backup starts the machine as a backup: it answers every Identify
+	// with a Redirect to MasterAddr and closes the session. The zero value
+	// is a master.
+	Backup bool
+	// MasterAddr is, for a backup, the component address of the master
+	// ("" when no master is known).
+	MasterAddr string
+}
+
+func (c *MgmtConfig) validate() error {
+	if c.HelloInterval == 0 {
+		c.HelloInterval = DefaultHelloInterval
+	}
+	if c.HelloInterval < MinHelloInterval {
+		return fmt.Errorf("handshake: hello interval %v below the minimum %v", c.HelloInterval, MinHelloInterval)
+	}
+	return nil
+}
+
+// Mgmt is the management side of the handshake and the owner of every
+// pair's Hello cycle. It is a pure state machine: the shell reports
+// sessions, frames and the time, and carries out the returned outputs. It
+// is not safe for concurrent use.
+type Mgmt struct {
+	cfg      MgmtConfig
+	sessions map[SessionID]*mgmtSession
+	pairs    map[string]*pair
+	nextSeq  uint64
+}
+
+// mgmtSession is one connection to mgmt.
+type mgmtSession struct {
+	id         SessionID
+	remoteAddr string
+	since      time.Time
+	identified bool
+	ident      *hellopicsv1.Identify // the accepted Identify, once identified
+}
+
+// member is a registered component of a pair.
+type member struct {
+	session  SessionID
+	live     bool // false once the session is lost; the rest is kept for the registry
+	ready    bool
+	instance string
+	addr     string
+	dataAddr string
+	since    time.Time
+}
+
+// pair is one ctrl/data pair in the registry, with its Hello cycle.
+type pair struct {
+	id         string
+	ctrl, data member
+	relay      *hellopicsv1.RelayStats
+
+	running bool
+	nextDue time.Time
+	nextDir hellopicsv1.Direction
+	// outstanding is the hello in flight (seq 0: none).
+	outstanding hello
+
+	sent, received, missed, outOfOrder, lastSeq uint64
+	lastHello                                   time.Time
+	lastRTT                                     time.Duration
+	hasLastHello                                bool
+}
+
+type hello struct {
+	seq    uint64
+	dir    hellopicsv1.Direction
+	sentAt time.Time
+}
+
+// NewMgmt returns a Mgmt machine with an empty registry whose first hello
+// number is 1.
+func NewMgmt(cfg MgmtConfig) (*Mgmt, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Mgmt{
+		cfg:      cfg,
+		sessions: make(map[SessionID]*mgmtSession),
+		pairs:    make(map[string]*pair),
+		nextSeq:  1,
+	}, nil
+}
+
+// Epoch returns the epoch stamped on outgoing messages.
+func (m *Mgmt) Epoch() uint64 { return m.cfg.Epoch }
+
+// IsMaster reports whether the machine acts as master.
+func (m *Mgmt) IsMaster() bool { return !m.cfg.Backup }
+
+// HelloInterval returns the Hello cycle period in use.
+func (m *Mgmt) HelloInterval() time.Duration { return m.cfg.HelloInterval }
+
+// NextSeq returns the hello number the next hello will carry.
+func (m *Mgmt) NextSeq() uint64 { return m.nextSeq }
+
+// SessionUp reports a new connection from remoteAddr. Nothing is accepted
+// on it but an Identify until it has identified itself.
+func (m *Mgmt) SessionUp(id SessionID, remoteAddr string, now time.Time) []Output {
+	var out outputs
+	if old, ok := m.sessions[id]; ok {
+		// The shell reused a live ID: treat the old connection as lost.
+		out = append(out, m.SessionDown(old.id, "session id reused", now)...)
+	}
+	m.sessions[id] = &mgmtSession{id: id, remoteAddr: remoteAddr, since: now}
+	out.event(Event{Kind: EventUp, Session: id, Message: "connection from " + remoteAddr})
+	return out
+}
+
+// SessionDown reports that a connection is gone. If it was a registered
+// component, that pair's cycle stops and both its components must report
+// ready again. Unknown sessions are ignored.
+func (m *Mgmt) SessionDown(id SessionID, reason string, now time.Time) []Output {
+	var out outputs
+	s, ok := m.sessions[id]
+	if !ok {
+		return nil
+	}
+	delete(m.sessions, id)
+	if !s.identified {
+		out.event(Event{Kind: EventDown, Session: id, Message: "unidentified session from " + s.remoteAddr + " lost: " + reason})
+		return out
+	}
+	p := m.pairs[s.ident.GetPairId()]
+	mb := p.member(s.ident.GetRole())
+	if !mb.live || mb.session != id {
+		return out
+	}
+	mb.live, mb.ready = false, false
+	why := fmt.Sprintf("%s %s lost: %s", roleName(s.ident.GetRole()), s.ident.GetInstance(), reason)
+	out.event(Event{Kind: EventDown, Peer: s.ident.GetRole(), PairID: p.id, Session: id, Epoch: m.cfg.Epoch, Message: why})
+	m.resetPair(&out, p, why)
+	return out
+}
+
+// resetPair stops p's cycle and clears both ready flags: a component's
+// readiness is always relative to its peer, so losing either makes both
+// stale.
+func (m *Mgmt) resetPair(out *outputs, p *pair, why string) {
+	p.ctrl.ready, p.data.ready = false, false
+	if p.running {
+		p.running = false
+		p.outstanding = hello{}
+		out.event(Event{Kind: EventCycleStopped, PairID: p.id, Seq: p.lastSeq, Epoch: m.cfg.Epoch, Message: why})
+	}
+}
+
+// Receive handles one frame of type t from session id. msg must be of the
+// Go type NewMessage(t) returns.
+func (m *Mgmt) Receive(id SessionID, t hellopicsv1.MsgType, msg proto.Message, now time.Time) []Output {
+	var out outputs
+	s, ok := m.sessions[id]
+	if !ok {
+		out.event(Event{Kind: EventIgnored, Session: id, Message: fmt.Sprintf("%s on unknown session", t)})
+		return out
+	}
+	if !checkMessage(t, msg) {
+		out.event(Event{Kind: EventIgnored, Session: id, Message: fmt.Sprintf("malformed or unknown frame type %s", t)})
+		return out
+	}
+	if !s.identified {
+		if t != hellopicsv1.MsgType_MSG_TYPE_ID {
+			out.event(Event{Kind: EventIgnored, Session: id, Message: fmt.Sprintf("%s before identification from %s", t, s.remoteAddr)})
+			return out
+		}
+		m.identify(&out, s, msg.(*hellopicsv1.Identify), now)
+		return out
+	}
+	role, p := s.ident.GetRole(), m.pairs[s.ident.GetPairId()]
+	switch t {
+	case hellopicsv1.MsgType_MSG_TYPE_ID:
+		if proto.Equal(msg, s.ident) {
+			out.event(Event{Kind: EventIgnored, Peer: role, PairID: p.id, Session: id, Message: "repeated identify"})
+			return out
+		}
+		m.reject(&out, s, "identity changed on an identified session")
+		out = append(out, m.SessionDown(id, "identity changed", now)...)
+	case hellopicsv1.MsgType_MSG_TYPE_GET_PEER:
+		m.getPeer(&out, s, p, msg.(*hellopicsv1.GetPeer))
+	case hellopicsv1.MsgType_MSG_TYPE_READY:
+		m.ready(&out, s, p, msg.(*hellopicsv1.Ready), now)
+	case hellopicsv1.MsgType_MSG_TYPE_HELLO:
+		m.helloBack(&out, s, p, msg.(*hellopicsv1.Hello), now)
+	case hellopicsv1.MsgType_MSG_TYPE_REPORT:
+		r := msg.(*hellopicsv1.Report)
+		if role == hellopicsv1.Role_ROLE_DATA && r.GetRelay() != nil {
+			p.relay = proto.Clone(r.GetRelay()).(*hellopicsv1.RelayStats)
+		}
+	case hellopicsv1.MsgType_MSG_TYPE_REJECT:
+		out.event(Event{Kind: EventRejected, Peer: role, PairID: p.id, Session: id, Message: "peer refuses: " + msg.(*hellopicsv1.Reject).GetReason()})
+	default:
+		out.event(Event{Kind: EventIgnored, Peer: role, PairID: p.id, Session: id, Message: fmt.Sprintf("unexpected %s", t)})
+	}
+	return out
+}
+
+// reject refuses session s: a Reject with the reason, then a Close.
+func (m *Mgmt) reject(out *outputs, s *mgmtSession, reason string) {
+	out.send(s.id, hellopicsv1.MsgType_MSG_TYPE_REJECT, &hellopicsv1.Reject{Reason: reason})
+	*out = append(*out, Close{Session: s.id, Reason: reason})
+	out.event(Event{Kind: EventRejected, Session: s.id, Epoch: m.cfg.Epoch, Message: fmt.Sprintf("%s: %s", s.remoteAddr, reason)})
+}
+
+// identify checks and registers an Identify on the unidentified session s.
+func (m *Mgmt) identify(out *outputs, s *mgmtSession, in *hellopicsv1.Identify, now time.Time) {
+	if m.cfg.Backup {
+		out.send(s.id, hellopicsv1.MsgType_MSG_TYPE_REDIRECT, &hellopicsv1.Redirect{MasterAddr: m.cfg.MasterAddr, Epoch: m.cfg.Epoch})
+		reason := "not master; master is " + m.cfg.MasterAddr
+		if m.cfg.MasterAddr == "" {
+			reason = "not master; no master known"
+		}
+		*out = append(*out, Close{Session: s.id, Reason: reason})
+		out.event(Event{Kind: EventRedirect, Peer: in.GetRole(), PairID: in.GetPairId(), Session: s.id, Epoch: m.cfg.Epoch, Message: reason})
+		delete(m.sessions, s.id)
+		return
+	}
+	if reason := m.checkIdentity(in); reason != "" {
+		m.reject(out, s, reason)
+		delete(m.sessions, s.id)
+		return
+	}
+	p := m.pairs[in.GetPairId()]
+	if p == nil {
+		p = &pair{id: in.GetPairId()}
+		m.pairs[p.id] = p
+	}
+	role := in.GetRole()
+	mb := p.member(role)
+	if mb.live {
+		// checkIdentity let this through: it is the same instance on a new
+		// connection, so the old one is dead whether or not we noticed.
+		old := mb.session
+		*out = append(*out, Close{Session: old, Reason: "superseded by a new session of the same instance"})
+		*out = append(*out, m.SessionDown(old, "superseded by a new session of the same instance", now)...)
+	}
+	s.identified = true
+	s.ident = proto.Clone(in).(*hellopicsv1.Identify)
+	*mb = member{session: s.id, live: true, instance: in.GetInstance(), addr: s.remoteAddr, dataAddr: in.GetDataAddr(), since: s.since}
+	out.event(Event{Kind: EventIdentified, Peer: role, PairID: p.id, Session: s.id, Epoch: m.cfg.Epoch,
+		Message: fmt.Sprintf("%s %s instance %s from %s", roleName(role), p.id, in.GetInstance(), s.remoteAddr)})
+	// Tell the other side of the pair about the newcomer. data learns (or
+	// relearns) where ctrl listens; ctrl learns that data is back. Either
+	// re-announces its readiness if it still is ready, which is how a pair
+	// whose readiness was reset by a lost session gets going again.
+	switch role {
+	case hellopicsv1.Role_ROLE_CTRL:
+		if p.data.live {
+			m.sendPeer(out, p, p.data.session, hellopicsv1.Role_ROLE_CTRL, p.ctrl.dataAddr)
+		}
+	case hellopicsv1.Role_ROLE_DATA:
+		if p.ctrl.live {
+			m.sendPeer(out, p, p.ctrl.session, hellopicsv1.Role_ROLE_DATA, p.data.addr)
+		}
+	}
+}
+
+// checkIdentity returns why in is refused, or "".
+func (m *Mgmt) checkIdentity(in *hellopicsv1.Identify) string {
+	role := in.GetRole()
+	if role != hellopicsv1.Role_ROLE_CTRL && role != hellopicsv1.Role_ROLE_DATA {
+		return fmt.Sprintf("role %s may not register with mgmt", role)
+	}
+	if in.GetPairId() == "" {
+		return "empty pair id"
+	}
+	if role == hellopicsv1.Role_ROLE_CTRL && in.GetDataAddr() == "" {
+		return "ctrl without a data address"
+	}
+	if in.GetEpoch() > m.cfg.Epoch {
+		return fmt.Sprintf("stale master: component has seen epoch %d, this mgmt has %d", in.GetEpoch(), m.cfg.Epoch)
+	}
+	if p := m.pairs[in.GetPairId()]; p != nil {
+		mb := p.member(role)
+		if mb.live && (in.GetInstance() == "" || in.GetInstance() != mb.instance) {
+			return fmt.Sprintf("pair %s already has a live %s (instance %s)", p.id, roleName(role), mb.instance)
+		}
+	}
+	return ""
+}
+
+// sendPeer sends a Peer describing the role component of p to session to.
+func (m *Mgmt) sendPeer(out *outputs, p *pair, to SessionID, role hellopicsv1.Role, addr string) {
+	out.send(to, hellopicsv1.MsgType_MSG_TYPE_PEER, &hellopicsv1.Peer{Role: role, PairId: p.id, Addr: addr, Epoch: m.cfg.Epoch})
+	out.event(Event{Kind: EventPeer, Peer: role, PairID: p.id, Session: to, Epoch: m.cfg.Epoch,
+		Message: fmt.Sprintf("sent %s address %s", roleName(role), addr)})
+}
+
+func (m *Mgmt) getPeer(out *outputs, s *mgmtSession, p *pair, g *hellopicsv1.GetPeer) {
+	if s.ident.GetRole() != hellopicsv1.Role_ROLE_DATA || g.GetPairId() != p.id {
+		out.event(Event{Kind: EventIgnored, Peer: s.ident.GetRole(), PairID: p.id, Session: s.id,
+			Message: fmt.Sprintf("get_peer for pair %q from %s", g.GetPairId(), roleName(s.ident.GetRole()))})
+		return
+	}
+	if !p.ctrl.live {
+		out.event(Event{Kind: EventPeer, Peer: hellopicsv1.Role_ROLE_DATA, PairID: p.id, Session: s.id,
+			Message: "data asks for its ctrl; answering when ctrl registers"})
+		return
+	}
+	m.sendPeer(out, p, s.id, hellopicsv1.Role_ROLE_CTRL, p.ctrl.dataAddr)
+}
+
+func (m *Mgmt) ready(out *outputs, s *mgmtSession, p *pair, r *hellopicsv1.Ready, now time.Time) {
+	role := s.ident.GetRole()
+	if r.GetRole() != role || r.GetPairId() != p.id {
+		out.event(Event{Kind: EventIgnored, Peer: role, PairID: p.id, Session: s.id,
+			Message: fmt.Sprintf("ready for %s %q on a %s session", roleName(r.GetRole()), r.GetPairId(), roleName(role))})
+		return
+	}
+	mb := p.member(role)
+	if !mb.ready {
+		mb.ready = true
+		out.event(Event{Kind: EventReady, Peer: role, PairID: p.id, Session: s.id, Epoch: m.cfg.Epoch, Message: roleName(role) + " ready"})
+	}
+	if p.ctrl.ready && p.data.ready && !p.running {
+		p.running = true
+		p.nextDir = hellopicsv1.Direction_DIRECTION_MGMT_CTRL_DATA
+		p.outstanding = hello{}
+		out.event(Event{Kind: EventCycleStarted, PairID: p.id, Seq: m.nextSeq, Epoch: m.cfg.Epoch,
+			Message: fmt.Sprintf("ctrl and data ready; hello every %v", m.cfg.HelloInterval)})
+		m.sendHello(out, p, now)
+	}
+}
+
+// sendHello sends p's next hello and schedules the one after.
+func (m *Mgmt) sendHello(out *outputs, p *pair, now time.Time) {
+	h := hello{seq: m.nextSeq, dir: p.nextDir, sentAt: now}
+	m.nextSeq++
+	first := p.ctrl.session
+	if h.dir == hellopicsv1.Direction_DIRECTION_MGMT_DATA_CTRL {
+		first = p.data.session
+		p.nextDir = hellopicsv1.Direction_DIRECTION_MGMT_CTRL_DATA
+	} else {
+		p.nextDir = hellopicsv1.Direction_DIRECTION_MGMT_DATA_CTRL
+	}
+	p.outstanding = h
+	p.sent++
+	p.lastSeq = h.seq
+	p.nextDue = now.Add(m.cfg.HelloInterval)
+	out.send(first, hellopicsv1.MsgType_MSG_TYPE_HELLO, &hellopicsv1.Hello{
+		Seq: h.seq, Direction: h.dir, Epoch: m.cfg.Epoch, PairId: p.id, SentUnixNano: now.UnixNano(),
+	})
+	out.event(Event{Kind: EventHelloSent, PairID: p.id, Session: first, Seq: h.seq, Epoch: m.cfg.Epoch, Message: h.dir.String()})
+}
+
+// helloBack handles a hello returning to mgmt on session s.
+func (m *Mgmt) helloBack(out *outputs, s *mgmtSession, p *pair, h *hellopicsv1.Hello, now time.Time) {
+	// A hello travelling mgmt->ctrl->data comes back from data, and the
+	// other way round from ctrl.
+	lastHop := hellopicsv1.Role_ROLE_DATA
+	if h.GetDirection() == hellopicsv1.Direction_DIRECTION_MGMT_DATA_CTRL {
+		lastHop = hellopicsv1.Role_ROLE_CTRL
+	}
+	o := p.outstanding
+	if !p.running || o.seq == 0 || h.GetSeq() != o.seq || h.GetDirection() != o.dir ||
+		s.ident.GetRole() != lastHop || h.GetPairId() != p.id {
+		p.outOfOrder++
+		out.event(Event{Kind: EventHelloOutOfOrder, Peer: s.ident.GetRole(), PairID: p.id, Session: s.id, Seq: h.GetSeq(), Epoch: h.GetEpoch(),
+			Message: fmt.Sprintf("hello %d %s from %s; expected %d", h.GetSeq(), h.GetDirection(), roleName(s.ident.GetRole()), o.seq)})
+		return
+	}
+	p.outstanding = hello{}
+	p.received++
+	p.lastHello = now
+	p.lastRTT = now.Sub(o.sentAt)
+	p.hasLastHello = true
+	out.event(Event{Kind: EventHelloReturned, Peer: lastHop, PairID: p.id, Session: s.id, Seq: o.seq, Epoch: m.cfg.Epoch,
+		Message: fmt.Sprintf("rtt %v", p.lastRTT)})
+}
+
+// NextDeadline returns when Tick must next be called, and false if no
+// cycle runs. Calling Tick earlier or more often is harmless.
+func (m *Mgmt) NextDeadline() (time.Time, bool) {
+	var next time.Time
+	found := false
+	for _, p := range m.pairs {
+		if p.running && (!found || p.nextDue.Before(next)) {
+			next, found = p.nextDue, true
+		}
+	}
+	return next, found
+}
+
+// Tick advances the Hello cycles to now: each pair whose next hello is due
+// counts the outstanding one as missed and sends the next. After a long
+// pause (a late Tick) the cycle sends one hello, not a burst.
+func (m *Mgmt) Tick(now time.Time) []Output {
+	var out outputs
+	for _, p := range m.sortedPairs() {
+		if !p.running || now.Before(p.nextDue) {
+			continue
+		}
+		if p.outstanding.seq != 0 {
+			p.missed++
+			out.event(Event{Kind: EventHelloMissed, PairID: p.id, Seq: p.outstanding.seq, Epoch: m.cfg.Epoch,
+				Message: fmt.Sprintf("hello %d %s not back after %v", p.outstanding.seq, p.outstanding.dir, now.Sub(p.outstanding.sentAt))})
+		}
+		m.sendHello(&out, p, now)
+	}
+	return out
+}
+
+// SetMastership changes the machine's role and epoch. A master that
+// becomes backup redirects and closes every identified session and stops
+// every cycle; a backup that becomes master starts accepting components.
+// The epoch never decreases: a lower value is ignored.
+func (m *Mgmt) SetMastership(isMaster bool, epoch uint64, masterAddr string, now time.Time) []Output {
+	var out outputs
+	if epoch > m.cfg.Epoch {
+		m.cfg.Epoch = epoch
+	}
+	wasBackup := m.cfg.Backup
+	m.cfg.Backup, m.cfg.MasterAddr = !isMaster, masterAddr
+	out.event(Event{Kind: EventMastership, Epoch: m.cfg.Epoch,
+		Message: fmt.Sprintf("master=%v master_addr=%q (was master=%v)", isMaster, masterAddr, !wasBackup)})
+	if isMaster {
+		return out
+	}
+	for _, id := range m.sortedSessions() {
+		s := m.sessions[id]
+		if !s.identified {
+			continue
+		}
+		out.send(id, hellopicsv1.MsgType_MSG_TYPE_REDIRECT, &hellopicsv1.Redirect{MasterAddr: masterAddr, Epoch: m.cfg.Epoch})
+		out = append(out, Close{Session: id, Reason: "no longer master"})
+		out.event(Event{Kind: EventRedirect, Peer: s.ident.GetRole(), PairID: s.ident.GetPairId(), Session: id, Epoch: m.cfg.Epoch, Message: "no longer master; redirected to " + masterAddr})
+		out = append(out, m.SessionDown(id, "no longer master", now)...)
+	}
+	return out
+}
+
+func (m *Mgmt) sortedSessions() []SessionID {
+	ids := make([]SessionID, 0, len(m.sessions))
+	for id := range m.sessions {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	return ids
+}
+
+func (m *Mgmt) sortedPairs() []*pair {
+	ps := make([]*pair, 0, len(m.pairs))
+	for _, p := range m.pairs {
+		ps = append(ps, p)
+	}
+	sort.Slice(ps, func(i, j int) bool { return ps[i].id < ps[j].id })
+	return ps
+}
+
+func (p *pair) member(role hellopicsv1.Role) *member {
+	if role == hellopicsv1.Role_ROLE_CTRL {
+		return &p.ctrl
+	}
+	return &p.data
+}
+
+// Pairs returns the registry, one PairStatus per pair ever registered (or
+// restored), sorted by pair id. The result is a copy.
+func (m *Mgmt) Pairs() []*hellopicsv1.PairStatus {
+	ps := m.sortedPairs()
+	st := make([]*hellopicsv1.PairStatus, 0, len(ps))
+	for _, p := range ps {
+		st = append(st, p.status())
+	}
+	return st
+}
+
+func (p *pair) status() *hellopicsv1.PairStatus {
+	c := &hellopicsv1.HelloCounters{
+		Sent: p.sent, Received: p.received, Missed: p.missed, OutOfOrder: p.outOfOrder, LastSeq: p.lastSeq,
+	}
+	if p.hasLastHello {
+		c.LastHello = timestamppb.New(p.lastHello)
+		c.LastRtt = durationpb.New(p.lastRTT)
+	}
+	st := &hellopicsv1.PairStatus{
+		PairId:       p.id,
+		Ctrl:         p.ctrl.status(hellopicsv1.Role_ROLE_CTRL, p.id),
+		Data:         p.data.status(hellopicsv1.Role_ROLE_DATA, p.id),
+		CycleRunning: p.running,
+		Counters:     c,
+	}
+	if p.relay != nil {
+		st.Relay = proto.Clone(p.relay).(*hellopicsv1.RelayStats)
+	}
+	return st
+}
+
+func (mb *member) status(role hellopicsv1.Role, pairID string) *hellopicsv1.ComponentStatus {
+	cs := &hellopicsv1.ComponentStatus{
+		Role: role, PairId: pairID, Instance: mb.instance, Addr: mb.addr, DataAddr: mb.dataAddr,
+		State: hellopicsv1.ComponentState_COMPONENT_STATE_DOWN,
+	}
+	if mb.live {
+		cs.State = hellopicsv1.ComponentState_COMPONENT_STATE_IDENTIFIED
+		if mb.ready {
+			cs.State = hellopicsv1.ComponentState_COMPONENT_STATE_READY
+		}
+		cs.ConnectedSince = timestamppb.New(mb.since)
+	}
+	return cs
+}
+
+// Snapshot is the part of a Mgmt's state that a backup must hold to take
+// over: the next hello number and every pair's counters. It maps onto
+// hellopicsv1.SyncUpdate (NextSeq, Pairs).
+type Snapshot struct {
+	// NextSeq is the hello number the machine would use next.
+	NextSeq uint64
+	// Pairs are the registry's pairs, as Pairs returns them.
+	Pairs []*hellopicsv1.PairStatus
+}
+
+// Snapshot returns the state to replicate to a backup.
+func (m *Mgmt) Snapshot() Snapshot {
+	return Snapshot{NextSeq: m.nextSeq, Pairs: m.Pairs()}
+}
+
+// ErrBadSnapshot is returned by Restore for a snapshot it cannot use.
+var ErrBadSnapshot = errors.New("handshake: bad snapshot")
+
+// Restore loads a Snapshot taken on another (or an earlier) machine: hello
+// numbers continue from the larger of its NextSeq and the machine's own,
+// and each pair's counters and relay report are taken over. Sessions,
+// readiness and running cycles are not restored: components re-identify
+// with the new master and the cycles restart from the handshake.
+func (m *Mgmt) Restore(s Snapshot) error {
+	for _, ps := range s.Pairs {
+		if ps.GetPairId() == "" {
+			return fmt.Errorf("%w: pair without id", ErrBadSnapshot)
+		}
+	}
+	if s.NextSeq > m.nextSeq {
+		m.nextSeq = s.NextSeq
+	}
+	for _, ps := range s.Pairs {
+		p := m.pairs[ps.GetPairId()]
+		if p == nil {
+			p = &pair{id: ps.GetPairId()}
+			m.pairs[p.id] = p
+		}
+		c := ps.GetCounters()
+		p.sent, p.received, p.missed, p.outOfOrder = c.GetSent(), c.GetReceived(), c.GetMissed(), c.GetOutOfOrder()
+		p.lastSeq = c.GetLastSeq()
+		if c.GetLastHello() != nil {
+			p.hasLastHello = true
+			p.lastHello = c.GetLastHello().AsTime()
+			p.lastRTT = c.GetLastRtt().AsDuration()
+		}
+		if p.lastSeq >= m.nextSeq {
+			m.nextSeq = p.lastSeq + 1
+		}
+		if ps.GetRelay() != nil {
+			p.relay = proto.Clone(ps.GetRelay()).(*hellopicsv1.RelayStats)
+		}
+		for _, cs := range []*hellopicsv1.ComponentStatus{ps.GetCtrl(), ps.GetData()} {
+			if cs == nil {
+				continue
+			}
+			mb := p.member(cs.GetRole())
+			if cs.GetRole() != hellopicsv1.Role_ROLE_CTRL && cs.GetRole() != hellopicsv1.Role_ROLE_DATA || mb.live {
+				continue
+			}
+			mb.instance, mb.addr, mb.dataAddr = cs.GetInstance(), cs.GetAddr(), cs.GetDataAddr()
+		}
+	}
+	return nil
+}
