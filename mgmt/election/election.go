@@ -320,8 +320,11 @@ func (e *Election) currentMaster() string {
 }
 
 func (e *Election) considerPreempt(m *peer) {
+	// Only the best live instance preempts: the others would only add
+	// churn, and a best instance that does not preempt (nopreempt, or it
+	// handed over to this master) keeps the master in place.
 	if e.cfg.NoPreempt || e.now.Before(e.holdUntil) ||
-		!better(e.cfg.Priority, e.cfg.ID, m.priority, m.id) ||
+		!better(e.cfg.Priority, e.cfg.ID, m.priority, m.id) || e.bestAlive() != "" ||
 		(m.id == e.yieldTo && e.epoch == e.yieldEpoch) {
 		e.preemptSince = time.Time{}
 		return
@@ -441,7 +444,7 @@ func (e *Election) progressSwitchover() {
 	case !t.alive:
 		e.abortSwitchover("target died")
 	case !e.now.Before(sw.deadline):
-		e.abortSwitchover(fmt.Sprintf("target acknowledged version %d of %d within %v",
+		e.abortSwitchover(fmt.Sprintf("target acknowledged only version %d of %d within %v",
 			e.rep.Acked(sw.target), sw.barrier, e.cfg.switchoverTimeout()))
 	case sw.barrier != 0 && e.rep.Acked(sw.target) >= sw.barrier:
 		e.handOver(sw.target)
@@ -467,8 +470,7 @@ func (e *Election) handOver(target string) {
 	e.yieldTo, e.yieldEpoch = target, ep
 	e.rep.BecomeBackup(e.epoch)
 	e.event(EventHandoverSent, ep, target, target, "graceful switchover")
-	e.send(target, &hellopicsv1.Handover{Epoch: ep, FromId: e.cfg.ID})
-	e.broadcast()
+	e.broadcast() // sends the Handover, and again with every heartbeat until the target claims
 }
 
 // Sync assigns the next version to a change of the registry and queues
