@@ -71,6 +71,8 @@ type end struct {
 type conn struct {
 	ends [2]end
 	open [2]bool
+	// closed[i] is true once end i's machine asked to close it.
+	closed [2]bool
 	// toMgmt is true for component->mgmt connections, false for data->ctrl.
 	toMgmt bool
 }
@@ -325,6 +327,10 @@ func (w *netw) apply(n *node, outs []Output) {
 			if c.ends[1].sid == o.Session {
 				i = 1
 			}
+			if c.closed[i] {
+				w.t.Fatalf("%s closes session %d twice", n.name, o.Session)
+			}
+			c.closed[i] = true
 			if c.open[i] {
 				c.open[i] = false
 				w.queueDown(c, i, "closed: "+o.Reason)
@@ -359,8 +365,11 @@ func (w *netw) send(n *node, s Send) {
 	if c.ends[1].sid == s.Session {
 		to = 0
 	}
+	if c.closed[1-to] {
+		w.t.Fatalf("%s sends %s on a session %d it closed", n.name, s.Type, s.Session)
+	}
 	if !c.open[1-to] {
-		w.t.Fatalf("%s sends %s on closed session %d", n.name, s.Type, s.Session)
+		return // the write fails; the shell will report the session down
 	}
 	// Go through the wire encoding, as the shells will.
 	b, err := proto.Marshal(s.Msg)
@@ -511,7 +520,7 @@ func (w *netw) counters(mgmt, id string) *hellopicsv1.HelloCounters {
 // hellos all come back in order.
 func (w *netw) expectHealthy(mgmt, id string, n int) {
 	w.t.Helper()
-	w.advance(testRetryDelay * 3) // let retries and reconnects finish
+	w.advance(testInterval + 3*testRetryDelay) // let retries, reconnects and a pending miss finish
 	p := w.pair(mgmt, id)
 	if !p.GetCycleRunning() {
 		w.t.Fatalf("pair %s: cycle not running at %s:\n%s", id, mgmt, w.dump())
