@@ -436,14 +436,16 @@ func (w *netw) step(k int) int {
 	return done
 }
 
-// run delivers until the network is quiet, letting the shells reconnect.
+// run delivers until the network is quiet, letting the shells reconnect a
+// few times (a shell refused by mgmt would retry forever, with backoff).
 func (w *netw) run() {
-	for {
+	for range 4 {
 		w.step(1 << 30)
 		if !w.connectAll() {
 			return
 		}
 	}
+	w.step(1 << 30)
 }
 
 // release delivers the held messages.
