@@ -64,7 +64,6 @@ type sim struct {
 	drop    func(d delivery) bool // optional test hook: true drops a frame
 
 	owner map[uint64]string // epoch -> the node that was master at it
-	state []hellopicsv1.PairStatus
 }
 
 // nodeSpec describes one simulated instance.
