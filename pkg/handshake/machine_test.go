@@ -111,9 +111,9 @@ func TestMgmtIgnoresBeforeIdentify(t *testing.T) {
 		{msgReady, &hellopicsv1.Ready{Role: roleDataPB, PairId: "p1"}},
 		{msgHello, &hellopicsv1.Hello{Seq: 1, Direction: dirCD, PairId: "p1"}},
 		{msgReport, &hellopicsv1.Report{Role: roleDataPB, PairId: "p1"}},
-		{msgID, &hellopicsv1.Ready{}},         // wrong Go type for the frame
-		{hellopicsv1.MsgType(99), nil},        // unknown frame type
-		{msgHello, nil},                       // no message
+		{msgID, &hellopicsv1.Ready{}},  // wrong Go type for the frame
+		{hellopicsv1.MsgType(99), nil}, // unknown frame type
+		{msgHello, nil},                // no message
 		{hellopicsv1.MsgType_MSG_TYPE_UNSPECIFIED, &hellopicsv1.Hello{}},
 	} {
 		if got := summary(m.Receive(7, tc.typ, tc.msg, t0)); got != " | ignored" {
