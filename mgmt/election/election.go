@@ -161,7 +161,7 @@ func (e *Election) Tick(now time.Time) {
 }
 
 // Step hands the machine a message received at now from the instance
-// from: a *hellopicsv1.Heartbeat, *hellopicsv1.Handover,
+// from (the time matters: a peer's liveness counts from it): a *hellopicsv1.Heartbeat, *hellopicsv1.Handover,
 // *hellopicsv1.SyncUpdate or *hellopicsv1.SyncAck. It returns an error
 // (and otherwise ignores the message) for an unknown sender or type;
 // the shell should log it and carry on.

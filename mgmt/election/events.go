@@ -123,7 +123,8 @@ type Ready struct {
 	// Events are changes to log at INFO.
 	Events []Event
 	// NextTick is the latest instant at which the shell should call
-	// Tick; calling it earlier or more often is harmless.
+	// Tick; if it is not after the current time, Tick at once. Calling
+	// Tick earlier or more often is harmless.
 	NextTick time.Time
 }
 
