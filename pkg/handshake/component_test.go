@@ -168,6 +168,9 @@ func TestData(t *testing.T) {
 		{"redirect", func() []Output { return d.Receive(5, msgRedir, &hellopicsv1.Redirect{MasterAddr: "m2", Epoch: 4}, now) }, "close 5; switch m2@4 | redirect"},
 		{"retry without mgmt dials", func() []Output { return d.Tick(at(testRetryDelay)) }, "dial c:4 | peer"},
 		{"dial fails", func() []Output { return d.DialFailed("refused", now) }, " | down"},
+		{"connected without mgmt", func() []Output { d.dial(new(outputs), "c:4"); return d.CtrlUp(8, now) }, "send 8 ID; send 8 READY | ready"},
+		{"ctrl dies without mgmt", func() []Output { return d.CtrlDown(8, "eof", at(time.Hour)) }, "dial c:4 | down peer"},
+		{"and is not back", func() []Output { return d.DialFailed("refused", now) }, " | down"},
 		{"new master", func() []Output { return d.MgmtUp(9, now) }, "send 9 ID; send 9 GET_PEER | up"},
 		{"redirect without master", func() []Output { return d.Receive(9, msgRedir, &hellopicsv1.Redirect{Epoch: 4}, now) }, "close 9 | redirect"},
 	}

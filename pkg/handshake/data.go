@@ -176,8 +176,9 @@ func (d *Data) DialFailed(reason string, now time.Time) []Output {
 }
 
 // CtrlDown reports that the ctrl connection is gone. Data is no longer
-// ready; it asks mgmt for the ctrl address again, at once unless the
-// connection lasted less than RetryDelay.
+// ready; it asks mgmt for the ctrl address again (or, without mgmt, dials
+// the last one), at once unless the connection lasted less than
+// RetryDelay.
 func (d *Data) CtrlDown(id SessionID, reason string, now time.Time) []Output {
 	if !d.ctrlUp || id != d.ctrl {
 		return nil
@@ -191,6 +192,10 @@ func (d *Data) CtrlDown(id SessionID, reason string, now time.Time) []Output {
 	}
 	if d.mgmtUp {
 		d.askPeer(&out)
+	} else {
+		// Without mgmt, try the same address: a ctrl restarted on a fixed
+		// port is back there.
+		d.dial(&out, d.ctrlAddr)
 	}
 	return out
 }

@@ -74,6 +74,9 @@ type member struct {
 	session  SessionID
 	live     bool // false once the session is lost; the rest is kept for the registry
 	ready    bool
+	// wasReady is true once the current session has reported ready; it
+	// survives a reset of the pair, to know whom to nudge (see identify).
+	wasReady bool
 	instance string
 	addr     string
 	dataAddr string
@@ -284,7 +287,9 @@ func (m *Mgmt) identify(out *outputs, s *mgmtSession, in *hellopicsv1.Identify, 
 			m.sendPeer(out, p, p.data.session, hellopicsv1.Role_ROLE_CTRL, p.ctrl.dataAddr)
 		}
 	case hellopicsv1.Role_ROLE_DATA:
-		if p.ctrl.live {
+		// A ctrl that never reported ready on this session will do so when
+		// data connects to it; only one that did needs telling.
+		if p.ctrl.live && p.ctrl.wasReady {
 			m.sendPeer(out, p, p.ctrl.session, hellopicsv1.Role_ROLE_DATA, p.data.addr)
 		}
 	}
@@ -343,6 +348,7 @@ func (m *Mgmt) ready(out *outputs, s *mgmtSession, p *pair, r *hellopicsv1.Ready
 		return
 	}
 	mb := p.member(role)
+	mb.wasReady = true
 	if !mb.ready {
 		mb.ready = true
 		out.event(Event{Kind: EventReady, Peer: role, PairID: p.id, Session: s.id, Epoch: m.cfg.Epoch, Message: roleName(role) + " ready"})
@@ -361,9 +367,9 @@ func (m *Mgmt) ready(out *outputs, s *mgmtSession, p *pair, r *hellopicsv1.Ready
 func (m *Mgmt) sendHello(out *outputs, p *pair, now time.Time) {
 	h := hello{seq: m.nextSeq, dir: p.nextDir, sentAt: now}
 	m.nextSeq++
-	first := p.ctrl.session
+	first, firstRole := p.ctrl.session, hellopicsv1.Role_ROLE_CTRL
 	if h.dir == hellopicsv1.Direction_DIRECTION_MGMT_DATA_CTRL {
-		first = p.data.session
+		first, firstRole = p.data.session, hellopicsv1.Role_ROLE_DATA
 		p.nextDir = hellopicsv1.Direction_DIRECTION_MGMT_CTRL_DATA
 	} else {
 		p.nextDir = hellopicsv1.Direction_DIRECTION_MGMT_DATA_CTRL
@@ -375,7 +381,7 @@ func (m *Mgmt) sendHello(out *outputs, p *pair, now time.Time) {
 	out.send(first, hellopicsv1.MsgType_MSG_TYPE_HELLO, &hellopicsv1.Hello{
 		Seq: h.seq, Direction: h.dir, Epoch: m.cfg.Epoch, PairId: p.id, SentUnixNano: now.UnixNano(),
 	})
-	out.event(Event{Kind: EventHelloSent, PairID: p.id, Session: first, Seq: h.seq, Epoch: m.cfg.Epoch, Message: h.dir.String()})
+	out.event(Event{Kind: EventHelloSent, Peer: firstRole, PairID: p.id, Session: first, Seq: h.seq, Epoch: m.cfg.Epoch, Message: h.dir.String()})
 }
 
 // helloBack handles a hello returning to mgmt on session s.
