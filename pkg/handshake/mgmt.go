@@ -71,9 +71,9 @@ type mgmtSession struct {
 
 // member is a registered component of a pair.
 type member struct {
-	session  SessionID
-	live     bool // false once the session is lost; the rest is kept for the registry
-	ready    bool
+	session SessionID
+	live    bool // false once the session is lost; the rest is kept for the registry
+	ready   bool
 	// wasReady is true once the current session has reported ready; it
 	// survives a reset of the pair, to know whom to nudge (see identify).
 	wasReady bool
