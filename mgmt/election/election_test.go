@@ -2,6 +2,7 @@ package election
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -118,29 +119,34 @@ func TestMasterCrashTakeover(t *testing.T) {
 		{"three", []nodeSpec{{id: "a", priority: 200}, {id: "b", priority: 100}, {id: "c", priority: 150}}, "c"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := newSim(t, 2, tt.nodes...)
-			if m := s.mustConverge(time.Second); m != "a" {
-				t.Fatalf("master = %s, want a", m)
-			}
-			old := s.nodes["a"].e.Epoch()
-			for i := range 7 { // crash at various phases of the heartbeat cycle
-				s.run(time.Duration(i) * 7 * time.Millisecond)
-			}
-			s.crash("a")
-			took, ok := s.runUntil(time.Second, func() bool { return s.master() != "" })
-			if !ok || s.master() != tt.next {
-				t.Fatalf("after the crash: %s", s.describe())
-			}
-			if limit := 4 * hb; took > limit {
-				t.Fatalf("takeover took %v, want at most 3 heartbeat intervals plus one (%v)", took, limit)
-			}
-			if ep := s.nodes[tt.next].e.Epoch(); ep <= old {
-				t.Fatalf("new epoch %d not above %d", ep, old)
-			}
-			s.mustConverge(time.Second)
-		})
+		// Crash at every phase of the heartbeat cycle.
+		for phase := time.Duration(0); phase < hb; phase += 7 * time.Millisecond {
+			t.Run(fmt.Sprintf("%s/%v", tt.name, phase), func(t *testing.T) {
+				testCrashAt(t, tt.nodes, tt.next, phase)
+			})
+		}
 	}
+}
+
+func testCrashAt(t *testing.T, nodes []nodeSpec, next string, phase time.Duration) {
+	s := newSim(t, 2, nodes...)
+	if m := s.mustConverge(time.Second); m != "a" {
+		t.Fatalf("master = %s, want a", m)
+	}
+	old := s.nodes["a"].e.Epoch()
+	s.run(time.Second + phase)
+	s.crash("a")
+	took, ok := s.runUntil(time.Second, func() bool { return s.master() != "" })
+	if !ok || s.master() != next {
+		t.Fatalf("after the crash: %s", s.describe())
+	}
+	if limit := 4 * hb; took > limit {
+		t.Fatalf("takeover took %v, want at most 3 heartbeat intervals plus one (%v)", took, limit)
+	}
+	if ep := s.nodes[next].e.Epoch(); ep <= old {
+		t.Fatalf("new epoch %d not above %d", ep, old)
+	}
+	s.mustConverge(time.Second)
 }
 
 func TestPreemption(t *testing.T) {

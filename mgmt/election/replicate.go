@@ -18,8 +18,11 @@ var ErrNotMaster = errors.New("election: not master")
 // them. Like the election it is a pure machine: it never touches the
 // state itself (the shell builds the pairs) and never sends anything.
 //
-// Versions only grow. A new mastership starts by taking a fresh
-// version, so version 0 never names real state; a SyncAck with version
+// Within a mastership versions grow by one per update; across
+// masterships the pair (epoch, version) grows, and a backup takes a
+// full snapshot from every new master before any update. A new
+// mastership starts by taking a fresh version, so version 0 never
+// names real state; a SyncAck with version
 // 0 means "I lost track, send me a full snapshot".
 //
 // An Election owns one Replicator and keeps its role in step; use a
