@@ -120,6 +120,9 @@ func TestMgmtIgnoresBeforeIdentify(t *testing.T) {
 			t.Errorf("%s before identify: %s", tc.typ, got)
 		}
 	}
+	if at, ok := m.NextDeadline(); !ok || !at.Equal(t0.Add(DefaultIdentifyTimeout)) {
+		t.Errorf("identify deadline %v %v", at, ok)
+	}
 	if got := summary(m.Receive(8, msgID, ctrlID("p1", "c"), t0)); got != " | ignored" {
 		t.Errorf("unknown session: %s", got)
 	}
@@ -129,6 +132,17 @@ func TestMgmtIgnoresBeforeIdentify(t *testing.T) {
 	// The session can still identify afterwards.
 	if got := summary(m.Receive(7, msgID, ctrlID("p1", "c"), t0)); got != " | identified" {
 		t.Errorf("identify: %s", got)
+	}
+	// One that never identifies is closed after IdentifyTimeout.
+	m.SessionUp(9, "scanner:1", t0)
+	if got := summary(m.Tick(t0.Add(DefaultIdentifyTimeout - 1))); got != " | " {
+		t.Errorf("early: %s", got)
+	}
+	if got := summary(m.Tick(t0.Add(DefaultIdentifyTimeout))); got != "close 9 | down" {
+		t.Errorf("timeout: %s", got)
+	}
+	if _, ok := m.NextDeadline(); ok {
+		t.Error("deadline left")
 	}
 }
 
@@ -417,6 +431,9 @@ func TestConfigValidation(t *testing.T) {
 	}
 	if _, err := NewMgmt(MgmtConfig{HelloInterval: 9 * time.Millisecond}); err == nil {
 		t.Error("9ms interval accepted")
+	}
+	if _, err := NewMgmt(MgmtConfig{IdentifyTimeout: -1}); err == nil {
+		t.Error("negative identify timeout accepted")
 	}
 	if _, err := NewMgmt(MgmtConfig{HelloInterval: MinHelloInterval}); err != nil {
 		t.Error(err)

@@ -18,6 +18,8 @@ const (
 	DefaultHelloInterval = time.Second
 	// MinHelloInterval is the shortest Hello cycle period accepted.
 	MinHelloInterval = 10 * time.Millisecond
+	// DefaultIdentifyTimeout is MgmtConfig.IdentifyTimeout when none is set.
+	DefaultIdentifyTimeout = 10 * time.Second
 )
 
 // MgmtConfig configures a Mgmt machine.
@@ -27,6 +29,11 @@ type MgmtConfig struct {
 	// refused. A hello that has not returned when the next is due counts
 	// as missed, so the interval is also the hello timeout.
 	HelloInterval time.Duration
+	// IdentifyTimeout is how long a connection may stay without
+	// identifying itself before mgmt closes it. Zero means
+	// DefaultIdentifyTimeout (10 s); components identify at once, so only
+	// strays and port scanners hit it.
+	IdentifyTimeout time.Duration
 	// Epoch is the mastership epoch stamped on every message to ctrl and
 	// data. It never decreases; use 1 when there is no election.
 	Epoch uint64
@@ -45,6 +52,12 @@ func (c *MgmtConfig) validate() error {
 	}
 	if c.HelloInterval < MinHelloInterval {
 		return fmt.Errorf("handshake: hello interval %v below the minimum %v", c.HelloInterval, MinHelloInterval)
+	}
+	if c.IdentifyTimeout < 0 {
+		return fmt.Errorf("handshake: negative identify timeout %v", c.IdentifyTimeout)
+	}
+	if c.IdentifyTimeout == 0 {
+		c.IdentifyTimeout = DefaultIdentifyTimeout
 	}
 	return nil
 }
@@ -409,14 +422,26 @@ func (m *Mgmt) helloBack(out *outputs, s *mgmtSession, p *pair, h *hellopicsv1.H
 		Message: fmt.Sprintf("rtt %v", p.lastRTT)})
 }
 
-// NextDeadline returns when Tick must next be called, and false if no
-// cycle runs. Calling Tick earlier or more often is harmless.
+// NextDeadline returns when Tick must next be called, and false if
+// nothing is scheduled (no cycle runs, no session awaits its Identify).
+// The shell reads it again after every call; calling Tick earlier or more
+// often is harmless.
 func (m *Mgmt) NextDeadline() (time.Time, bool) {
 	var next time.Time
 	found := false
+	earliest := func(at time.Time) {
+		if !found || at.Before(next) {
+			next, found = at, true
+		}
+	}
 	for _, p := range m.pairs {
-		if p.running && (!found || p.nextDue.Before(next)) {
-			next, found = p.nextDue, true
+		if p.running {
+			earliest(p.nextDue)
+		}
+	}
+	for _, s := range m.sessions {
+		if !s.identified {
+			earliest(s.since.Add(m.cfg.IdentifyTimeout))
 		}
 	}
 	return next, found
@@ -424,9 +449,19 @@ func (m *Mgmt) NextDeadline() (time.Time, bool) {
 
 // Tick advances the Hello cycles to now: each pair whose next hello is due
 // counts the outstanding one as missed and sends the next. After a long
-// pause (a late Tick) the cycle sends one hello, not a burst.
+// pause (a late Tick) the cycle sends one hello, not a burst. Sessions that
+// have not identified within IdentifyTimeout are closed.
 func (m *Mgmt) Tick(now time.Time) []Output {
 	var out outputs
+	for _, id := range m.sortedSessions() {
+		s := m.sessions[id]
+		if !s.identified && !now.Before(s.since.Add(m.cfg.IdentifyTimeout)) {
+			reason := fmt.Sprintf("no identify within %v", m.cfg.IdentifyTimeout)
+			out = append(out, Close{Session: id, Reason: reason})
+			out.event(Event{Kind: EventDown, Session: id, Message: s.remoteAddr + ": " + reason})
+			delete(m.sessions, id)
+		}
+	}
 	for _, p := range m.sortedPairs() {
 		if !p.running || now.Before(p.nextDue) {
 			continue
