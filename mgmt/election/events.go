@@ -106,6 +106,8 @@ type Ready struct {
 	// PersistEpoch, when not zero, must be written with SaveEpoch and
 	// synced before any of Messages is sent: it is the highest epoch
 	// this instance knows, possibly one it is about to be master at.
+	// If it cannot be saved, send nothing and stop the instance: the
+	// machine already acts on that epoch.
 	PersistEpoch uint64
 	// Apply are SyncUpdates (backup) to apply to the local copy of the
 	// registry, in order, before sending Messages (they hold the acks).

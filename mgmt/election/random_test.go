@@ -15,7 +15,7 @@ import (
 // previous one, across restarts. After the chaos the network heals and
 // the cluster must converge on exactly one master.
 func TestRandomSchedules(t *testing.T) {
-	seeds := 300
+	seeds := 200
 	if testing.Short() {
 		seeds = 30
 	}
