@@ -1,0 +1,530 @@
+// Package agentsim is the front-end SNMP agent simulator of the MEDS data
+// fast path (spec section 3): it answers GET and GETNEXT for the system
+// group so standard SNMP tools reach it, takes MEDS commands as SNMP
+// SetRequest fragments, answers each command with a response of the same
+// id (an echo by default) sent as InformRequests (or SNMPv2-Traps) to the
+// relay's notification address, and can send events and status blocks at
+// a configured rate and size.
+package agentsim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gosnmp/gosnmp"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/hellopics/hellopics/pkg/meds"
+)
+
+// Config configures an Agent. Start from DefaultConfig.
+type Config struct {
+	// Addr is the UDP address the agent takes requests on. Default
+	// "127.0.0.1:161"; port 0 picks a free port (see Agent.Addr).
+	Addr string
+	// NotifyAddr is the relay's notification address, where responses,
+	// events and status blocks go. Default "127.0.0.1:162".
+	NotifyAddr string
+	// Security is what requests must carry: SNMPv2c community (default
+	// "private", the relay's command community) or SNMPv3 USM, the agent
+	// being the authoritative engine.
+	Security meds.Security
+	// NotifySecurity is what notifications are sent with: SNMPv2c
+	// community (default "public") or SNMPv3 USM toward the relay's
+	// engine (discovered).
+	NotifySecurity meds.Security
+	// MaxMsgSize is the largest SNMP message sent, in octets (default
+	// 1472, at least 484); notifications are fragmented to fit.
+	MaxMsgSize int
+	// MaxText is the largest command text accepted (default 65536).
+	MaxText uint32
+	// UseTraps sends SNMPv2-Traps instead of InformRequests (no answer,
+	// no retry).
+	UseTraps bool
+	// InformTimeout is how long to wait for the answer to an inform
+	// before sending it again (default 1 s).
+	InformTimeout time.Duration
+	// InformRetries is how many times an unanswered inform is sent again
+	// (default 3).
+	InformRetries int
+	// Senders is how many responses are sent at once, each from its own
+	// UDP socket (default 8).
+	Senders int
+	// Queue is how many responses may wait for a sender; past it the
+	// newest is dropped and counted (default 16384).
+	Queue int
+	// EventInterval is the time between two events; 0 sends none.
+	EventInterval time.Duration
+	// EventSize is the text size of an event in octets.
+	EventSize int
+	// StatusInterval is the time between two status blocks; 0 sends none.
+	StatusInterval time.Duration
+	// StatusSize is the text size of a status block in octets.
+	StatusSize int
+	// Respond makes the response text of a command; nil echoes the
+	// command's text. It is called from one goroutine and must not keep
+	// cmd.Text.
+	Respond func(cmd meds.Message) []byte
+	// SysDescr, SysName: the values of sysDescr.0 and sysName.0.
+	SysDescr, SysName string
+	// EngineBoots is the SNMPv3 snmpEngineBoots reported (default 1).
+	EngineBoots uint32
+	// ReassemblyTimeout drops an incomplete command after this long
+	// (default 5 s).
+	ReassemblyTimeout time.Duration
+}
+
+// SysObjectID is the agent simulator's sysObjectID.0 value.
+const SysObjectID = meds.OIDMeds + ".3.1"
+
+// DefaultConfig returns the defaults described on Config.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	return Config{
+		Addr:              "127.0.0.1:161",
+		NotifyAddr:        "127.0.0.1:162",
+		Security:          meds.Security{Version: gosnmp.Version2c, Community: "private"},
+		NotifySecurity:    meds.Security{Version: gosnmp.Version2c, Community: "public"},
+		MaxMsgSize:        meds.DefaultMaxMsgSize,
+		MaxText:           meds.DefaultMaxText,
+		InformTimeout:     time.Second,
+		InformRetries:     3,
+		Senders:           8,
+		Queue:             16384,
+		SysDescr:          "hellopics MEDS front-end agent simulator",
+		SysName:           host,
+		EngineBoots:       1,
+		ReassemblyTimeout: 5 * time.Second,
+	}
+}
+
+// Stats are the agent's counters since New.
+type Stats struct {
+	Requests        uint64 // SNMP messages received and accepted
+	Dropped         uint64 // SNMP messages refused (decode, community, USM)
+	Gets            uint64 // GET and GETNEXT answered
+	Fragments       uint64 // SetRequest fragments taken
+	BadFragments    uint64 // SetRequest fragments refused with an error-status
+	Commands        uint64 // commands reassembled
+	Responses       uint64 // responses sent whole
+	Events          uint64 // events sent whole
+	Status          uint64 // status blocks sent whole
+	Notifications   uint64 // InformRequests or traps sent (one per fragment)
+	NotifyFailures  uint64 // messages given up after the inform retries
+	QueueDrops      uint64 // responses dropped because the send queue was full
+	ExpiredCommands uint64 // incomplete commands dropped by the timeout
+}
+
+type counters struct {
+	requests, dropped, gets, fragments, badFragments, commands atomic.Uint64
+	responses, events, status, notifications, notifyFailures   atomic.Uint64
+	queueDrops, expiredCommands                                atomic.Uint64
+}
+
+// Agent is a running agent simulator.
+type Agent struct {
+	cfg           Config
+	log           hclog.Logger
+	conn          *net.UDPConn
+	dec           *meds.Decoder
+	reasm         *meds.Reassembler
+	fragSize      int
+	start         time.Time
+	transfer      atomic.Uint32
+	jobs          chan meds.Message
+	c             counters
+	unknownEngine uint32
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed sync.Once
+}
+
+// New checks cfg and opens the agent's UDP socket; Start starts serving.
+func New(cfg Config, logger hclog.Logger) (*Agent, error) {
+	d := DefaultConfig()
+	if cfg.MaxMsgSize == 0 {
+		cfg.MaxMsgSize = d.MaxMsgSize
+	}
+	if cfg.MaxText == 0 {
+		cfg.MaxText = d.MaxText
+	}
+	if cfg.InformTimeout <= 0 {
+		cfg.InformTimeout = d.InformTimeout
+	}
+	if cfg.Senders <= 0 {
+		cfg.Senders = d.Senders
+	}
+	if cfg.Queue <= 0 {
+		cfg.Queue = d.Queue
+	}
+	if cfg.EngineBoots == 0 {
+		cfg.EngineBoots = 1
+	}
+	if cfg.ReassemblyTimeout <= 0 {
+		cfg.ReassemblyTimeout = d.ReassemblyTimeout
+	}
+	if cfg.MaxMsgSize < meds.MinMaxMsgSize {
+		return nil, fmt.Errorf("agentsim: max message size %d below the SNMP minimum %d", cfg.MaxMsgSize, meds.MinMaxMsgSize)
+	}
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	dec, err := meds.NewDecoder(cfg.Security)
+	if err != nil {
+		return nil, fmt.Errorf("agentsim: request security: %w", err)
+	}
+	if err := cfg.NotifySecurity.Validate(); err != nil {
+		return nil, fmt.Errorf("agentsim: notification security: %w", err)
+	}
+	fragSize, err := meds.FragmentDataSize(cfg.MaxMsgSize, cfg.NotifySecurity, true)
+	if err != nil {
+		return nil, fmt.Errorf("agentsim: %w", err)
+	}
+	maxData, _ := meds.FragmentDataSize(meds.MinMaxMsgSize, cfg.Security, false)
+	maxCount := uint32((meds.HeaderLen+int(cfg.MaxText))/maxData + 1)
+	ua, err := net.ResolveUDPAddr("udp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("agentsim: request address %q: %w", cfg.Addr, err)
+	}
+	conn, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return nil, fmt.Errorf("agentsim: listen on %s: %w", cfg.Addr, err)
+	}
+	a := &Agent{
+		cfg:  cfg,
+		log:  logger.Named("agentsim"),
+		conn: conn,
+		dec:  dec,
+		reasm: meds.NewReassembler(meds.ReassemblerConfig{
+			Timeout:    cfg.ReassemblyTimeout,
+			MaxMessage: meds.HeaderLen + int(cfg.MaxText),
+			MaxCount:   maxCount,
+		}),
+		fragSize: fragSize,
+		start:    time.Now(),
+		jobs:     make(chan meds.Message, cfg.Queue),
+	}
+	// A random first transfer id keeps a restarted agent's transfers
+	// apart from the ones the relay still remembers.
+	a.transfer.Store(rand.Uint32())
+	return a, nil
+}
+
+// SetNotifyAddr changes where notifications go; call it before Start
+// (useful when the relay's port is known only after the agent's).
+func (a *Agent) SetNotifyAddr(addr string) { a.cfg.NotifyAddr = addr }
+
+// Addr returns the UDP address the agent takes requests on.
+func (a *Agent) Addr() *net.UDPAddr { return a.conn.LocalAddr().(*net.UDPAddr) }
+
+// Start starts the request loop, the response senders and the event and
+// status generators. They run until ctx is done or Close is called.
+func (a *Agent) Start(ctx context.Context) error {
+	ctx, a.cancel = context.WithCancel(ctx)
+	senders := make([]*gosnmp.GoSNMP, 0, a.cfg.Senders+2)
+	for range a.cfg.Senders + 2 {
+		g, err := a.notifier()
+		if err != nil {
+			for _, s := range senders {
+				_ = s.Conn.Close()
+			}
+			a.cancel()
+			return err
+		}
+		senders = append(senders, g)
+	}
+	a.log.Info("agent simulator started", "addr", a.Addr().String(), "notify", a.cfg.NotifyAddr,
+		"version", a.cfg.Security.Version.String(), "max_msg_size", a.cfg.MaxMsgSize, "fragment_data", a.fragSize)
+	a.wg.Add(1)
+	go func() { defer a.wg.Done(); a.serve(ctx) }()
+	for i := range a.cfg.Senders {
+		g := senders[i]
+		a.wg.Add(1)
+		go func() { defer a.wg.Done(); a.sendLoop(ctx, g) }()
+	}
+	a.wg.Add(2)
+	go func() {
+		defer a.wg.Done()
+		a.generate(ctx, senders[a.cfg.Senders], meds.TypeEvent, a.cfg.EventInterval, a.cfg.EventSize)
+	}()
+	go func() {
+		defer a.wg.Done()
+		a.generate(ctx, senders[a.cfg.Senders+1], meds.TypeStatus, a.cfg.StatusInterval, a.cfg.StatusSize)
+	}()
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		<-ctx.Done()
+		_ = a.conn.Close() // ends serve's read
+		for _, g := range senders {
+			_ = g.Conn.Close() // ends informs in flight
+		}
+	}()
+	return nil
+}
+
+// Close stops every goroutine the agent started and waits for them.
+func (a *Agent) Close() error {
+	a.closed.Do(func() {
+		if a.cancel != nil {
+			a.cancel()
+		}
+		_ = a.conn.Close()
+		a.wg.Wait()
+		a.log.Info("agent simulator stopped", "stats", fmt.Sprintf("%+v", a.Stats()))
+	})
+	return nil
+}
+
+// Stats returns a snapshot of the counters.
+func (a *Agent) Stats() Stats {
+	return Stats{
+		Requests: a.c.requests.Load(), Dropped: a.c.dropped.Load(), Gets: a.c.gets.Load(),
+		Fragments: a.c.fragments.Load(), BadFragments: a.c.badFragments.Load(), Commands: a.c.commands.Load(),
+		Responses: a.c.responses.Load(), Events: a.c.events.Load(), Status: a.c.status.Load(),
+		Notifications: a.c.notifications.Load(), NotifyFailures: a.c.notifyFailures.Load(),
+		QueueDrops: a.c.queueDrops.Load(), ExpiredCommands: a.c.expiredCommands.Load(),
+	}
+}
+
+// Send queues a message (normally a response, event or status block) to
+// be sent to the relay as notifications. It reports false when the queue
+// is full.
+func (a *Agent) Send(m meds.Message) bool {
+	select {
+	case a.jobs <- m:
+		return true
+	default:
+		a.c.queueDrops.Add(1)
+		return false
+	}
+}
+
+func (a *Agent) uptime() uint32 { return uint32(time.Since(a.start) / (10 * time.Millisecond)) }
+
+func (a *Agent) notifier() (*gosnmp.GoSNMP, error) {
+	g, err := a.cfg.NotifySecurity.Client(a.cfg.NotifyAddr, a.cfg.InformTimeout, a.cfg.InformRetries)
+	if err != nil {
+		return nil, fmt.Errorf("agentsim: notification client: %w", err)
+	}
+	if err := g.Connect(); err != nil {
+		return nil, fmt.Errorf("agentsim: connect to %s: %w", a.cfg.NotifyAddr, err)
+	}
+	return g, nil
+}
+
+// serve is the request loop: one goroutine owns the socket, the decoder
+// and the reassembler.
+func (a *Agent) serve(ctx context.Context) {
+	log := a.log.Named("snmp")
+	buf := make([]byte, 65536)
+	lastExpire := time.Now()
+	for {
+		n, from, err := a.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			log.Warn("read failed", "error", err)
+			continue
+		}
+		now := time.Now()
+		if now.Sub(lastExpire) > a.cfg.ReassemblyTimeout/5 {
+			lastExpire = now
+			a.reasm.Expire(now, func(e meds.Expired) {
+				a.c.expiredCommands.Add(1)
+				log.Warn("incomplete command dropped", "peer", e.Key.Sender.String(), "transfer", e.Key.Transfer,
+					"have", e.Have, "count", e.Count, "age", e.Age)
+			})
+		}
+		a.handle(log, buf[:n], from, now)
+	}
+}
+
+func (a *Agent) reply(log hclog.Logger, b []byte, to netip.AddrPort) {
+	if _, err := a.conn.WriteToUDPAddrPort(b, to); err != nil {
+		log.Warn("answer not sent", "peer", to.String(), "error", err)
+	}
+}
+
+func (a *Agent) handle(log hclog.Logger, b []byte, from netip.AddrPort, now time.Time) {
+	p, discovery, err := a.dec.Decode(b)
+	if err != nil {
+		a.c.dropped.Add(1)
+		log.Debug("request dropped", "peer", from.String(), "reason", err)
+		return
+	}
+	if discovery {
+		a.unknownEngine++
+		rep, err := a.dec.Report(p, a.unknownEngine, a.cfg.EngineBoots, uint32(time.Since(a.start)/time.Second))
+		if err != nil {
+			log.Warn("discovery report not built", "peer", from.String(), "error", err)
+			return
+		}
+		a.reply(log, rep, from)
+		return
+	}
+	a.c.requests.Add(1)
+	switch p.PDUType {
+	case gosnmp.GetRequest, gosnmp.GetNextRequest:
+		a.c.gets.Add(1)
+		vars := make([]gosnmp.SnmpPDU, len(p.Variables))
+		for i, v := range p.Variables {
+			vars[i] = a.lookup(v.Name, p.PDUType == gosnmp.GetNextRequest)
+		}
+		resp, err := a.dec.Response(p, gosnmp.NoError, 0, vars)
+		if err != nil {
+			log.Warn("get answer not built", "peer", from.String(), "error", err)
+			return
+		}
+		a.reply(log, resp, from)
+	case gosnmp.SetRequest:
+		a.set(log, p, from, now)
+	default:
+		a.c.dropped.Add(1)
+		log.Debug("unexpected PDU dropped", "peer", from.String(), "pdu", p.PDUType.String())
+	}
+}
+
+func (a *Agent) set(log hclog.Logger, p *gosnmp.SnmpPacket, from netip.AddrPort, now time.Time) {
+	f, err := meds.ExtractFragment(p.Variables, false, 0, 0)
+	if err != nil {
+		a.c.badFragments.Add(1)
+		var fe *meds.FragmentError
+		status, index := gosnmp.WrongValue, uint8(0)
+		if errors.As(err, &fe) {
+			status, index = gosnmp.SNMPError(fe.Status), uint8(fe.Index)
+		}
+		log.Warn("bad fragment refused", "peer", from.String(), "reason", err)
+		if resp, err := a.dec.Response(p, status, index, p.Variables); err == nil {
+			a.reply(log, resp, from)
+		}
+		return
+	}
+	msg, res, err := a.reasm.Add(now, meds.Key{Sender: from, Transfer: f.Transfer}, f)
+	status, index := gosnmp.NoError, uint8(0)
+	if res == meds.Rejected {
+		a.c.badFragments.Add(1)
+		status, index = gosnmp.WrongValue, 2
+		log.Warn("fragment refused by reassembly", "peer", from.String(), "transfer", f.Transfer, "reason", err)
+	} else {
+		a.c.fragments.Add(1)
+	}
+	if resp, err := a.dec.Response(p, status, index, p.Variables); err == nil {
+		a.reply(log, resp, from)
+	} else {
+		log.Warn("set answer not built", "peer", from.String(), "error", err)
+	}
+	if res != meds.Delivered {
+		return
+	}
+	cmd, err := meds.ParseMessage(msg, a.cfg.MaxText)
+	if err != nil {
+		log.Warn("reassembled command dropped", "peer", from.String(), "transfer", f.Transfer, "reason", err)
+		return
+	}
+	if cmd.Type != meds.TypeCommand {
+		log.Warn("reassembled message dropped: not a command", "peer", from.String(), "type", cmd.Type.String(), "id", cmd.ID)
+		return
+	}
+	a.c.commands.Add(1)
+	var text []byte
+	if a.cfg.Respond != nil {
+		text = a.cfg.Respond(cmd)
+	} else {
+		text = append([]byte(nil), cmd.Text...)
+	}
+	if !a.Send(meds.Message{Type: meds.TypeResponse, ID: cmd.ID, Text: text}) {
+		log.Warn("response dropped: send queue full", "id", cmd.ID, "queue", a.cfg.Queue)
+	}
+}
+
+// sendLoop sends queued messages as notifications with its own client.
+func (a *Agent) sendLoop(ctx context.Context, g *gosnmp.GoSNMP) {
+	defer g.Conn.Close()
+	log := a.log.Named("notify")
+	var buf []byte
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-a.jobs:
+			buf = a.notify(log, g, buf, m)
+		}
+	}
+}
+
+// notify sends m as one notification per fragment and counts it.
+func (a *Agent) notify(log hclog.Logger, g *gosnmp.GoSNMP, buf []byte, m meds.Message) []byte {
+	buf = meds.AppendMessage(buf[:0], m)
+	transfer := a.transfer.Add(1)
+	vars := make([]gosnmp.SnmpPDU, 0, 6)
+	err := meds.Split(buf, transfer, a.fragSize, func(f meds.Fragment) error {
+		vars = meds.NotificationVarbinds(vars, a.uptime(), f)
+		res, err := g.SendTrap(gosnmp.SnmpTrap{Variables: vars, IsInform: !a.cfg.UseTraps})
+		if err != nil {
+			return fmt.Errorf("fragment %d/%d: %w", f.Index, f.Count, err)
+		}
+		a.c.notifications.Add(1)
+		if !a.cfg.UseTraps && res != nil && res.Error != gosnmp.NoError {
+			return fmt.Errorf("fragment %d/%d refused: %s at binding %d", f.Index, f.Count, res.Error, res.ErrorIndex)
+		}
+		return nil
+	})
+	if err != nil {
+		a.c.notifyFailures.Add(1)
+		log.Warn("message not delivered to the relay", "type", m.Type.String(), "id", m.ID, "transfer", transfer, "peer", a.cfg.NotifyAddr, "error", err)
+		return buf
+	}
+	switch m.Type {
+	case meds.TypeResponse:
+		a.c.responses.Add(1)
+	case meds.TypeEvent:
+		a.c.events.Add(1)
+	case meds.TypeStatus:
+		a.c.status.Add(1)
+	}
+	return buf
+}
+
+// generate sends events or status blocks every interval, numbered from 1.
+func (a *Agent) generate(ctx context.Context, g *gosnmp.GoSNMP, t meds.Type, every time.Duration, size int) {
+	defer g.Conn.Close()
+	if every <= 0 {
+		return
+	}
+	log := a.log.Named(t.String())
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	var seq uint32
+	var buf []byte
+	text := make([]byte, size)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		seq++
+		fill(text, t, seq)
+		buf = a.notify(log, g, buf, meds.Message{Type: t, ID: seq, Text: text})
+	}
+}
+
+// fill writes a recognisable pattern: "<type> <seq> " then letters.
+func fill(b []byte, t meds.Type, seq uint32) {
+	head := fmt.Appendf(nil, "%s %d ", t, seq)
+	n := copy(b, head)
+	for i := n; i < len(b); i++ {
+		b[i] = 'a' + byte(i%26)
+	}
+}

@@ -1,0 +1,153 @@
+package relay
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/gosnmp/gosnmp"
+
+	"github.com/hellopics/hellopics/pkg/meds"
+)
+
+// Config configures a Relay. Start from DefaultConfig and change what
+// differs; Validate says what is wrong with it.
+type Config struct {
+	// CommandsAddr is the TCP address of the commands port ("host:port",
+	// port 0 picks one). Empty: the port is not opened. tsi -commands.
+	CommandsAddr string
+	// EventsAddr is the TCP address of the events port; empty: not
+	// opened. tsi -events.
+	EventsAddr string
+	// StatusAddr is the TCP address of the status port; empty: not
+	// opened. tsi -status.
+	StatusAddr string
+
+	// AgentAddr is the agent's UDP address for SetRequests and polls,
+	// "host:port" (the agent listens on UDP 161 by default). Required.
+	AgentAddr string
+	// NotifyAddr is the UDP address the relay receives InformRequests and
+	// SNMPv2-Traps on. Default ":162".
+	NotifyAddr string
+
+	// CommandSecurity is what SetRequests and polls are sent with:
+	// SNMPv2c and community "private" by default, or SNMPv3 USM (the
+	// agent's engine is discovered).
+	CommandSecurity meds.Security
+	// NotifySecurity is what notifications must carry: SNMPv2c and
+	// community "public" by default, or SNMPv3 USM with the relay as the
+	// authoritative engine (NotifySecurity.EngineID).
+	NotifySecurity meds.Security
+
+	// MaxText is the largest MEDS text accepted, in octets; a header
+	// announcing more is refused before its text is read. Default 65536.
+	MaxText uint32
+	// MaxMsgSize is the largest SNMP message sent, in octets, which sets
+	// the fragment size. Default 1472; 484 (RFC 3417) works.
+	MaxMsgSize int
+	// SNMPTimeout is how long the relay waits for the answer to a
+	// SetRequest before sending it again. Default 1 s.
+	SNMPTimeout time.Duration
+	// SNMPRetries is how many times an unanswered SetRequest is sent
+	// again before the command is answered with a relay error. Default 3.
+	SNMPRetries int
+	// Senders is how many commands are sent to the agent at once, each
+	// over its own UDP socket. Default 16.
+	Senders int
+	// SendQueue is how many commands may wait for a sender; a commands
+	// connection whose command finds it full waits (TCP back-pressure).
+	// Default 4096.
+	SendQueue int
+
+	// Backlog is how many messages a port keeps while it has no client,
+	// delivered oldest first to the next one; past it the oldest is
+	// dropped and counted. Default 1024.
+	Backlog int
+	// ClientQueue is how many messages a client may fall behind; past it
+	// the relay closes that client with a logged reason. Default 4096.
+	ClientQueue int
+
+	// ReassemblyTimeout drops a transfer that stays incomplete this long.
+	// Default 5 s.
+	ReassemblyTimeout time.Duration
+	// PendingTimeout forgets which client sent a command that got no
+	// response for this long; a later response goes to every commands
+	// client. Default 10 min.
+	PendingTimeout time.Duration
+	// PollInterval is how often the agent's sysUpTime.0 is read to tell
+	// whether it is reachable; 0 disables polling. Default 5 s.
+	PollInterval time.Duration
+	// StatsInterval is how often the counters are logged; 0 disables it.
+	// Default 1 min.
+	StatsInterval time.Duration
+	// UDPReadBuffer is the notification socket's receive buffer in
+	// octets (SO_RCVBUF), so bursts are not lost. Default 4 MiB.
+	UDPReadBuffer int
+}
+
+// DefaultConfig returns the defaults described on Config, with no port
+// opened and no agent address.
+func DefaultConfig() Config {
+	return Config{
+		NotifyAddr:        ":162",
+		CommandSecurity:   meds.Security{Version: gosnmp.Version2c, Community: "private"},
+		NotifySecurity:    meds.Security{Version: gosnmp.Version2c, Community: "public"},
+		MaxText:           meds.DefaultMaxText,
+		MaxMsgSize:        meds.DefaultMaxMsgSize,
+		SNMPTimeout:       time.Second,
+		SNMPRetries:       3,
+		Senders:           16,
+		SendQueue:         4096,
+		Backlog:           1024,
+		ClientQueue:       4096,
+		ReassemblyTimeout: 5 * time.Second,
+		PendingTimeout:    10 * time.Minute,
+		PollInterval:      5 * time.Second,
+		StatsInterval:     time.Minute,
+		UDPReadBuffer:     4 << 20,
+	}
+}
+
+// Validate reports the first field of c that cannot work.
+func (c Config) Validate() error {
+	var errs []error
+	if c.AgentAddr == "" {
+		errs = append(errs, errors.New("AgentAddr is required"))
+	}
+	if c.NotifyAddr == "" {
+		errs = append(errs, errors.New("NotifyAddr is required"))
+	}
+	if c.CommandsAddr == "" && c.EventsAddr == "" && c.StatusAddr == "" {
+		errs = append(errs, errors.New("no TCP port configured (CommandsAddr, EventsAddr, StatusAddr)"))
+	}
+	if c.MaxText == 0 {
+		errs = append(errs, errors.New("MaxText must be positive"))
+	}
+	if c.MaxMsgSize < meds.MinMaxMsgSize {
+		errs = append(errs, fmt.Errorf("MaxMsgSize %d is below the SNMP minimum %d", c.MaxMsgSize, meds.MinMaxMsgSize))
+	}
+	if c.SNMPTimeout <= 0 || c.SNMPRetries < 0 {
+		errs = append(errs, fmt.Errorf("SNMPTimeout %v must be positive and SNMPRetries %d not negative", c.SNMPTimeout, c.SNMPRetries))
+	}
+	if c.Senders <= 0 || c.SendQueue <= 0 || c.Backlog <= 0 || c.ClientQueue <= 0 {
+		errs = append(errs, errors.New("the fields Senders, SendQueue, Backlog and ClientQueue must be positive"))
+	}
+	if c.ReassemblyTimeout <= 0 || c.PendingTimeout <= 0 || c.PollInterval < 0 || c.StatsInterval < 0 {
+		errs = append(errs, errors.New("the fields ReassemblyTimeout and PendingTimeout must be positive, PollInterval and StatsInterval not negative"))
+	}
+	if err := c.CommandSecurity.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("CommandSecurity: %w", err))
+	}
+	if err := c.NotifySecurity.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("NotifySecurity: %w", err))
+	}
+	if len(errs) == 0 {
+		if _, err := meds.FragmentDataSize(c.MaxMsgSize, c.CommandSecurity, false); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("relay: invalid config: %w", err)
+	}
+	return nil
+}

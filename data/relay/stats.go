@@ -1,0 +1,97 @@
+package relay
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// PortStats are the counters of one TCP port.
+type PortStats struct {
+	Open           bool   // the port is configured and listening
+	Clients        int    // clients connected now
+	Accepted       uint64 // clients accepted since start
+	SlowClosed     uint64 // clients closed because their queue was full
+	Violations     uint64 // clients closed for a protocol violation
+	MessagesIn     uint64 // MEDS messages read from clients (commands)
+	BytesIn        uint64 // octets read from clients, discarded ones included
+	DiscardedBytes uint64 // octets read and discarded on events and status connections
+	MessagesOut    uint64 // MEDS messages queued to clients (one per client)
+	BytesOut       uint64 // octets written to clients
+	Backlog        int    // messages kept now for want of a client
+	BacklogDropped uint64 // messages dropped from a full backlog
+}
+
+// DropStats counts the SNMP packets and messages dropped, by reason.
+type DropStats struct {
+	Decode         uint64 // packets that do not decode as SNMP
+	Version        uint64 // packets of another SNMP version
+	Community      uint64 // SNMPv2c packets with a wrong community
+	USM            uint64 // SNMPv3 packets failing USM checks
+	PDU            uint64 // packets of an unexpected PDU type
+	Fragment       uint64 // notifications that are not valid fragments
+	Reassembly     uint64 // fragments refused by the reassembler (limits, inconsistency)
+	Expired        uint64 // transfers that never completed
+	Message        uint64 // reassembled messages that are not valid MEDS
+	WrongType      uint64 // reassembled messages of a type the agent may not send
+	NoPort         uint64 // messages for a port that is not configured
+	RelayErrorLost uint64 // relay errors whose client was gone
+}
+
+// Stats is a snapshot of the relay's counters, from Relay.Stats. All
+// counts are since Start.
+type Stats struct {
+	Commands PortStats // the commands port
+	Events   PortStats // the events port
+	Status   PortStats // the status port
+
+	CommandsSent    uint64 // commands delivered whole to the agent
+	FragmentsSent   uint64 // SetRequests answered with noError
+	SNMPBytesSent   uint64 // octets of MEDS data sent in SetRequests
+	Retries         uint64 // SetRequests sent again after a timeout
+	SendFailures    uint64 // commands not delivered after the retries
+	AgentRefusals   uint64 // SetRequests answered with an error-status
+	RelayErrors     uint64 // relay errors sent to clients
+	PendingCommands int    // commands waiting for their response
+	PendingExpired  uint64 // commands forgotten after PendingTimeout
+	SendQueue       int    // commands waiting for a sender now
+
+	Notifications     uint64 // SNMP packets received on the notification socket
+	NotificationBytes uint64 // octets of those packets
+	InformsAnswered   uint64 // Responses sent to InformRequests
+	Reports           uint64 // SNMPv3 discovery Reports sent
+	FragmentsReceived uint64 // valid fragments received
+	Duplicates        uint64 // duplicate fragments ignored
+	Reassembled       uint64 // messages delivered by reassembly
+	ReassemblyPending int    // incomplete transfers now
+
+	Responses         uint64 // responses routed to the client that sent the command
+	ResponsesRerouted uint64 // responses sent to every commands client (sender gone or unknown id)
+	EventsReceived    uint64 // events received from the agent
+	StatusBlocks      uint64 // status blocks received from the agent
+
+	Dropped DropStats // what was dropped, by reason
+
+	AgentReachable    bool          // the last poll of sysUpTime.0 was answered
+	AgentLastPoll     time.Time     // when the agent was last polled
+	AgentUptime       time.Duration // the agent's sysUpTime at the last answered poll
+	AgentPollFailures uint64        // polls not answered
+}
+
+type portCounters struct {
+	accepted, slowClosed, violations, messagesIn, bytesIn, discarded atomic.Uint64
+	messagesOut, bytesOut, backlogDropped                            atomic.Uint64
+}
+
+type counters struct {
+	commandsSent, fragmentsSent, snmpBytesSent, retries, sendFailures atomic.Uint64
+	agentRefusals, relayErrors, pendingExpired                        atomic.Uint64
+	notifications, notificationBytes, informsAnswered, reports        atomic.Uint64
+	fragmentsReceived, duplicates, reassembled                        atomic.Uint64
+	responses, responsesRerouted, events, statusBlocks                atomic.Uint64
+
+	dropDecode, dropVersion, dropCommunity, dropUSM, dropPDU, dropFragment atomic.Uint64
+	dropReassembly, dropExpired, dropMessage, dropWrongType, dropNoPort    atomic.Uint64
+	dropRelayErrorLost                                                     atomic.Uint64
+
+	pollFailures atomic.Uint64
+}
