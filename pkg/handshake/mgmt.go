@@ -225,7 +225,7 @@ func (m *Mgmt) Receive(id SessionID, t hellopicsv1.MsgType, msg proto.Message, n
 			out.event(Event{Kind: EventIgnored, Peer: role, PairID: p.id, Session: id, Message: "repeated identify"})
 			return out
 		}
-		m.reject(&out, s, "identity changed on an identified session")
+		m.reject(&out, s, msg.(*hellopicsv1.Identify), "identity changed on an identified session")
 		out = append(out, m.SessionDown(id, "identity changed", now)...)
 	case hellopicsv1.MsgType_MSG_TYPE_GET_PEER:
 		m.getPeer(&out, s, p, msg.(*hellopicsv1.GetPeer))
@@ -246,11 +246,13 @@ func (m *Mgmt) Receive(id SessionID, t hellopicsv1.MsgType, msg proto.Message, n
 	return out
 }
 
-// reject refuses session s: a Reject with the reason, then a Close.
-func (m *Mgmt) reject(out *outputs, s *mgmtSession, reason string) {
+// reject refuses session s, which claims to be who: a Reject with the
+// reason, then a Close.
+func (m *Mgmt) reject(out *outputs, s *mgmtSession, who *hellopicsv1.Identify, reason string) {
 	out.send(s.id, hellopicsv1.MsgType_MSG_TYPE_REJECT, &hellopicsv1.Reject{Reason: reason})
 	*out = append(*out, Close{Session: s.id, Reason: reason})
-	out.event(Event{Kind: EventRejected, Session: s.id, Epoch: m.cfg.Epoch, Message: fmt.Sprintf("%s: %s", s.remoteAddr, reason)})
+	out.event(Event{Kind: EventRejected, Peer: who.GetRole(), PairID: who.GetPairId(), Session: s.id, Epoch: m.cfg.Epoch,
+		Message: fmt.Sprintf("%s (instance %q from %s): %s", roleName(who.GetRole()), who.GetInstance(), s.remoteAddr, reason)})
 }
 
 // identify checks and registers an Identify on the unidentified session s.
@@ -267,7 +269,7 @@ func (m *Mgmt) identify(out *outputs, s *mgmtSession, in *hellopicsv1.Identify, 
 		return
 	}
 	if reason := m.checkIdentity(in); reason != "" {
-		m.reject(out, s, reason)
+		m.reject(out, s, in, reason)
 		delete(m.sessions, s.id)
 		return
 	}
