@@ -37,6 +37,10 @@ type Config struct {
 	// "private", the relay's command community) or SNMPv3 USM, the agent
 	// being the authoritative engine.
 	Security meds.Security
+	// ReadCommunity is an SNMPv2c community accepted for GET and GETNEXT
+	// only (default "public"), so standard tools can read the system
+	// group; empty accepts only Security.Community.
+	ReadCommunity string
 	// NotifySecurity is what notifications are sent with: SNMPv2c
 	// community (default "public") or SNMPv3 USM toward the relay's
 	// engine (discovered).
@@ -92,6 +96,7 @@ func DefaultConfig() Config {
 		Addr:              "127.0.0.1:161",
 		NotifyAddr:        "127.0.0.1:162",
 		Security:          meds.Security{Version: gosnmp.Version2c, Community: "private"},
+		ReadCommunity:     "public",
 		NotifySecurity:    meds.Security{Version: gosnmp.Version2c, Community: "public"},
 		MaxMsgSize:        meds.DefaultMaxMsgSize,
 		MaxText:           meds.DefaultMaxText,
@@ -135,6 +140,7 @@ type Agent struct {
 	log           hclog.Logger
 	conn          *net.UDPConn
 	dec           *meds.Decoder
+	readDec       *meds.Decoder // ReadCommunity, GET and GETNEXT only; nil if none
 	reasm         *meds.Reassembler
 	fragSize      int
 	start         time.Time
@@ -182,6 +188,13 @@ func New(cfg Config, logger hclog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agentsim: request security: %w", err)
 	}
+	var readDec *meds.Decoder
+	if cfg.Security.Version == gosnmp.Version2c && cfg.ReadCommunity != "" && cfg.ReadCommunity != cfg.Security.Community {
+		readDec, err = meds.NewDecoder(meds.Security{Version: gosnmp.Version2c, Community: cfg.ReadCommunity})
+		if err != nil {
+			return nil, fmt.Errorf("agentsim: read community: %w", err)
+		}
+	}
 	if err := cfg.NotifySecurity.Validate(); err != nil {
 		return nil, fmt.Errorf("agentsim: notification security: %w", err)
 	}
@@ -200,10 +213,11 @@ func New(cfg Config, logger hclog.Logger) (*Agent, error) {
 		return nil, fmt.Errorf("agentsim: listen on %s: %w", cfg.Addr, err)
 	}
 	a := &Agent{
-		cfg:  cfg,
-		log:  logger.Named("agentsim"),
-		conn: conn,
-		dec:  dec,
+		cfg:     cfg,
+		log:     logger.Named("agentsim"),
+		conn:    conn,
+		dec:     dec,
+		readDec: readDec,
 		reasm: meds.NewReassembler(meds.ReassemblerConfig{
 			Timeout:    cfg.ReassemblyTimeout,
 			MaxMessage: meds.HeaderLen + int(cfg.MaxText),
@@ -358,6 +372,12 @@ func (a *Agent) reply(log hclog.Logger, b []byte, to netip.AddrPort) {
 
 func (a *Agent) handle(log hclog.Logger, b []byte, from netip.AddrPort, now time.Time) {
 	p, discovery, err := a.dec.Decode(b)
+	if errors.Is(err, meds.ErrCommunity) && a.readDec != nil {
+		// The read community may GET and GETNEXT, nothing else.
+		if rp, _, rerr := a.readDec.Decode(b); rerr == nil && (rp.PDUType == gosnmp.GetRequest || rp.PDUType == gosnmp.GetNextRequest) {
+			p, err = rp, nil
+		}
+	}
 	if err != nil {
 		a.c.dropped.Add(1)
 		log.Debug("request dropped", "peer", from.String(), "reason", err)
@@ -381,7 +401,7 @@ func (a *Agent) handle(log hclog.Logger, b []byte, from netip.AddrPort, now time
 		for i, v := range p.Variables {
 			vars[i] = a.lookup(v.Name, p.PDUType == gosnmp.GetNextRequest)
 		}
-		resp, err := a.dec.Response(p, gosnmp.NoError, 0, vars)
+		resp, err := a.dec.Response(p, gosnmp.NoError, 0, vars) // answers under p's own community
 		if err != nil {
 			log.Warn("get answer not built", "peer", from.String(), "error", err)
 			return
