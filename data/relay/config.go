@@ -80,6 +80,10 @@ type Config struct {
 	// StatsInterval is how often the counters are logged; 0 disables it.
 	// Default 1 min.
 	StatsInterval time.Duration
+	// LogEveryError logs every dropped packet and message; by default a
+	// repeated reason is logged once a second with a count of the ones
+	// held back. tsi -vperror.
+	LogEveryError bool
 	// UDPReadBuffer is the notification socket's receive buffer in
 	// octets (SO_RCVBUF), so bursts are not lost. Default 4 MiB.
 	UDPReadBuffer int

@@ -75,6 +75,7 @@ func (r *Relay) sendLoop(ctx context.Context, g *gosnmp.GoSNMP) {
 // limiter lets one log line per reason through per second and counts
 // the ones it holds back.
 type limiter struct {
+	all        bool // let everything through (Config.LogEveryError)
 	last       map[string]time.Time
 	suppressed map[string]int
 }
@@ -83,7 +84,7 @@ func (l *limiter) log(log hclog.Logger, now time.Time, reason string, args ...an
 	if l.last == nil {
 		l.last, l.suppressed = map[string]time.Time{}, map[string]int{}
 	}
-	if now.Sub(l.last[reason]) < time.Second {
+	if !l.all && now.Sub(l.last[reason]) < time.Second {
 		l.suppressed[reason]++
 		return
 	}
@@ -100,7 +101,7 @@ func (l *limiter) log(log hclog.Logger, now time.Time, reason string, args ...an
 func (r *Relay) notifyLoop(ctx context.Context) {
 	log := r.log.Named("snmp").Named("notify")
 	buf := make([]byte, 65536) // not gosnmp's 4096: a whole UDP datagram always fits
-	var lim limiter
+	lim := limiter{all: r.cfg.LogEveryError}
 	var resp []byte
 	for {
 		n, from, err := r.notify.ReadFromUDPAddrPort(buf)
