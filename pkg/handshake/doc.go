@@ -42,7 +42,9 @@
 // mgmt->ctrl->data->mgmt and mgmt->data->ctrl->mgmt. mgmt counts hellos
 // sent, received, missed (not back when the next is due) and out of order
 // (any other number coming back, such as a late one), and measures the
-// round-trip time of each. Hello numbers come from one counter per mgmt,
+// round-trip time of each. A hello in flight when its cycle stops counts
+// neither as received nor as missed (if it comes back, as out of order).
+// Hello numbers come from one counter per mgmt,
 // shared by all pairs, never reused, and carried to a new master by
 // Snapshot and Restore.
 //

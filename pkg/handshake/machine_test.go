@@ -315,6 +315,20 @@ func TestMgmtHelloCounting(t *testing.T) {
 	}
 }
 
+func TestMgmtSessionBookkeeping(t *testing.T) {
+	m := runningMgmt(t)
+	// The shell reusing a live session id means the old one is gone.
+	if got := summary(m.SessionUp(2, "10.0.0.2:3333", t0)); got != " | down cycle_stopped up" {
+		t.Fatalf("reuse: %s", got)
+	}
+	if got := summary(m.SessionDown(2, "eof", t0)); got != " | down" {
+		t.Fatalf("unidentified down: %s", got)
+	}
+	if got := summary(m.SessionDown(2, "eof", t0)); got != " | " {
+		t.Fatalf("unknown down: %s", got)
+	}
+}
+
 func TestMgmtRegistry(t *testing.T) {
 	m := runningMgmt(t)
 	m.Receive(2, msgHello, &hellopicsv1.Hello{Seq: 1, Direction: dirCD, Epoch: 1, PairId: "p1"}, t0.Add(3*time.Millisecond))
