@@ -76,6 +76,16 @@ func TestRestartWhileRunning(t *testing.T) {
 		{"kill c1, later start", func(w *netw) { w.kill("c1"); w.advance(5 * testInterval); w.start("c1") }},
 		{"kill d1, later start", func(w *netw) { w.kill("d1"); w.advance(5 * testInterval); w.start("d1") }},
 		{"kill m, later start", func(w *netw) { w.kill("m"); w.advance(5 * testInterval); w.start("m") }},
+		{"restart c1 while m is down", func(w *netw) {
+			w.kill("m")
+			w.restart("c1")
+			w.advance(5 * testInterval)
+			if !w.movingAddrs && !w.nodes["d1"].data.Ready() {
+				w.t.Fatalf("data did not find the restarted ctrl without mgmt:\n%s", w.dump())
+			}
+			w.start("m")
+		}},
+		{"restart d1 while m is down", func(w *netw) { w.kill("m"); w.restart("d1"); w.advance(5 * testInterval); w.start("m") }},
 	}
 	for _, moving := range []bool{false, true} {
 		for _, f := range faults {

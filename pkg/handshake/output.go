@@ -38,7 +38,8 @@ type Close struct {
 }
 
 // Dial asks the data shell to connect to the ctrl component at Addr and to
-// report the result with Data.CtrlUp or Data.DialFailed.
+// report the result with Data.CtrlUp or Data.DialFailed. Data has at most
+// one dial pending; it asks for the next only after that report.
 type Dial struct {
 	Addr string
 }
