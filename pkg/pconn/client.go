@@ -1,0 +1,279 @@
+package pconn
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/protobuf/proto"
+)
+
+// Client keeps one session to a server alive: it connects on a retry
+// timer, reconnects by itself after a loss, and rotates through its
+// addresses while none answers. It owns one goroutine, stopped by Close.
+type Client struct {
+	cfg   Config
+	log   hclog.Logger
+	addrs []string
+	rnd   *rand.Rand
+
+	mu       sync.Mutex
+	sess     *Session
+	next     int    // index into addrs of the next attempt
+	redirect string // address to try next, before the rotation
+	err      error  // why the client stopped
+
+	kick   chan struct{} // wakes the retry wait (Redirect)
+	closed chan struct{}
+	once   sync.Once
+	done   chan struct{}
+}
+
+// Dial starts a client for the servers at addrs, tried in turn. It returns
+// at once; the first attempt is made right away, and the EventHandler
+// hears of each session and of each failed attempt.
+func Dial(cfg Config, addrs ...string) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if len(addrs) == 0 {
+		return nil, fmt.Errorf("pconn: dial: no address given")
+	}
+	c := &Client{
+		cfg:    cfg,
+		log:    cfg.logger().Named("client"),
+		addrs:  append([]string(nil), addrs...),
+		rnd:    rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(sessionIDs.Add(1)))),
+		kick:   make(chan struct{}, 1),
+		closed: make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	go c.loop()
+	return c, nil
+}
+
+// Session returns the current session, or nil while disconnected.
+func (c *Client) Session() *Session {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sess
+}
+
+// Send queues a frame on the current session; ErrNotConnected without one.
+func (c *Client) Send(t MsgType, payload []byte) error {
+	s := c.Session()
+	if s == nil {
+		return ErrNotConnected
+	}
+	return s.Send(t, payload)
+}
+
+// SendProto queues a protobuf frame on the current session.
+func (c *Client) SendProto(t MsgType, m proto.Message) error {
+	s := c.Session()
+	if s == nil {
+		return ErrNotConnected
+	}
+	return s.SendProto(t, m)
+}
+
+// Redirect makes addr the next address tried: the current session, if
+// any, is closed gracefully and the client connects to addr at once. If
+// that fails, the rotation through the configured addresses resumes.
+func (c *Client) Redirect(addr string) {
+	c.mu.Lock()
+	c.redirect = addr
+	s := c.sess
+	c.mu.Unlock()
+	if s != nil {
+		s.Close()
+	}
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Done is closed when the client has stopped: after Close, or when it
+// spent MaxRetries (then Err says so).
+func (c *Client) Done() <-chan struct{} { return c.done }
+
+// Err is why the client stopped, nil while it runs.
+func (c *Client) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// Close closes the current session gracefully and stops reconnecting. It
+// waits until the client's goroutine has ended.
+func (c *Client) Close() error {
+	c.once.Do(func() {
+		close(c.closed)
+		if s := c.Session(); s != nil {
+			s.Close()
+		}
+	})
+	<-c.done
+	return nil
+}
+
+func (c *Client) isClosed() bool {
+	select {
+	case <-c.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+func (c *Client) loop() {
+	defer close(c.done)
+	failures := 0
+	for !c.isClosed() {
+		addr := c.pickAddr()
+		conn, err := c.connect(addr)
+		if err != nil {
+			failures++
+			c.log.Debug("connect failed", "addr", addr, "attempt", failures, "error", err)
+			if c.cfg.EventHandler != nil {
+				c.cfg.EventHandler.HandleEvent(Event{Type: EventFailed, Addr: tcpAddr(addr), Err: err})
+			}
+			if c.cfg.MaxRetries > 0 && failures >= c.cfg.MaxRetries {
+				c.stop(fmt.Errorf("%w: %d attempts, last to %s: %v", ErrGaveUp, failures, addr, err))
+				return
+			}
+			c.advance()
+			if !c.wait(c.retryDelay()) {
+				break
+			}
+			continue
+		}
+		failures = 0
+		s := newSession(conn, &c.cfg, c.cfg.logger().Named("session"))
+		c.mu.Lock()
+		c.sess = s
+		c.mu.Unlock()
+		if c.isClosed() { // Close ran between connect and publish
+			s.Close()
+		}
+		began := time.Now()
+		s.run()
+		c.mu.Lock()
+		c.sess = nil
+		c.mu.Unlock()
+		// Reconnect at once after the loss of a session that had lived a
+		// while (a restarted or failed-over server may already be there);
+		// after one that died young (refused by the server, say), wait
+		// the retry interval so that we never spin.
+		if time.Since(began) < c.cfg.RetryInterval {
+			c.advance()
+			if !c.wait(c.retryDelay()) {
+				break
+			}
+		}
+	}
+	c.stop(ErrClosed)
+}
+
+func (c *Client) stop(err error) {
+	c.mu.Lock()
+	if c.err == nil {
+		c.err = err
+	}
+	c.mu.Unlock()
+}
+
+func (c *Client) pickAddr() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.redirect != "" {
+		a := c.redirect
+		c.redirect = ""
+		return a
+	}
+	return c.addrs[c.next%len(c.addrs)]
+}
+
+func (c *Client) advance() {
+	c.mu.Lock()
+	c.next = (c.next + 1) % len(c.addrs)
+	c.mu.Unlock()
+}
+
+func (c *Client) retryDelay() time.Duration {
+	d := float64(c.cfg.RetryInterval)
+	if j := c.cfg.RetryJitter; j > 0 {
+		d *= 1 - j + 2*j*c.rnd.Float64()
+	}
+	return time.Duration(d)
+}
+
+// wait sleeps d, or less if redirected; false if the client was closed.
+func (c *Client) wait(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-c.kick:
+		return true
+	case <-c.closed:
+		return false
+	}
+}
+
+func (c *Client) connect(addr string) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.DialTimeout)
+	defer cancel()
+	// Close cancels a pending attempt.
+	go func() {
+		select {
+		case <-c.closed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	var conn net.Conn
+	var err error
+	if c.cfg.Dial != nil {
+		conn, err = c.cfg.Dial(ctx, addr)
+	} else {
+		var d net.Dialer
+		conn, err = d.DialContext(ctx, "tcp", addr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pconn: connect to %s: %w", addr, err)
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	if c.cfg.TLS != nil {
+		cfg := c.cfg.TLS
+		if cfg.ServerName == "" {
+			cfg = cfg.Clone()
+			if host, _, err := net.SplitHostPort(addr); err == nil {
+				cfg.ServerName = host
+			}
+		}
+		tc := tls.Client(conn, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("pconn: TLS handshake with %s: %w", addr, err)
+		}
+		conn = tc
+	}
+	return conn, nil
+}
+
+type tcpAddrString string
+
+func (a tcpAddrString) Network() string { return "tcp" }
+func (a tcpAddrString) String() string  { return string(a) }
+
+func tcpAddr(s string) net.Addr { return tcpAddrString(s) }

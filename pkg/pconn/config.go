@@ -1,0 +1,169 @@
+package pconn
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// Config configures a Server or a Client. Start from DefaultConfig and
+// change what you need; a zero field is an error, not a default, except
+// where its comment says otherwise.
+type Config struct {
+	// Handler receives every application frame of every session. It runs
+	// on the session's read loop: frames of one session are handled one at
+	// a time, in order. Required.
+	Handler Handler
+
+	// EventHandler is told when a session is established and when it ends
+	// (and, for a client, when an attempt to connect fails). Optional.
+	EventHandler EventHandler
+
+	// Logger receives pconn's own logs; sessions log through sub-loggers
+	// named "session" with a "peer" key. Nil discards them.
+	Logger hclog.Logger
+
+	// MaxFrameSize is the largest payload, in bytes, accepted from a peer
+	// and allowed in Send. Checked from the header, before the payload is
+	// read. Default 1 MiB.
+	MaxFrameSize int
+
+	// ReadBufferSize is the read buffer per session, in bytes. Payloads
+	// that fit are handed to the Handler without a copy. Default 64 KiB.
+	ReadBufferSize int
+
+	// SendQueueFrames bounds the frames queued for one session and not yet
+	// written. Send fails with ErrQueueFull beyond it. Default 4096.
+	SendQueueFrames int
+
+	// SendQueueBytes bounds the bytes queued for one session. Default 8 MiB.
+	SendQueueBytes int
+
+	// WriteTimeout is how long a write to the peer may block before the
+	// session fails with ErrPeerNotReading: a peer that stops reading is
+	// disconnected instead of growing our memory. Default 10 s.
+	WriteTimeout time.Duration
+
+	// DeadTimeout is how long a session may go without receiving anything
+	// from the peer before it fails with ErrDeadPeer. When nothing arrives
+	// for a fifth of it, pconn sends a ping that the peer answers, so an
+	// idle but healthy link is never declared dead. Independent of TCP
+	// keepalive. Minimum 30 ms. Default 3 s.
+	DeadTimeout time.Duration
+
+	// LingerTimeout bounds a graceful close: after our goodbye is written
+	// we wait this long for the peer to close its side. Default 1 s.
+	LingerTimeout time.Duration
+
+	// TLS, when set, wraps every connection in TLS. For mutual TLS set
+	// ClientAuth (server) or Certificates (client) as usual; the peer's
+	// certificate subject becomes Session.PeerIdentity.
+	TLS *tls.Config
+
+	// MaxSessions bounds a server's concurrent sessions; a connection over
+	// the limit is told why and closed. Server only. Default 1024.
+	MaxSessions int
+
+	// RetryInterval is the client's wait between connection attempts.
+	// Client only. Default 1 s.
+	RetryInterval time.Duration
+
+	// RetryJitter spreads retries: each wait is RetryInterval multiplied by
+	// a random factor in [1-RetryJitter, 1+RetryJitter]. 0 disables it.
+	// Client only. Default 0.2.
+	RetryJitter float64
+
+	// MaxRetries bounds the consecutive failed attempts before the client
+	// gives up (Client.Done closes). 0 retries for ever. Client only.
+	MaxRetries int
+
+	// DialTimeout bounds one connection attempt, TLS handshake included.
+	// Client only. Default 3 s.
+	DialTimeout time.Duration
+
+	// Dial replaces net.Dialer for the client, e.g. to bind a source
+	// address or to use an in-memory network in tests. Nil uses TCP.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
+}
+
+// DefaultConfig returns a Config with every default filled in and handler
+// h. Adjust fields before use.
+func DefaultConfig(h Handler) Config {
+	return Config{
+		Handler:         h,
+		MaxFrameSize:    1 << 20,         // 1 MiB, checked from the header
+		ReadBufferSize:  64 << 10,        // frames up to 64 KiB are zero-copy
+		SendQueueFrames: 4096,            // frames queued per session
+		SendQueueBytes:  8 << 20,         // bytes queued per session
+		WriteTimeout:    10 * time.Second, // a peer that stops reading is cut off
+		DeadTimeout:     3 * time.Second, // silent peer declared dead
+		LingerTimeout:   time.Second,     // graceful close waits this long for the peer
+		MaxSessions:     1024,            // server: concurrent sessions
+		RetryInterval:   time.Second,     // client: between attempts
+		RetryJitter:     0.2,             // client: +-20% on each wait
+		DialTimeout:     3 * time.Second, // client: one attempt
+	}
+}
+
+// MinDeadTimeout is the smallest DeadTimeout accepted.
+const MinDeadTimeout = 30 * time.Millisecond
+
+// Validate reports the first invalid field.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Handler == nil {
+		errs = append(errs, errors.New("Handler is nil"))
+	}
+	if c.MaxFrameSize <= 0 || c.MaxFrameSize > 1<<31-1 {
+		errs = append(errs, fmt.Errorf("MaxFrameSize %d out of range (1..2^31-1)", c.MaxFrameSize))
+	}
+	if c.ReadBufferSize < HeaderSize {
+		errs = append(errs, fmt.Errorf("ReadBufferSize %d below %d", c.ReadBufferSize, HeaderSize))
+	}
+	if c.SendQueueFrames <= 0 {
+		errs = append(errs, fmt.Errorf("SendQueueFrames %d must be positive", c.SendQueueFrames))
+	}
+	if c.SendQueueBytes < HeaderSize+c.MaxFrameSize {
+		errs = append(errs, fmt.Errorf("SendQueueBytes %d must hold one maximum frame (%d)", c.SendQueueBytes, HeaderSize+c.MaxFrameSize))
+	}
+	if c.WriteTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("WriteTimeout %v must be positive", c.WriteTimeout))
+	}
+	if c.DeadTimeout < MinDeadTimeout {
+		errs = append(errs, fmt.Errorf("DeadTimeout %v below the minimum %v", c.DeadTimeout, MinDeadTimeout))
+	}
+	if c.LingerTimeout < 0 {
+		errs = append(errs, fmt.Errorf("LingerTimeout %v is negative", c.LingerTimeout))
+	}
+	if c.MaxSessions <= 0 {
+		errs = append(errs, fmt.Errorf("MaxSessions %d must be positive", c.MaxSessions))
+	}
+	if c.RetryInterval <= 0 {
+		errs = append(errs, fmt.Errorf("RetryInterval %v must be positive", c.RetryInterval))
+	}
+	if c.RetryJitter < 0 || c.RetryJitter >= 1 {
+		errs = append(errs, fmt.Errorf("RetryJitter %v out of range [0,1)", c.RetryJitter))
+	}
+	if c.MaxRetries < 0 {
+		errs = append(errs, fmt.Errorf("MaxRetries %d is negative", c.MaxRetries))
+	}
+	if c.DialTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("DialTimeout %v must be positive", c.DialTimeout))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("pconn: invalid config: %w", err)
+	}
+	return nil
+}
+
+func (c *Config) logger() hclog.Logger {
+	if c.Logger == nil {
+		return hclog.NewNullLogger()
+	}
+	return c.Logger
+}

@@ -1,0 +1,50 @@
+package pconn
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Errors a session ends with, or Send returns. Test with errors.Is.
+var (
+	// ErrClosed: the session or client was closed by this side.
+	ErrClosed = errors.New("pconn: closed")
+	// ErrPeerClosed: the peer closed the session gracefully (goodbye).
+	ErrPeerClosed = errors.New("pconn: closed by peer")
+	// ErrPeerVanished: the connection ended without a goodbye.
+	ErrPeerVanished = errors.New("pconn: connection lost")
+	// ErrDeadPeer: nothing was received within Config.DeadTimeout.
+	ErrDeadPeer = errors.New("pconn: dead peer: nothing received within the dead timeout")
+	// ErrPeerNotReading: a write blocked longer than Config.WriteTimeout.
+	ErrPeerNotReading = errors.New("pconn: peer not reading: write timed out")
+	// ErrQueueFull: the session's send queue is at its bound; the frame
+	// was not queued. The peer is reading slower than we send.
+	ErrQueueFull = errors.New("pconn: send queue full")
+	// ErrNotConnected: a Client has no session at the moment.
+	ErrNotConnected = errors.New("pconn: not connected")
+	// ErrServerFull: the server refused a connection over MaxSessions.
+	ErrServerFull = errors.New("pconn: server full")
+	// ErrGaveUp: a Client spent its MaxRetries.
+	ErrGaveUp = errors.New("pconn: gave up connecting")
+)
+
+// PeerError is the reason a peer gave, in a TypeError frame, for closing
+// the session because of something we sent.
+type PeerError struct{ Reason string }
+
+func (e *PeerError) Error() string { return "pconn: peer reported an error: " + e.Reason }
+
+// HandlerError wraps the error a Handler returned, which closed the session.
+type HandlerError struct {
+	Type MsgType
+	Err  error
+}
+
+func (e *HandlerError) Error() string {
+	return fmt.Sprintf("pconn: handler for type %s: %v", e.Type, e.Err)
+}
+
+func (e *HandlerError) Unwrap() error { return e.Err }
+
+// errGoodbye is returned by the read loop when the peer says goodbye.
+var errGoodbye = errors.New("pconn: goodbye")

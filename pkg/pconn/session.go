@@ -1,0 +1,467 @@
+package pconn
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/protobuf/proto"
+)
+
+var sessionIDs atomic.Uint64
+
+// Session is one framed connection, on a server or a client. Its methods
+// are safe for concurrent use.
+type Session struct {
+	id     uint64
+	conn   net.Conn
+	cfg    *Config
+	log    hclog.Logger
+	peerID string
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// The send queue: frames encoded back to back, written by the writer
+	// goroutine in one write per batch.
+	qmu     sync.Mutex
+	qbuf    []byte
+	qframes int
+	qclosed bool
+	wake    chan struct{}
+
+	framesIn, bytesIn   atomic.Uint64
+	framesOut, bytesOut atomic.Uint64
+	queueFull           atomic.Uint64
+
+	cookieMu sync.Mutex
+	cookie   any
+
+	drain     chan struct{} // closed to start a graceful close
+	drainOnce sync.Once
+	kill      chan struct{} // closed to stop the writer at once
+	killOnce  sync.Once
+	initiated atomic.Bool // we asked for the graceful close (goodbye)
+
+	reasonMu sync.Mutex
+	reason   error
+	done     chan struct{}
+}
+
+func newSession(conn net.Conn, cfg *Config, log hclog.Logger) *Session {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Session{
+		id:     sessionIDs.Add(1),
+		conn:   conn,
+		cfg:    cfg,
+		ctx:    ctx,
+		cancel: cancel,
+		wake:   make(chan struct{}, 1),
+		drain:  make(chan struct{}),
+		kill:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	if tc, ok := conn.(*tls.Conn); ok {
+		if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
+			s.peerID = certs[0].Subject.String()
+		}
+	}
+	s.log = log.With("peer", conn.RemoteAddr().String(), "session", s.id)
+	return s
+}
+
+// ID is unique among the sessions of this process.
+func (s *Session) ID() uint64 { return s.id }
+
+// RemoteAddr is the peer's address.
+func (s *Session) RemoteAddr() net.Addr { return s.conn.RemoteAddr() }
+
+// LocalAddr is our end's address.
+func (s *Session) LocalAddr() net.Addr { return s.conn.LocalAddr() }
+
+// PeerIdentity is the subject of the peer's TLS certificate, or "" without
+// (mutual) TLS.
+func (s *Session) PeerIdentity() string { return s.peerID }
+
+// SetCookie attaches an application value to the session.
+func (s *Session) SetCookie(v any) {
+	s.cookieMu.Lock()
+	s.cookie = v
+	s.cookieMu.Unlock()
+}
+
+// Cookie returns the value given to SetCookie, or nil.
+func (s *Session) Cookie() any {
+	s.cookieMu.Lock()
+	defer s.cookieMu.Unlock()
+	return s.cookie
+}
+
+// Context is cancelled when the session ends.
+func (s *Session) Context() context.Context { return s.ctx }
+
+// Done is closed when the session has ended and its final event was
+// delivered.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Err is why the session ended; nil while it runs.
+func (s *Session) Err() error {
+	select {
+	case <-s.done:
+		return s.endReason()
+	default:
+		return nil
+	}
+}
+
+// SessionStats are a session's counters.
+type SessionStats struct {
+	FramesIn, BytesIn   uint64
+	FramesOut, BytesOut uint64
+	// QueueFull counts frames refused with ErrQueueFull.
+	QueueFull uint64
+	// Queued is the number of frames waiting to be written.
+	Queued int
+}
+
+// Stats returns the session's counters; bytes include headers.
+func (s *Session) Stats() SessionStats {
+	s.qmu.Lock()
+	q := s.qframes
+	s.qmu.Unlock()
+	return SessionStats{
+		FramesIn: s.framesIn.Load(), BytesIn: s.bytesIn.Load(),
+		FramesOut: s.framesOut.Load(), BytesOut: s.bytesOut.Load(),
+		QueueFull: s.queueFull.Load(), Queued: q,
+	}
+}
+
+// Send queues a frame of type t with a copy of payload. It does not wait
+// for the write. It fails with ErrQueueFull when the peer is too far
+// behind, and with the session's end reason once it is closing.
+func (s *Session) Send(t MsgType, payload []byte) error {
+	if err := s.checkSend(t, len(payload)); err != nil {
+		return err
+	}
+	s.qmu.Lock()
+	if err := s.admit(len(payload)); err != nil {
+		s.qmu.Unlock()
+		return err
+	}
+	wasEmpty := len(s.qbuf) == 0
+	s.qbuf = AppendFrame(s.qbuf, t, payload)
+	s.qframes++
+	s.qmu.Unlock()
+	if wasEmpty {
+		s.signal()
+	}
+	return nil
+}
+
+// SendProto queues a frame of type t carrying m in protobuf encoding,
+// marshalled straight into the send queue.
+func (s *Session) SendProto(t MsgType, m proto.Message) error {
+	size := proto.Size(m)
+	if err := s.checkSend(t, size); err != nil {
+		return err
+	}
+	s.qmu.Lock()
+	if err := s.admit(size); err != nil {
+		s.qmu.Unlock()
+		return err
+	}
+	wasEmpty := len(s.qbuf) == 0
+	start := len(s.qbuf)
+	s.qbuf = AppendHeader(s.qbuf, Header{Version: Version, Type: t, Length: uint32(size)})
+	out, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(s.qbuf, m)
+	if err != nil || len(out)-start-HeaderSize != size {
+		s.qbuf = s.qbuf[:start]
+		s.qmu.Unlock()
+		if err == nil {
+			err = errors.New("message changed while being sent")
+		}
+		return fmt.Errorf("pconn: marshal %T: %w", m, err)
+	}
+	s.qbuf = out
+	s.qframes++
+	s.qmu.Unlock()
+	if wasEmpty {
+		s.signal()
+	}
+	return nil
+}
+
+func (s *Session) checkSend(t MsgType, n int) error {
+	if t == 0 || t > MaxUserType {
+		return fmt.Errorf("pconn: send: %w %d (use 1..%d)", ErrBadType, uint16(t), uint16(MaxUserType))
+	}
+	if n > s.cfg.MaxFrameSize {
+		return fmt.Errorf("pconn: send: %w: %d bytes, maximum is %d", ErrFrameTooLarge, n, s.cfg.MaxFrameSize)
+	}
+	return nil
+}
+
+// admit checks the queue bounds; qmu is held.
+func (s *Session) admit(n int) error {
+	if s.qclosed {
+		if r := s.endReason(); r != nil {
+			return r
+		}
+		return ErrClosed
+	}
+	if s.qframes >= s.cfg.SendQueueFrames || len(s.qbuf)+HeaderSize+n > s.cfg.SendQueueBytes {
+		s.queueFull.Add(1)
+		return fmt.Errorf("%w (%d frames, %d bytes queued)", ErrQueueFull, s.qframes, len(s.qbuf))
+	}
+	return nil
+}
+
+// sendControl queues a control frame regardless of the bounds.
+func (s *Session) sendControl(t MsgType, payload []byte) {
+	s.qmu.Lock()
+	if s.qclosed {
+		s.qmu.Unlock()
+		return
+	}
+	wasEmpty := len(s.qbuf) == 0
+	s.qbuf = AppendFrame(s.qbuf, t, payload)
+	s.qframes++
+	s.qmu.Unlock()
+	if wasEmpty {
+		s.signal()
+	}
+}
+
+func (s *Session) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Close ends the session gracefully: frames already queued are written,
+// then a goodbye, and the peer is given Config.LingerTimeout to close its
+// side. It does not wait; use Done for that. Frames sent after Close fail.
+func (s *Session) Close() error {
+	s.initiated.Store(true)
+	s.startDrain()
+	return nil
+}
+
+func (s *Session) startDrain() { s.drainOnce.Do(func() { close(s.drain) }) }
+
+// abort ends the session at once with reason err.
+func (s *Session) abort(err error) {
+	s.setReason(err)
+	s.killOnce.Do(func() { close(s.kill) })
+	_ = s.conn.Close()
+}
+
+func (s *Session) setReason(err error) {
+	s.reasonMu.Lock()
+	if s.reason == nil {
+		s.reason = err
+	}
+	s.reasonMu.Unlock()
+}
+
+func (s *Session) endReason() error {
+	s.reasonMu.Lock()
+	defer s.reasonMu.Unlock()
+	return s.reason
+}
+
+func (s *Session) event(t EventType, err error) {
+	if s.cfg.EventHandler != nil {
+		s.cfg.EventHandler.HandleEvent(Event{Type: t, Session: s, Addr: s.conn.RemoteAddr(), Err: err})
+	}
+}
+
+// run drives the session until it ends, then delivers the final event.
+// It is called on the goroutine of the Server or Client that owns the
+// session.
+func (s *Session) run() {
+	s.log.Debug("session established", "local", s.conn.LocalAddr().String(), "identity", s.peerID)
+	s.event(EventEstablished, nil)
+
+	werr := make(chan error, 1)
+	go func() { werr <- s.writeLoop() }()
+
+	rerr := s.readLoop()
+	var perr *ProtocolError
+	switch {
+	case s.initiated.Load() && s.endReason() == nil &&
+		(errors.Is(rerr, io.EOF) || errors.Is(rerr, os.ErrDeadlineExceeded) || errors.Is(rerr, net.ErrClosed)):
+		// Our goodbye went out and the peer closed, or the linger ran out.
+		s.setReason(ErrClosed)
+	case errors.Is(rerr, errGoodbye):
+		s.setReason(ErrPeerClosed)
+		s.startDrain() // write what is queued, then close
+		s.waitWriter(werr, s.cfg.WriteTimeout)
+	case errors.As(rerr, &perr):
+		s.setReason(rerr)
+		s.log.Warn("closing session: protocol error", "error", rerr)
+		s.sendControl(TypeError, []byte(rerr.Error()))
+		s.startDrain()
+		s.waitWriter(werr, s.cfg.LingerTimeout)
+	case errors.Is(rerr, io.EOF):
+		s.setReason(ErrPeerVanished)
+	default:
+		s.setReason(rerr)
+		var herr *HandlerError
+		if errors.As(rerr, &herr) {
+			s.log.Warn("closing session: handler error", "error", rerr)
+		}
+	}
+	s.abort(ErrClosed) // no-op reason if one was set; stops the writer
+	if err := <-werr; err != nil {
+		s.log.Debug("writer ended", "error", err)
+	}
+	s.qmu.Lock()
+	s.qclosed = true
+	s.qbuf = nil
+	s.qmu.Unlock()
+	s.cancel()
+
+	reason := s.endReason()
+	et := EventFailed
+	if errors.Is(reason, ErrClosed) || errors.Is(reason, ErrPeerClosed) {
+		et = EventShutdown
+	}
+	s.log.Debug("session ended", "event", et.String(), "reason", reason)
+	s.event(et, reason)
+	close(s.done)
+}
+
+// waitWriter waits up to d for the writer to finish its drain, putting
+// its result back for run to collect.
+func (s *Session) waitWriter(werr chan error, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case err := <-werr:
+		werr <- err
+	case <-t.C:
+	}
+}
+
+func (s *Session) readLoop() error {
+	fr := NewFrameReader(s.conn, s.cfg.MaxFrameSize, s.cfg.ReadBufferSize)
+	for {
+		h, p, err := fr.Next()
+		if err != nil {
+			return err
+		}
+		s.framesIn.Add(1)
+		s.bytesIn.Add(uint64(HeaderSize + len(p)))
+		switch h.Type {
+		case TypePing:
+			s.sendControl(TypePong, nil)
+			continue
+		case TypePong:
+			continue
+		case TypeGoodbye:
+			return errGoodbye
+		case TypeError:
+			reason := string(p)
+			if len(reason) > 512 {
+				reason = reason[:512]
+			}
+			s.log.Warn("peer reported a protocol error", "reason", reason)
+			return &PeerError{Reason: reason}
+		}
+		if err := s.cfg.Handler.ServeFrame(s, Message{Type: h.Type, Flags: h.Flags, Payload: p}); err != nil {
+			return &HandlerError{Type: h.Type, Err: err}
+		}
+	}
+}
+
+// writeLoop owns writes to the connection: batches of queued frames,
+// keepalive pings and the dead-peer check, and the graceful drain.
+func (s *Session) writeLoop() error {
+	tick := time.NewTicker(s.cfg.DeadTimeout / 5)
+	defer tick.Stop()
+	var spare []byte
+	lastIn, idle := s.framesIn.Load(), 0
+
+	flush := func() error {
+		for {
+			s.qmu.Lock()
+			if len(s.qbuf) == 0 {
+				s.qmu.Unlock()
+				return nil
+			}
+			buf, n := s.qbuf, s.qframes
+			s.qbuf, s.qframes = spare[:0], 0
+			s.qmu.Unlock()
+			if err := s.conn.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout)); err != nil {
+				return err
+			}
+			if _, err := s.conn.Write(buf); err != nil {
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					return fmt.Errorf("%w (%v, %d bytes pending)", ErrPeerNotReading, s.cfg.WriteTimeout, len(buf))
+				}
+				return err
+			}
+			s.framesOut.Add(uint64(n))
+			s.bytesOut.Add(uint64(len(buf)))
+			if cap(buf) > 4*s.cfg.ReadBufferSize && len(buf) < s.cfg.ReadBufferSize {
+				buf = nil // let a burst's large buffer go
+			}
+			spare = buf
+		}
+	}
+	fail := func(err error) error {
+		s.abort(err)
+		return err
+	}
+
+	for {
+		select {
+		case <-s.wake:
+			if err := flush(); err != nil {
+				return fail(err)
+			}
+		case <-tick.C:
+			if in := s.framesIn.Load(); in != lastIn {
+				lastIn, idle = in, 0
+				continue
+			}
+			idle++
+			if idle >= 4 {
+				s.log.Warn("peer is dead: nothing received", "dead_timeout", s.cfg.DeadTimeout)
+				return fail(fmt.Errorf("%w (%v)", ErrDeadPeer, s.cfg.DeadTimeout))
+			}
+			s.sendControl(TypePing, nil)
+			if err := flush(); err != nil {
+				return fail(err)
+			}
+		case <-s.drain:
+			s.qmu.Lock()
+			if s.initiated.Load() && !s.qclosed {
+				s.qbuf = AppendFrame(s.qbuf, TypeGoodbye, nil)
+				s.qframes++
+			}
+			s.qclosed = true // nothing may follow the goodbye
+			s.qmu.Unlock()
+			if err := flush(); err != nil {
+				return fail(err)
+			}
+			if cw, ok := s.conn.(interface{ CloseWrite() error }); ok {
+				_ = cw.CloseWrite()
+			}
+			_ = s.conn.SetReadDeadline(time.Now().Add(s.cfg.LingerTimeout))
+			return nil
+		case <-s.kill:
+			return nil
+		}
+	}
+}
