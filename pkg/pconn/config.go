@@ -96,17 +96,17 @@ type Config struct {
 func DefaultConfig(h Handler) Config {
 	return Config{
 		Handler:         h,
-		MaxFrameSize:    1 << 20,         // 1 MiB, checked from the header
-		ReadBufferSize:  64 << 10,        // frames up to 64 KiB are zero-copy
-		SendQueueFrames: 4096,            // frames queued per session
-		SendQueueBytes:  8 << 20,         // bytes queued per session
+		MaxFrameSize:    1 << 20,          // 1 MiB, checked from the header
+		ReadBufferSize:  64 << 10,         // frames up to 64 KiB are zero-copy
+		SendQueueFrames: 4096,             // frames queued per session
+		SendQueueBytes:  8 << 20,          // bytes queued per session
 		WriteTimeout:    10 * time.Second, // a peer that stops reading is cut off
-		DeadTimeout:     3 * time.Second, // silent peer declared dead
-		LingerTimeout:   time.Second,     // graceful close waits this long for the peer
-		MaxSessions:     1024,            // server: concurrent sessions
-		RetryInterval:   time.Second,     // client: between attempts
-		RetryJitter:     0.2,             // client: +-20% on each wait
-		DialTimeout:     3 * time.Second, // client: one attempt
+		DeadTimeout:     3 * time.Second,  // silent peer declared dead
+		LingerTimeout:   time.Second,      // graceful close waits this long for the peer
+		MaxSessions:     1024,             // server: concurrent sessions
+		RetryInterval:   time.Second,      // client: between attempts
+		RetryJitter:     0.2,              // client: +-20% on each wait
+		DialTimeout:     3 * time.Second,  // client: one attempt
 	}
 }
 
