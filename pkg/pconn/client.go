@@ -2,7 +2,6 @@ package pconn
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -239,36 +238,7 @@ func (c *Client) connect(addr string) (net.Conn, error) {
 		case <-ctx.Done():
 		}
 	}()
-	var conn net.Conn
-	var err error
-	if c.cfg.Dial != nil {
-		conn, err = c.cfg.Dial(ctx, addr)
-	} else {
-		var d net.Dialer
-		conn, err = d.DialContext(ctx, "tcp", addr)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("pconn: connect to %s: %w", addr, err)
-	}
-	if tc, ok := conn.(*net.TCPConn); ok {
-		_ = tc.SetNoDelay(true)
-	}
-	if c.cfg.TLS != nil {
-		cfg := c.cfg.TLS
-		if cfg.ServerName == "" {
-			cfg = cfg.Clone()
-			if host, _, err := net.SplitHostPort(addr); err == nil {
-				cfg.ServerName = host
-			}
-		}
-		tc := tls.Client(conn, cfg)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			conn.Close()
-			return nil, fmt.Errorf("pconn: TLS handshake with %s: %w", addr, err)
-		}
-		conn = tc
-	}
-	return conn, nil
+	return dialConn(ctx, &c.cfg, addr)
 }
 
 type tcpAddrString string

@@ -137,3 +137,30 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatal("Dial accepted no address")
 	}
 }
+
+func TestConnectOnce(t *testing.T) {
+	checkNoLeaks(t)
+	srv := listen(t, testConfig(echo, nil))
+	in := newInbox()
+	ev := newRecorder()
+	s, err := Connect(t.Context(), testConfig(in, ev), srv.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev.next(t, EventEstablished)
+	if err := s.Send(2, []byte("once")); err != nil {
+		t.Fatal(err)
+	}
+	if m := in.next(t); string(m.Payload) != "once" {
+		t.Fatalf("got %q", m.Payload)
+	}
+	srv.Close()
+	<-s.Done()
+	if s.Err() == nil {
+		t.Fatal("no end reason")
+	}
+	// No reconnection: a closed port fails at once.
+	if _, err := Connect(t.Context(), testConfig(in, nil), srv.Addr().String()); err == nil {
+		t.Fatal("Connect to a closed server succeeded")
+	}
+}
