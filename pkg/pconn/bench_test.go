@@ -1,0 +1,498 @@
+package pconn
+
+// Transport benchmarks: pconn against gRPC-Go bidirectional streaming and
+// against a plain length-prefixed TCP echo, all on loopback, side by side:
+//
+//	go test -run '^$' -bench BenchmarkTransport -benchmem -count 3 ./pkg/pconn/
+//
+// Sub-benchmarks are named <workload>/<transport>. Metrics:
+//
+//	rt/s        round trips per second (ping-pong: one message in flight)
+//	msgs/s      messages per second received by the server (one-way stream)
+//	p50-us      median round trip, microseconds
+//	p99-us      99th percentile round trip, microseconds
+//	allocs/msg  heap allocations per message carried, both ends together
+//	            (client and server run in this process): a ping-pong round
+//	            trip carries two messages, a streamed message one.
+//
+// Every sub-benchmark run sets up its own server and client and closes
+// them before it returns; BenchmarkTransport checks that no goroutine
+// outlives it.
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"runtime"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	benchv1 "github.com/hellopics/hellopics/proto/hellopics/bench/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// benchTransport is one transport under test: a ping-pong client and a
+// one-way streaming client, each against its own fresh server.
+type benchTransport struct {
+	name string
+	// pingPong starts an echo server and a client; rt does one round trip
+	// of p and checks the answer's length.
+	pingPong func(b *testing.B) (rt func(p []byte) error, stop func())
+	// stream starts a counting server and a client; send sends one
+	// message (as fast as the transport allows), wait blocks until the
+	// server has received n messages.
+	stream func(b *testing.B, n int) (send func(p []byte) error, wait func() error, stop func())
+}
+
+var benchTransports = []benchTransport{
+	{"pconn", pconnPingPong, pconnStream},
+	{"grpc", grpcPingPong, grpcStream},
+	{"rawtcp", rawPingPong, rawStream},
+}
+
+func BenchmarkTransport(b *testing.B) {
+	before := runtime.NumGoroutine()
+	for _, size := range []struct {
+		name string
+		n    int
+	}{{"64B", 64}, {"4KiB", 4096}} {
+		for _, tr := range benchTransports {
+			b.Run("pingpong-"+size.name+"/"+tr.name, func(b *testing.B) {
+				benchPingPong(b, tr, size.n)
+			})
+		}
+	}
+	for _, tr := range benchTransports {
+		b.Run("stream-64B/"+tr.name, func(b *testing.B) {
+			benchStream(b, tr, 64)
+		})
+	}
+	// Nothing a sub-benchmark started may outlive it (gRPC's goroutines
+	// take a moment to notice the close).
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			b.Errorf("goroutine leak: %d before, %d after:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func benchPingPong(b *testing.B, tr benchTransport, size int) {
+	rt, stop := tr.pingPong(b)
+	defer stop()
+	p := make([]byte, size)
+	for i := range p {
+		p[i] = byte(i)
+	}
+	// Warm up: buffers grown, connections and goroutines settled.
+	for range 100 {
+		if err := rt(p); err != nil {
+			b.Fatal(err)
+		}
+	}
+	lat := make([]time.Duration, b.N)
+	var ms0, ms1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms0)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for i := range b.N {
+		t0 := time.Now()
+		if err := rt(p); err != nil {
+			b.Fatal(err)
+		}
+		lat[i] = time.Since(t0)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	runtime.ReadMemStats(&ms1)
+	slices.Sort(lat)
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "rt/s")
+	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50-us")
+	b.ReportMetric(float64(lat[min(len(lat)-1, len(lat)*99/100)].Nanoseconds())/1e3, "p99-us")
+	b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/float64(2*b.N), "allocs/msg")
+}
+
+func benchStream(b *testing.B, tr benchTransport, size int) {
+	const warm = 1000
+	send, wait, stop := tr.stream(b, warm+b.N)
+	defer stop()
+	p := make([]byte, size)
+	for range warm {
+		if err := send(p); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var ms0, ms1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms0)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		if err := send(p); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := wait(); err != nil {
+		b.Fatal(err)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	runtime.ReadMemStats(&ms1)
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
+	b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/float64(b.N), "allocs/msg")
+}
+
+// benchWait bounds every wait of the benchmarks, so that a broken
+// transport fails instead of hanging.
+const benchWait = time.Minute
+
+var errBenchTimeout = errors.New("benchmark: timed out waiting")
+
+// ---- pconn ----
+
+func benchPconnConfig(h Handler, ev EventHandler) Config {
+	cfg := DefaultConfig(h)
+	cfg.EventHandler = ev
+	return cfg
+}
+
+// pconnPair starts a server with srvH and a client with cliH, and returns
+// the client's session once established.
+func pconnPair(b *testing.B, srvH, cliH Handler) (*Session, func()) {
+	srv, err := Listen("127.0.0.1:0", benchPconnConfig(srvH, nil))
+	if err != nil {
+		b.Fatal(err)
+	}
+	est := make(chan *Session, 1)
+	cli, err := Dial(benchPconnConfig(cliH, EventHandlerFunc(func(ev Event) {
+		if ev.Type == EventEstablished {
+			est <- ev.Session
+		}
+	})), srv.Addr().String())
+	if err != nil {
+		srv.Close()
+		b.Fatal(err)
+	}
+	stop := func() {
+		cli.Close()
+		srv.Close()
+	}
+	select {
+	case s := <-est:
+		return s, stop
+	case <-time.After(benchWait):
+		stop()
+		b.Fatal("pconn: no session")
+		return nil, nil
+	}
+}
+
+func pconnPingPong(b *testing.B) (func([]byte) error, func()) {
+	got := make(chan int, 1)
+	s, stop := pconnPair(b,
+		HandlerFunc(func(s *Session, m Message) error { return s.Send(m.Type, m.Payload) }),
+		HandlerFunc(func(_ *Session, m Message) error { got <- len(m.Payload); return nil }))
+	rt := func(p []byte) error {
+		if err := s.Send(1, p); err != nil {
+			return err
+		}
+		if n := <-got; n != len(p) {
+			return errors.New("pconn: short echo")
+		}
+		return nil
+	}
+	return rt, stop
+}
+
+func pconnStream(b *testing.B, n int) (func([]byte) error, func() error, func()) {
+	done := make(chan struct{})
+	count := 0 // only the server session's read loop touches it
+	s, stop := pconnPair(b,
+		HandlerFunc(func(_ *Session, _ Message) error {
+			if count++; count == n {
+				close(done)
+			}
+			return nil
+		}),
+		HandlerFunc(func(*Session, Message) error { return nil }))
+	send := func(p []byte) error {
+		for {
+			err := s.Send(1, p)
+			if !errors.Is(err, ErrQueueFull) {
+				return err
+			}
+			runtime.Gosched() // the writer is behind: let it run
+		}
+	}
+	return send, waitChan(done), stop
+}
+
+func waitChan(done chan struct{}) func() error {
+	return func() error {
+		select {
+		case <-done:
+			return nil
+		case <-time.After(benchWait):
+			return errBenchTimeout
+		}
+	}
+}
+
+// ---- gRPC ----
+
+type grpcEcho struct {
+	benchv1.UnimplementedEchoServiceServer
+	count int           // stream mode: messages to receive, then close done
+	done  chan struct{} // nil in echo mode
+}
+
+func (e *grpcEcho) Echo(st grpc.BidiStreamingServer[benchv1.EchoRequest, benchv1.EchoResponse]) error {
+	var resp benchv1.EchoResponse
+	n := 0
+	for {
+		req, err := st.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		if e.done != nil {
+			if n++; n == e.count {
+				close(e.done)
+			}
+			continue
+		}
+		resp.Payload = req.Payload
+		if err := st.Send(&resp); err != nil {
+			return err
+		}
+	}
+}
+
+func grpcPair(b *testing.B, svc *grpcEcho) (grpc.BidiStreamingClient[benchv1.EchoRequest, benchv1.EchoResponse], func()) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	benchv1.RegisterEchoServiceServer(srv, svc)
+	served := make(chan struct{})
+	go func() { _ = srv.Serve(ln); close(served) }()
+	cc, err := grpc.NewClient("passthrough:///"+ln.Addr().String(),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		srv.Stop()
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stop := func() {
+		cancel()
+		cc.Close()
+		srv.Stop()
+		<-served
+	}
+	st, err := benchv1.NewEchoServiceClient(cc).Echo(ctx)
+	if err != nil {
+		stop()
+		b.Fatal(err)
+	}
+	return st, stop
+}
+
+func grpcPingPong(b *testing.B) (func([]byte) error, func()) {
+	st, stop := grpcPair(b, &grpcEcho{})
+	var req benchv1.EchoRequest
+	rt := func(p []byte) error {
+		req.Payload = p
+		if err := st.Send(&req); err != nil {
+			return err
+		}
+		resp, err := st.Recv()
+		if err != nil {
+			return err
+		}
+		if len(resp.Payload) != len(p) {
+			return errors.New("grpc: short echo")
+		}
+		return nil
+	}
+	return rt, stop
+}
+
+func grpcStream(b *testing.B, n int) (func([]byte) error, func() error, func()) {
+	done := make(chan struct{})
+	st, stop := grpcPair(b, &grpcEcho{count: n, done: done})
+	var req benchv1.EchoRequest
+	send := func(p []byte) error {
+		req.Payload = p
+		return st.Send(&req)
+	}
+	return send, waitChan(done), stop
+}
+
+// ---- raw TCP: 4-byte big-endian length prefix, then the payload ----
+
+const rawBufSize = 64 << 10
+
+// rawServer accepts connections and runs serve on each, one goroutine per
+// connection; stop closes the listener and every connection and waits.
+func rawServer(b *testing.B, serve func(c net.Conn)) (addr string, stop func()) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns []net.Conn
+	)
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Go(func() { defer c.Close(); serve(c) })
+		}
+	})
+	return ln.Addr().String(), func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	}
+}
+
+// rawEcho reads a message, writes it back, and flushes when no further
+// request is already buffered.
+func rawEcho(c net.Conn) {
+	br := bufio.NewReaderSize(c, rawBufSize)
+	bw := bufio.NewWriterSize(c, rawBufSize)
+	var hdr [4]byte
+	buf := make([]byte, 0, 4096)
+	for {
+		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+			return
+		}
+		n := int(binary.BigEndian.Uint32(hdr[:]))
+		if cap(buf) < n {
+			buf = make([]byte, n)
+		}
+		buf = buf[:n]
+		if _, err := io.ReadFull(br, buf); err != nil {
+			return
+		}
+		bw.Write(hdr[:])
+		bw.Write(buf)
+		if br.Buffered() == 0 {
+			if err := bw.Flush(); err != nil {
+				return
+			}
+		}
+	}
+}
+
+type rawClient struct {
+	c   net.Conn
+	br  *bufio.Reader
+	bw  *bufio.Writer
+	hdr [4]byte
+	buf []byte
+}
+
+func dialRaw(b *testing.B, addr string) *rawClient {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &rawClient{c: c, br: bufio.NewReaderSize(c, rawBufSize), bw: bufio.NewWriterSize(c, rawBufSize), buf: make([]byte, 4096)}
+}
+
+func (r *rawClient) write(p []byte) error {
+	binary.BigEndian.PutUint32(r.hdr[:], uint32(len(p)))
+	r.bw.Write(r.hdr[:])
+	_, err := r.bw.Write(p)
+	return err
+}
+
+func rawPingPong(b *testing.B) (func([]byte) error, func()) {
+	addr, stopSrv := rawServer(b, rawEcho)
+	r := dialRaw(b, addr)
+	rt := func(p []byte) error {
+		if err := r.write(p); err != nil {
+			return err
+		}
+		if err := r.bw.Flush(); err != nil {
+			return err
+		}
+		if _, err := io.ReadFull(r.br, r.hdr[:]); err != nil {
+			return err
+		}
+		n := int(binary.BigEndian.Uint32(r.hdr[:]))
+		if cap(r.buf) < n {
+			r.buf = make([]byte, n)
+		}
+		if _, err := io.ReadFull(r.br, r.buf[:n]); err != nil {
+			return err
+		}
+		if n != len(p) {
+			return errors.New("rawtcp: short echo")
+		}
+		return nil
+	}
+	return rt, func() { r.c.Close(); stopSrv() }
+}
+
+func rawStream(b *testing.B, n int) (func([]byte) error, func() error, func()) {
+	done := make(chan struct{})
+	addr, stopSrv := rawServer(b, func(c net.Conn) {
+		br := bufio.NewReaderSize(c, rawBufSize)
+		var hdr [4]byte
+		buf := make([]byte, 4096)
+		for count := 0; ; {
+			if _, err := io.ReadFull(br, hdr[:]); err != nil {
+				return
+			}
+			m := int(binary.BigEndian.Uint32(hdr[:]))
+			if cap(buf) < m {
+				buf = make([]byte, m)
+			}
+			if _, err := io.ReadFull(br, buf[:m]); err != nil {
+				return
+			}
+			if count++; count == n {
+				close(done)
+			}
+		}
+	})
+	r := dialRaw(b, addr)
+	wait := waitChan(done)
+	// The client's bufio writer fills and writes on its own; the last,
+	// partial buffer is flushed before waiting for the server.
+	waitFlushed := func() error {
+		if err := r.bw.Flush(); err != nil {
+			return err
+		}
+		return wait()
+	}
+	return r.write, waitFlushed, func() { r.c.Close(); stopSrv() }
+}
