@@ -1,0 +1,272 @@
+// Package operator is the management component's operator API: the gRPC
+// service hellopics.v1.OperatorService (GetStatus, WatchEvents,
+// Switchover) with the standard health service and server reflection, and
+// the Broker that fans events out to the WatchEvents streams.
+//
+// The management daemon implements Backend, publishes its events to a
+// Broker and calls Server.SetServing(true) while it is the master and
+// ready, SetServing(false) otherwise:
+//
+//	br := operator.NewBroker(0)
+//	srv := operator.New(daemon, br, log)
+//	ln, err := net.Listen("tcp", operator.DefaultAddr)
+//	go srv.Serve(ln)
+//	defer srv.GracefulStop()
+//
+// See docs/operator.md.
+package operator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
+)
+
+// DefaultAddr is the operator API's default listen address.
+const DefaultAddr = "127.0.0.1:7400"
+
+// DefaultGracePeriod is how long GracefulStop waits for RPCs in flight
+// before it cuts them.
+const DefaultGracePeriod = 5 * time.Second
+
+// ServiceName is the operator service's full name, also its name in the
+// health service.
+const ServiceName = "hellopics.v1.OperatorService"
+
+// Backend is what the operator API asks the management daemon. Errors may
+// wrap ErrNotMaster, ErrUnavailable, ErrUnknownTarget or ErrTargetNotReady
+// to choose the gRPC code (see Code).
+type Backend interface {
+	// Status returns the instance's status. The result is marshaled after
+	// Status returns and must not be modified afterwards.
+	Status(ctx context.Context) (*hellopicsv1.GetStatusResponse, error)
+	// Switchover hands mastership to targetID ("" for the best backup)
+	// and returns once the new master has taken over or ctx is done.
+	Switchover(ctx context.Context, targetID string) (*hellopicsv1.SwitchoverResponse, error)
+}
+
+// Server serves the operator API. Create it with New, start it with Serve,
+// end it with Stop or GracefulStop.
+type Server struct {
+	hellopicsv1.UnimplementedOperatorServiceServer
+
+	// GracePeriod bounds GracefulStop (DefaultGracePeriod when zero). Set
+	// it before Serve.
+	GracePeriod time.Duration
+
+	backend Backend
+	broker  *Broker
+	log     hclog.Logger
+	grpc    *grpc.Server
+	health  *health.Server
+
+	mu       sync.Mutex
+	ln       net.Listener
+	done     chan struct{} // closed by Stop and GracefulStop: ends WatchEvents
+	stopOnce sync.Once
+}
+
+// New returns a server answering from b and streaming the events of br.
+// The health service says NOT_SERVING until SetServing(true). A nil log
+// discards the logs; the server logs to its sub-logger "operator".
+func New(b Backend, br *Broker, log hclog.Logger) *Server {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	s := &Server{
+		backend: b,
+		broker:  br,
+		log:     log.Named("operator"),
+		health:  health.NewServer(),
+		done:    make(chan struct{}),
+	}
+	s.grpc = grpc.NewServer(
+		grpc.ChainUnaryInterceptor(s.logUnary),
+		grpc.ChainStreamInterceptor(s.logStream),
+	)
+	hellopicsv1.RegisterOperatorServiceServer(s.grpc, s)
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+	s.SetServing(false)
+	return s
+}
+
+// Serve accepts connections on ln until Stop or GracefulStop; it then
+// returns nil. It is called once.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	s.ln = ln
+	s.mu.Unlock()
+	s.log.Info("operator API listening", "addr", ln.Addr().String())
+	err := s.grpc.Serve(ln)
+	if err == nil || errors.Is(err, grpc.ErrServerStopped) {
+		return nil
+	}
+	return fmt.Errorf("operator: serve %s: %w", ln.Addr(), err)
+}
+
+// Addr returns the address Serve listens on, or nil before Serve.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// SetServing sets the health of both ServiceName and "" (the server as a
+// whole): SERVING on a ready master, NOT_SERVING otherwise. It is ignored
+// once the server is stopping.
+func (s *Server) SetServing(serving bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if serving {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	s.health.SetServingStatus(ServiceName, st)
+	s.health.SetServingStatus("", st)
+}
+
+// Stop closes the listener and every connection at once and ends every
+// goroutine of the server. It does not close the Broker.
+func (s *Server) Stop() {
+	s.beginStop()
+	s.grpc.Stop()
+}
+
+// GracefulStop stops accepting connections, ends the WatchEvents streams,
+// waits up to GracePeriod for the other RPCs in flight, then stops like
+// Stop. It does not close the Broker.
+func (s *Server) GracefulStop() {
+	s.beginStop()
+	grace := s.GracePeriod
+	if grace <= 0 {
+		grace = DefaultGracePeriod
+	}
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		s.grpc.GracefulStop()
+	}()
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-stopped:
+	case <-t.C:
+		s.log.Warn("operator API: RPCs still running after the grace period, cutting them", "grace", grace)
+		s.grpc.Stop()
+		<-stopped
+	}
+}
+
+func (s *Server) beginStop() {
+	s.stopOnce.Do(func() {
+		s.health.Shutdown()
+		close(s.done)
+	})
+}
+
+// GetStatus implements hellopicsv1.OperatorServiceServer.
+func (s *Server) GetStatus(ctx context.Context, _ *hellopicsv1.GetStatusRequest) (*hellopicsv1.GetStatusResponse, error) {
+	resp, err := s.backend.Status(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if resp == nil {
+		return nil, status.Error(codes.Internal, "backend returned no status")
+	}
+	return resp, nil
+}
+
+// Switchover implements hellopicsv1.OperatorServiceServer.
+func (s *Server) Switchover(ctx context.Context, req *hellopicsv1.SwitchoverRequest) (*hellopicsv1.SwitchoverResponse, error) {
+	s.log.Info("switchover requested", "target", req.GetTargetId(), "peer", peerAddr(ctx))
+	resp, err := s.backend.Switchover(ctx, req.GetTargetId())
+	if err != nil {
+		s.log.Warn("switchover failed", "target", req.GetTargetId(), "error", err)
+		return nil, toStatus(err)
+	}
+	if resp == nil {
+		return nil, status.Error(codes.Internal, "backend returned no switchover result")
+	}
+	s.log.Info("switchover done", "new_master", resp.GetNewMasterId(), "epoch", resp.GetEpoch())
+	return resp, nil
+}
+
+// WatchEvents implements hellopicsv1.OperatorServiceServer: it sends the
+// recent history, then every event as it is published. It ends with
+// ResourceExhausted when the client falls too far behind and with
+// Unavailable when the server stops.
+func (s *Server) WatchEvents(_ *hellopicsv1.WatchEventsRequest, stream grpc.ServerStreamingServer[hellopicsv1.WatchEventsResponse]) error {
+	sub := s.broker.subscribe()
+	defer s.broker.unsubscribe(sub)
+	// Send the headers now so that the client knows it is subscribed
+	// before the first event.
+	if err := stream.SendHeader(nil); err != nil {
+		return err
+	}
+	ctx := stream.Context()
+	for {
+		select {
+		case ev, ok := <-sub.ch:
+			if !ok {
+				if sub.dropped {
+					s.log.Warn("operator client too slow, event stream dropped", "peer", peerAddr(ctx))
+					return status.Error(codes.ResourceExhausted, "client too slow: events were dropped; watch again")
+				}
+				return status.Error(codes.Unavailable, "event stream closed: management is stopping")
+			}
+			if err := stream.Send(ev); err != nil {
+				return err
+			}
+		case <-s.done:
+			return status.Error(codes.Unavailable, "management is stopping")
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		}
+	}
+}
+
+func (s *Server) logUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	t0 := time.Now()
+	resp, err := h(ctx, req)
+	s.log.Debug("rpc", "method", info.FullMethod, "peer", peerAddr(ctx), "code", status.Code(err).String(), "duration", time.Since(t0), "error", errString(err))
+	return resp, err
+}
+
+func (s *Server) logStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	ctx := ss.Context()
+	t0 := time.Now()
+	s.log.Debug("rpc stream begins", "method", info.FullMethod, "peer", peerAddr(ctx))
+	err := h(srv, ss)
+	s.log.Debug("rpc stream ends", "method", info.FullMethod, "peer", peerAddr(ctx), "code", status.Code(err).String(), "duration", time.Since(t0), "error", errString(err))
+	return err
+}
+
+func peerAddr(ctx context.Context) string {
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		return p.Addr.String()
+	}
+	return ""
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
