@@ -140,6 +140,7 @@ type Agent struct {
 	log           hclog.Logger
 	conn          *net.UDPConn
 	dec           *meds.Decoder
+	out           []byte        // answer buffer of the request loop
 	readDec       *meds.Decoder // ReadCommunity, GET and GETNEXT only; nil if none
 	reasm         *meds.Reassembler
 	fragSize      int
@@ -244,12 +245,12 @@ func (a *Agent) Addr() *net.UDPAddr { return a.conn.LocalAddr().(*net.UDPAddr) }
 // status generators. They run until ctx is done or Close is called.
 func (a *Agent) Start(ctx context.Context) error {
 	ctx, a.cancel = context.WithCancel(ctx)
-	senders := make([]*gosnmp.GoSNMP, 0, a.cfg.Senders+2)
+	senders := make([]sender, 0, a.cfg.Senders+2)
 	for range a.cfg.Senders + 2 {
 		g, err := a.notifier()
 		if err != nil {
 			for _, s := range senders {
-				_ = s.Conn.Close()
+				s.close()
 			}
 			a.cancel()
 			return err
@@ -279,8 +280,8 @@ func (a *Agent) Start(ctx context.Context) error {
 		defer a.wg.Done()
 		<-ctx.Done()
 		_ = a.conn.Close() // ends serve's read
-		for _, g := range senders {
-			_ = g.Conn.Close() // ends informs in flight
+		for _, s := range senders {
+			s.close() // ends informs in flight
 		}
 	}()
 	return nil
@@ -325,15 +326,75 @@ func (a *Agent) Send(m meds.Message) bool {
 
 func (a *Agent) uptime() uint32 { return uint32(time.Since(a.start) / (10 * time.Millisecond)) }
 
-func (a *Agent) notifier() (*gosnmp.GoSNMP, error) {
-	g, err := a.cfg.NotifySecurity.Client(a.cfg.NotifyAddr, a.cfg.InformTimeout, a.cfg.InformRetries)
+// sender sends one fragment as a notification and waits for its answer
+// (none for a trap).
+type sender interface {
+	send(uptime uint32, f meds.Fragment) (status, index uint8, err error)
+	close()
+}
+
+// gosnmpSender goes through gosnmp (SNMPv3).
+type gosnmpSender struct {
+	g      *gosnmp.GoSNMP
+	inform bool
+	vars   []gosnmp.SnmpPDU
+}
+
+func (s *gosnmpSender) send(uptime uint32, f meds.Fragment) (uint8, uint8, error) {
+	s.vars = meds.NotificationVarbinds(s.vars, uptime, f)
+	res, err := s.g.SendTrap(gosnmp.SnmpTrap{Variables: s.vars, IsInform: s.inform})
+	if err != nil {
+		return 0, 0, err
+	}
+	if !s.inform || res == nil {
+		return 0, 0, nil
+	}
+	return uint8(res.Error), res.ErrorIndex, nil
+}
+
+func (s *gosnmpSender) close() { _ = s.g.Conn.Close() }
+
+// fastSender is the SNMPv2c fast path.
+type fastSender struct {
+	conn *net.UDPConn
+	pdu  gosnmp.PDUType
+	q    meds.V2cRequester
+}
+
+func (s *fastSender) send(uptime uint32, f meds.Fragment) (uint8, uint8, error) {
+	return s.q.Send(s.pdu, uptime, f)
+}
+
+func (s *fastSender) close() { _ = s.conn.Close() }
+
+// notifier returns a sender with its own UDP socket toward the relay.
+func (a *Agent) notifier() (sender, error) {
+	sec := a.cfg.NotifySecurity
+	if sec.Version == gosnmp.Version2c {
+		ua, err := net.ResolveUDPAddr("udp", a.cfg.NotifyAddr)
+		if err != nil {
+			return nil, fmt.Errorf("agentsim: notification address %q: %w", a.cfg.NotifyAddr, err)
+		}
+		conn, err := net.DialUDP("udp", nil, ua)
+		if err != nil {
+			return nil, fmt.Errorf("agentsim: connect to %s: %w", a.cfg.NotifyAddr, err)
+		}
+		pdu := gosnmp.InformRequest
+		if a.cfg.UseTraps {
+			pdu = gosnmp.SNMPv2Trap
+		}
+		return &fastSender{conn: conn, pdu: pdu, q: meds.V2cRequester{
+			Conn: conn, Community: sec.Community, Timeout: a.cfg.InformTimeout, Retries: a.cfg.InformRetries,
+		}}, nil
+	}
+	g, err := sec.Client(a.cfg.NotifyAddr, a.cfg.InformTimeout, a.cfg.InformRetries)
 	if err != nil {
 		return nil, fmt.Errorf("agentsim: notification client: %w", err)
 	}
 	if err := g.Connect(); err != nil {
 		return nil, fmt.Errorf("agentsim: connect to %s: %w", a.cfg.NotifyAddr, err)
 	}
-	return g, nil
+	return &gosnmpSender{g: g, inform: !a.cfg.UseTraps}, nil
 }
 
 // serve is the request loop: one goroutine owns the socket, the decoder
@@ -371,6 +432,12 @@ func (a *Agent) reply(log hclog.Logger, b []byte, to netip.AddrPort) {
 }
 
 func (a *Agent) handle(log hclog.Logger, b []byte, from netip.AddrPort, now time.Time) {
+	if a.cfg.Security.Version == gosnmp.Version2c {
+		if p, err := meds.ParseV2c(b); err == nil && p.PDU == gosnmp.SetRequest {
+			a.setFast(log, &p, from, now)
+			return
+		}
+	}
 	p, discovery, err := a.dec.Decode(b)
 	if errors.Is(err, meds.ErrCommunity) && a.readDec != nil {
 		// The read community may GET and GETNEXT, nothing else.
@@ -415,6 +482,43 @@ func (a *Agent) handle(log hclog.Logger, b []byte, from netip.AddrPort, now time
 	}
 }
 
+// setFast takes a SetRequest parsed by the SNMPv2c fast path.
+func (a *Agent) setFast(log hclog.Logger, p *meds.V2cPacket, from netip.AddrPort, now time.Time) {
+	if string(p.Community) != a.cfg.Security.Community {
+		a.c.dropped.Add(1)
+		log.Debug("request dropped", "peer", from.String(), "reason", "wrong community for a SetRequest")
+		return
+	}
+	a.c.requests.Add(1)
+	f, err := p.Fragment(false, 0, 0)
+	if err != nil {
+		a.c.badFragments.Add(1)
+		status, index := uint8(gosnmp.WrongValue), uint8(0)
+		var fe *meds.FragmentError
+		if errors.As(err, &fe) {
+			status, index = fe.Status, uint8(fe.Index)
+		}
+		log.Warn("bad fragment refused", "peer", from.String(), "reason", err)
+		a.out = meds.AppendV2cResponse(a.out[:0], p.Community, p.RequestID, status, index, p.VarBinds)
+		a.reply(log, a.out, from)
+		return
+	}
+	msg, res, err := a.reasm.Add(now, meds.Key{Sender: from, Transfer: f.Transfer}, f)
+	status, index := uint8(0), uint8(0)
+	if res == meds.Rejected {
+		a.c.badFragments.Add(1)
+		status, index = uint8(gosnmp.WrongValue), 2
+		log.Warn("fragment refused by reassembly", "peer", from.String(), "transfer", f.Transfer, "reason", err)
+	} else {
+		a.c.fragments.Add(1)
+	}
+	a.out = meds.AppendV2cResponse(a.out[:0], p.Community, p.RequestID, status, index, p.VarBinds)
+	a.reply(log, a.out, from)
+	if res == meds.Delivered {
+		a.command(log, msg, from, f.Transfer)
+	}
+}
+
 func (a *Agent) set(log hclog.Logger, p *gosnmp.SnmpPacket, from netip.AddrPort, now time.Time) {
 	f, err := meds.ExtractFragment(p.Variables, false, 0, 0)
 	if err != nil {
@@ -444,12 +548,16 @@ func (a *Agent) set(log hclog.Logger, p *gosnmp.SnmpPacket, from netip.AddrPort,
 	} else {
 		log.Warn("set answer not built", "peer", from.String(), "error", err)
 	}
-	if res != meds.Delivered {
-		return
+	if res == meds.Delivered {
+		a.command(log, msg, from, f.Transfer)
 	}
+}
+
+// command answers one reassembled command.
+func (a *Agent) command(log hclog.Logger, msg []byte, from netip.AddrPort, transfer uint32) {
 	cmd, err := meds.ParseMessage(msg, a.cfg.MaxText)
 	if err != nil {
-		log.Warn("reassembled command dropped", "peer", from.String(), "transfer", f.Transfer, "reason", err)
+		log.Warn("reassembled command dropped", "peer", from.String(), "transfer", transfer, "reason", err)
 		return
 	}
 	if cmd.Type != meds.TypeCommand {
@@ -469,8 +577,8 @@ func (a *Agent) set(log hclog.Logger, p *gosnmp.SnmpPacket, from netip.AddrPort,
 }
 
 // sendLoop sends queued messages as notifications with its own client.
-func (a *Agent) sendLoop(ctx context.Context, g *gosnmp.GoSNMP) {
-	defer g.Conn.Close()
+func (a *Agent) sendLoop(ctx context.Context, g sender) {
+	defer g.close()
 	log := a.log.Named("notify")
 	var buf []byte
 	for {
@@ -484,22 +592,24 @@ func (a *Agent) sendLoop(ctx context.Context, g *gosnmp.GoSNMP) {
 }
 
 // notify sends m as one notification per fragment and counts it.
-func (a *Agent) notify(log hclog.Logger, g *gosnmp.GoSNMP, buf []byte, m meds.Message) []byte {
+func (a *Agent) notify(log hclog.Logger, g sender, buf []byte, m meds.Message) []byte {
 	buf = meds.AppendMessage(buf[:0], m)
 	transfer := a.transfer.Add(1)
-	vars := make([]gosnmp.SnmpPDU, 0, 6)
-	err := meds.Split(buf, transfer, a.fragSize, func(f meds.Fragment) error {
-		vars = meds.NotificationVarbinds(vars, a.uptime(), f)
-		res, err := g.SendTrap(gosnmp.SnmpTrap{Variables: vars, IsInform: !a.cfg.UseTraps})
-		if err != nil {
-			return fmt.Errorf("fragment %d/%d: %w", f.Index, f.Count, err)
+	count := meds.FragmentCount(len(buf), a.fragSize)
+	var err error
+	for i := uint32(0); i < count && err == nil; i++ {
+		lo := int(i) * a.fragSize
+		hi := min(lo+a.fragSize, len(buf))
+		status, index, serr := g.send(a.uptime(), meds.Fragment{Transfer: transfer, Index: i, Count: count, Data: buf[lo:hi]})
+		switch {
+		case serr != nil:
+			err = fmt.Errorf("fragment %d/%d: %w", i, count, serr)
+		case status != 0:
+			err = fmt.Errorf("fragment %d/%d refused: %s at binding %d", i, count, gosnmp.SNMPError(status), index)
+		default:
+			a.c.notifications.Add(1)
 		}
-		a.c.notifications.Add(1)
-		if !a.cfg.UseTraps && res != nil && res.Error != gosnmp.NoError {
-			return fmt.Errorf("fragment %d/%d refused: %s at binding %d", f.Index, f.Count, res.Error, res.ErrorIndex)
-		}
-		return nil
-	})
+	}
 	if err != nil {
 		a.c.notifyFailures.Add(1)
 		log.Warn("message not delivered to the relay", "type", m.Type.String(), "id", m.ID, "transfer", transfer, "peer", a.cfg.NotifyAddr, "error", err)
@@ -517,8 +627,8 @@ func (a *Agent) notify(log hclog.Logger, g *gosnmp.GoSNMP, buf []byte, m meds.Me
 }
 
 // generate sends events or status blocks every interval, numbered from 1.
-func (a *Agent) generate(ctx context.Context, g *gosnmp.GoSNMP, t meds.Type, every time.Duration, size int) {
-	defer g.Conn.Close()
+func (a *Agent) generate(ctx context.Context, g sender, t meds.Type, every time.Duration, size int) {
+	defer g.close()
 	if every <= 0 {
 		return
 	}

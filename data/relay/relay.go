@@ -159,14 +159,14 @@ func (r *Relay) Start(ctx context.Context) (err error) {
 			r.log.Warn("notification socket receive buffer not set", "octets", r.cfg.UDPReadBuffer, "error", err)
 		}
 	}
-	senders := make([]*gosnmp.GoSNMP, 0, r.cfg.Senders)
+	senders := make([]setter, 0, r.cfg.Senders)
 	for range r.cfg.Senders {
-		g, err := r.agentClient()
+		s, err := r.newSetter()
 		if err != nil {
 			return err
 		}
-		closers = append(closers, func() { _ = g.Conn.Close() })
-		senders = append(senders, g)
+		closers = append(closers, s.close)
+		senders = append(senders, s)
 	}
 	var poller *gosnmp.GoSNMP
 	if r.cfg.PollInterval > 0 {
@@ -201,8 +201,8 @@ func (r *Relay) Start(ctx context.Context) (err error) {
 		defer r.wg.Done()
 		<-ctx.Done()
 		_ = r.notify.Close()
-		for _, g := range senders {
-			_ = g.Conn.Close()
+		for _, s := range senders {
+			s.close()
 		}
 		if poller != nil {
 			_ = poller.Conn.Close()

@@ -27,12 +27,74 @@ func (r *Relay) agentClient() (*gosnmp.GoSNMP, error) {
 	return g, nil
 }
 
+// setter sends one fragment as a SetRequest and returns the answer's
+// error-status and error-index.
+type setter interface {
+	set(f meds.Fragment) (status, index uint8, err error)
+	close()
+}
+
+// gosnmpSetter goes through gosnmp (SNMPv3).
+type gosnmpSetter struct {
+	g    *gosnmp.GoSNMP
+	vars []gosnmp.SnmpPDU
+}
+
+func (s *gosnmpSetter) set(f meds.Fragment) (uint8, uint8, error) {
+	s.vars = meds.FragmentVarbinds(s.vars, f)
+	res, err := s.g.Set(s.vars)
+	for i := range s.vars {
+		s.vars[i] = gosnmp.SnmpPDU{} // do not keep the frame alive
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	return uint8(res.Error), res.ErrorIndex, nil
+}
+
+func (s *gosnmpSetter) close() { _ = s.g.Conn.Close() }
+
+// fastSetter is the SNMPv2c fast path.
+type fastSetter struct {
+	conn *net.UDPConn
+	q    meds.V2cRequester
+}
+
+func (s *fastSetter) set(f meds.Fragment) (uint8, uint8, error) {
+	return s.q.Send(gosnmp.SetRequest, 0, f)
+}
+
+func (s *fastSetter) close() { _ = s.conn.Close() }
+
+// newSetter returns a setter with its own UDP socket toward the agent.
+func (r *Relay) newSetter() (setter, error) {
+	if r.cfg.CommandSecurity.Version != gosnmp.Version2c {
+		g, err := r.agentClient()
+		if err != nil {
+			return nil, err
+		}
+		return &gosnmpSetter{g: g}, nil
+	}
+	ua, err := net.ResolveUDPAddr("udp", r.cfg.AgentAddr)
+	if err != nil {
+		return nil, fmt.Errorf("relay: agent address %q: %w", r.cfg.AgentAddr, err)
+	}
+	conn, err := net.DialUDP("udp", nil, ua)
+	if err != nil {
+		return nil, fmt.Errorf("relay: connect to agent %s: %w", r.cfg.AgentAddr, err)
+	}
+	return &fastSetter{conn: conn, q: meds.V2cRequester{
+		Conn: conn, Community: r.cfg.CommandSecurity.Community,
+		Timeout: r.cfg.SNMPTimeout, Retries: r.cfg.SNMPRetries,
+		OnRetry: func() { r.c.retries.Add(1) },
+	}}, nil
+}
+
 // sendLoop delivers queued commands to the agent, one SetRequest per
-// fragment, with its own client (and UDP socket).
-func (r *Relay) sendLoop(ctx context.Context, g *gosnmp.GoSNMP) {
-	defer g.Conn.Close()
+// fragment, with its own setter (and UDP socket).
+func (r *Relay) sendLoop(ctx context.Context, s setter) {
+	defer s.close()
 	log := r.log.Named("snmp")
-	vars := make([]gosnmp.SnmpPDU, 0, 4)
 	for {
 		var j sendJob
 		select {
@@ -41,23 +103,7 @@ func (r *Relay) sendLoop(ctx context.Context, g *gosnmp.GoSNMP) {
 		case j = <-r.sendQ:
 		}
 		transfer := r.nextTransfer.Add(1)
-		err := meds.Split(j.frame, transfer, r.fragSize, func(f meds.Fragment) error {
-			vars = meds.FragmentVarbinds(vars, f)
-			res, err := g.Set(vars)
-			if err != nil {
-				return fmt.Errorf("agent %s did not take fragment %d of %d after %d retries: %w", r.cfg.AgentAddr, f.Index, f.Count, r.cfg.SNMPRetries, err)
-			}
-			if res.Error != gosnmp.NoError {
-				r.c.agentRefusals.Add(1)
-				return fmt.Errorf("agent %s refused fragment %d of %d: %s at binding %d", r.cfg.AgentAddr, f.Index, f.Count, res.Error, res.ErrorIndex)
-			}
-			r.c.fragmentsSent.Add(1)
-			r.c.snmpBytesSent.Add(uint64(len(f.Data)))
-			return nil
-		})
-		for i := range vars {
-			vars[i] = gosnmp.SnmpPDU{} // do not keep the frame alive
-		}
+		err := r.sendCommand(s, j.frame, transfer)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -70,6 +116,27 @@ func (r *Relay) sendLoop(ctx context.Context, g *gosnmp.GoSNMP) {
 		}
 		r.c.commandsSent.Add(1)
 	}
+}
+
+// sendCommand sends one encoded command, fragment by fragment.
+func (r *Relay) sendCommand(s setter, frame []byte, transfer uint32) error {
+	count := meds.FragmentCount(len(frame), r.fragSize)
+	for i := uint32(0); i < count; i++ {
+		lo := int(i) * r.fragSize
+		hi := min(lo+r.fragSize, len(frame))
+		f := meds.Fragment{Transfer: transfer, Index: i, Count: count, Data: frame[lo:hi]}
+		status, index, err := s.set(f)
+		if err != nil {
+			return fmt.Errorf("agent %s did not take fragment %d of %d after %d retries: %w", r.cfg.AgentAddr, f.Index, f.Count, r.cfg.SNMPRetries, err)
+		}
+		if status != 0 {
+			r.c.agentRefusals.Add(1)
+			return fmt.Errorf("agent %s refused fragment %d of %d: %s at binding %d", r.cfg.AgentAddr, f.Index, f.Count, gosnmp.SNMPError(status), index)
+		}
+		r.c.fragmentsSent.Add(1)
+		r.c.snmpBytesSent.Add(uint64(len(f.Data)))
+	}
+	return nil
 }
 
 // limiter lets one log line per reason through per second and counts
@@ -97,37 +164,87 @@ func (l *limiter) log(log hclog.Logger, now time.Time, reason string, args ...an
 }
 
 // notifyLoop receives the agent's notifications. One goroutine owns the
-// socket and the decoder.
+// socket, the decoder and the answer buffer.
 func (r *Relay) notifyLoop(ctx context.Context) {
-	log := r.log.Named("snmp").Named("notify")
+	n := &notifier{r: r, log: r.log.Named("snmp").Named("notify"), lim: limiter{all: r.cfg.LogEveryError},
+		fast: r.cfg.NotifySecurity.Version == gosnmp.Version2c}
 	buf := make([]byte, 65536) // not gosnmp's 4096: a whole UDP datagram always fits
-	lim := limiter{all: r.cfg.LogEveryError}
-	var resp []byte
 	for {
-		n, from, err := r.notify.ReadFromUDPAddrPort(buf)
+		k, from, err := r.notify.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
 			}
-			log.Warn("read failed", "error", err)
+			n.log.Warn("read failed", "error", err)
 			continue
 		}
 		r.c.notifications.Add(1)
-		r.c.notificationBytes.Add(uint64(n))
-		resp = r.handleNotification(log, &lim, buf[:n], from, resp[:0])
+		r.c.notificationBytes.Add(uint64(k))
+		n.handle(buf[:k], from)
 	}
 }
 
-func (r *Relay) answer(log hclog.Logger, b []byte, to netip.AddrPort) bool {
-	if _, err := r.notify.WriteToUDPAddrPort(b, to); err != nil {
-		log.Warn("answer not sent", "peer", to.String(), "error", err)
-		return false
-	}
-	return true
+// notifier is the state of the notification loop.
+type notifier struct {
+	r    *Relay
+	log  hclog.Logger
+	lim  limiter
+	fast bool   // SNMPv2c: try the allocation-free path first
+	out  []byte // answer buffer
 }
 
-func (r *Relay) handleNotification(log hclog.Logger, lim *limiter, b []byte, from netip.AddrPort, scratch []byte) []byte {
+func (n *notifier) answer(b []byte, to netip.AddrPort) {
+	if _, err := n.r.notify.WriteToUDPAddrPort(b, to); err != nil {
+		n.log.Warn("answer not sent", "peer", to.String(), "error", err)
+		return
+	}
+	n.r.c.informsAnswered.Add(1)
+}
+
+func (n *notifier) handle(b []byte, from netip.AddrPort) {
 	now := time.Now()
+	if n.fast {
+		if p, err := meds.ParseV2c(b); err == nil && (p.PDU == gosnmp.InformRequest || p.PDU == gosnmp.SNMPv2Trap) {
+			n.handleFast(&p, from, now)
+			return
+		}
+	}
+	n.handleGosnmp(b, from, now)
+}
+
+// handleFast handles a notification parsed by the SNMPv2c fast path.
+func (n *notifier) handleFast(p *meds.V2cPacket, from netip.AddrPort, now time.Time) {
+	r := n.r
+	if string(p.Community) != r.cfg.NotifySecurity.Community {
+		r.c.dropCommunity.Add(1)
+		n.lim.log(n.log, now, "notification dropped", "peer", from.String(), "reason", fmt.Errorf("%w: %q", meds.ErrCommunity, p.Community))
+		return
+	}
+	inform := p.PDU == gosnmp.InformRequest
+	f, err := p.Fragment(true, 0, 0)
+	if err != nil {
+		r.c.dropFragment.Add(1)
+		n.lim.log(n.log, now, "notification dropped", "peer", from.String(), "reason", err)
+		if inform {
+			status, index := fragmentStatus(err)
+			n.out = meds.AppendV2cResponse(n.out[:0], p.Community, p.RequestID, uint8(status), index, p.VarBinds)
+			n.answer(n.out, from)
+		}
+		return
+	}
+	msg, res, err := n.reassemble(from, f, now)
+	if inform {
+		status, index := reassemblyStatus(res)
+		n.out = meds.AppendV2cResponse(n.out[:0], p.Community, p.RequestID, uint8(status), index, p.VarBinds)
+		n.answer(n.out, from)
+	}
+	n.after(from, f, now, msg, res, err)
+}
+
+// handleGosnmp handles every other notification through gosnmp: SNMPv3,
+// and whatever the fast path does not recognise.
+func (n *notifier) handleGosnmp(b []byte, from netip.AddrPort, now time.Time) {
+	r := n.r
 	p, discovery, err := r.dec.Decode(b)
 	if err != nil {
 		switch {
@@ -140,73 +257,90 @@ func (r *Relay) handleNotification(log hclog.Logger, lim *limiter, b []byte, fro
 		default:
 			r.c.dropDecode.Add(1)
 		}
-		lim.log(log, now, "notification dropped", "peer", from.String(), "octets", len(b), "reason", err)
-		return scratch
+		n.lim.log(n.log, now, "notification dropped", "peer", from.String(), "octets", len(b), "reason", err)
+		return
 	}
 	if discovery {
 		r.unknownEngID++
 		rep, err := r.dec.Report(p, r.unknownEngID, 1, uint32(now.Sub(r.started)/time.Second))
-		if err == nil && r.answer(log, rep, from) {
+		if err != nil {
+			n.log.Warn("discovery report not built", "peer", from.String(), "error", err)
+			return
+		}
+		if _, err := r.notify.WriteToUDPAddrPort(rep, from); err == nil {
 			r.c.reports.Add(1)
 		}
-		return scratch
+		return
 	}
 	if p.PDUType != gosnmp.InformRequest && p.PDUType != gosnmp.SNMPv2Trap {
 		r.c.dropPDU.Add(1)
-		lim.log(log, now, "notification dropped", "peer", from.String(), "reason", "unexpected PDU "+p.PDUType.String())
-		return scratch
+		n.lim.log(n.log, now, "notification dropped", "peer", from.String(), "reason", "unexpected PDU "+p.PDUType.String())
+		return
 	}
 	inform := p.PDUType == gosnmp.InformRequest
+	reply := func(status gosnmp.SNMPError, index uint8) {
+		out, err := r.dec.Response(p, status, index, p.Variables)
+		if err != nil {
+			n.log.Warn("answer not built", "peer", from.String(), "error", err)
+			return
+		}
+		n.answer(out, from)
+	}
 	f, err := meds.ExtractFragment(p.Variables, true, 0, 0)
 	if err != nil {
 		r.c.dropFragment.Add(1)
-		lim.log(log, now, "notification dropped", "peer", from.String(), "reason", err)
+		n.lim.log(n.log, now, "notification dropped", "peer", from.String(), "reason", err)
 		if inform {
-			var fe *meds.FragmentError
-			status, index := gosnmp.WrongValue, uint8(0)
-			if errors.As(err, &fe) {
-				status, index = gosnmp.SNMPError(fe.Status), uint8(fe.Index)
-			}
-			if out, err := r.dec.Response(p, status, index, p.Variables); err == nil && r.answer(log, out, from) {
-				r.c.informsAnswered.Add(1)
-			}
+			reply(fragmentStatus(err))
 		}
-		return scratch
+		return
 	}
-	r.reasmMu.Lock()
-	msg, res, err := r.reasm.Add(now, meds.Key{Sender: from, Transfer: f.Transfer}, f)
-	if res == meds.Delivered {
-		// The message may alias the packet; copy it before the lock
-		// goes, the buffer is reused by the next read.
-		scratch = append(scratch[:0], msg...)
-		msg = scratch
-	}
-	r.reasmMu.Unlock()
+	msg, res, err := n.reassemble(from, f, now)
 	if inform {
-		status, index := gosnmp.NoError, uint8(0)
-		if res == meds.Rejected {
-			status, index = gosnmp.WrongValue, 4
-		}
-		if out, err := r.dec.Response(p, status, index, p.Variables); err == nil && r.answer(log, out, from) {
-			r.c.informsAnswered.Add(1)
-		}
+		reply(reassemblyStatus(res))
 	}
+	n.after(from, f, now, msg, res, err)
+}
+
+func fragmentStatus(err error) (gosnmp.SNMPError, uint8) {
+	var fe *meds.FragmentError
+	if errors.As(err, &fe) {
+		return gosnmp.SNMPError(fe.Status), uint8(fe.Index)
+	}
+	return gosnmp.WrongValue, 0
+}
+
+func reassemblyStatus(res meds.Result) (gosnmp.SNMPError, uint8) {
+	if res == meds.Rejected {
+		return gosnmp.WrongValue, 4 // the fragment does not fit its transfer
+	}
+	return gosnmp.NoError, 0
+}
+
+// reassemble offers f to the reassembler. A delivered message of one
+// fragment aliases the packet, valid until the next read.
+func (n *notifier) reassemble(from netip.AddrPort, f meds.Fragment, now time.Time) ([]byte, meds.Result, error) {
+	n.r.reasmMu.Lock()
+	defer n.r.reasmMu.Unlock()
+	return n.r.reasm.Add(now, meds.Key{Sender: from, Transfer: f.Transfer}, f)
+}
+
+// after counts the reassembly result and delivers a whole message.
+func (n *notifier) after(from netip.AddrPort, f meds.Fragment, now time.Time, msg []byte, res meds.Result, err error) {
+	r := n.r
 	switch res {
 	case meds.Duplicate:
 		r.c.duplicates.Add(1)
-		return scratch
 	case meds.Rejected:
 		r.c.dropReassembly.Add(1)
-		lim.log(log, now, "fragment refused", "peer", from.String(), "transfer", f.Transfer, "reason", err)
-		return scratch
+		n.lim.log(n.log, now, "fragment refused", "peer", from.String(), "transfer", f.Transfer, "reason", err)
 	case meds.Buffered:
 		r.c.fragmentsReceived.Add(1)
-		return scratch
+	case meds.Delivered:
+		r.c.fragmentsReceived.Add(1)
+		r.c.reassembled.Add(1)
+		r.deliver(n.log, &n.lim, now, msg, from, f.Transfer)
 	}
-	r.c.fragmentsReceived.Add(1)
-	r.c.reassembled.Add(1)
-	r.deliver(log, lim, now, msg, from, f.Transfer)
-	return scratch
 }
 
 // deliver routes one whole message from the agent to the TPCE side.
