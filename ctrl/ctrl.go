@@ -1,0 +1,249 @@
+// Package ctrl is the control component: it connects to management on a
+// retry timer, identifies itself, accepts its data component and forwards
+// hellos, by driving the pure handshake.Ctrl machine from a tier.Loop. It
+// follows the master mgmt through a failover without restarting.
+package ctrl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/hellopics/hellopics/pkg/handshake"
+	"github.com/hellopics/hellopics/pkg/pconn"
+	"github.com/hellopics/hellopics/pkg/tier"
+	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
+)
+
+// Config configures a control component. Start from DefaultConfig.
+type Config struct {
+	// MgmtAddrs are the management instances (host:port), tried in turn.
+	// Required.
+	MgmtAddrs []string
+
+	// ListenAddr is where the data component connects. Default ":7301".
+	ListenAddr string
+
+	// AdvertiseAddr is the address data is told to dial. Default:
+	// ListenAddr if it names a host, else this host's address toward the
+	// first mgmt, with ListenAddr's port.
+	AdvertiseAddr string
+
+	// PairID names the ctrl/data pair; data must use the same. Default "pic0".
+	PairID string
+
+	// RetryInterval is the wait between attempts to reach mgmt, spread by
+	// +-20% jitter. Default 1 s.
+	RetryInterval time.Duration
+
+	// DeadTimeout declares mgmt or data lost after this much silence.
+	// Default 3 s.
+	DeadTimeout time.Duration
+
+	// Transport, if set, is the base pconn configuration (TLS, limits).
+	Transport *pconn.Config
+
+	// Logger is the root logger; the component logs under "ctrl".
+	Logger hclog.Logger
+
+	// Version is reported to mgmt in the identity.
+	Version string
+}
+
+// DefaultConfig returns the defaults described on Config.
+func DefaultConfig() Config {
+	return Config{
+		ListenAddr:    ":7301",
+		PairID:        "pic0",
+		RetryInterval: time.Second,
+		DeadTimeout:   3 * time.Second,
+	}
+}
+
+// Validate reports every invalid field.
+func (c *Config) Validate() error {
+	var errs []error
+	if len(c.MgmtAddrs) == 0 {
+		errs = append(errs, errors.New("no mgmt address"))
+	}
+	if c.ListenAddr == "" {
+		errs = append(errs, errors.New("ListenAddr is empty"))
+	}
+	if c.PairID == "" {
+		errs = append(errs, errors.New("PairID is empty"))
+	}
+	if c.RetryInterval <= 0 {
+		errs = append(errs, fmt.Errorf("RetryInterval %v must be positive", c.RetryInterval))
+	}
+	if c.DeadTimeout < pconn.MinDeadTimeout {
+		errs = append(errs, fmt.Errorf("DeadTimeout %v below the minimum %v", c.DeadTimeout, pconn.MinDeadTimeout))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("ctrl: invalid config: %w", err)
+	}
+	return nil
+}
+
+// Ctrl is a running control component.
+type Ctrl struct {
+	cfg  Config
+	log  hclog.Logger
+	loop *tier.Loop
+
+	machine *handshake.Ctrl // loop goroutine only
+	reg     *tier.Registry  // loop goroutine only
+	mgmtID  handshake.SessionID
+
+	dataSrv *pconn.Server
+	mgmt    *pconn.Client
+	advert  string
+}
+
+// New validates cfg, listens for data and starts connecting to mgmt.
+func New(cfg Config) (*Ctrl, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	root := cfg.Logger
+	if root == nil {
+		root = hclog.NewNullLogger()
+	}
+	c := &Ctrl{cfg: cfg, log: root.Named("ctrl"), loop: tier.NewLoop(4096), reg: tier.NewRegistry()}
+
+	base := pconn.DefaultConfig(nil)
+	if cfg.Transport != nil {
+		base = *cfg.Transport
+	}
+	base.DeadTimeout = cfg.DeadTimeout
+	base.RetryInterval = cfg.RetryInterval
+
+	dc := base
+	dc.Handler = c.loop.Handler(c.onFrame)
+	dc.EventHandler = c.loop.EventHandler(c.onDataSession)
+	dc.Logger = c.log.Named("data-listener")
+	srv, err := pconn.Listen(cfg.ListenAddr, dc)
+	if err != nil {
+		c.loop.Close()
+		return nil, fmt.Errorf("ctrl: listen for data: %w", err)
+	}
+	c.dataSrv = srv
+	c.advert = cfg.AdvertiseAddr
+	if c.advert == "" {
+		if c.advert, err = tier.AdvertiseAddr(srv.Addr(), cfg.MgmtAddrs[0]); err != nil {
+			srv.Close()
+			c.loop.Close()
+			return nil, fmt.Errorf("ctrl: %w", err)
+		}
+	}
+	c.machine, err = handshake.NewCtrl(handshake.CtrlConfig{
+		PairID: cfg.PairID, Instance: tier.NewInstance(), DataAddr: c.advert, Version: cfg.Version,
+	})
+	if err != nil {
+		srv.Close()
+		c.loop.Close()
+		return nil, fmt.Errorf("ctrl: %w", err)
+	}
+
+	mc := base
+	mc.Handler = c.loop.Handler(c.onFrame)
+	mc.EventHandler = c.loop.EventHandler(c.onMgmtSession)
+	mc.Logger = c.log.Named("mgmt-client")
+	c.log.Info("starting", "component", "ctrl", "pair", cfg.PairID, "data_listen", srv.Addr().String(),
+		"data_advertised", c.advert, "mgmt", cfg.MgmtAddrs)
+	if c.mgmt, err = pconn.Dial(mc, cfg.MgmtAddrs...); err != nil {
+		srv.Close()
+		c.loop.Close()
+		return nil, fmt.Errorf("ctrl: %w", err)
+	}
+	return c, nil
+}
+
+// DataAddr is where ctrl listens for data.
+func (c *Ctrl) DataAddr() net.Addr { return c.dataSrv.Addr() }
+
+// Ready reports whether ctrl's data component is connected and ready.
+func (c *Ctrl) Ready() bool {
+	var r bool
+	c.loop.Do(func() { r = c.machine.Ready() })
+	return r
+}
+
+func (c *Ctrl) onMgmtSession(ev pconn.Event) {
+	switch {
+	case ev.Session == nil:
+		c.log.Debug("mgmt not reachable; will retry", "component", "ctrl", "peer", ev.Addr.String(), "error", ev.Err)
+	case ev.Type == pconn.EventEstablished:
+		c.mgmtID = c.reg.Add(ev.Session)
+		c.log.Info("connected to mgmt", "component", "ctrl", "peer", ev.Addr.String(), "step", "connected")
+		c.apply(c.machine.MgmtUp(c.mgmtID))
+	default:
+		if !c.reg.Remove(ev.Session) {
+			return
+		}
+		c.log.Debug("lost mgmt; reconnecting", "component", "ctrl", "peer", ev.Addr.String(), "reason", errText(ev.Err))
+		c.apply(c.machine.MgmtDown(handshake.SessionID(ev.Session.ID()), errText(ev.Err)))
+	}
+}
+
+func (c *Ctrl) onDataSession(ev pconn.Event) {
+	switch ev.Type {
+	case pconn.EventEstablished:
+		id := c.reg.Add(ev.Session)
+		c.log.Debug("data connected", "component", "ctrl", "peer", ev.Addr.String())
+		c.apply(c.machine.DataUp(id, ev.Addr.String()))
+	default:
+		if !c.reg.Remove(ev.Session) {
+			return
+		}
+		c.log.Debug("data session ended", "component", "ctrl", "peer", ev.Addr.String(), "reason", errText(ev.Err))
+		c.apply(c.machine.DataDown(handshake.SessionID(ev.Session.ID()), errText(ev.Err)))
+	}
+}
+
+func (c *Ctrl) onFrame(ps *pconn.Session, t hellopicsv1.MsgType, msg proto.Message) {
+	id := handshake.SessionID(ps.ID())
+	if c.reg.Get(id) == nil {
+		return
+	}
+	c.apply(c.machine.Receive(id, t, msg))
+}
+
+func (c *Ctrl) apply(outs []handshake.Output) {
+	for _, o := range outs {
+		switch o := o.(type) {
+		case handshake.Send:
+			c.reg.Send(c.log, o)
+		case handshake.Close:
+			c.reg.Close(c.log, o)
+		case handshake.SwitchMgmt:
+			c.log.Info("following the master mgmt", "component", "ctrl", "peer", o.Addr, "epoch", o.Epoch, "step", "switch_mgmt")
+			c.mgmt.Redirect(o.Addr)
+		case handshake.Event:
+			tier.LogEvent(c.log, "ctrl", o)
+		}
+	}
+}
+
+// Close stops the component: its mgmt session and data sessions are
+// closed gracefully.
+func (c *Ctrl) Close() error {
+	c.mgmt.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	err := c.dataSrv.Shutdown(ctx)
+	c.loop.Close()
+	c.log.Info("stopped", "component", "ctrl")
+	return err
+}
+
+func errText(err error) string {
+	if err == nil {
+		return "closed"
+	}
+	return err.Error()
+}

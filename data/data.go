@@ -1,0 +1,363 @@
+package data
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/hellopics/hellopics/data/relay"
+	"github.com/hellopics/hellopics/pkg/handshake"
+	"github.com/hellopics/hellopics/pkg/pconn"
+	"github.com/hellopics/hellopics/pkg/tier"
+	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
+)
+
+// Config configures a data component. Start from DefaultConfig.
+type Config struct {
+	// MgmtAddrs are the management instances (host:port), tried in turn.
+	// Required.
+	MgmtAddrs []string
+
+	// PairID names the ctrl/data pair; ctrl must use the same. Default "pic0".
+	PairID string
+
+	// RetryInterval is the wait between attempts to reach mgmt or ctrl,
+	// spread by +-20% jitter. Default 1 s.
+	RetryInterval time.Duration
+
+	// DeadTimeout declares mgmt or ctrl lost after this much silence.
+	// Default 3 s.
+	DeadTimeout time.Duration
+
+	// ReportInterval is how often the relay's counters are reported to
+	// mgmt. Default 5 s.
+	ReportInterval time.Duration
+
+	// Relay, if set, configures the embedded MEDS relay; nil runs no relay.
+	Relay *relay.Config
+
+	// Transport, if set, is the base pconn configuration (TLS, limits).
+	Transport *pconn.Config
+
+	// Logger is the root logger; the component logs under "data".
+	Logger hclog.Logger
+
+	// Version is reported to mgmt in the identity.
+	Version string
+}
+
+// DefaultConfig returns the defaults described on Config.
+func DefaultConfig() Config {
+	return Config{
+		PairID:         "pic0",
+		RetryInterval:  time.Second,
+		DeadTimeout:    3 * time.Second,
+		ReportInterval: 5 * time.Second,
+	}
+}
+
+// Validate reports every invalid field.
+func (c *Config) Validate() error {
+	var errs []error
+	if len(c.MgmtAddrs) == 0 {
+		errs = append(errs, errors.New("no mgmt address"))
+	}
+	if c.PairID == "" {
+		errs = append(errs, errors.New("PairID is empty"))
+	}
+	if c.RetryInterval <= 0 {
+		errs = append(errs, fmt.Errorf("RetryInterval %v must be positive", c.RetryInterval))
+	}
+	if c.DeadTimeout < pconn.MinDeadTimeout {
+		errs = append(errs, fmt.Errorf("DeadTimeout %v below the minimum %v", c.DeadTimeout, pconn.MinDeadTimeout))
+	}
+	if c.ReportInterval <= 0 {
+		errs = append(errs, fmt.Errorf("ReportInterval %v must be positive", c.ReportInterval))
+	}
+	if c.Relay != nil {
+		if err := c.Relay.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("data: invalid config: %w", err)
+	}
+	return nil
+}
+
+// Data is a running data component.
+type Data struct {
+	cfg   Config
+	log   hclog.Logger
+	loop  *tier.Loop
+	relay *relay.Relay
+
+	machine *handshake.Data // loop goroutine only
+	reg     *tier.Registry  // loop goroutine only
+	mgmtID  handshake.SessionID
+	ctrl    *pconn.Session // loop goroutine only
+	ctrlCfg pconn.Config
+
+	mgmt   *pconn.Client
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // dials and the reporter
+}
+
+// New validates cfg, starts the relay (if configured) and starts
+// connecting to mgmt.
+func New(cfg Config) (*Data, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	root := cfg.Logger
+	if root == nil {
+		root = hclog.NewNullLogger()
+	}
+	m, err := handshake.NewData(handshake.DataConfig{
+		PairID: cfg.PairID, Instance: tier.NewInstance(), Version: cfg.Version, RetryDelay: cfg.RetryInterval,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("data: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &Data{
+		cfg: cfg, log: root.Named("data"), loop: tier.NewLoop(4096),
+		machine: m, reg: tier.NewRegistry(), ctx: ctx, cancel: cancel,
+	}
+	if cfg.Relay != nil {
+		r, err := relay.New(*cfg.Relay, root.Named("data"))
+		if err == nil {
+			err = r.Start(ctx)
+		}
+		if err != nil {
+			cancel()
+			d.loop.Close()
+			return nil, fmt.Errorf("data: relay: %w", err)
+		}
+		d.relay = r
+	}
+
+	base := pconn.DefaultConfig(nil)
+	if cfg.Transport != nil {
+		base = *cfg.Transport
+	}
+	base.DeadTimeout = cfg.DeadTimeout
+	base.RetryInterval = cfg.RetryInterval
+
+	d.ctrlCfg = base
+	d.ctrlCfg.Handler = d.loop.Handler(d.onFrame)
+	d.ctrlCfg.EventHandler = d.loop.EventHandler(d.onCtrlSession)
+	d.ctrlCfg.Logger = d.log.Named("ctrl-client")
+
+	mc := base
+	mc.Handler = d.loop.Handler(d.onFrame)
+	mc.EventHandler = d.loop.EventHandler(d.onMgmtSession)
+	mc.Logger = d.log.Named("mgmt-client")
+	d.log.Info("starting", "component", "data", "pair", cfg.PairID, "mgmt", cfg.MgmtAddrs, "relay", d.relay != nil)
+	if d.mgmt, err = pconn.Dial(mc, cfg.MgmtAddrs...); err != nil {
+		d.stopRelay()
+		cancel()
+		d.loop.Close()
+		return nil, fmt.Errorf("data: %w", err)
+	}
+	if d.relay != nil {
+		d.wg.Add(1)
+		go d.reportLoop()
+	}
+	return d, nil
+}
+
+// Relay is the embedded relay, or nil.
+func (d *Data) Relay() *relay.Relay { return d.relay }
+
+// Ready reports whether data is connected to its ctrl and ready.
+func (d *Data) Ready() bool {
+	var r bool
+	d.loop.Do(func() { r = d.machine.Ready() })
+	return r
+}
+
+func (d *Data) onMgmtSession(ev pconn.Event) {
+	now := time.Now()
+	switch {
+	case ev.Session == nil:
+		d.log.Debug("mgmt not reachable; will retry", "component", "data", "peer", ev.Addr.String(), "error", ev.Err)
+	case ev.Type == pconn.EventEstablished:
+		d.mgmtID = d.reg.Add(ev.Session)
+		d.log.Info("connected to mgmt", "component", "data", "peer", ev.Addr.String(), "step", "connected")
+		d.apply(d.machine.MgmtUp(d.mgmtID, now))
+	default:
+		if !d.reg.Remove(ev.Session) {
+			return
+		}
+		d.log.Debug("lost mgmt; reconnecting", "component", "data", "peer", ev.Addr.String(), "reason", errText(ev.Err))
+		d.apply(d.machine.MgmtDown(handshake.SessionID(ev.Session.ID()), errText(ev.Err), now))
+	}
+}
+
+func (d *Data) onCtrlSession(ev pconn.Event) {
+	now := time.Now()
+	switch ev.Type {
+	case pconn.EventEstablished:
+		id := d.reg.Add(ev.Session)
+		d.ctrl = ev.Session
+		d.log.Debug("connected to ctrl", "component", "data", "peer", ev.Addr.String())
+		d.apply(d.machine.CtrlUp(id, now))
+	default:
+		if !d.reg.Remove(ev.Session) {
+			return
+		}
+		if d.ctrl == ev.Session {
+			d.ctrl = nil
+		}
+		d.log.Debug("lost ctrl", "component", "data", "peer", ev.Addr.String(), "reason", errText(ev.Err))
+		d.apply(d.machine.CtrlDown(handshake.SessionID(ev.Session.ID()), errText(ev.Err), now))
+	}
+}
+
+func (d *Data) onFrame(ps *pconn.Session, t hellopicsv1.MsgType, msg proto.Message) {
+	id := handshake.SessionID(ps.ID())
+	if d.reg.Get(id) == nil {
+		return
+	}
+	d.apply(d.machine.Receive(id, t, msg, time.Now()))
+}
+
+func (d *Data) tick() { d.apply(d.machine.Tick(time.Now())) }
+
+// dial connects to ctrl off the loop; the session's events report success
+// (CtrlUp), a failure is posted as DialFailed.
+func (d *Data) dial(addr string) {
+	d.log.Debug("dialling ctrl", "component", "data", "peer", addr)
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		s, err := pconn.Connect(d.ctx, d.ctrlCfg, addr)
+		if err != nil {
+			d.loop.Post(func() {
+				d.log.Warn("cannot reach ctrl; will ask mgmt again", "component", "data", "peer", addr, "error", err)
+				d.apply(d.machine.DialFailed(err.Error(), time.Now()))
+			})
+			return
+		}
+		// The session belongs to the loop from now on; if the component
+		// is closing, end it here.
+		select {
+		case <-d.ctx.Done():
+			s.Close()
+			<-s.Done()
+		default:
+		}
+	}()
+}
+
+func (d *Data) apply(outs []handshake.Output) {
+	for _, o := range outs {
+		switch o := o.(type) {
+		case handshake.Send:
+			d.reg.Send(d.log, o)
+		case handshake.Close:
+			d.reg.Close(d.log, o)
+		case handshake.Dial:
+			d.dial(o.Addr)
+		case handshake.SwitchMgmt:
+			d.log.Info("following the master mgmt", "component", "data", "peer", o.Addr, "epoch", o.Epoch, "step", "switch_mgmt")
+			d.mgmt.Redirect(o.Addr)
+		case handshake.Event:
+			tier.LogEvent(d.log, "data", o)
+		}
+	}
+	if at, ok := d.machine.NextDeadline(); ok {
+		d.loop.At(at, d.tick)
+	} else {
+		d.loop.At(time.Time{}, nil)
+	}
+}
+
+// reportLoop sends the relay's counters to mgmt every ReportInterval.
+func (d *Data) reportLoop() {
+	defer d.wg.Done()
+	t := time.NewTicker(d.cfg.ReportInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.ctx.Done():
+			return
+		case <-t.C:
+			rep := &hellopicsv1.Report{
+				Role: hellopicsv1.Role_ROLE_DATA, PairId: d.cfg.PairID,
+				Time: timestamppb.Now(), Relay: RelayStats(d.relay.Stats()),
+			}
+			if err := d.mgmt.SendProto(pconn.MsgType(hellopicsv1.MsgType_MSG_TYPE_REPORT), rep); err != nil {
+				d.log.Debug("relay report not sent", "component", "data", "error", err)
+			}
+		}
+	}
+}
+
+// RelayStats converts the relay's counters to the reported form.
+func RelayStats(s relay.Stats) *hellopicsv1.RelayStats {
+	return &hellopicsv1.RelayStats{
+		AgentReachable: s.AgentReachable,
+		Clients:        uint32(s.Commands.Clients + s.Events.Clients + s.Status.Clients),
+		Commands:       s.CommandsSent,
+		Responses:      s.Responses + s.ResponsesRerouted,
+		Events:         s.EventsReceived,
+		StatusBlocks:   s.StatusBlocks,
+		RelayErrors:    s.RelayErrors,
+		Drops: s.Dropped.Decode + s.Dropped.Version + s.Dropped.Community + s.Dropped.USM + s.Dropped.PDU +
+			s.Dropped.Fragment + s.Dropped.Reassembly + s.Dropped.Expired + s.Dropped.Message + s.Dropped.WrongType +
+			s.Dropped.NoPort + s.Commands.BacklogDropped + s.Events.BacklogDropped + s.Status.BacklogDropped,
+		Counters: map[string]uint64{
+			"fragments_sent":      s.FragmentsSent,
+			"fragments_received":  s.FragmentsReceived,
+			"retries":             s.Retries,
+			"send_failures":       s.SendFailures,
+			"duplicates":          s.Duplicates,
+			"reassembled":         s.Reassembled,
+			"informs_answered":    s.InformsAnswered,
+			"agent_poll_failures": s.AgentPollFailures,
+		},
+	}
+}
+
+func (d *Data) stopRelay() {
+	if d.relay != nil {
+		d.relay.Close()
+	}
+}
+
+// Close stops the component: sessions are closed gracefully and the relay
+// stopped.
+func (d *Data) Close() error {
+	d.mgmt.Close()
+	d.cancel()
+	var ctrl *pconn.Session
+	d.loop.Do(func() { ctrl = d.ctrl })
+	if ctrl != nil {
+		ctrl.Close()
+		select {
+		case <-ctrl.Done():
+		case <-time.After(3 * time.Second):
+		}
+	}
+	d.wg.Wait()
+	d.stopRelay()
+	d.loop.Close()
+	d.log.Info("stopped", "component", "data")
+	return nil
+}
+
+func errText(err error) string {
+	if err == nil {
+		return "closed"
+	}
+	return err.Error()
+}
