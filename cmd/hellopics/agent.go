@@ -55,6 +55,7 @@ func runAgent(args []string) int {
 	fs.DurationVar(&d.InformTimeout, "inform-timeout", d.InformTimeout, "wait for the answer to an inform before sending it again")
 	fs.IntVar(&d.InformRetries, "inform-retries", d.InformRetries, "inform retries")
 	fs.IntVar(&d.Senders, "senders", d.Senders, "responses sent at once")
+	fs.IntVar(&d.Window, "window", d.Window, "informs of one message awaiting their answers at once (SNMPv2c)")
 	fs.DurationVar(&d.EventInterval, "event-interval", 0, "time between events (0: none)")
 	fs.IntVar(&d.EventSize, "event-size", 64, "event text size, octets")
 	fs.DurationVar(&d.StatusInterval, "status-interval", 0, "time between status blocks (0: none)")

@@ -62,6 +62,10 @@ type Config struct {
 	// Senders is how many responses are sent at once, each from its own
 	// UDP socket (default 8).
 	Senders int
+	// Window is how many notifications of one message may wait for
+	// their answers at once (SNMPv2c; SNMPv3 sends one at a time).
+	// Default 8.
+	Window int
 	// Queue is how many responses may wait for a sender; past it the
 	// newest is dropped and counted (default 16384).
 	Queue int
@@ -103,6 +107,7 @@ func DefaultConfig() Config {
 		InformTimeout:     time.Second,
 		InformRetries:     3,
 		Senders:           8,
+		Window:            8,
 		Queue:             16384,
 		SysDescr:          "hellopics MEDS front-end agent simulator",
 		SysName:           host,
@@ -170,6 +175,9 @@ func New(cfg Config, logger hclog.Logger) (*Agent, error) {
 	if cfg.Senders <= 0 {
 		cfg.Senders = d.Senders
 	}
+	if cfg.Window <= 0 {
+		cfg.Window = d.Window
+	}
 	if cfg.Queue <= 0 {
 		cfg.Queue = d.Queue
 	}
@@ -213,6 +221,8 @@ func New(cfg Config, logger hclog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agentsim: listen on %s: %w", cfg.Addr, err)
 	}
+	// Bursts of fragments from many relay senders must not be lost.
+	_ = conn.SetReadBuffer(4 << 20)
 	a := &Agent{
 		cfg:     cfg,
 		log:     logger.Named("agentsim"),
@@ -326,43 +336,48 @@ func (a *Agent) Send(m meds.Message) bool {
 
 func (a *Agent) uptime() uint32 { return uint32(time.Since(a.start) / (10 * time.Millisecond)) }
 
-// sender sends one fragment as a notification and waits for its answer
-// (none for a trap).
+// sender sends whole messages as notifications, one per fragment, and
+// waits for their answers (none for traps).
 type sender interface {
-	send(uptime uint32, f meds.Fragment) (status, index uint8, err error)
+	// sendMessage returns nil when every fragment was answered with
+	// noError, a *meds.Refused when one was refused, or another error.
+	sendMessage(uptime uint32, msg []byte, transfer uint32, size int) error
 	close()
 }
 
-// gosnmpSender goes through gosnmp (SNMPv3).
+// gosnmpSender goes through gosnmp (SNMPv3), one fragment at a time.
 type gosnmpSender struct {
 	g      *gosnmp.GoSNMP
 	inform bool
 	vars   []gosnmp.SnmpPDU
 }
 
-func (s *gosnmpSender) send(uptime uint32, f meds.Fragment) (uint8, uint8, error) {
-	s.vars = meds.NotificationVarbinds(s.vars, uptime, f)
-	res, err := s.g.SendTrap(gosnmp.SnmpTrap{Variables: s.vars, IsInform: s.inform})
-	if err != nil {
-		return 0, 0, err
-	}
-	if !s.inform || res == nil {
-		return 0, 0, nil
-	}
-	return uint8(res.Error), res.ErrorIndex, nil
+func (s *gosnmpSender) sendMessage(uptime uint32, msg []byte, transfer uint32, size int) error {
+	return meds.Split(msg, transfer, size, func(f meds.Fragment) error {
+		s.vars = meds.NotificationVarbinds(s.vars, uptime, f)
+		res, err := s.g.SendTrap(gosnmp.SnmpTrap{Variables: s.vars, IsInform: s.inform})
+		if err != nil {
+			return fmt.Errorf("fragment %d of %d: %w: %w", f.Index, f.Count, meds.ErrNoAnswer, err)
+		}
+		if s.inform && res != nil && res.Error != gosnmp.NoError {
+			return &meds.Refused{Index: f.Index, Count: f.Count, Status: uint8(res.Error), ErrorIndex: res.ErrorIndex}
+		}
+		return nil
+	})
 }
 
 func (s *gosnmpSender) close() { _ = s.g.Conn.Close() }
 
 // fastSender is the SNMPv2c fast path.
 type fastSender struct {
-	conn *net.UDPConn
-	pdu  gosnmp.PDUType
-	q    meds.V2cRequester
+	conn   *net.UDPConn
+	pdu    gosnmp.PDUType
+	window int
+	q      meds.V2cRequester
 }
 
-func (s *fastSender) send(uptime uint32, f meds.Fragment) (uint8, uint8, error) {
-	return s.q.Send(s.pdu, uptime, f)
+func (s *fastSender) sendMessage(uptime uint32, msg []byte, transfer uint32, size int) error {
+	return s.q.SendMessage(s.pdu, uptime, msg, transfer, size, s.window)
 }
 
 func (s *fastSender) close() { _ = s.conn.Close() }
@@ -383,7 +398,7 @@ func (a *Agent) notifier() (sender, error) {
 		if a.cfg.UseTraps {
 			pdu = gosnmp.SNMPv2Trap
 		}
-		return &fastSender{conn: conn, pdu: pdu, q: meds.V2cRequester{
+		return &fastSender{conn: conn, pdu: pdu, window: a.cfg.Window, q: meds.V2cRequester{
 			Conn: conn, Community: sec.Community, Timeout: a.cfg.InformTimeout, Retries: a.cfg.InformRetries,
 		}}, nil
 	}
@@ -595,20 +610,9 @@ func (a *Agent) sendLoop(ctx context.Context, g sender) {
 func (a *Agent) notify(log hclog.Logger, g sender, buf []byte, m meds.Message) []byte {
 	buf = meds.AppendMessage(buf[:0], m)
 	transfer := a.transfer.Add(1)
-	count := meds.FragmentCount(len(buf), a.fragSize)
-	var err error
-	for i := uint32(0); i < count && err == nil; i++ {
-		lo := int(i) * a.fragSize
-		hi := min(lo+a.fragSize, len(buf))
-		status, index, serr := g.send(a.uptime(), meds.Fragment{Transfer: transfer, Index: i, Count: count, Data: buf[lo:hi]})
-		switch {
-		case serr != nil:
-			err = fmt.Errorf("fragment %d/%d: %w", i, count, serr)
-		case status != 0:
-			err = fmt.Errorf("fragment %d/%d refused: %s at binding %d", i, count, gosnmp.SNMPError(status), index)
-		default:
-			a.c.notifications.Add(1)
-		}
+	err := g.sendMessage(a.uptime(), buf, transfer, a.fragSize)
+	if err == nil {
+		a.c.notifications.Add(uint64(meds.FragmentCount(len(buf), a.fragSize)))
 	}
 	if err != nil {
 		a.c.notifyFailures.Add(1)

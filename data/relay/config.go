@@ -54,6 +54,10 @@ type Config struct {
 	// Senders is how many commands are sent to the agent at once, each
 	// over its own UDP socket. Default 16.
 	Senders int
+	// FragmentWindow is how many SetRequests of one command may wait for
+	// their answers at once (SNMPv2c; SNMPv3 sends one at a time).
+	// Default 8.
+	FragmentWindow int
 	// SendQueue is how many commands may wait for a sender; a commands
 	// connection whose command finds it full waits (TCP back-pressure).
 	// Default 4096.
@@ -101,6 +105,7 @@ func DefaultConfig() Config {
 		SNMPTimeout:       time.Second,
 		SNMPRetries:       3,
 		Senders:           16,
+		FragmentWindow:    8,
 		SendQueue:         4096,
 		Backlog:           1024,
 		ClientQueue:       4096,
@@ -133,8 +138,8 @@ func (c Config) Validate() error {
 	if c.SNMPTimeout <= 0 || c.SNMPRetries < 0 {
 		errs = append(errs, fmt.Errorf("SNMPTimeout %v must be positive and SNMPRetries %d not negative", c.SNMPTimeout, c.SNMPRetries))
 	}
-	if c.Senders <= 0 || c.SendQueue <= 0 || c.Backlog <= 0 || c.ClientQueue <= 0 {
-		errs = append(errs, errors.New("the fields Senders, SendQueue, Backlog and ClientQueue must be positive"))
+	if c.Senders <= 0 || c.FragmentWindow <= 0 || c.SendQueue <= 0 || c.Backlog <= 0 || c.ClientQueue <= 0 {
+		errs = append(errs, errors.New("the fields Senders, FragmentWindow, SendQueue, Backlog and ClientQueue must be positive"))
 	}
 	if c.ReassemblyTimeout <= 0 || c.PendingTimeout <= 0 || c.PollInterval < 0 || c.StatsInterval < 0 {
 		errs = append(errs, errors.New("the fields ReassemblyTimeout and PendingTimeout must be positive, PollInterval and StatsInterval not negative"))

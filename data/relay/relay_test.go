@@ -308,7 +308,7 @@ func TestAgentRestart(t *testing.T) {
 	waitFor(t, "agent reachable", func() bool { return e.relay.Stats().AgentReachable })
 	_ = e.agent.Close()
 	m := roundTrip(2)
-	if m.Type != meds.TypeRelayError || m.ID != 2 || !strings.Contains(string(m.Text), "did not take fragment") {
+	if m.Type != meds.TypeRelayError || m.ID != 2 || !strings.Contains(string(m.Text), "did not take the command") {
 		t.Fatalf("agent down: got %s id %d %q, want a relay error", m.Type, m.ID, m.Text)
 	}
 	t.Logf("relay error: %s", m.Text)

@@ -27,41 +27,51 @@ func (r *Relay) agentClient() (*gosnmp.GoSNMP, error) {
 	return g, nil
 }
 
-// setter sends one fragment as a SetRequest and returns the answer's
-// error-status and error-index.
+// setter sends whole commands to the agent, one SetRequest per fragment.
 type setter interface {
-	set(f meds.Fragment) (status, index uint8, err error)
+	// sendMessage returns nil when every fragment was taken, a
+	// *meds.Refused when the agent refused one, or another error.
+	sendMessage(frame []byte, transfer uint32, size int) error
 	close()
 }
 
-// gosnmpSetter goes through gosnmp (SNMPv3).
+// gosnmpSetter goes through gosnmp (SNMPv3), one fragment at a time.
 type gosnmpSetter struct {
 	g    *gosnmp.GoSNMP
 	vars []gosnmp.SnmpPDU
 }
 
-func (s *gosnmpSetter) set(f meds.Fragment) (uint8, uint8, error) {
-	s.vars = meds.FragmentVarbinds(s.vars, f)
-	res, err := s.g.Set(s.vars)
-	for i := range s.vars {
-		s.vars[i] = gosnmp.SnmpPDU{} // do not keep the frame alive
-	}
-	if err != nil {
-		return 0, 0, err
-	}
-	return uint8(res.Error), res.ErrorIndex, nil
+func (s *gosnmpSetter) sendMessage(frame []byte, transfer uint32, size int) error {
+	defer func() {
+		for i := range s.vars {
+			s.vars[i] = gosnmp.SnmpPDU{} // do not keep the frame alive
+		}
+	}()
+	return meds.Split(frame, transfer, size, func(f meds.Fragment) error {
+		s.vars = meds.FragmentVarbinds(s.vars, f)
+		res, err := s.g.Set(s.vars)
+		if err != nil {
+			return fmt.Errorf("fragment %d of %d: %w: %w", f.Index, f.Count, meds.ErrNoAnswer, err)
+		}
+		if res.Error != gosnmp.NoError {
+			return &meds.Refused{Index: f.Index, Count: f.Count, Status: uint8(res.Error), ErrorIndex: res.ErrorIndex}
+		}
+		return nil
+	})
 }
 
 func (s *gosnmpSetter) close() { _ = s.g.Conn.Close() }
 
-// fastSetter is the SNMPv2c fast path.
+// fastSetter is the SNMPv2c fast path, with FragmentWindow fragments in
+// flight.
 type fastSetter struct {
-	conn *net.UDPConn
-	q    meds.V2cRequester
+	conn   *net.UDPConn
+	q      meds.V2cRequester
+	window int
 }
 
-func (s *fastSetter) set(f meds.Fragment) (uint8, uint8, error) {
-	return s.q.Send(gosnmp.SetRequest, 0, f)
+func (s *fastSetter) sendMessage(frame []byte, transfer uint32, size int) error {
+	return s.q.SendMessage(gosnmp.SetRequest, 0, frame, transfer, size, s.window)
 }
 
 func (s *fastSetter) close() { _ = s.conn.Close() }
@@ -83,7 +93,7 @@ func (r *Relay) newSetter() (setter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay: connect to agent %s: %w", r.cfg.AgentAddr, err)
 	}
-	return &fastSetter{conn: conn, q: meds.V2cRequester{
+	return &fastSetter{conn: conn, window: r.cfg.FragmentWindow, q: meds.V2cRequester{
 		Conn: conn, Community: r.cfg.CommandSecurity.Community,
 		Timeout: r.cfg.SNMPTimeout, Retries: r.cfg.SNMPRetries,
 		OnRetry: func() { r.c.retries.Add(1) },
@@ -118,24 +128,19 @@ func (r *Relay) sendLoop(ctx context.Context, s setter) {
 	}
 }
 
-// sendCommand sends one encoded command, fragment by fragment.
+// sendCommand sends one encoded command and counts what happened.
 func (r *Relay) sendCommand(s setter, frame []byte, transfer uint32) error {
-	count := meds.FragmentCount(len(frame), r.fragSize)
-	for i := uint32(0); i < count; i++ {
-		lo := int(i) * r.fragSize
-		hi := min(lo+r.fragSize, len(frame))
-		f := meds.Fragment{Transfer: transfer, Index: i, Count: count, Data: frame[lo:hi]}
-		status, index, err := s.set(f)
-		if err != nil {
-			return fmt.Errorf("agent %s did not take fragment %d of %d after %d retries: %w", r.cfg.AgentAddr, f.Index, f.Count, r.cfg.SNMPRetries, err)
-		}
-		if status != 0 {
-			r.c.agentRefusals.Add(1)
-			return fmt.Errorf("agent %s refused fragment %d of %d: %s at binding %d", r.cfg.AgentAddr, f.Index, f.Count, gosnmp.SNMPError(status), index)
-		}
-		r.c.fragmentsSent.Add(1)
-		r.c.snmpBytesSent.Add(uint64(len(f.Data)))
+	err := s.sendMessage(frame, transfer, r.fragSize)
+	var refused *meds.Refused
+	switch {
+	case errors.As(err, &refused):
+		r.c.agentRefusals.Add(1)
+		return fmt.Errorf("agent %s refused the command: %w", r.cfg.AgentAddr, err)
+	case err != nil:
+		return fmt.Errorf("agent %s did not take the command: %w", r.cfg.AgentAddr, err)
 	}
+	r.c.fragmentsSent.Add(uint64(meds.FragmentCount(len(frame), r.fragSize)))
+	r.c.snmpBytesSent.Add(uint64(len(frame)))
 	return nil
 }
 

@@ -83,3 +83,131 @@ func (q *V2cRequester) Send(pdu gosnmp.PDUType, uptime uint32, f Fragment) (stat
 	}
 	return 0, 0, fmt.Errorf("%w after %d retries: %w", ErrNoAnswer, q.Retries, last)
 }
+
+// slot is one fragment in flight.
+type slot struct {
+	index    uint32
+	reqID    uint32
+	deadline time.Time
+	attempts int
+}
+
+// Refused is the error SendMessage returns when the peer answers a
+// fragment with a non-zero error-status.
+type Refused struct {
+	Index, Count uint32 // the fragment refused, of how many
+	Status       uint8  // the answer's error-status
+	ErrorIndex   uint8  // the answer's error-index
+}
+
+// Error says which fragment was refused and how.
+func (e *Refused) Error() string {
+	return fmt.Sprintf("fragment %d of %d refused: %s at binding %d", e.Index, e.Count, gosnmp.SNMPError(e.Status), e.ErrorIndex)
+}
+
+// SendMessage sends the whole encoded message msg as fragments of at
+// most size octets with transfer id transfer, keeping up to window of
+// them in flight (1: one at a time), each retried on its own. It returns
+// nil when every fragment was answered with noError, a *Refused when one
+// was refused, or an error matching ErrNoAnswer naming the fragment that
+// was never answered. Traps are sent without waiting.
+func (q *V2cRequester) SendMessage(pdu gosnmp.PDUType, uptime uint32, msg []byte, transfer uint32, size, window int) error {
+	count := FragmentCount(len(msg), size)
+	frag := func(i uint32) Fragment {
+		lo := int(i) * size
+		hi := min(lo+size, len(msg))
+		return Fragment{Transfer: transfer, Index: i, Count: count, Data: msg[lo:hi]}
+	}
+	if pdu == gosnmp.SNMPv2Trap || window <= 1 || count == 1 {
+		for i := uint32(0); i < count; i++ {
+			status, index, err := q.Send(pdu, uptime, frag(i))
+			if err != nil {
+				return fmt.Errorf("fragment %d of %d: %w", i, count, err)
+			}
+			if status != 0 {
+				return &Refused{Index: i, Count: count, Status: status, ErrorIndex: index}
+			}
+		}
+		return nil
+	}
+	if q.in == nil {
+		q.in = make([]byte, 65536)
+		q.reqID = rand.Uint32() & 0x7fffffff
+	}
+	slots := make([]slot, 0, min(window, int(count))) // small; one per message
+	send := func(s *slot) error {
+		q.reqID = (q.reqID + 1) & 0x7fffffff
+		s.reqID = q.reqID
+		s.deadline = time.Now().Add(q.Timeout)
+		s.attempts++
+		q.out = AppendV2cFragment(q.out[:0], pdu, q.Community, s.reqID, uptime, frag(s.index))
+		_, err := q.Conn.Write(q.out)
+		return err
+	}
+	var last error
+	next := uint32(0)
+	for next < count || len(slots) > 0 {
+		for len(slots) < window && next < count {
+			slots = append(slots, slot{index: next})
+			if err := send(&slots[len(slots)-1]); err != nil {
+				last = err
+			}
+			next++
+		}
+		oldest := slots[0].deadline
+		for _, s := range slots[1:] {
+			if s.deadline.Before(oldest) {
+				oldest = s.deadline
+			}
+		}
+		if err := q.Conn.SetReadDeadline(oldest); err != nil {
+			return fmt.Errorf("meds: set read deadline: %w", err)
+		}
+		n, err := q.Conn.Read(q.in)
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				last = fmt.Errorf("timeout after %v", q.Timeout)
+			} else {
+				last = err
+				// A refused port or similar: every fragment in flight failed.
+				for i := range slots {
+					slots[i].deadline = time.Now()
+				}
+			}
+			now := time.Now()
+			for i := range slots {
+				s := &slots[i]
+				if s.deadline.After(now) {
+					continue
+				}
+				if s.attempts > q.Retries {
+					return fmt.Errorf("fragment %d of %d: %w after %d retries: %w", s.index, count, ErrNoAnswer, q.Retries, last)
+				}
+				if q.OnRetry != nil {
+					q.OnRetry()
+				}
+				if err := send(s); err != nil {
+					last = err
+					s.deadline = time.Now()
+				}
+			}
+			continue
+		}
+		p, err := ParseV2c(q.in[:n])
+		if err != nil || p.PDU != gosnmp.GetResponse || string(p.Community) != q.Community {
+			continue
+		}
+		for i := range slots {
+			if slots[i].reqID != p.RequestID {
+				continue
+			}
+			if p.ErrorStatus != 0 {
+				return &Refused{Index: slots[i].index, Count: count, Status: p.ErrorStatus, ErrorIndex: p.ErrorIndex}
+			}
+			slots[i] = slots[len(slots)-1]
+			slots = slots[:len(slots)-1]
+			break
+		}
+	}
+	return nil
+}
