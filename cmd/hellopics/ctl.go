@@ -1,0 +1,519 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/hellopics/hellopics/mgmt/operator"
+	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
+)
+
+func init() {
+	register(&command{name: "ctl", summary: "operator client: status, watch, switchover", run: runCtl})
+}
+
+const ctlUsage = `Usage: hellopics ctl [flags] <command> [command flags]
+
+Talks to the operator API of the management component (hellopics mgmt).
+
+Commands:
+  status               the instance, its management peers and its pairs
+  watch                stream events, one a line, until Ctrl-C
+  switchover [-to ID]  hand mastership to backup ID (default: the best)
+  health               SERVING or NOT_SERVING; exit status 0 only if serving
+
+-addr may list several instances, comma-separated: status and health ask
+each of them; watch uses the first that answers; switchover tries each
+until the master accepts. The flags below may also follow the command.
+
+Exit status: 0 on success, 1 on failure, 2 on bad usage.
+
+Flags:
+`
+
+// ctlOptions are the flags every ctl command accepts.
+type ctlOptions struct {
+	addr    string
+	timeout time.Duration
+	output  string
+
+	addrs []string // addr split
+}
+
+func (o *ctlOptions) register(fs *flag.FlagSet) {
+	fs.StringVar(&o.addr, "addr", o.addr, "operator API address host:port, or a comma-separated list (env HELLOPICS_OPERATOR_ADDR)")
+	fs.DurationVar(&o.timeout, "timeout", o.timeout, "time allowed for each request (for watch: to subscribe)")
+	fs.StringVar(&o.output, "o", o.output, "output format: text (for people) or json (for scripts)")
+}
+
+func (o *ctlOptions) check() error {
+	o.addrs = o.addrs[:0]
+	for _, a := range strings.Split(o.addr, ",") {
+		a = strings.TrimSpace(a)
+		if a == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("bad -addr %q: want host:port", a)
+		}
+		o.addrs = append(o.addrs, a)
+	}
+	if len(o.addrs) == 0 {
+		return errors.New("-addr is empty")
+	}
+	if o.timeout <= 0 {
+		return fmt.Errorf("bad -timeout %v: want a positive duration", o.timeout)
+	}
+	if o.output != "text" && o.output != "json" {
+		return fmt.Errorf("bad -o %q: want text or json", o.output)
+	}
+	return nil
+}
+
+func runCtl(args []string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return ctlMain(ctx, args, os.Stdout, os.Stderr)
+}
+
+// ctlMain runs `hellopics ctl args` until ctx is done and returns the exit
+// status.
+func ctlMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	o := ctlOptions{addr: operator.DefaultAddr, timeout: 3 * time.Second, output: "text"}
+	if v := os.Getenv("HELLOPICS_OPERATOR_ADDR"); v != "" {
+		o.addr = v
+	}
+	fs := flag.NewFlagSet("hellopics ctl", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), ctlUsage)
+		fs.PrintDefaults()
+	}
+	o.register(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprintln(stderr, "hellopics ctl: no command given")
+		fs.Usage()
+		return 2
+	}
+	name, rest := fs.Arg(0), fs.Args()[1:]
+	if name == "help" {
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return 0
+	}
+
+	// Each command parses its own flags, the common ones included, so that
+	// they may come before or after the command name.
+	sub := flag.NewFlagSet("hellopics ctl "+name, flag.ContinueOnError)
+	sub.SetOutput(stderr)
+	o.register(sub)
+	var target string
+	var run func(context.Context, *ctlOptions, io.Writer, io.Writer) int
+	switch name {
+	case "status":
+		run = ctlStatus
+	case "watch":
+		run = ctlWatch
+	case "health":
+		run = ctlHealth
+	case "switchover":
+		sub.StringVar(&target, "to", "", "id of the backup to hand over to (default: the best)")
+		run = func(ctx context.Context, o *ctlOptions, stdout, stderr io.Writer) int {
+			return ctlSwitchover(ctx, o, target, stdout, stderr)
+		}
+	default:
+		fmt.Fprintf(stderr, "hellopics ctl: unknown command %q\n", name)
+		fs.Usage()
+		return 2
+	}
+	sub.Usage = func() {
+		fmt.Fprintf(sub.Output(), "Usage: hellopics ctl %s [flags]\n\nFlags:\n", name)
+		sub.PrintDefaults()
+	}
+	if err := sub.Parse(rest); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if sub.NArg() > 0 {
+		fmt.Fprintf(stderr, "hellopics ctl %s: unexpected arguments %q\n", name, sub.Args())
+		sub.Usage()
+		return 2
+	}
+	if err := o.check(); err != nil {
+		fmt.Fprintf(stderr, "hellopics ctl: %v\n", err)
+		return 2
+	}
+	return run(ctx, &o, stdout, stderr)
+}
+
+// ctlDial returns a client connection to addr. It connects lazily: errors
+// show at the first call.
+func ctlDial(addr string) (*grpc.ClientConn, error) {
+	cc, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("mgmt at %s: %w", addr, err)
+	}
+	return cc, nil
+}
+
+// ctlEach runs f on every address at once, each with the -timeout, and
+// returns the results in the order of the addresses.
+func ctlEach[T any](ctx context.Context, o *ctlOptions, f func(ctx context.Context, cc *grpc.ClientConn) (T, error)) ([]T, []error) {
+	res := make([]T, len(o.addrs))
+	errs := make([]error, len(o.addrs))
+	var wg sync.WaitGroup
+	for i, addr := range o.addrs {
+		wg.Go(func() {
+			cc, err := ctlDial(addr)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer cc.Close()
+			cctx, cancel := context.WithTimeout(ctx, o.timeout)
+			defer cancel()
+			res[i], err = f(cctx, cc)
+			if err != nil {
+				errs[i] = ctlRPCError(addr, o.timeout, err)
+			}
+		})
+	}
+	wg.Wait()
+	return res, errs
+}
+
+func ctlStatus(ctx context.Context, o *ctlOptions, stdout, stderr io.Writer) int {
+	sts, errs := ctlEach(ctx, o, func(ctx context.Context, cc *grpc.ClientConn) (*hellopicsv1.GetStatusResponse, error) {
+		return hellopicsv1.NewOperatorServiceClient(cc).GetStatus(ctx, &hellopicsv1.GetStatusRequest{})
+	})
+	code := 0
+	for _, err := range errs {
+		if err != nil {
+			fmt.Fprintf(stderr, "hellopics ctl: %v\n", err)
+			code = 1
+		}
+	}
+	if o.output == "json" {
+		if err := ctlStatusJSON(stdout, o.addrs, sts, errs); err != nil {
+			fmt.Fprintf(stderr, "hellopics ctl: %v\n", err)
+			return 1
+		}
+		return code
+	}
+	now := time.Now()
+	first := true
+	for i, st := range sts {
+		if errs[i] != nil {
+			continue
+		}
+		if !first {
+			fmt.Fprintln(stdout)
+		}
+		first = false
+		addr := ""
+		if len(o.addrs) > 1 {
+			addr = o.addrs[i]
+		}
+		if err := ctlFormatStatus(stdout, addr, st, now); err != nil {
+			fmt.Fprintf(stderr, "hellopics ctl: %v\n", err)
+			return 1
+		}
+	}
+	return code
+}
+
+// ctlStatusJSON writes, for one address, its GetStatusResponse; for
+// several, an array of {"addr", "status"} or {"addr", "error"}.
+func ctlStatusJSON(w io.Writer, addrs []string, sts []*hellopicsv1.GetStatusResponse, errs []error) error {
+	if len(addrs) == 1 {
+		if errs[0] != nil {
+			return nil
+		}
+		b, err := ctlMarshalJSON(sts[0], true)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(w, "%s\n", b)
+		return err
+	}
+	type entry struct {
+		Addr   string          `json:"addr"`
+		Status json.RawMessage `json:"status,omitempty"`
+		Error  string          `json:"error,omitempty"`
+	}
+	out := make([]entry, len(addrs))
+	for i, addr := range addrs {
+		out[i].Addr = addr
+		if errs[i] != nil {
+			out[i].Error = errs[i].Error()
+			continue
+		}
+		b, err := ctlMarshalJSON(sts[i], false)
+		if err != nil {
+			return err
+		}
+		out[i].Status = b
+	}
+	b, err := json.MarshalIndent(out, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding JSON: %w", err)
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
+}
+
+func ctlHealth(ctx context.Context, o *ctlOptions, stdout, stderr io.Writer) int {
+	res, errs := ctlEach(ctx, o, func(ctx context.Context, cc *grpc.ClientConn) (healthpb.HealthCheckResponse_ServingStatus, error) {
+		r, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{Service: operator.ServiceName})
+		return r.GetStatus(), err
+	})
+	serving := false
+	type entry struct {
+		Addr   string `json:"addr,omitempty"`
+		Status string `json:"status"`
+		Error  string `json:"error,omitempty"`
+	}
+	var out []entry
+	for i, addr := range o.addrs {
+		e := entry{Status: res[i].String()}
+		if len(o.addrs) > 1 {
+			e.Addr = addr
+		}
+		if errs[i] != nil {
+			fmt.Fprintf(stderr, "hellopics ctl: %v\n", errs[i])
+			e.Status, e.Error = "UNREACHABLE", errs[i].Error()
+		} else if res[i] == healthpb.HealthCheckResponse_SERVING {
+			serving = true
+		}
+		out = append(out, e)
+	}
+	if o.output == "json" {
+		var v any = out
+		if len(out) == 1 {
+			v = out[0]
+		}
+		b, err := json.MarshalIndent(v, "", "  ")
+		if err != nil {
+			fmt.Fprintf(stderr, "hellopics ctl: encoding JSON: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "%s\n", b)
+	} else {
+		for _, e := range out {
+			if e.Addr != "" {
+				fmt.Fprintf(stdout, "%-21s  %s\n", e.Addr, e.Status)
+			} else {
+				fmt.Fprintln(stdout, e.Status)
+			}
+		}
+	}
+	if !serving {
+		return 1
+	}
+	return 0
+}
+
+func ctlWatch(ctx context.Context, o *ctlOptions, stdout, stderr io.Writer) int {
+	for _, addr := range o.addrs {
+		st, cleanup, err := ctlSubscribe(ctx, o, addr)
+		if err != nil {
+			if ctx.Err() != nil {
+				return 0
+			}
+			fmt.Fprintf(stderr, "hellopics ctl: %v\n", err)
+			continue
+		}
+		if len(o.addrs) > 1 {
+			fmt.Fprintf(stderr, "hellopics ctl: watching the events of mgmt at %s\n", addr)
+		}
+		code := ctlStream(ctx, o, addr, st, stdout, stderr)
+		cleanup()
+		return code
+	}
+	return 1
+}
+
+// ctlSubscribe opens a WatchEvents stream to addr and waits, up to
+// -timeout, until the server has subscribed it.
+func ctlSubscribe(ctx context.Context, o *ctlOptions, addr string) (grpc.ServerStreamingClient[hellopicsv1.WatchEventsResponse], func(), error) {
+	cc, err := ctlDial(addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	timer := time.AfterFunc(o.timeout, cancel)
+	cleanup := func() {
+		timer.Stop()
+		cancel()
+		cc.Close()
+	}
+	st, err := hellopicsv1.NewOperatorServiceClient(cc).WatchEvents(sctx, &hellopicsv1.WatchEventsRequest{})
+	if err == nil {
+		_, err = st.Header()
+	}
+	if !timer.Stop() && ctx.Err() == nil {
+		err = status.Error(codes.DeadlineExceeded, "subscribing timed out")
+	}
+	if err != nil {
+		cleanup()
+		return nil, nil, ctlRPCError(addr, o.timeout, err)
+	}
+	return st, cleanup, nil
+}
+
+func ctlStream(ctx context.Context, o *ctlOptions, addr string, st grpc.ServerStreamingClient[hellopicsv1.WatchEventsResponse], stdout, stderr io.Writer) int {
+	for {
+		ev, err := st.Recv()
+		if err != nil {
+			if ctx.Err() != nil {
+				return 0 // Ctrl-C
+			}
+			if errors.Is(err, io.EOF) {
+				fmt.Fprintf(stderr, "hellopics ctl: mgmt at %s ended the event stream\n", addr)
+				return 1
+			}
+			fmt.Fprintf(stderr, "hellopics ctl: event stream from mgmt at %s ended: %v\n", addr, ctlRPCError(addr, o.timeout, err))
+			return 1
+		}
+		if o.output == "json" {
+			b, err := ctlMarshalJSON(ev, false)
+			if err != nil {
+				fmt.Fprintf(stderr, "hellopics ctl: %v\n", err)
+				return 1
+			}
+			_, err = fmt.Fprintf(stdout, "%s\n", b)
+			if err != nil {
+				return 1 // stdout closed, e.g. `| head`
+			}
+			continue
+		}
+		if _, err := fmt.Fprintln(stdout, ctlFormatEvent(ev)); err != nil {
+			return 1
+		}
+	}
+}
+
+func ctlSwitchover(ctx context.Context, o *ctlOptions, target string, stdout, stderr io.Writer) int {
+	var errs []error
+	for _, addr := range o.addrs {
+		resp, err := func() (*hellopicsv1.SwitchoverResponse, error) {
+			cc, err := ctlDial(addr)
+			if err != nil {
+				return nil, err
+			}
+			defer cc.Close()
+			cctx, cancel := context.WithTimeout(ctx, o.timeout)
+			defer cancel()
+			resp, err := hellopicsv1.NewOperatorServiceClient(cc).Switchover(cctx, &hellopicsv1.SwitchoverRequest{TargetId: target})
+			if err != nil {
+				return nil, ctlRPCError(addr, o.timeout, err)
+			}
+			return resp, nil
+		}()
+		if err == nil {
+			if o.output == "json" {
+				b, err := ctlMarshalJSON(resp, true)
+				if err != nil {
+					fmt.Fprintf(stderr, "hellopics ctl: %v\n", err)
+					return 1
+				}
+				fmt.Fprintf(stdout, "%s\n", b)
+			} else {
+				fmt.Fprintf(stdout, "switchover done: %s is master at epoch %d\n", resp.GetNewMasterId(), resp.GetEpoch())
+			}
+			return 0
+		}
+		errs = append(errs, err)
+		// Not the master, or not reachable: the master may be another
+		// of the addresses. Any other refusal is the master's answer.
+		if c := status.Code(errors.Unwrap(err)); c != codes.FailedPrecondition && c != codes.Unavailable || len(o.addrs) == 1 {
+			break
+		}
+	}
+	for _, err := range errs {
+		fmt.Fprintf(stderr, "hellopics ctl: switchover: %v\n", err)
+	}
+	return 1
+}
+
+// ctlError is a failed call described for a person; it wraps the gRPC
+// error.
+type ctlError struct {
+	msg string
+	err error
+}
+
+func (e *ctlError) Error() string { return e.msg }
+func (e *ctlError) Unwrap() error { return e.err }
+
+// ctlRPCError describes a failed call to the mgmt at addr: what happened
+// and, where it helps, what to do.
+func ctlRPCError(addr string, timeout time.Duration, err error) error {
+	var ce *ctlError
+	if errors.As(err, &ce) {
+		return err
+	}
+	st := status.Convert(err)
+	msg := st.Message()
+	var s string
+	switch st.Code() {
+	case codes.Unavailable:
+		if strings.Contains(msg, "dial") || strings.Contains(msg, "connection") || strings.Contains(msg, "transport") {
+			s = fmt.Sprintf("cannot reach mgmt at %s: %s (is `hellopics mgmt` running? set -addr)", addr, ctlDialReason(msg))
+		} else {
+			s = fmt.Sprintf("mgmt at %s is unavailable: %s", addr, msg)
+		}
+	case codes.DeadlineExceeded:
+		s = fmt.Sprintf("no answer from mgmt at %s within %v (is it reachable? raise -timeout)", addr, timeout)
+	case codes.Unimplemented:
+		s = fmt.Sprintf("%s does not serve the hellopics operator API (%s); check -addr", addr, msg)
+	case codes.Canceled:
+		s = fmt.Sprintf("call to mgmt at %s canceled", addr)
+	case codes.FailedPrecondition, codes.NotFound, codes.ResourceExhausted:
+		s = fmt.Sprintf("mgmt at %s: %s", addr, msg)
+	default:
+		s = fmt.Sprintf("mgmt at %s: %s (%s)", addr, msg, st.Code())
+	}
+	return &ctlError{msg: s, err: err}
+}
+
+// ctlDialReason shortens grpc's transport error, e.g.
+// `connection error: desc = "transport: Error while dialing: dial tcp
+// 127.0.0.1:7400: connect: connection refused"`, to its cause.
+func ctlDialReason(msg string) string {
+	msg = strings.TrimRight(msg, `"`)
+	for _, known := range []string{"connection refused", "no such host", "i/o timeout", "network is unreachable", "no route to host", "connection reset by peer"} {
+		if strings.Contains(msg, known) {
+			return known
+		}
+	}
+	if i := strings.LastIndex(msg, `desc = "`); i >= 0 {
+		msg = msg[i+len(`desc = "`):]
+	}
+	return msg
+}
