@@ -118,7 +118,7 @@ func ctlFormatStatus(w io.Writer, addr string, st *hellopicsv1.GetStatusResponse
 	for _, ps := range st.GetPairs() {
 		r := ps.GetRelay()
 		if r == nil {
-			p("%s\tno report\t\t\t\t\t\t\t\n", ctlDash(ps.GetPairId()))
+			p("%s\tno report\t-\t-\t-\t-\t-\t-\t-\n", ctlDash(ps.GetPairId()))
 			continue
 		}
 		agent := "unreachable"
