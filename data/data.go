@@ -102,6 +102,7 @@ type Data struct {
 	reg     *tier.Registry  // loop goroutine only
 	mgmtID  handshake.SessionID
 	ctrl    *pconn.Session // loop goroutine only
+	closing bool           // loop goroutine only: no new dials
 	ctrlCfg pconn.Config
 
 	mgmt   *pconn.Client
@@ -266,7 +267,9 @@ func (d *Data) apply(outs []handshake.Output) {
 		case handshake.Close:
 			d.reg.Close(d.log, o)
 		case handshake.Dial:
-			d.dial(o.Addr)
+			if !d.closing {
+				d.dial(o.Addr)
+			}
 		case handshake.SwitchMgmt:
 			d.log.Info("following the master mgmt", "component", "data", "peer", o.Addr, "epoch", o.Epoch, "step", "switch_mgmt")
 			d.mgmt.Redirect(o.Addr)
@@ -337,10 +340,10 @@ func (d *Data) stopRelay() {
 // Close stops the component: sessions are closed gracefully and the relay
 // stopped.
 func (d *Data) Close() error {
+	var ctrl *pconn.Session
+	d.loop.Do(func() { d.closing, ctrl = true, d.ctrl })
 	d.mgmt.Close()
 	d.cancel()
-	var ctrl *pconn.Session
-	d.loop.Do(func() { ctrl = d.ctrl })
 	if ctrl != nil {
 		ctrl.Close()
 		select {

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -152,45 +153,78 @@ func sendCommands(ctx context.Context, log interface{ Error(string, ...any) }, a
 		return 1
 	}
 	defer c.Close()
-	sent := 0
+	// Answers are printed as they arrive, while commands are still being
+	// read from the arguments or from standard input.
+	var sent, got atomic.Int64
+	inputDone := make(chan struct{})
+	recvDone := make(chan int, 1)
+	go func() {
+		code := 0
+		for {
+			if got.Load() >= sent.Load() {
+				select {
+				case <-inputDone:
+					if got.Load() >= sent.Load() {
+						recvDone <- code
+						return
+					}
+				default:
+				}
+			}
+			m, err := c.Recv()
+			if err != nil {
+				select {
+				case <-inputDone:
+					if got.Load() >= sent.Load() {
+						recvDone <- code
+						return
+					}
+				default:
+				}
+				log.Error("answers missing", "peer", addr, "answered", got.Load(), "sent", sent.Load(), "error", err)
+				recvDone <- 1
+				return
+			}
+			got.Add(1)
+			if m.Type == meds.TypeRelayError {
+				code = 1
+			}
+			print(m)
+		}
+	}()
 	send := func(text string) bool {
-		sent++
-		if err := c.Command(uint32(sent), []byte(text)); err != nil {
+		id := sent.Add(1)
+		if err := c.Command(uint32(id), []byte(text)); err != nil {
 			log.Error("send failed", "peer", addr, "error", err)
 			return false
 		}
 		return true
 	}
+	ok := true
 	if len(texts) > 0 {
 		for _, t := range texts {
-			if !send(t) {
-				return 1
+			if ok = send(t); !ok {
+				break
 			}
 		}
 	} else {
 		sc := bufio.NewScanner(os.Stdin)
 		sc.Buffer(make([]byte, 64<<10), meds.DefaultMaxText)
-		for sc.Scan() {
-			if !send(sc.Text()) {
-				return 1
-			}
+		for ok && sc.Scan() {
+			ok = send(sc.Text())
 		}
 	}
+	close(inputDone)
 	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
 	defer stop()
 	timer := time.AfterFunc(timeout, func() { _ = c.Close() })
 	defer timer.Stop()
-	code := 0
-	for got := 0; got < sent; got++ {
-		m, err := c.Recv()
-		if err != nil {
-			log.Error("answers missing", "peer", addr, "answered", got, "sent", sent, "error", err)
-			return 1
-		}
-		if m.Type == meds.TypeRelayError {
-			code = 1
-		}
-		print(m)
+	if got.Load() >= sent.Load() {
+		_ = c.Close() // wake the receiver blocked in Recv: nothing is owed
+	}
+	code := <-recvDone
+	if !ok {
+		code = 1
 	}
 	return code
 }

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"os"
+
+	"github.com/hellopics/hellopics/internal/demo"
+)
+
+func init() {
+	register(&command{name: "demo", summary: "run mgmt, ctrl, data, an SNMP agent and a TPCE client on this machine", run: runDemo})
+}
+
+const demoUsage = `Usage: hellopics demo [flags]
+
+Runs a whole appliance on this machine, each component its own process on
+loopback ports chosen at start: mgmt, ctrl, data (with the MEDS relay), the
+SNMP agent simulator and a TPCE client that sends a command a second. Their
+logs are shown interleaved, each line behind the name of its process. Runs
+until Ctrl-C, then stops everything.
+
+Flags:
+`
+
+func runDemo(args []string) int {
+	o := demo.Options{Out: os.Stdout}
+	fs := newFlagSet("demo", demoUsage)
+	fs.DurationVar(&o.HelloInterval, "hello-interval", 0, "Hello cycle period (default 1s)")
+	fs.DurationVar(&o.CommandInterval, "command-interval", 0, "time between TPCE commands (default 1s)")
+	fs.StringVar(&o.LogLevel, "log-level", "info", "log level of every process")
+	color := fs.Bool("color", isTerminal(os.Stdout), "color the process names (default: when writing to a terminal)")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return 2
+	}
+	o.Color = *color
+	exe, err := os.Executable()
+	if err != nil {
+		return fail(os.Stderr, "demo", err)
+	}
+	o.Exe = exe
+	ctx, stop := untilSignal()
+	defer stop()
+	if err := demo.Run(ctx, o); err != nil {
+		return fail(os.Stderr, "demo", err)
+	}
+	return 0
+}
+
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

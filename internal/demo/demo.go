@@ -1,0 +1,267 @@
+// Package demo runs a whole hellopics appliance on one machine: the
+// management, control and data components, the SNMP agent simulator and
+// a TPCE client, each a separate process of the same binary, on loopback
+// ports it picks, with their logs interleaved behind a prefix per process.
+package demo
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Options configure a demo run.
+type Options struct {
+	// Exe is the hellopics binary to run the processes with.
+	Exe string
+	// Out receives the banner and the prefixed logs of every process.
+	Out io.Writer
+	// HelloInterval is passed to mgmt. Default 1s.
+	HelloInterval time.Duration
+	// CommandInterval is how often the TPCE client sends a command; 0
+	// runs no relay traffic. Default 1s.
+	CommandInterval time.Duration
+	// LogLevel is passed to every process. Default "info".
+	LogLevel string
+	// Color prefixes each process's lines in its own color.
+	Color bool
+}
+
+// proc is one child process and the copy of its output.
+type proc struct {
+	name  string
+	cmd   *exec.Cmd
+	done  chan struct{}
+	err   error
+	stdin io.WriteCloser
+}
+
+// Run starts everything, prints a banner and blocks until ctx ends, then
+// stops the processes (SIGTERM, then SIGKILL after 5 s) in reverse order
+// of start. It returns an error if a process could not be started.
+func Run(ctx context.Context, o Options) error {
+	if o.HelloInterval == 0 {
+		o.HelloInterval = time.Second
+	}
+	if o.CommandInterval == 0 {
+		o.CommandInterval = time.Second
+	}
+	if o.LogLevel == "" {
+		o.LogLevel = "info"
+	}
+	tcp, err := freePorts("tcp", 6)
+	if err != nil {
+		return err
+	}
+	udp, err := freePorts("udp", 2)
+	if err != nil {
+		return err
+	}
+	mgmtAddr, opAddr, ctrlAddr := tcp[0], tcp[1], tcp[2]
+	cmdAddr, evAddr, stAddr := tcp[3], tcp[4], tcp[5]
+	agentAddr, notifyAddr := udp[0], udp[1]
+
+	out := &lockedWriter{w: o.Out}
+	fmt.Fprintf(out, `hellopics demo: mgmt, ctrl and data as separate processes on this machine
+
+  mgmt     components %s, operator API %s
+  ctrl     data connections %s
+  data     MEDS relay: commands %s, events %s, status %s
+  agent    SNMP agent simulator %s (informs to %s)
+  tpce     a TPCE client sending a command every %v
+
+Watch the readiness handshake below, then the Hello cycle every %v.
+In another terminal:  %s ctl -addr %s status
+Stop with Ctrl-C.
+
+`, mgmtAddr, opAddr, ctrlAddr, cmdAddr, evAddr, stAddr, agentAddr, notifyAddr, o.CommandInterval, o.HelloInterval, o.Exe, opAddr)
+
+	logFlags := []string{"-log-level", o.LogLevel}
+	specs := []struct {
+		name string
+		args []string
+	}{
+		{"agent", []string{"agent", "-listen", agentAddr, "-notify", notifyAddr, "-event-interval", "5s", "-status-interval", "10s"}},
+		{"mgmt", []string{"mgmt", "-listen", mgmtAddr, "-operator", opAddr, "-hello-interval", o.HelloInterval.String()}},
+		{"ctrl", []string{"ctrl", "-mgmt", mgmtAddr, "-listen", ctrlAddr}},
+		{"data", []string{"data", "-mgmt", mgmtAddr, "-agent", agentAddr, "-notify", notifyAddr,
+			"-commands", cmdAddr, "-events", evAddr, "-status", stAddr}},
+		{"tpce", []string{"tpce", "-commands", cmdAddr, "-events", evAddr, "-status", stAddr, "-follow"}},
+	}
+	var procs []*proc
+	stopAll := func() {
+		for i := len(procs) - 1; i >= 0; i-- {
+			procs[i].stop(out)
+		}
+	}
+	colors := []string{"\x1b[36m", "\x1b[35m", "\x1b[33m", "\x1b[32m", "\x1b[34m"}
+	for i, s := range specs {
+		prefix := fmt.Sprintf("%-5s | ", s.name)
+		if o.Color {
+			prefix = colors[i%len(colors)] + fmt.Sprintf("%-5s", s.name) + "\x1b[0m | "
+		}
+		args := s.args
+		if s.name != "tpce" {
+			args = append(append([]string(nil), args...), logFlags...)
+		}
+		p, err := start(o.Exe, s.name, args, prefix, out)
+		if err != nil {
+			stopAll()
+			return err
+		}
+		procs = append(procs, p)
+	}
+
+	// The TPCE client reads commands from its standard input.
+	feedDone := make(chan struct{})
+	go func() {
+		defer close(feedDone)
+		tp := procs[len(procs)-1]
+		t := time.NewTicker(o.CommandInterval)
+		defer t.Stop()
+		for n := 1; ; n++ {
+			select {
+			case <-ctx.Done():
+				tp.stdin.Close()
+				return
+			case <-tp.done:
+				return
+			case <-t.C:
+				if _, err := fmt.Fprintf(tp.stdin, "demo command %d\n", n); err != nil {
+					return
+				}
+			}
+		}
+	}()
+
+	<-ctx.Done()
+	fmt.Fprintf(out, "\nhellopics demo: stopping every process\n")
+	stopAll()
+	<-feedDone
+	var errs []error
+	for _, p := range procs {
+		if p.err != nil && !isSignalExit(p.err) {
+			errs = append(errs, fmt.Errorf("%s: %w", p.name, p.err))
+		}
+	}
+	fmt.Fprintf(out, "hellopics demo: stopped\n")
+	return errors.Join(errs...)
+}
+
+func start(exe, name string, args []string, prefix string, out io.Writer) (*proc, error) {
+	cmd := exec.Command(exe, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
+	if name == "tpce" {
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			return nil, err
+		}
+		p.stdin = stdin
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			fmt.Fprintf(out, "%s%s\n", prefix, sc.Text())
+		}
+		io.Copy(io.Discard, pr)
+	}()
+	go func() {
+		p.err = cmd.Wait()
+		pw.Close()
+		<-copied
+		if p.err != nil && !isSignalExit(p.err) {
+			fmt.Fprintf(out, "%s(exited: %v)\n", prefix, p.err)
+		}
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// stop asks the process to end and kills it if it has not within 5 s.
+func (p *proc) stop(out io.Writer) {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	if p.stdin != nil {
+		p.stdin.Close()
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+		fmt.Fprintf(out, "hellopics demo: %s did not stop in 5s; killing it\n", p.name)
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+	}
+}
+
+func isSignalExit(err error) bool {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return true
+		}
+	}
+	return false
+}
+
+// freePorts returns n distinct loopback addresses free at the moment.
+func freePorts(network string, n int) ([]string, error) {
+	var out []string
+	var closers []io.Closer
+	defer func() {
+		for _, c := range closers {
+			c.Close()
+		}
+	}()
+	for range n {
+		switch network {
+		case "tcp":
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return nil, fmt.Errorf("pick a TCP port: %w", err)
+			}
+			closers = append(closers, ln)
+			out = append(out, ln.Addr().String())
+		default:
+			pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+			if err != nil {
+				return nil, fmt.Errorf("pick a UDP port: %w", err)
+			}
+			closers = append(closers, pc)
+			out = append(out, pc.LocalAddr().String())
+		}
+	}
+	return out, nil
+}
+
+// lockedWriter serialises whole lines from several goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
