@@ -278,9 +278,9 @@ func (d *Data) apply(outs []handshake.Output) {
 		}
 	}
 	if at, ok := d.machine.NextDeadline(); ok {
-		d.loop.At(at, d.tick)
+		d.loop.At("handshake", at, d.tick)
 	} else {
-		d.loop.At(time.Time{}, nil)
+		d.loop.At("handshake", time.Time{}, nil)
 	}
 }
 

@@ -140,9 +140,9 @@ func (s *Server) apply(outs []handshake.Output) {
 		}
 	}
 	if at, ok := s.machine.NextDeadline(); ok {
-		s.loop.At(at, s.tick)
+		s.loop.At("handshake", at, s.tick)
 	} else {
-		s.loop.At(time.Time{}, nil)
+		s.loop.At("handshake", time.Time{}, nil)
 	}
 }
 

@@ -13,10 +13,7 @@ type Loop struct {
 	done chan struct{}
 	once sync.Once
 
-	// The single deadline, touched only on the loop goroutine.
-	timer  *time.Timer
-	timerC <-chan time.Time
-	timerF func()
+	timers map[string]*loopTimer // loop goroutine only
 }
 
 // NewLoop starts a loop whose queue holds up to queue pending items;
@@ -36,15 +33,11 @@ func (l *Loop) run() {
 		select {
 		case f := <-l.work:
 			f()
-		case <-l.timerC:
-			l.timerC = nil
-			if f := l.timerF; f != nil {
-				l.timerF = nil
-				f()
-			}
 		case <-l.stop:
-			if l.timer != nil {
-				l.timer.Stop()
+			for _, lt := range l.timers {
+				if lt.t != nil {
+					lt.t.Stop()
+				}
 			}
 			return
 		}
@@ -81,20 +74,41 @@ func (l *Loop) Do(f func()) bool {
 	}
 }
 
-// At arranges for f to run on the loop at time t, replacing any earlier
-// deadline; a zero t cancels it. Call it only from the loop goroutine.
-func (l *Loop) At(t time.Time, f func()) {
-	if l.timer == nil {
-		l.timer = time.NewTimer(time.Hour)
-		l.timer.Stop()
+// At arranges for f to run on the loop at time t, replacing the earlier
+// deadline of the same key; a zero t cancels it. A component has one key
+// per machine that wants ticks. Call it only from the loop goroutine.
+func (l *Loop) At(key string, t time.Time, f func()) {
+	if l.timers == nil {
+		l.timers = make(map[string]*loopTimer)
 	}
-	l.timer.Stop()
+	lt := l.timers[key]
+	if lt == nil {
+		lt = &loopTimer{}
+		l.timers[key] = lt
+	}
+	lt.gen++
+	if lt.t != nil {
+		lt.t.Stop()
+		lt.t = nil
+	}
 	if t.IsZero() {
-		l.timerC, l.timerF = nil, nil
 		return
 	}
-	l.timer.Reset(time.Until(t))
-	l.timerC, l.timerF = l.timer.C, f
+	gen := lt.gen
+	lt.t = time.AfterFunc(time.Until(t), func() {
+		l.Post(func() {
+			if lt.gen == gen { // not re-armed or cancelled since
+				lt.t = nil
+				f()
+			}
+		})
+	})
+}
+
+// loopTimer is one deadline of a Loop; fields are loop-goroutine only.
+type loopTimer struct {
+	t   *time.Timer
+	gen uint64
 }
 
 // Close stops the loop and waits for the item running now, if any; work

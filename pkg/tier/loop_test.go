@@ -1,0 +1,64 @@
+package tier
+
+import (
+	"testing"
+	"time"
+)
+
+func TestLoopRunsInOrder(t *testing.T) {
+	l := NewLoop(4)
+	defer l.Close()
+	var got []int
+	for i := range 100 {
+		if !l.Post(func() { got = append(got, i) }) {
+			t.Fatal("post refused on a running loop")
+		}
+	}
+	var n int
+	l.Do(func() { n = len(got) })
+	if n != 100 {
+		t.Fatalf("%d items ran before Do, want 100", n)
+	}
+	for i, v := range got {
+		if v != i {
+			t.Fatalf("item %d ran as %d", i, v)
+		}
+	}
+}
+
+func TestLoopAtReplacesAndCancels(t *testing.T) {
+	l := NewLoop(0)
+	defer l.Close()
+	fired := make(chan string, 4)
+	l.Do(func() {
+		l.At("a", time.Now().Add(time.Hour), func() { fired <- "replaced" })
+		l.At("a", time.Now(), func() { fired <- "a" })
+		l.At("b", time.Now(), func() { fired <- "cancelled" })
+		l.At("b", time.Time{}, nil)
+		l.At("c", time.Now().Add(time.Millisecond), func() { fired <- "c" })
+	})
+	seen := map[string]bool{}
+	for len(seen) < 2 {
+		select {
+		case s := <-fired:
+			if s != "a" && s != "c" {
+				t.Fatalf("timer %q fired", s)
+			}
+			seen[s] = true
+		case <-time.After(20 * time.Second):
+			t.Fatalf("timers did not fire; saw %v", seen)
+		}
+	}
+}
+
+func TestLoopClose(t *testing.T) {
+	l := NewLoop(1)
+	l.Close()
+	if l.Post(func() {}) {
+		t.Fatal("post accepted after Close")
+	}
+	if l.Do(func() { t.Fatal("ran after Close") }) {
+		t.Fatal("Do reported success after Close")
+	}
+	l.Close() // twice is fine
+}
