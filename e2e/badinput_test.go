@@ -1,0 +1,236 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
+)
+
+// frame encodes one pconn frame by hand: version 1, flags 0, type (u16
+// big endian), payload length (u32 big endian), payload.
+func frame(t uint16, payload []byte) []byte {
+	b := make([]byte, 8, 8+len(payload))
+	b[0], b[1] = 1, 0
+	binary.BigEndian.PutUint16(b[2:4], t)
+	binary.BigEndian.PutUint32(b[4:8], uint32(len(payload)))
+	return append(b, payload...)
+}
+
+// pbFrame is a frame of type t carrying m marshalled with protobuf.
+func pbFrame(tb testing.TB, t hellopicsv1.MsgType, m proto.Message) []byte {
+	tb.Helper()
+	b, err := proto.Marshal(m)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return frame(uint16(t), b)
+}
+
+// rawResult is what a raw client saw: the frames the server sent before
+// closing, and how long the server took to close.
+type rawResult struct {
+	local  string
+	types  []uint16
+	frames [][]byte
+	closed time.Duration
+}
+
+// rawExchange connects to addr, writes b and reads frames until the
+// server closes the connection. It fails the test if the server does not
+// close it within waitTimeout. It never answers pings: a raw client is
+// silent, as a stray or a scanner would be.
+func rawExchange(t *testing.T, addr string, b []byte) rawResult {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	defer conn.Close()
+	res := rawResult{local: conn.LocalAddr().String()}
+	start := time.Now()
+	if _, err := conn.Write(b); err != nil {
+		t.Fatalf("write to %s: %v", addr, err)
+	}
+	if err := conn.SetReadDeadline(start.Add(waitTimeout)); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(conn)
+	for {
+		var h [8]byte
+		if _, err := io.ReadFull(r, h[:]); err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatalf("%s did not close the connection from %s within %v (frames received: %v)", addr, res.local, waitTimeout, res.types)
+			}
+			res.closed = time.Since(start)
+			return res // EOF or reset: closed by the server
+		}
+		n := binary.BigEndian.Uint32(h[4:8])
+		if n > 1<<20 {
+			t.Fatalf("server sent a %d-byte frame", n)
+		}
+		p := make([]byte, n)
+		if _, err := io.ReadFull(r, p); err != nil {
+			res.closed = time.Since(start)
+			return res
+		}
+		res.types = append(res.types, binary.BigEndian.Uint16(h[2:4]))
+		res.frames = append(res.frames, p)
+	}
+}
+
+// reject returns the reason of the first Reject the server sent, or "".
+func (r rawResult) reject(t *testing.T) string {
+	t.Helper()
+	for i, ty := range r.types {
+		if ty == uint16(hellopicsv1.MsgType_MSG_TYPE_REJECT) {
+			var rj hellopicsv1.Reject
+			if err := proto.Unmarshal(r.frames[i], &rj); err != nil {
+				t.Fatalf("undecodable Reject: %v", err)
+			}
+			return rj.GetReason()
+		}
+	}
+	return ""
+}
+
+// contains matches lines whose raw text contains s.
+func contains(s string) match {
+	return match{fmt.Sprintf("line containing %q", s), func(l logLine) bool { return strings.Contains(l.Raw, s) }}
+}
+
+// TestBadInput connects raw TCP clients to mgmt and to ctrl's data port
+// while a pair's cycle runs, and sends garbage, well-formed frames with a
+// wrong identity, and a Hello before any Identify. Each connection is
+// closed and logged, and the cycle is not disturbed: no hello is missed
+// or out of order, received keeps growing and the cycle never stops.
+func TestBadInput(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	const pair = "pic0"
+	c := newCluster(t, fast)
+	m := c.StartMgmt()
+	ctrl := c.StartCtrl(pair)
+	data := c.StartData(pair)
+	c.WaitRunning(0, pair, 3)
+	ctrlStart, _ := ctrl.WaitFor(0, and(msg("starting"), field("component", "ctrl")))
+	ctrlDataAddr := ctrlStart.Str("data_listen")
+	if ctrlDataAddr == "" {
+		t.Fatalf("ctrl did not log its data_listen address: %s", ctrlStart.Raw)
+	}
+	mMark, ctrlMark, dataMark := m.Mark(), ctrl.Mark(), data.Mark()
+	before := logCounters(m, 0, pair)
+
+	hello := &hellopicsv1.Hello{Seq: before.lastSeq + 1000, Direction: hellopicsv1.Direction_DIRECTION_MGMT_DATA_CTRL,
+		Epoch: 1, PairId: pair, SentUnixNano: time.Now().UnixNano()}
+	id := func(role hellopicsv1.Role, pairID, dataAddr string) *hellopicsv1.Identify {
+		return &hellopicsv1.Identify{Role: role, PairId: pairID, Instance: "impostor-1", DataAddr: dataAddr, Version: "e2e"}
+	}
+	type tc struct {
+		name       string
+		target     *proc
+		addr       string
+		send       []byte
+		wantReject string // substring of the Reject reason; "" for none expected
+		wantLog    match  // a line the target must log about this connection
+		peerLogged bool   // wantLog carries the client's address
+		// silentClose: the daemon ignores the frame and keeps the
+		// connection; it is closed by pconn's dead-peer timer because a
+		// raw client never answers pings.
+		silentClose bool
+	}
+	cases := []tc{
+		{name: "mgmt/garbage", target: m, addr: c.mgmtAddr, send: []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+			wantLog: msg("closing session: protocol error"), peerLogged: true},
+		{name: "mgmt/oversized", target: m, addr: c.mgmtAddr, send: []byte{1, 0, 0, 5, 0xff, 0xff, 0xff, 0xff},
+			wantLog: msg("closing session: protocol error"), peerLogged: true},
+		{name: "mgmt/undecodable-payload", target: m, addr: c.mgmtAddr,
+			send:    frame(uint16(hellopicsv1.MsgType_MSG_TYPE_ID), []byte{0xff, 0xff, 0xff, 0xff, 0xff}),
+			wantLog: msg("closing session: handler error"), peerLogged: true},
+		{name: "mgmt/unknown-type", target: m, addr: c.mgmtAddr, send: frame(0x7777, []byte("x")),
+			wantLog: msg("closing session: handler error"), peerLogged: true},
+		{name: "mgmt/identify-role-mgmt", target: m, addr: c.mgmtAddr,
+			send:       pbFrame(t, hellopicsv1.MsgType_MSG_TYPE_ID, id(hellopicsv1.Role_ROLE_MGMT, pair, "")),
+			wantReject: "may not register", wantLog: step("rejected", pair), peerLogged: true},
+		{name: "mgmt/identify-empty-pair", target: m, addr: c.mgmtAddr,
+			send:       pbFrame(t, hellopicsv1.MsgType_MSG_TYPE_ID, id(hellopicsv1.Role_ROLE_CTRL, "", "127.0.0.1:1")),
+			wantReject: "empty pair id", wantLog: step("rejected", ""), peerLogged: true},
+		{name: "mgmt/identify-ctrl-without-data-addr", target: m, addr: c.mgmtAddr,
+			send:       pbFrame(t, hellopicsv1.MsgType_MSG_TYPE_ID, id(hellopicsv1.Role_ROLE_CTRL, "pic7", "")),
+			wantReject: "without a data address", wantLog: step("rejected", "pic7"), peerLogged: true},
+		{name: "mgmt/impostor-data-of-live-pair", target: m, addr: c.mgmtAddr,
+			send:       pbFrame(t, hellopicsv1.MsgType_MSG_TYPE_ID, id(hellopicsv1.Role_ROLE_DATA, pair, "")),
+			wantReject: "already has a live data", wantLog: step("rejected", pair), peerLogged: true},
+		{name: "mgmt/hello-before-identify", target: m, addr: c.mgmtAddr,
+			send:    pbFrame(t, hellopicsv1.MsgType_MSG_TYPE_HELLO, hello),
+			wantLog: step("ignored", ""), peerLogged: true, silentClose: true},
+		{name: "ctrl/garbage", target: ctrl, addr: ctrlDataAddr, send: []byte("\x00\x01garbage garbage garbage\r\n"),
+			wantLog: msg("closing session: protocol error"), peerLogged: true},
+		{name: "ctrl/identify-role-mgmt", target: ctrl, addr: ctrlDataAddr,
+			send:       pbFrame(t, hellopicsv1.MsgType_MSG_TYPE_ID, id(hellopicsv1.Role_ROLE_MGMT, pair, "")),
+			wantReject: "may not connect to ctrl", wantLog: step("rejected", pair)},
+		{name: "ctrl/identify-empty-pair", target: ctrl, addr: ctrlDataAddr,
+			send:       pbFrame(t, hellopicsv1.MsgType_MSG_TYPE_ID, id(hellopicsv1.Role_ROLE_DATA, "", "")),
+			wantReject: "is not this ctrl's pair", wantLog: step("rejected", pair)},
+		{name: "ctrl/identify-other-pair", target: ctrl, addr: ctrlDataAddr,
+			send:       pbFrame(t, hellopicsv1.MsgType_MSG_TYPE_ID, id(hellopicsv1.Role_ROLE_DATA, "pic9", "")),
+			wantReject: "is not this ctrl's pair", wantLog: step("rejected", pair)},
+		{name: "ctrl/hello-before-identify", target: ctrl, addr: ctrlDataAddr,
+			send:    pbFrame(t, hellopicsv1.MsgType_MSG_TYPE_HELLO, hello),
+			wantLog: step("ignored", pair), silentClose: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			mark := tc.target.Mark()
+			res := rawExchange(t, tc.addr, tc.send)
+			if tc.wantReject != "" {
+				if got := res.reject(t); !strings.Contains(got, tc.wantReject) {
+					t.Errorf("Reject reason %q; want one containing %q (frame types received: %v)", got, tc.wantReject, res.types)
+				}
+			}
+			want := tc.wantLog
+			if tc.peerLogged {
+				want = and(want, contains(res.local))
+			}
+			tc.target.WaitFor(mark, want)
+			if tc.silentClose {
+				tc.target.WaitFor(mark, and(msg("peer is dead: nothing received"), contains(res.local)))
+			}
+			// Whatever closed it, the session's end is logged with the
+			// client's address.
+			tc.target.WaitFor(mark, and(match{"session ended or closed", func(l logLine) bool {
+				return l.Msg() == "session ended" || l.Msg() == "closing session" || strings.HasPrefix(l.Msg(), "closing session:")
+			}}, contains(res.local)))
+			t.Logf("closed after %v; frames %v", res.closed.Round(time.Millisecond), res.types)
+		})
+	}
+
+	// The cycle went on undisturbed throughout.
+	c.WaitHellos(m.Mark(), pair, 5)
+	after := logCounters(m, 0, pair)
+	during := logCounters(m, mMark, pair)
+	if during.stopped != 0 || during.started != 0 || !after.running {
+		t.Errorf("the cycle stopped or restarted during the bad input: %v\n%s", during, c.Tails())
+	}
+	if during.missed != 0 || during.outOfOrder != 0 {
+		t.Errorf("bad input disturbed the cycle: %v\n%s", during, c.Tails())
+	}
+	if after.received < before.received+5 {
+		t.Errorf("received did not keep growing: before %v, after %v", before, after)
+	}
+	for p, mark := range map[*proc]int{ctrl: ctrlMark, data: dataMark} {
+		if ls := p.Find(mark, step("down", pair)); len(ls) > 0 {
+			t.Errorf("%s lost a peer during the bad input: %s\n%s", p.name, ls[0].Raw, c.Tails())
+		}
+	}
+}
