@@ -80,12 +80,16 @@ type Server struct {
 	stopOnce sync.Once
 }
 
-// New returns a server answering from b and streaming the events of br.
-// The health service says NOT_SERVING until SetServing(true). A nil log
-// discards the logs; the server logs to its sub-logger "operator".
+// New returns a server answering from b and streaming the events of br
+// (a nil br streams nothing). The health service says NOT_SERVING until
+// SetServing(true). A nil log discards the logs; the server logs to its
+// sub-logger "operator".
 func New(b Backend, br *Broker, log hclog.Logger) *Server {
 	if log == nil {
 		log = hclog.NewNullLogger()
+	}
+	if br == nil {
+		br = NewBroker(0)
 	}
 	s := &Server{
 		backend: b,

@@ -455,7 +455,7 @@ func TestReflection(t *testing.T) {
 	for _, s := range r.GetListServicesResponse().GetService() {
 		got[s.GetName()] = true
 	}
-	for _, want := range []string{ServiceName, "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"} {
+	for _, want := range []string{ServiceName, "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"} {
 		if !got[want] {
 			t.Errorf("reflection lists %v, missing %s", got, want)
 		}
