@@ -1,0 +1,62 @@
+package e2e
+
+import (
+	"testing"
+)
+
+// TestTwoPairs runs pairs pic0 and pic1 on one mgmt: each runs its own
+// cycle, hello numbers come from one counter shared by both, and losing a
+// component of one pair leaves the other's cycle alone.
+func TestTwoPairs(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	c := newCluster(t, fast)
+	m := c.StartMgmt()
+	for _, pair := range []string{"pic0", "pic1"} {
+		c.StartCtrl(pair)
+		c.StartData(pair)
+	}
+	c.WaitRunning(0, "pic0", 5)
+	c.WaitRunning(0, "pic1", 5)
+
+	k0, k1 := logCounters(m, 0, "pic0"), logCounters(m, 0, "pic1")
+	for pair, k := range map[string]counters{"pic0": k0, "pic1": k1} {
+		if k.started != 1 || k.stopped != 0 || !k.running || k.missed != 0 || k.outOfOrder != 0 {
+			t.Errorf("%s: %v; want one running cycle, nothing missed\n%s", pair, k, c.Tails())
+		}
+	}
+	// One number sequence for both pairs: no hello number is used twice.
+	seen := map[uint64]string{}
+	for _, l := range m.Find(0, step("hello_sent", "")) {
+		if other, dup := seen[l.Uint("seq")]; dup {
+			t.Fatalf("hello %d sent for %s and %s", l.Uint("seq"), other, l.Str("pair"))
+		}
+		seen[l.Uint("seq")] = l.Str("pair")
+	}
+	// Each pair's hellos travel through its own components only.
+	for _, pair := range []string{"pic0", "pic1"} {
+		for _, p := range []*proc{c.Ctrl(pair), c.Data(pair)} {
+			if ls := p.Find(0, step("hello_forwarded", "")); len(ls) == 0 {
+				t.Errorf("%s forwarded no hello", p.name)
+			} else {
+				for _, l := range ls {
+					if l.Str("pair") != pair || seen[l.Uint("seq")] != pair {
+						t.Fatalf("%s forwarded a hello of another pair: %s", p.name, l.Raw)
+					}
+				}
+			}
+		}
+	}
+
+	// Kill pic1's data: pic1 stops, pic0 runs on untouched.
+	mark := m.Mark()
+	c.Data("pic1").Kill()
+	m.WaitFor(mark, step("cycle_stopped", "pic1"))
+	c.WaitHellos(m.Mark(), "pic0", 5)
+	if d := logCounters(m, mark, "pic0"); d.stopped != 0 || d.missed != 0 || d.outOfOrder != 0 {
+		t.Errorf("pic0 disturbed by the loss of pic1's data: %v\n%s", d, c.Tails())
+	}
+	// And pic1 comes back.
+	c.StartData("pic1")
+	c.WaitRunning(mark, "pic1", 3)
+}
