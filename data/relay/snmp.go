@@ -130,18 +130,22 @@ func (r *Relay) sendLoop(ctx context.Context, s setter) {
 
 // sendCommand sends one encoded command and counts what happened.
 func (r *Relay) sendCommand(s setter, frame []byte, transfer uint32) error {
-	err := s.sendMessage(frame, transfer, r.fragSize)
-	var refused *meds.Refused
-	switch {
-	case errors.As(err, &refused):
-		r.c.agentRefusals.Add(1)
-		return fmt.Errorf("agent %s refused the command: %w", r.cfg.AgentAddr, err)
-	case err != nil:
-		return fmt.Errorf("agent %s did not take the command: %w", r.cfg.AgentAddr, err)
+	if err := s.sendMessage(frame, transfer, r.fragSize); err != nil {
+		return r.sendError(err)
 	}
 	r.c.fragmentsSent.Add(uint64(meds.FragmentCount(len(frame), r.fragSize)))
 	r.c.snmpBytesSent.Add(uint64(len(frame)))
 	return nil
+}
+
+// sendError counts and words a failed command.
+func (r *Relay) sendError(err error) error {
+	var refused *meds.Refused
+	if errors.As(err, &refused) {
+		r.c.agentRefusals.Add(1)
+		return fmt.Errorf("agent %s refused the command: %w", r.cfg.AgentAddr, err)
+	}
+	return fmt.Errorf("agent %s did not take the command: %w", r.cfg.AgentAddr, err)
 }
 
 // limiter lets one log line per reason through per second and counts

@@ -113,14 +113,9 @@ func (e *Refused) Error() string {
 // was never answered. Traps are sent without waiting.
 func (q *V2cRequester) SendMessage(pdu gosnmp.PDUType, uptime uint32, msg []byte, transfer uint32, size, window int) error {
 	count := FragmentCount(len(msg), size)
-	frag := func(i uint32) Fragment {
-		lo := int(i) * size
-		hi := min(lo+size, len(msg))
-		return Fragment{Transfer: transfer, Index: i, Count: count, Data: msg[lo:hi]}
-	}
 	if pdu == gosnmp.SNMPv2Trap || window <= 1 || count == 1 {
 		for i := uint32(0); i < count; i++ {
-			status, index, err := q.Send(pdu, uptime, frag(i))
+			status, index, err := q.Send(pdu, uptime, fragmentOf(msg, transfer, count, size, i))
 			if err != nil {
 				return fmt.Errorf("fragment %d of %d: %w", i, count, err)
 			}
@@ -140,7 +135,7 @@ func (q *V2cRequester) SendMessage(pdu gosnmp.PDUType, uptime uint32, msg []byte
 		s.reqID = q.reqID
 		s.deadline = time.Now().Add(q.Timeout)
 		s.attempts++
-		q.out = AppendV2cFragment(q.out[:0], pdu, q.Community, s.reqID, uptime, frag(s.index))
+		q.out = AppendV2cFragment(q.out[:0], pdu, q.Community, s.reqID, uptime, fragmentOf(msg, transfer, count, size, s.index))
 		_, err := q.Conn.Write(q.out)
 		return err
 	}
@@ -210,4 +205,11 @@ func (q *V2cRequester) SendMessage(pdu gosnmp.PDUType, uptime uint32, msg []byte
 		}
 	}
 	return nil
+}
+
+// fragmentOf returns fragment i of msg cut at size.
+func fragmentOf(msg []byte, transfer, count uint32, size int, i uint32) Fragment {
+	lo := int(i) * size
+	hi := min(lo+size, len(msg))
+	return Fragment{Transfer: transfer, Index: i, Count: count, Data: msg[lo:hi:hi]}
 }
