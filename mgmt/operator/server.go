@@ -248,7 +248,7 @@ func (s *Server) WatchEvents(_ *hellopicsv1.WatchEventsRequest, stream grpc.Serv
 func (s *Server) logUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 	t0 := time.Now()
 	resp, err := h(ctx, req)
-	s.log.Debug("rpc", "method", info.FullMethod, "peer", peerAddr(ctx), "code", status.Code(err).String(), "duration", time.Since(t0), "error", errString(err))
+	s.log.Debug("rpc", rpcLogArgs(ctx, info.FullMethod, t0, err)...)
 	return resp, err
 }
 
@@ -257,7 +257,7 @@ func (s *Server) logStream(srv any, ss grpc.ServerStream, info *grpc.StreamServe
 	t0 := time.Now()
 	s.log.Debug("rpc stream begins", "method", info.FullMethod, "peer", peerAddr(ctx))
 	err := h(srv, ss)
-	s.log.Debug("rpc stream ends", "method", info.FullMethod, "peer", peerAddr(ctx), "code", status.Code(err).String(), "duration", time.Since(t0), "error", errString(err))
+	s.log.Debug("rpc stream ends", rpcLogArgs(ctx, info.FullMethod, t0, err)...)
 	return err
 }
 
@@ -268,9 +268,12 @@ func peerAddr(ctx context.Context) string {
 	return ""
 }
 
-func errString(err error) string {
-	if err == nil {
-		return ""
+// rpcLogArgs are the key-value pairs logged for a finished RPC.
+func rpcLogArgs(ctx context.Context, method string, t0 time.Time, err error) []any {
+	st := status.Convert(err)
+	args := []any{"method", method, "peer", peerAddr(ctx), "code", st.Code().String(), "duration", time.Since(t0)}
+	if err != nil {
+		args = append(args, "error", st.Message())
 	}
-	return err.Error()
+	return args
 }

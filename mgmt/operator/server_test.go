@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -503,5 +504,54 @@ func TestAddr(t *testing.T) {
 	srv.GracefulStop()
 	if err := <-served; err != nil {
 		t.Errorf("Serve: %v", err)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestRPCLogged(t *testing.T) {
+	var buf syncBuffer
+	log := hclog.New(&hclog.LoggerOptions{Name: "mgmt", Level: hclog.Debug, Output: &buf})
+	srv := New(&fakeBackend{statusErr: fmt.Errorf("%w: electing", ErrUnavailable)}, nil, log)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	defer func() {
+		srv.Stop()
+		<-served
+	}()
+	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// The interceptor logs before the answer is sent.
+	if _, err := hellopicsv1.NewOperatorServiceClient(conn).GetStatus(ctxT(t), &hellopicsv1.GetStatusRequest{}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("GetStatus: %v", err)
+	}
+	out := buf.String()
+	for _, want := range []string{"[DEBUG] mgmt.operator: rpc:", "method=/hellopics.v1.OperatorService/GetStatus", "code=Unavailable", "error=\"unavailable: electing\""} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
 	}
 }
