@@ -225,7 +225,7 @@ func New(cfg Config, logger hclog.Logger) (*Agent, error) {
 	_ = conn.SetReadBuffer(4 << 20)
 	a := &Agent{
 		cfg:     cfg,
-		log:     logger.Named("agentsim"),
+		log:     logger.Named("agentsim").With("component", "agentsim"),
 		conn:    conn,
 		dec:     dec,
 		readDec: readDec,

@@ -100,7 +100,7 @@ func New(cfg Config, logger hclog.Logger) (*Relay, error) {
 	}
 	r := &Relay{
 		cfg:      cfg,
-		log:      logger.Named("relay"),
+		log:      logger.Named("relay").With("component", "relay"),
 		fragSize: fragSize,
 		dec:      dec,
 		reasm: meds.NewReassembler(meds.ReassemblerConfig{
@@ -243,8 +243,10 @@ func (r *Relay) Close() error {
 // Addrs are the addresses a started relay listens on; nil for a port
 // that is not configured.
 type Addrs struct {
-	Commands, Events, Status net.Addr
-	Notify                   net.Addr
+	Commands net.Addr // commands TCP port
+	Events   net.Addr // events TCP port
+	Status   net.Addr // status TCP port
+	Notify   net.Addr // notification UDP socket
 }
 
 // Addrs returns the bound addresses (useful with port 0).

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -528,4 +529,28 @@ func TestSNMPv3(t *testing.T) {
 	if d := e.relay.Stats().Dropped.USM; d < 1 {
 		t.Fatalf("USM failures counted %d times", d)
 	}
+}
+
+func TestCloseStopsEveryGoroutine(t *testing.T) {
+	before := runtime.NumGoroutine()
+	e := start(t, func(_ *relay.Config, a *agentsim.Config) {
+		a.EventInterval, a.EventSize = time.Millisecond, 100
+	})
+	cmd, ev := e.dial(e.addrs.Commands), e.dial(e.addrs.Events)
+	if err := cmd.Command(1, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	recv(t, cmd)
+	recv(t, ev)
+	// Close the relay with clients still connected and work in flight.
+	if err := e.relay.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cmd.Recv(); err == nil {
+		t.Fatal("a client connection survived Close")
+	}
+	_ = e.agent.Close()
+	_ = cmd.Close()
+	_ = ev.Close()
+	waitFor(t, "every goroutine gone", func() bool { return runtime.NumGoroutine() <= before })
 }

@@ -198,11 +198,11 @@ func AppendV2cResponse(dst []byte, community []byte, requestID uint32, status, i
 // V2cPacket is an SNMPv2c message parsed by ParseV2c. Its slices alias
 // the parsed octets.
 type V2cPacket struct {
-	Community   []byte
-	PDU         gosnmp.PDUType
-	RequestID   uint32
-	ErrorStatus uint8
-	ErrorIndex  uint8
+	Community   []byte         // the community string
+	PDU         gosnmp.PDUType // the PDU type (its BER tag)
+	RequestID   uint32         // request-id (two's complement for negative values)
+	ErrorStatus uint8          // error-status
+	ErrorIndex  uint8          // error-index
 	// VarBinds is the contents of the variable-bindings SEQUENCE.
 	VarBinds []byte
 }

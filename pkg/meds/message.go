@@ -98,10 +98,10 @@ func CheckHeader(h Header, maxText uint32) error {
 // Message is one MEDS message. Text aliases the buffer it was parsed
 // from unless the caller copies it.
 type Message struct {
-	Type  Type
-	Flags uint16
-	ID    uint32
-	Text  []byte
+	Type  Type   // message type
+	Flags uint16 // header flags, 0 when sent
+	ID    uint32 // command id, or the agent's sequence number
+	Text  []byte // the opaque text
 }
 
 // Header returns the header that precedes m on the wire.

@@ -10,8 +10,8 @@ import (
 // Key identifies one transfer for reassembly: the sender's address and
 // its medsTransfer value.
 type Key struct {
-	Sender   netip.AddrPort
-	Transfer uint32
+	Sender   netip.AddrPort // source address and port of the fragments
+	Transfer uint32         // the sender's medsTransfer
 }
 
 // ReassemblerConfig bounds a Reassembler. Zero fields take the defaults
@@ -218,7 +218,7 @@ func (r *Reassembler) remember(now time.Time, key Key) {
 
 // Expired describes a transfer dropped by Expire.
 type Expired struct {
-	Key    Key
+	Key    Key           // the transfer
 	Have   uint32        // fragments received
 	Count  uint32        // fragments announced
 	Octets int           // octets received

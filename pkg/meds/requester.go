@@ -24,8 +24,8 @@ type Conn interface {
 // stream of fragments does not allocate. It is not safe for concurrent
 // use; give each sending goroutine its own, with its own socket.
 type V2cRequester struct {
-	Conn      Conn
-	Community string
+	Conn      Conn          // connected to the peer; owned by the caller
+	Community string        // SNMPv2c community sent and required in answers
 	Timeout   time.Duration // per attempt
 	Retries   int           // attempts after the first
 	OnRetry   func()        // called before each retry, if set
