@@ -60,6 +60,9 @@ type cluster struct {
 	t  testing.TB
 	tm timing
 
+	// logLevel is the -log-level of each role ("debug" when absent).
+	logLevel map[string]string
+
 	mgmtAddr string // where ctrl and data find mgmt (fixed across restarts)
 	opAddr   string // mgmt's operator API
 
@@ -122,8 +125,14 @@ func (c *cluster) Tails() string {
 	return b.String()
 }
 
-// common returns the flags every daemon gets.
-func (c *cluster) logFlags() []string { return []string{"-log-json", "-log-level", "debug"} }
+// logFlags returns the logging flags of role.
+func (c *cluster) logFlags(role string) []string {
+	lvl := c.logLevel[role]
+	if lvl == "" {
+		lvl = "debug"
+	}
+	return []string{"-log-json", "-log-level", lvl}
+}
 
 // StartMgmt starts mgmt and waits until it listens for components. If its
 // port was taken meanwhile and nothing else runs yet, it moves to another.
@@ -135,7 +144,7 @@ func (c *cluster) StartMgmt() *proc {
 			"-operator", c.opAddr,
 			"-hello-interval", c.tm.hello.String(),
 			"-dead-timeout", c.tm.dead.String(),
-		}, c.logFlags()...)
+		}, c.logFlags("mgmt")...)
 		p := startProc(c.t, "mgmt", args...)
 		c.add(p)
 		_, _, err := p.waitFor(0, msg("listening for components"), 1, waitTimeout)
@@ -177,7 +186,7 @@ func (c *cluster) startComponent(role, pair string, into map[string]*proc, extra
 		"-retry", c.tm.retry.String(),
 		"-dead-timeout", c.tm.dead.String(),
 	}, extra...)
-	args = append(args, c.logFlags()...)
+	args = append(args, c.logFlags(role)...)
 	p := startProc(c.t, role+"-"+pair, args...)
 	c.add(p)
 	p.WaitFor(0, and(msg("starting"), field("component", role)))
