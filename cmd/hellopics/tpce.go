@@ -104,7 +104,7 @@ func runTPCE(args []string) int {
 
 	var wg sync.WaitGroup
 	var out sync.Mutex
-	print := func(m meds.Message) {
+	show := func(m meds.Message) {
 		out.Lock()
 		defer out.Unlock()
 		fmt.Printf("%s id=%d len=%d: %s\n", m.Type, m.ID, len(m.Text), strconv.Quote(string(m.Text)))
@@ -130,13 +130,13 @@ func runTPCE(args []string) int {
 					}
 					return
 				}
-				print(m)
+				show(m)
 			}
 		}()
 	}
 	code := 0
 	if commands != "" {
-		code = sendCommands(ctx, log.Named("commands"), commands, fs.Args(), timeout, print)
+		code = sendCommands(ctx, log.Named("commands"), commands, fs.Args(), timeout, show)
 	}
 	if follow || commands == "" {
 		<-ctx.Done()
@@ -146,7 +146,7 @@ func runTPCE(args []string) int {
 }
 
 // sendCommands sends the texts (or stdin lines) and prints the answers.
-func sendCommands(ctx context.Context, log interface{ Error(string, ...any) }, addr string, texts []string, timeout time.Duration, print func(meds.Message)) int {
+func sendCommands(ctx context.Context, log interface{ Error(string, ...any) }, addr string, texts []string, timeout time.Duration, show func(meds.Message)) int {
 	c, err := tpce.Dial(ctx, addr, 0)
 	if err != nil {
 		log.Error("connect failed", "peer", addr, "error", err)
@@ -189,7 +189,7 @@ func sendCommands(ctx context.Context, log interface{ Error(string, ...any) }, a
 			if m.Type == meds.TypeRelayError {
 				code = 1
 			}
-			print(m)
+			show(m)
 		}
 	}()
 	send := func(text string) bool {
