@@ -175,7 +175,6 @@ func TestCtlSwitchover(t *testing.T) {
 }
 
 func TestCtlWatch(t *testing.T) {
-	_, br, addr := ctlServe(t, &ctlFakeBackend{})
 	ev := func(i int) *hellopicsv1.WatchEventsResponse {
 		return &hellopicsv1.WatchEventsResponse{
 			Time: timestamppb.New(ctlTestNow.Add(time.Duration(i) * time.Second)), Kind: "hello_missed", PairId: "pic0",
@@ -184,6 +183,7 @@ func TestCtlWatch(t *testing.T) {
 	}
 	for _, output := range []string{"text", "json"} {
 		t.Run(output, func(t *testing.T) {
+			_, br, addr := ctlServe(t, &ctlFakeBackend{})
 			br.Publish(ev(0)) // history
 			pr, pw := io.Pipe()
 			ctx, cancel := context.WithCancel(context.Background())
@@ -228,6 +228,18 @@ func TestCtlWatch(t *testing.T) {
 				}
 			}
 			cancel() // Ctrl-C
+			drained := make(chan struct{})
+			go func() {
+				defer close(drained)
+				for range lines {
+				}
+			}()
+			defer func() {
+				select {
+				case <-drained:
+				case <-time.After(ctlWait):
+				}
+			}()
 			select {
 			case code := <-done:
 				if code != 0 {
@@ -235,8 +247,6 @@ func TestCtlWatch(t *testing.T) {
 				}
 			case <-time.After(ctlWait):
 				t.Fatal("watch did not stop on cancel")
-			}
-			for range lines {
 			}
 		})
 	}
