@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
 
 // timing is the intervals the daemons run with.
@@ -148,6 +150,9 @@ func (c *cluster) StartMgmt() *proc {
 		p := startProc(c.t, "mgmt", args...)
 		c.add(p)
 		_, _, err := p.waitFor(0, msg("listening for components"), 1, waitTimeout)
+		if err == nil && operatorServed(c.t) {
+			_, _, err = p.waitFor(0, msg("operator API listening"), 1, waitTimeout)
+		}
 		if err == nil {
 			c.mu.Lock()
 			c.mgmt = p
@@ -267,11 +272,22 @@ type counters struct {
 	sent, received, missed, outOfOrder, lastSeq uint64
 	started, stopped                            int
 	running                                     bool
+	// From GetStatus only:
+	lastRTT              time.Duration
+	ctrlState, dataState hellopicsv1.ComponentState
+	source               string // "log" or "GetStatus"
 }
 
 func (k counters) String() string {
-	return fmt.Sprintf("sent=%d received=%d missed=%d out_of_order=%d last_seq=%d cycle_started=%d cycle_stopped=%d running=%v",
+	s := fmt.Sprintf("sent=%d received=%d missed=%d out_of_order=%d last_seq=%d cycle_started=%d cycle_stopped=%d running=%v",
 		k.sent, k.received, k.missed, k.outOfOrder, k.lastSeq, k.started, k.stopped, k.running)
+	if k.source == "GetStatus" {
+		s += fmt.Sprintf(" last_rtt=%v ctrl=%v data=%v", k.lastRTT, k.ctrlState, k.dataState)
+	}
+	if k.source != "" {
+		s += " (" + k.source + ")"
+	}
+	return s
 }
 
 // logCounters counts pair's events in p's log from position from.

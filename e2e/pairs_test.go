@@ -19,7 +19,7 @@ func TestTwoPairs(t *testing.T) {
 	c.WaitRunning(0, "pic0", 5)
 	c.WaitRunning(0, "pic1", 5)
 
-	k0, k1 := logCounters(m, 0, "pic0"), logCounters(m, 0, "pic1")
+	k0, k1 := c.Counters("pic0"), c.Counters("pic1")
 	for pair, k := range map[string]counters{"pic0": k0, "pic1": k1} {
 		if k.started != 1 || k.stopped != 0 || !k.running || k.missed != 0 || k.outOfOrder != 0 {
 			t.Errorf("%s: %v; want one running cycle, nothing missed\n%s", pair, k, c.Tails())
@@ -52,11 +52,14 @@ func TestTwoPairs(t *testing.T) {
 	mark := m.Mark()
 	c.Data("pic1").Kill()
 	m.WaitFor(mark, step("cycle_stopped", "pic1"))
-	c.WaitHellos(m.Mark(), "pic0", 5)
-	if d := logCounters(m, mark, "pic0"); d.stopped != 0 || d.missed != 0 || d.outOfOrder != 0 {
+	k0after := c.WaitReceivedGrowing("pic0", 5)
+	if d := logCounters(m, mark, "pic0"); d.stopped != 0 || d.missed != 0 || d.outOfOrder != 0 || k0after.missed != k0.missed {
 		t.Errorf("pic0 disturbed by the loss of pic1's data: %v\n%s", d, c.Tails())
 	}
 	// And pic1 comes back.
 	c.StartData("pic1")
 	c.WaitRunning(mark, "pic1", 3)
+	if k := c.WaitReceivedGrowing("pic1", 3); !k.running || k.received <= k1.received {
+		t.Errorf("pic1 after its data came back: %v (before: %v)", k, k1)
+	}
 }

@@ -3,6 +3,8 @@ package e2e
 import (
 	"strings"
 	"testing"
+
+	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
 
 // skipShort skips end-to-end tests under -short.
@@ -35,15 +37,18 @@ func TestStartOrders(t *testing.T) {
 				c.Start(role, "pic0")
 			}
 			m := c.Mgmt()
-			pos := c.WaitRunning(0, "pic0", 5)
-			k := logCounters(m, 0, "pic0")
-			if !k.running || k.started != 1 || k.stopped != 0 {
-				t.Errorf("after start order %v: %v; want one cycle_started, no cycle_stopped\n%s", order, k, c.Tails())
+			c.WaitRunning(0, "pic0", 5)
+			k := c.Counters("pic0")
+			if !k.running || k.started != 1 || k.stopped != 0 || k.received < 5 {
+				t.Errorf("after start order %v: %v; want a running cycle, started once, never stopped, 5 received\n%s", order, k, c.Tails())
+			}
+			if k.source == "GetStatus" && (k.ctrlState != hellopicsv1.ComponentState_COMPONENT_STATE_READY ||
+				k.dataState != hellopicsv1.ComponentState_COMPONENT_STATE_READY) {
+				t.Errorf("GetStatus: %v; want ctrl and data READY", k)
 			}
 			// The cycle keeps running: received keeps growing.
-			c.WaitHellos(pos, "pic0", 5)
-			if k2 := logCounters(m, 0, "pic0"); k2.received <= k.received {
-				t.Errorf("received did not grow: before %v, after %v", k, k2)
+			if k2 := c.WaitReceivedGrowing("pic0", 5); k2.missed != 0 || k2.outOfOrder != 0 {
+				t.Errorf("hellos lost in a quiet cycle: %v\n%s", k2, c.Tails())
 			}
 			// Both components of the pair registered and reported ready.
 			for _, role := range []string{"ctrl", "data"} {
