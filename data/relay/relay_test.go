@@ -210,7 +210,9 @@ func TestCommandRoundTripsWhileEventsFlow(t *testing.T) {
 }
 
 func TestManyClientsComingAndGoing(t *testing.T) {
-	e := start(t, nil)
+	e := start(t, func(_ *relay.Config, a *agentsim.Config) {
+		a.EventInterval, a.EventSize = time.Millisecond, 200
+	})
 	var wg sync.WaitGroup
 	errs := make(chan error, 64)
 	for i := range 8 {
@@ -228,14 +230,43 @@ func TestManyClientsComingAndGoing(t *testing.T) {
 			}
 		}()
 	}
+	// Events clients come and go meanwhile; each sees events in order.
+	for i := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for round := range 4 {
+				ctx, cancel := context.WithTimeout(context.Background(), wait)
+				c, err := tpce.Dial(ctx, e.addrs.Events.String(), 0)
+				cancel()
+				if err != nil {
+					errs <- err
+					return
+				}
+				var last uint32
+				for range 10 {
+					m, err := c.Recv()
+					if err != nil || m.Type != meds.TypeEvent || m.ID <= last {
+						errs <- fmt.Errorf("events client %d round %d: %s id %d after %d: %v", i, round, m.Type, m.ID, last, err)
+						break
+					}
+					last = m.ID
+				}
+				_ = c.Close()
+			}
+		}()
+	}
 	wg.Wait()
 	close(errs)
 	for err := range errs {
 		t.Error(err)
 	}
-	waitFor(t, "every client gone", func() bool { return e.relay.Stats().Commands.Clients == 0 })
-	if s := e.relay.Stats(); s.Commands.Accepted != 40 || s.Responses != 800 || s.PendingCommands != 0 {
-		t.Fatalf("stats: accepted %d responses %d pending %d", s.Commands.Accepted, s.Responses, s.PendingCommands)
+	waitFor(t, "every client gone", func() bool {
+		s := e.relay.Stats()
+		return s.Commands.Clients == 0 && s.Events.Clients == 0
+	})
+	if s := e.relay.Stats(); s.Commands.Accepted != 40 || s.Events.Accepted != 12 || s.Responses != 800 || s.PendingCommands != 0 {
+		t.Fatalf("stats: accepted %d/%d responses %d pending %d", s.Commands.Accepted, s.Events.Accepted, s.Responses, s.PendingCommands)
 	}
 }
 
