@@ -30,7 +30,8 @@ type ReassemblerConfig struct {
 	// new one past it is refused. Default 1024.
 	MaxTransfers int
 	// MaxBuffered is how many octets incomplete transfers may hold in
-	// all; a fragment past it is refused. Default 16 MiB.
+	// all, counting 32 octets of bookkeeping per announced fragment; a
+	// fragment past it is refused. Default 16 MiB.
 	MaxBuffered int
 	// Remember is how many delivered transfers are remembered for
 	// duplicate detection; the oldest is forgotten past it. Default 8192.
@@ -82,12 +83,16 @@ var (
 	ErrInconsistent    = errors.New("meds: fragment inconsistent with its transfer")
 )
 
+// partOverhead is what one announced fragment costs before it comes.
+const partOverhead = 32
+
 type transfer struct {
-	started time.Time
-	count   uint32
-	have    uint32
-	size    int
-	parts   [][]byte
+	overhead int // partOverhead per announced fragment
+	started  time.Time
+	count    uint32
+	have     uint32
+	size     int
+	parts    [][]byte
 }
 
 type remembered struct {
@@ -167,7 +172,14 @@ func (r *Reassembler) Add(now time.Time, key Key, f Fragment) (msg []byte, res R
 		if len(r.open) >= r.cfg.MaxTransfers {
 			return nil, Rejected, fmt.Errorf("%w: %d incomplete transfers", ErrReassemblyLimit, len(r.open))
 		}
-		t = &transfer{started: now, count: f.Count, parts: make([][]byte, f.Count)}
+		// The table of parts counts against the budget too, so that
+		// announcing many fragments cannot cost more than sending them.
+		overhead := int(f.Count) * partOverhead
+		if r.buffered+overhead > r.cfg.MaxBuffered {
+			return nil, Rejected, fmt.Errorf("%w: %d octets buffered", ErrReassemblyLimit, r.buffered)
+		}
+		t = &transfer{started: now, count: f.Count, parts: make([][]byte, f.Count), overhead: overhead}
+		r.buffered += overhead
 		r.open[key] = t
 	}
 	if t.count != f.Count {
@@ -200,7 +212,7 @@ func (r *Reassembler) Add(now time.Time, key Key, f Fragment) (msg []byte, res R
 }
 
 func (r *Reassembler) drop(key Key, t *transfer) {
-	r.buffered -= t.size
+	r.buffered -= t.size + t.overhead
 	delete(r.open, key)
 }
 
@@ -254,5 +266,5 @@ func (r *Reassembler) Expire(now time.Time, fn func(Expired)) int {
 }
 
 // Pending returns the number of incomplete transfers and the octets they
-// hold.
+// hold (data and bookkeeping).
 func (r *Reassembler) Pending() (transfers, octets int) { return len(r.open), r.buffered }
