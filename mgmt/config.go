@@ -7,6 +7,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/hellopics/hellopics/mgmt/election"
 	"github.com/hellopics/hellopics/pkg/handshake"
 	"github.com/hellopics/hellopics/pkg/pconn"
 )
@@ -44,16 +45,58 @@ type Config struct {
 	// Logger is the root logger; the instance logs under "mgmt". Nil
 	// discards logs.
 	Logger hclog.Logger
+
+	// ID names this instance among the management instances. Default:
+	// the host name.
+	ID string
+
+	// Priority decides the election: highest wins, ties broken by ID.
+	// Default 100.
+	Priority uint32
+
+	// HAListenAddr is where the other management instances connect for
+	// heartbeats and state sync. Required when Peers is not empty.
+	HAListenAddr string
+
+	// Peers are the other management instances (their IDs and
+	// HAListenAddr). Empty runs a single instance that is always master.
+	Peers []election.Peer
+
+	// StateDir holds the epoch file, written atomically and fsynced, so a
+	// restarted instance never reuses an epoch. "" keeps the epoch in
+	// memory only (tests, demos): a warning is logged.
+	StateDir string
+
+	// HeartbeatInterval between management instances. Default 50 ms.
+	HeartbeatInterval time.Duration
+
+	// DeadMisses heartbeat intervals without news make a peer dead.
+	// Default 3.
+	DeadMisses int
+
+	// NoPreempt stops this instance from taking over from a working
+	// master of lower priority (keepalived's nopreempt).
+	NoPreempt bool
+
+	// Version is reported in the operator status.
+	Version string
+
+	// PreemptDelay is how long this instance waits, preferred over a
+	// working master, before it takes over gracefully. Default 0.
+	PreemptDelay time.Duration
 }
 
 // DefaultConfig returns the defaults described on Config.
 func DefaultConfig() Config {
 	return Config{
-		ListenAddr:      ":7300",
-		OperatorAddr:    "127.0.0.1:7400",
-		HelloInterval:   handshake.DefaultHelloInterval,
-		IdentifyTimeout: handshake.DefaultIdentifyTimeout,
-		DeadTimeout:     3 * time.Second,
+		ListenAddr:        ":7300",
+		OperatorAddr:      "127.0.0.1:7400",
+		HelloInterval:     handshake.DefaultHelloInterval,
+		IdentifyTimeout:   handshake.DefaultIdentifyTimeout,
+		DeadTimeout:       3 * time.Second,
+		Priority:          100,
+		HeartbeatInterval: 50 * time.Millisecond,
+		DeadMisses:        3,
 	}
 }
 
@@ -71,6 +114,15 @@ func (c *Config) Validate() error {
 	}
 	if c.DeadTimeout < pconn.MinDeadTimeout {
 		errs = append(errs, fmt.Errorf("DeadTimeout %v below the minimum %v", c.DeadTimeout, pconn.MinDeadTimeout))
+	}
+	if len(c.Peers) > 0 && c.HAListenAddr == "" {
+		errs = append(errs, errors.New("HAListenAddr is empty but Peers are given"))
+	}
+	if c.HeartbeatInterval <= 0 {
+		errs = append(errs, fmt.Errorf("HeartbeatInterval %v must be positive", c.HeartbeatInterval))
+	}
+	if c.DeadMisses < 1 {
+		errs = append(errs, fmt.Errorf("DeadMisses %d must be at least 1", c.DeadMisses))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("mgmt: invalid config: %w", err)

@@ -3,7 +3,9 @@ package mgmt
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -11,6 +13,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/hellopics/hellopics/mgmt/election"
+	"github.com/hellopics/hellopics/mgmt/operator"
 	"github.com/hellopics/hellopics/pkg/handshake"
 	"github.com/hellopics/hellopics/pkg/pconn"
 	"github.com/hellopics/hellopics/pkg/tier"
@@ -28,8 +32,26 @@ type Server struct {
 	reg     *tier.Registry  // loop goroutine only
 	srv     *pconn.Server
 
+	// Mastership (ha.go); loop goroutine only unless noted.
+	el          *election.Election // nil for a single instance
+	haSrv       *pconn.Server
+	haClients   map[string]*pconn.Client // set before the loop uses it
+	epochPath   string
+	draining    bool
+	redrain     bool
+	masterAddr  string
+	syncVersion uint64
+	advertised  string
+
+	op     *operator.Server
+	broker *operator.Broker
+	opDone chan struct{}
+
+	failOnce sync.Once
+	fail     chan error // receives the error that stops the instance
+
 	mu        sync.Mutex
-	listeners []func(handshake.Event)
+	listeners []func(*hellopicsv1.WatchEventsResponse)
 }
 
 // New validates cfg and starts the instance: it listens for components at
@@ -45,7 +67,7 @@ func New(cfg Config) (*Server, error) {
 	m, err := handshake.NewMgmt(handshake.MgmtConfig{
 		HelloInterval:   cfg.HelloInterval,
 		IdentifyTimeout: cfg.IdentifyTimeout,
-		Epoch:           1,
+		Backup:          true, // until the election (or a single instance) decides
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mgmt: %w", err)
@@ -57,6 +79,13 @@ func New(cfg Config) (*Server, error) {
 		loop:    tier.NewLoop(4096),
 		machine: m,
 		reg:     tier.NewRegistry(),
+		fail:    make(chan error, 1),
+	}
+	if s.cfg.ID == "" {
+		s.cfg.ID, _ = os.Hostname()
+		if s.cfg.ID == "" {
+			s.cfg.ID = "mgmt"
+		}
 	}
 	pc := pconn.DefaultConfig(nil)
 	if cfg.Transport != nil {
@@ -72,17 +101,63 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("mgmt: components: %w", err)
 	}
 	s.srv = srv
-	s.log.Info("listening for components", "component", "mgmt", "addr", srv.Addr().String(),
-		"hello_interval", cfg.HelloInterval, "epoch", m.Epoch())
+	s.advertised = cfg.AdvertiseAddr
+	if s.advertised == "" {
+		s.advertised = srv.Addr().String()
+	}
+	s.log.Info("listening for components", "component", "mgmt", "id", s.cfg.ID, "addr", srv.Addr().String(),
+		"hello_interval", cfg.HelloInterval)
+	if cfg.OperatorAddr != "" {
+		ln, err := net.Listen("tcp", cfg.OperatorAddr)
+		if err != nil {
+			srv.Close()
+			s.loop.Close()
+			return nil, fmt.Errorf("mgmt: operator API: %w", err)
+		}
+		s.broker = operator.NewBroker(256)
+		s.OnEvent(s.broker.Publish)
+		s.op = operator.New(s, s.broker, s.log)
+		s.opDone = make(chan struct{})
+		go func() {
+			defer close(s.opDone)
+			if err := s.op.Serve(ln); err != nil {
+				s.log.Error("operator API stopped", "component", "mgmt", "error", err)
+			}
+		}()
+	}
+	if err := s.startHA(pc); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("mgmt: %w", err)
+	}
 	return s, nil
+}
+
+// OperatorAddr is where the operator API listens, or nil without one.
+func (s *Server) OperatorAddr() net.Addr {
+	if s.op == nil {
+		return nil
+	}
+	return s.op.Addr()
+}
+
+// advertise is the component address given to others.
+func (s *Server) advertise() string { return s.advertised }
+
+// Failed receives the error that made the instance stop working (such as
+// an epoch that cannot be persisted); the daemon should exit.
+func (s *Server) Failed() <-chan error { return s.fail }
+
+func (s *Server) failed(err error) {
+	s.failOnce.Do(func() { s.fail <- err })
 }
 
 // Addr is where components connect.
 func (s *Server) Addr() net.Addr { return s.srv.Addr() }
 
 // OnEvent registers f to be called, on the instance's loop goroutine, for
-// every handshake event. f must not block.
-func (s *Server) OnEvent(f func(handshake.Event)) {
+// every event an operator should see (handshake steps at INFO and above,
+// hello losses, mastership changes). f must not block.
+func (s *Server) OnEvent(f func(*hellopicsv1.WatchEventsResponse)) {
 	s.mu.Lock()
 	s.listeners = append(s.listeners, f)
 	s.mu.Unlock()
@@ -131,11 +206,8 @@ func (s *Server) apply(outs []handshake.Output) {
 			s.reg.Close(s.log, o)
 		case handshake.Event:
 			tier.LogEvent(s.log, "mgmt", o)
-			s.mu.Lock()
-			ls := s.listeners
-			s.mu.Unlock()
-			for _, f := range ls {
-				f(o)
+			if o.Kind.Level() >= slog.LevelInfo {
+				s.publish(&hellopicsv1.WatchEventsResponse{Kind: o.Kind.String(), PairId: o.PairID, Message: o.String(), Epoch: o.Epoch})
 			}
 		}
 	}
@@ -143,6 +215,23 @@ func (s *Server) apply(outs []handshake.Output) {
 		s.loop.At("handshake", at, s.tick)
 	} else {
 		s.loop.At("handshake", time.Time{}, nil)
+	}
+	if len(outs) > 0 {
+		s.syncState()
+	}
+}
+
+func (s *Server) publishHA(ev election.Event) {
+	s.publish(&hellopicsv1.WatchEventsResponse{Kind: "mastership", Message: ev.String(), Epoch: ev.Epoch})
+}
+
+func (s *Server) publish(ev *hellopicsv1.WatchEventsResponse) {
+	ev.Time = timestamppb.Now()
+	s.mu.Lock()
+	ls := s.listeners
+	s.mu.Unlock()
+	for _, f := range ls {
+		f(ev)
 	}
 }
 
@@ -156,17 +245,27 @@ func (s *Server) Pairs() []*hellopicsv1.PairStatus {
 // Status returns the operator view of this instance.
 func (s *Server) Status(ctx context.Context) (*hellopicsv1.GetStatusResponse, error) {
 	st := &hellopicsv1.GetStatusResponse{
-		Id:            "mgmt",
-		ComponentAddr: s.Addr().String(),
+		Id:            s.cfg.ID,
+		ComponentAddr: s.advertise(),
 		Started:       timestamppb.New(s.started),
+		Version:       s.cfg.Version,
 	}
 	ok := s.loop.Do(func() {
 		st.Pairs = s.machine.Pairs()
 		st.Epoch = s.machine.Epoch()
 		if s.machine.IsMaster() {
 			st.Role = hellopicsv1.MgmtRole_MGMT_ROLE_MASTER
+			st.MasterId = s.cfg.ID
 		} else {
 			st.Role = hellopicsv1.MgmtRole_MGMT_ROLE_BACKUP
+		}
+		if s.el != nil {
+			es := s.el.Status()
+			st.Role, st.Epoch, st.MasterId, st.MgmtPeers = es.Role, es.Epoch, es.MasterID, es.Peers
+			st.SyncVersion = es.SyncVersion
+			if st.Role != hellopicsv1.MgmtRole_MGMT_ROLE_MASTER && s.syncVersion > st.SyncVersion {
+				st.SyncVersion = s.syncVersion
+			}
 		}
 	})
 	if !ok {
@@ -180,7 +279,16 @@ func (s *Server) Status(ctx context.Context) (*hellopicsv1.GetStatusResponse, er
 func (s *Server) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
+	if s.op != nil {
+		s.op.SetServing(false)
+	}
 	err := s.srv.Shutdown(ctx)
+	if s.op != nil {
+		s.op.GracefulStop()
+		<-s.opDone
+		s.broker.Close()
+	}
+	s.stopHA()
 	s.loop.Close()
 	s.log.Info("stopped", "component", "mgmt")
 	return err

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"fmt"
 	"os"
+	"strings"
 
 	"github.com/hellopics/hellopics/internal/cli"
 	"github.com/hellopics/hellopics/mgmt"
+	"github.com/hellopics/hellopics/mgmt/election"
 )
 
 func init() {
@@ -30,6 +33,17 @@ func runMgmt(args []string) int {
 	fs.DurationVar(&cfg.HelloInterval, "hello-interval", cfg.HelloInterval, "Hello cycle period (at least 10ms)")
 	fs.DurationVar(&cfg.DeadTimeout, "dead-timeout", cfg.DeadTimeout, "declare a silent component lost after this long (at least 30ms)")
 	fs.DurationVar(&cfg.IdentifyTimeout, "identify-timeout", cfg.IdentifyTimeout, "close a session that does not identify itself in time")
+	var peers string
+	prio := uint(cfg.Priority)
+	fs.StringVar(&cfg.ID, "id", envOr("HELLOPICS_MGMT_ID", ""), "this instance's id among the mgmt instances (default: the host name)")
+	fs.UintVar(&prio, "priority", prio, "election priority: highest wins, ties broken by id")
+	fs.StringVar(&cfg.HAListenAddr, "ha-listen", envOr("HELLOPICS_MGMT_HA_LISTEN", ""), "address for the other mgmt instances (heartbeats, state sync)")
+	fs.StringVar(&peers, "peers", envOr("HELLOPICS_MGMT_PEERS", ""), "the other mgmt instances as id=host:port, comma-separated (their -ha-listen); empty runs a single instance")
+	fs.StringVar(&cfg.StateDir, "state-dir", envOr("HELLOPICS_STATE_DIR", ""), "directory for the epoch file (empty: not persisted, a warning)")
+	fs.DurationVar(&cfg.HeartbeatInterval, "heartbeat", cfg.HeartbeatInterval, "heartbeat interval between mgmt instances")
+	fs.IntVar(&cfg.DeadMisses, "dead-misses", cfg.DeadMisses, "missed heartbeats after which a mgmt peer is dead")
+	fs.BoolVar(&cfg.NoPreempt, "nopreempt", false, "do not take over from a working master of lower priority")
+	fs.DurationVar(&cfg.PreemptDelay, "preempt-delay", 0, "wait this long before preempting a lower-priority master")
 	lf.Register(fs)
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
@@ -37,6 +51,16 @@ func runMgmt(args []string) int {
 	if fs.NArg() > 0 {
 		fs.Usage()
 		return 2
+	}
+	cfg.Priority = uint32(prio)
+	cfg.Version = version
+	for _, p := range splitList(peers) {
+		id, addr, ok := strings.Cut(p, "=")
+		if !ok || id == "" || addr == "" {
+			fmt.Fprintf(os.Stderr, "hellopics mgmt: -peers: %q is not id=host:port\n", p)
+			return 2
+		}
+		cfg.Peers = append(cfg.Peers, election.Peer{ID: id, Addr: addr})
 	}
 	log, err := lf.Logger("hellopics", nil)
 	if err != nil {
@@ -49,8 +73,13 @@ func runMgmt(args []string) int {
 	if err != nil {
 		return fail(os.Stderr, "mgmt", err)
 	}
-	<-ctx.Done()
-	log.Info("signal received; stopping", "component", "mgmt")
+	select {
+	case <-ctx.Done():
+		log.Info("signal received; stopping", "component", "mgmt")
+	case err := <-d.Failed():
+		d.Close()
+		return fail(os.Stderr, "mgmt", err)
+	}
 	d.Close()
 	return 0
 }

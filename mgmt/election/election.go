@@ -619,3 +619,20 @@ func (e *Election) Status() Status {
 	}
 	return st
 }
+
+// MasterComponentAddr is where the current master accepts ctrl and data,
+// as its heartbeats announce it ("" if no master is known).
+func (e *Election) MasterComponentAddr() string {
+	if e.master == "" {
+		return ""
+	}
+	if e.master == e.cfg.ID {
+		return e.cfg.ComponentAddr
+	}
+	for _, p := range e.peerList {
+		if p.id == e.master {
+			return p.componentAddr
+		}
+	}
+	return ""
+}

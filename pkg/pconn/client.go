@@ -133,13 +133,14 @@ func (c *Client) isClosed() bool {
 
 func (c *Client) loop() {
 	defer close(c.done)
-	failures := 0
+	failures := 0 // consecutive, for MaxRetries
+	round := 0    // configured addresses failed since the last wait or success
 	for !c.isClosed() {
-		addr := c.pickAddr()
+		addr, redirected := c.pickAddr()
 		conn, err := c.connect(addr)
 		if err != nil {
 			failures++
-			c.log.Debug("connect failed", "addr", addr, "attempt", failures, "error", err)
+			c.log.Debug("connect failed", "addr", addr, "attempt", failures, "redirected", redirected, "error", err)
 			if c.cfg.EventHandler != nil {
 				c.cfg.EventHandler.HandleEvent(Event{Type: EventFailed, Addr: tcpAddr(addr), Err: err})
 			}
@@ -147,13 +148,26 @@ func (c *Client) loop() {
 				c.stop(fmt.Errorf("%w: %d attempts, last to %s: %v", ErrGaveUp, failures, addr, err))
 				return
 			}
-			c.advance()
-			if !c.wait(c.retryDelay()) {
+			var d time.Duration
+			switch {
+			case redirected:
+				// The address we were sent to is not there (yet): go
+				// back to the rotation soon, whoever redirected us may
+				// know better by then.
+				d = c.cfg.RetryInterval / 10
+			default:
+				// Try every configured address once before waiting.
+				c.advance()
+				if round++; round >= len(c.addrs) {
+					round, d = 0, c.retryDelay()
+				}
+			}
+			if d > 0 && !c.wait(d) {
 				break
 			}
 			continue
 		}
-		failures = 0
+		failures, round = 0, 0
 		s := newSession(conn, &c.cfg, c.cfg.logger().Named("session"))
 		c.mu.Lock()
 		c.sess = s
@@ -165,15 +179,22 @@ func (c *Client) loop() {
 		s.run()
 		c.mu.Lock()
 		c.sess = nil
+		pending := c.redirect != ""
 		c.mu.Unlock()
 		// Reconnect at once after the loss of a session that had lived a
-		// while (a restarted or failed-over server may already be there);
-		// after one that died young (refused by the server, say), wait
-		// the retry interval so that we never spin.
-		if time.Since(began) < c.cfg.RetryInterval {
-			c.advance()
-			if !c.wait(c.retryDelay()) {
+		// while (a restarted or failed-over server may already be there),
+		// or when redirected; after one that died within a tenth of the
+		// retry interval (refused by the server, say), wait the retry
+		// interval so that we never spin.
+		if !pending && time.Since(began) < c.cfg.RetryInterval/10 {
+			// A redirect may still be on its way from the handler: wait
+			// for it or the retry delay; rotate only if none came.
+			alive, kicked := c.waitKick(c.retryDelay())
+			if !alive {
 				break
+			}
+			if !kicked {
+				c.advance()
 			}
 		}
 	}
@@ -188,15 +209,17 @@ func (c *Client) stop(err error) {
 	c.mu.Unlock()
 }
 
-func (c *Client) pickAddr() string {
+// pickAddr returns the next address to try and whether it came from
+// Redirect rather than the rotation.
+func (c *Client) pickAddr() (string, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.redirect != "" {
 		a := c.redirect
 		c.redirect = ""
-		return a
+		return a, true
 	}
-	return c.addrs[c.next%len(c.addrs)]
+	return c.addrs[c.next%len(c.addrs)], false
 }
 
 func (c *Client) advance() {
@@ -215,15 +238,22 @@ func (c *Client) retryDelay() time.Duration {
 
 // wait sleeps d, or less if redirected; false if the client was closed.
 func (c *Client) wait(d time.Duration) bool {
+	alive, _ := c.waitKick(d)
+	return alive
+}
+
+// waitKick sleeps d or until Redirect is called (kicked) or the client is
+// closed (not alive).
+func (c *Client) waitKick(d time.Duration) (alive, kicked bool) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
-		return true
+		return true, false
 	case <-c.kick:
-		return true
+		return true, true
 	case <-c.closed:
-		return false
+		return false, false
 	}
 }
 

@@ -158,7 +158,9 @@ func TestBadInputClosesOnlyThatSession(t *testing.T) {
 	cfg.SendQueueBytes = 1 << 20
 	srv := listen(t, cfg)
 	in := newInbox()
-	good := dial(t, testConfig(in, nil), srv.Addr().String())
+	goodEv := newRecorder()
+	good := dial(t, testConfig(in, goodEv), srv.Addr().String())
+	goodEv.next(t, EventEstablished)
 	srvEv.next(t, EventEstablished)
 
 	ping := func(i int) {

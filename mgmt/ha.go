@@ -1,0 +1,318 @@
+package mgmt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/hellopics/hellopics/mgmt/election"
+	"github.com/hellopics/hellopics/mgmt/operator"
+	"github.com/hellopics/hellopics/pkg/handshake"
+	"github.com/hellopics/hellopics/pkg/pconn"
+	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
+)
+
+// seqReserve is how far ahead of the hello numbers in use the master
+// announces its next number to the backups: a backup that takes over
+// starts there, so it never reuses a number the old master sent after
+// its last sync reached the backup (the master syncs after every hello).
+const seqReserve = 64
+
+// epochFile is the name of the epoch file in Config.StateDir.
+const epochFile = "epoch"
+
+// startHA sets up mastership: a single instance makes itself master at a
+// fresh epoch; with peers, the election machine and its transport start.
+// Called from New before the component listener accepts.
+func (s *Server) startHA(base pconn.Config) error {
+	if s.cfg.StateDir != "" {
+		if err := os.MkdirAll(s.cfg.StateDir, 0o750); err != nil {
+			return fmt.Errorf("state dir: %w", err)
+		}
+		s.epochPath = filepath.Join(s.cfg.StateDir, epochFile)
+	} else {
+		s.log.Warn("no state directory: the epoch is not persisted; a restart may reuse one", "component", "mgmt")
+	}
+	persisted, err := s.loadEpoch()
+	if err != nil {
+		return err
+	}
+	if len(s.cfg.Peers) == 0 {
+		epoch := persisted + 1
+		if err := s.saveEpoch(epoch); err != nil {
+			return err
+		}
+		s.loop.Do(func() {
+			s.log.Info("single management instance: master", "component", "mgmt", "epoch", epoch, "step", "mastership")
+			s.apply(s.machine.SetMastership(true, epoch, s.advertise(), time.Now()))
+		})
+		s.setServing(true)
+		return nil
+	}
+
+	ec := election.DefaultConfig(s.cfg.ID, s.cfg.Priority, s.cfg.Peers...)
+	ec.ComponentAddr = s.advertise()
+	ec.HeartbeatInterval = s.cfg.HeartbeatInterval
+	ec.DeadMisses = s.cfg.DeadMisses
+	ec.NoPreempt = s.cfg.NoPreempt
+	ec.PreemptDelay = s.cfg.PreemptDelay
+	el, err := election.New(ec, persisted)
+	if err != nil {
+		return err
+	}
+	s.el = el
+
+	hc := base
+	hc.DeadTimeout = max(pconn.MinDeadTimeout, time.Duration(s.cfg.DeadMisses+1)*s.cfg.HeartbeatInterval)
+	hc.RetryInterval = s.cfg.HeartbeatInterval
+	hc.RetryJitter = 0.2
+	hc.EventHandler = nil
+	hc.Logger = s.log.Named("ha")
+
+	in := hc
+	in.Handler = pconn.HandlerFunc(s.onHAFrame)
+	srv, err := pconn.Listen(s.cfg.HAListenAddr, in)
+	if err != nil {
+		return fmt.Errorf("listen for mgmt peers: %w", err)
+	}
+	s.haSrv = srv
+	s.haClients = make(map[string]*pconn.Client, len(s.cfg.Peers))
+	out := hc
+	out.Handler = pconn.HandlerFunc(func(*pconn.Session, pconn.Message) error { return nil })
+	for _, p := range s.cfg.Peers {
+		c, err := pconn.Dial(out, p.Addr)
+		if err != nil {
+			s.stopHA()
+			return fmt.Errorf("mgmt peer %s: %w", p.ID, err)
+		}
+		s.haClients[p.ID] = c
+	}
+	s.log.Info("electing a master", "component", "mgmt", "id", s.cfg.ID, "priority", s.cfg.Priority,
+		"ha_listen", srv.Addr().String(), "peers", len(s.cfg.Peers), "epoch", persisted)
+	s.loop.Do(func() {
+		s.el.Tick(time.Now())
+		s.drainElection()
+	})
+	return nil
+}
+
+func (s *Server) loadEpoch() (uint64, error) {
+	if s.epochPath == "" {
+		return 0, nil
+	}
+	n, err := election.LoadEpoch(s.epochPath)
+	if err != nil {
+		return 0, fmt.Errorf("epoch file: %w", err)
+	}
+	return n, nil
+}
+
+func (s *Server) saveEpoch(n uint64) error {
+	if s.epochPath == "" {
+		return nil
+	}
+	if err := election.SaveEpoch(s.epochPath, n); err != nil {
+		return fmt.Errorf("persist epoch %d: %w", n, err)
+	}
+	return nil
+}
+
+// haMessage returns an empty message for an HA frame type.
+func haMessage(t hellopicsv1.HAMsgType) (proto.Message, bool) {
+	switch t {
+	case hellopicsv1.HAMsgType_HA_MSG_TYPE_HEARTBEAT:
+		return new(hellopicsv1.Heartbeat), true
+	case hellopicsv1.HAMsgType_HA_MSG_TYPE_SYNC:
+		return new(hellopicsv1.SyncUpdate), true
+	case hellopicsv1.HAMsgType_HA_MSG_TYPE_SYNC_ACK:
+		return new(hellopicsv1.SyncAck), true
+	case hellopicsv1.HAMsgType_HA_MSG_TYPE_HANDOVER:
+		return new(hellopicsv1.Handover), true
+	}
+	return nil, false
+}
+
+// onHAFrame decodes a peer's frame on its session goroutine and hands it
+// to the election on the loop. The first frame of a session must be a
+// heartbeat: it names the peer.
+func (s *Server) onHAFrame(ps *pconn.Session, m pconn.Message) error {
+	t := hellopicsv1.HAMsgType(m.Type)
+	msg, ok := haMessage(t)
+	if !ok {
+		return fmt.Errorf("unknown mgmt peer message type %d", m.Type)
+	}
+	if err := proto.Unmarshal(m.Payload, msg); err != nil {
+		return fmt.Errorf("malformed %s: %w", t, err)
+	}
+	from, _ := ps.Cookie().(string)
+	if hb, ok := msg.(*hellopicsv1.Heartbeat); ok && from == "" {
+		from = hb.GetId()
+		ps.SetCookie(from)
+	}
+	if from == "" {
+		return fmt.Errorf("%s before the peer's first heartbeat", t)
+	}
+	s.loop.Post(func() {
+		if err := s.el.Step(time.Now(), from, msg); err != nil {
+			s.log.Warn("mgmt peer message refused", "component", "mgmt", "peer", from, "error", err)
+			if errors.Is(err, election.ErrUnknownPeer) {
+				ps.Close()
+			}
+		}
+		s.drainElection()
+	})
+	return nil
+}
+
+func (s *Server) electionTick() {
+	s.el.Tick(time.Now())
+	s.drainElection()
+}
+
+// drainElection carries out what the election asks, in the order its
+// Ready documents, then aligns the handshake machine's mastership with
+// the election's. Loop goroutine only; re-entrant calls are folded into
+// the running one.
+func (s *Server) drainElection() {
+	if s.el == nil {
+		return
+	}
+	if s.draining {
+		s.redrain = true
+		return
+	}
+	s.draining = true
+	defer func() { s.draining = false }()
+	for {
+		s.redrain = false
+		for first := true; first || s.el.HasReady(); first = false {
+			rd := s.el.Ready() // at least once: NextTick must always be re-armed
+			if rd.PersistEpoch != 0 {
+				if err := s.saveEpoch(rd.PersistEpoch); err != nil {
+					s.log.Error("cannot persist the epoch; stopping so that no epoch is reused", "component", "mgmt", "error", err)
+					s.failed(err)
+					return
+				}
+			}
+			for _, u := range rd.Apply {
+				if err := s.machine.Restore(handshake.Snapshot{NextSeq: u.GetNextSeq(), Pairs: u.GetPairs()}); err != nil {
+					s.log.Warn("state update not applied", "component", "mgmt", "version", u.GetVersion(), "error", err)
+				}
+				s.syncVersion = u.GetVersion()
+			}
+			for _, m := range rd.Messages {
+				if c := s.haClients[m.To]; c != nil {
+					if err := c.SendProto(pconn.MsgType(m.Type), m.Body); err != nil {
+						s.log.Trace("mgmt peer message not sent", "peer", m.To, "type", m.Type.String(), "error", err)
+					}
+				}
+			}
+			for _, id := range rd.Snapshots {
+				if err := s.el.Snapshot(id, s.machine.Pairs(), s.machine.NextSeq()+seqReserve); err != nil {
+					s.log.Debug("snapshot not sent", "peer", id, "error", err)
+				}
+			}
+			if rd.Flush {
+				if _, err := s.el.Sync(s.machine.Pairs(), s.machine.NextSeq()+seqReserve); err != nil {
+					s.log.Debug("flush not sent", "error", err)
+				}
+			}
+			for _, ev := range rd.Events {
+				s.log.Info(ev.String(), "component", "mgmt", "step", ev.Kind.String(), "epoch", ev.Epoch, "master", ev.Master)
+				s.publishHA(ev)
+			}
+			if !rd.NextTick.IsZero() {
+				s.loop.At("election", rd.NextTick, s.electionTick)
+			}
+		}
+		s.alignMastership()
+		if !s.redrain && !s.el.HasReady() {
+			return
+		}
+	}
+}
+
+// alignMastership tells the handshake machine when this instance became
+// master or backup, or learned where the master is.
+func (s *Server) alignMastership() {
+	isMaster := s.el.Role() == hellopicsv1.MgmtRole_MGMT_ROLE_MASTER
+	epoch := s.el.Epoch()
+	addr := s.el.MasterComponentAddr()
+	if isMaster == s.machine.IsMaster() && epoch == s.machine.Epoch() && (isMaster || addr == s.masterAddr) {
+		return
+	}
+	s.masterAddr = addr
+	s.apply(s.machine.SetMastership(isMaster, epoch, addr, time.Now()))
+	s.setServing(isMaster)
+}
+
+// syncState streams the registry to the backups after a change. Master
+// with peers only.
+func (s *Server) syncState() {
+	if s.el == nil || s.el.Role() != hellopicsv1.MgmtRole_MGMT_ROLE_MASTER {
+		return
+	}
+	if _, err := s.el.Sync(s.machine.Pairs(), s.machine.NextSeq()+seqReserve); err != nil {
+		s.log.Trace("sync not sent", "error", err)
+	}
+	s.drainElection()
+}
+
+// Switchover hands mastership to target (or the best backup when "") and
+// waits until it is done or ctx ends.
+func (s *Server) Switchover(ctx context.Context, target string) (*hellopicsv1.SwitchoverResponse, error) {
+	if s.el == nil {
+		return nil, fmt.Errorf("%w: a single management instance has no backup", operator.ErrNotMaster)
+	}
+	var chosen string
+	var err error
+	if !s.loop.Do(func() {
+		chosen, err = s.el.Switchover(time.Now(), target)
+		s.drainElection()
+	}) {
+		return nil, errors.New("mgmt: stopped")
+	}
+	if err != nil {
+		if errors.Is(err, election.ErrNotMaster) {
+			return nil, fmt.Errorf("%w: %v", operator.ErrNotMaster, err)
+		}
+		return nil, err
+	}
+	s.log.Info("switchover requested", "component", "mgmt", "target", chosen, "step", "switchover")
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var master string
+		var epoch uint64
+		s.loop.Do(func() { master, epoch = s.el.Master(), s.el.Epoch() })
+		if master == chosen {
+			return &hellopicsv1.SwitchoverResponse{NewMasterId: chosen, Epoch: epoch}, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("switchover to %s not confirmed: %w", chosen, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+func (s *Server) stopHA() {
+	for _, c := range s.haClients {
+		c.Close()
+	}
+	if s.haSrv != nil {
+		s.haSrv.Close()
+	}
+}
+
+// setServing reports mastership to the operator API's health service.
+func (s *Server) setServing(master bool) {
+	if s.op != nil {
+		s.op.SetServing(master)
+	}
+}
