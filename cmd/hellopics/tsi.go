@@ -186,6 +186,7 @@ func runTSI(args []string) int {
 	fs.IntVar(&d.SNMPRetries, "snmp-retries", d.SNMPRetries, "SetRequest retries before a relay error")
 	fs.IntVar(&d.Senders, "senders", d.Senders, "commands sent to the agent at once")
 	fs.IntVar(&d.FragmentWindow, "fragment-window", d.FragmentWindow, "SetRequests of one command awaiting their answers at once (SNMPv2c)")
+	fs.IntVar(&d.MaxPending, "max-pending", d.MaxPending, "commands awaiting their response at once; past it the oldest is forgotten")
 	fs.DurationVar(&d.ReassemblyTimeout, "reassembly-timeout", d.ReassemblyTimeout, "drop a transfer incomplete for this long")
 	fs.DurationVar(&d.PollInterval, "poll", d.PollInterval, "agent reachability poll interval (0: off)")
 	fs.DurationVar(&d.StatsInterval, "stats-interval", d.StatsInterval, "log the counters this often (0: off)")

@@ -74,6 +74,10 @@ type Config struct {
 	// ReassemblyTimeout drops a transfer that stays incomplete this long.
 	// Default 5 s.
 	ReassemblyTimeout time.Duration
+	// MaxPending is how many commands may wait for their response at
+	// once; past it the oldest is forgotten (its response, if it comes,
+	// goes to every commands client). Default 65536.
+	MaxPending int
 	// PendingTimeout forgets which client sent a command that got no
 	// response for this long; a later response goes to every commands
 	// client. Default 10 min.
@@ -110,6 +114,7 @@ func DefaultConfig() Config {
 		Backlog:           1024,
 		ClientQueue:       4096,
 		ReassemblyTimeout: 5 * time.Second,
+		MaxPending:        65536,
 		PendingTimeout:    10 * time.Minute,
 		PollInterval:      5 * time.Second,
 		StatsInterval:     time.Minute,
@@ -138,8 +143,8 @@ func (c Config) Validate() error {
 	if c.SNMPTimeout <= 0 || c.SNMPRetries < 0 {
 		errs = append(errs, fmt.Errorf("SNMPTimeout %v must be positive and SNMPRetries %d not negative", c.SNMPTimeout, c.SNMPRetries))
 	}
-	if c.Senders <= 0 || c.FragmentWindow <= 0 || c.SendQueue <= 0 || c.Backlog <= 0 || c.ClientQueue <= 0 {
-		errs = append(errs, errors.New("the fields Senders, FragmentWindow, SendQueue, Backlog and ClientQueue must be positive"))
+	if c.Senders <= 0 || c.FragmentWindow <= 0 || c.SendQueue <= 0 || c.MaxPending <= 0 || c.Backlog <= 0 || c.ClientQueue <= 0 {
+		errs = append(errs, errors.New("the fields Senders, FragmentWindow, SendQueue, MaxPending, Backlog and ClientQueue must be positive"))
 	}
 	if c.ReassemblyTimeout <= 0 || c.PendingTimeout <= 0 || c.PollInterval < 0 || c.StatsInterval < 0 {
 		errs = append(errs, errors.New("the fields ReassemblyTimeout and PendingTimeout must be positive, PollInterval and StatsInterval not negative"))

@@ -38,8 +38,7 @@ type Relay struct {
 	reasmMu sync.Mutex
 	reasm   *meds.Reassembler
 
-	pendMu  sync.Mutex
-	pending map[uint32]route // relay id -> who sent the command
+	pending *pendingTable // relay id -> who sent the command
 
 	nextID       atomic.Uint32 // relay ids of commands toward the agent
 	nextTransfer atomic.Uint32 // medsTransfer of SetRequest messages
@@ -58,13 +57,6 @@ type Relay struct {
 	state  sync.Mutex
 	run    bool
 	closed bool
-}
-
-// route remembers who sent a command now travelling under a relay id.
-type route struct {
-	c  *client
-	id uint32 // the client's own id
-	at time.Time
 }
 
 // sendJob is one command on its way to the agent.
@@ -108,7 +100,7 @@ func New(cfg Config, logger hclog.Logger) (*Relay, error) {
 			MaxMessage: meds.HeaderLen + int(cfg.MaxText),
 			MaxCount:   uint32((meds.HeaderLen+int(cfg.MaxText))/minData + 1),
 		}),
-		pending: make(map[uint32]route),
+		pending: newPendingTable(cfg.MaxPending),
 		sendQ:   make(chan sendJob, cfg.SendQueue),
 	}
 	return r, nil
@@ -280,9 +272,7 @@ func addrString(a net.Addr) string {
 
 // Stats returns a snapshot of every counter.
 func (r *Relay) Stats() Stats {
-	r.pendMu.Lock()
-	pending := len(r.pending)
-	r.pendMu.Unlock()
+	pending := r.pending.len()
 	r.reasmMu.Lock()
 	reasmPending, _ := r.reasm.Pending()
 	r.reasmMu.Unlock()
@@ -329,9 +319,9 @@ func (r *Relay) logStats(msg string) {
 func (r *Relay) submit(ctx context.Context, c *client, m meds.Message) bool {
 	relayID := r.nextID.Add(1)
 	frame := meds.AppendMessage(make([]byte, 0, m.EncodedLen()), meds.Message{Type: meds.TypeCommand, Flags: m.Flags, ID: relayID, Text: m.Text})
-	r.pendMu.Lock()
-	r.pending[relayID] = route{c: c, id: m.ID, at: time.Now()}
-	r.pendMu.Unlock()
+	if r.pending.put(route{c: c, id: m.ID, relayID: relayID, at: time.Now()}) {
+		r.c.pendingExpired.Add(1)
+	}
 	select {
 	case r.sendQ <- sendJob{c: c, id: m.ID, relayID: relayID, frame: frame}:
 		return true
@@ -343,9 +333,7 @@ func (r *Relay) submit(ctx context.Context, c *client, m meds.Message) bool {
 }
 
 func (r *Relay) forget(relayID uint32) {
-	r.pendMu.Lock()
-	delete(r.pending, relayID)
-	r.pendMu.Unlock()
+	r.pending.take(relayID)
 }
 
 // relayError answers command id of client c with a type 5 message.
@@ -380,14 +368,7 @@ func (r *Relay) janitor(ctx context.Context) {
 					"have", e.Have, "count", e.Count, "octets", e.Octets, "age", e.Age)
 			})
 			r.reasmMu.Unlock()
-			r.pendMu.Lock()
-			for id, rt := range r.pending {
-				if now.Sub(rt.at) > r.cfg.PendingTimeout {
-					delete(r.pending, id)
-					r.c.pendingExpired.Add(1)
-				}
-			}
-			r.pendMu.Unlock()
+			r.c.pendingExpired.Add(uint64(r.pending.expire(now, r.cfg.PendingTimeout)))
 			if r.cfg.StatsInterval > 0 && now.Sub(lastStats) >= r.cfg.StatsInterval {
 				lastStats = now
 				r.logStats("relay stats")

@@ -389,10 +389,7 @@ func (r *Relay) deliver(log hclog.Logger, lim *limiter, now time.Time, msg []byt
 		p.broadcast(frame)
 		return
 	}
-	r.pendMu.Lock()
-	rt, ok := r.pending[m.ID]
-	delete(r.pending, m.ID)
-	r.pendMu.Unlock()
+	rt, ok := r.pending.take(m.ID)
 	if !ok {
 		// Not ours (or forgotten): every commands client gets it as is.
 		r.c.responses.Add(^uint64(0))

@@ -52,7 +52,7 @@ type Stats struct {
 	AgentRefusals   uint64 // SetRequests answered with an error-status
 	RelayErrors     uint64 // relay errors sent to clients
 	PendingCommands int    // commands waiting for their response
-	PendingExpired  uint64 // commands forgotten after PendingTimeout
+	PendingExpired  uint64 // commands forgotten after PendingTimeout or past MaxPending
 	SendQueue       int    // commands waiting for a sender now
 
 	Notifications     uint64 // SNMP packets received on the notification socket
