@@ -167,7 +167,7 @@ func (c *Client) loop() {
 			}
 			continue
 		}
-		failures, round = 0, 0
+		failures = 0
 		s := newSession(conn, &c.cfg, c.cfg.logger().Named("session"))
 		c.mu.Lock()
 		c.sess = s
@@ -183,18 +183,20 @@ func (c *Client) loop() {
 		c.mu.Unlock()
 		// Reconnect at once after the loss of a session that had lived a
 		// while (a restarted or failed-over server may already be there),
-		// or when redirected; after one that died within a tenth of the
-		// retry interval (refused by the server, say), wait the retry
-		// interval so that we never spin.
-		if !pending && time.Since(began) < c.cfg.RetryInterval/10 {
-			// A redirect may still be on its way from the handler: wait
-			// for it or the retry delay; rotate only if none came.
-			alive, kicked := c.waitKick(c.retryDelay())
-			if !alive {
+		// or when redirected. A session that died within a tenth of the
+		// retry interval (refused by the server, or reset by one that is
+		// dying) counts as a failed attempt: on to the next address, and
+		// wait the retry interval once every address has failed, so that
+		// we never spin.
+		if pending || time.Since(began) >= c.cfg.RetryInterval/10 {
+			round = 0
+			continue
+		}
+		c.advance()
+		if round++; round >= len(c.addrs) {
+			round = 0
+			if !c.wait(c.retryDelay()) { // a Redirect cuts it short
 				break
-			}
-			if !kicked {
-				c.advance()
 			}
 		}
 	}
