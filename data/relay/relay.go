@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -338,6 +339,8 @@ func (r *Relay) forget(relayID uint32) {
 
 // relayError answers command id of client c with a type 5 message.
 func (r *Relay) relayError(c *client, id uint32, reason string) {
+	// The spec wants one line of UTF-8.
+	reason = strings.ToValidUTF8(strings.ReplaceAll(strings.ReplaceAll(reason, "\r", " "), "\n", " "), "?")
 	frame := meds.AppendMessage(nil, meds.Message{Type: meds.TypeRelayError, ID: id, Text: []byte(reason)})
 	if c.gone.Load() || !c.send(frame) {
 		r.c.dropRelayErrorLost.Add(1)
