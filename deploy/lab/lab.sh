@@ -1,0 +1,423 @@
+#!/usr/bin/env bash
+# lab.sh: a hellopics appliance on "separate hosts" on one Linux machine.
+#
+# Each host is a network namespace joined to a bridge by a veth pair:
+#
+#   host (root namespace) 198.18.0.1 on the bridge ${LAB_PREFIX}-br0
+#   ${LAB_PREFIX}-mgmt-a  .11  hellopics mgmt (id mgmt-a, priority 200)
+#   ${LAB_PREFIX}-mgmt-b  .12  hellopics mgmt (id mgmt-b, priority 100)
+#   ${LAB_PREFIX}-ctrl    .21  hellopics ctrl
+#   ${LAB_PREFIX}-data    .31  hellopics data with the MEDS relay
+#   ${LAB_PREFIX}-agent   .41  hellopics agent (SNMP agent simulator)
+#   ${LAB_PREFIX}-tpce    .51  nothing runs; for TPCE clients (lab.sh exec tpce ...)
+#
+# Usage: lab.sh up|down|failover|logs|status|exec HOST CMD...
+#
+# Environment:
+#   HELLOPICS           the binary (default bin/hellopics)
+#   LAB_PREFIX          prefix of every namespace, link and cgroup (default hp)
+#   LAB_NET             the lab's /24 as three octets, inside 198.18.0.0/15
+#                       (default 198.18.0)
+#   LAB_RUN             run folder: logs, pid files, mgmt state (default ./run/lab)
+#   LAB_HELLO_INTERVAL  mgmt -hello-interval (default 1s)
+#   LAB_DEAD_TIMEOUT    -dead-timeout of ctrl and data (default 3s)
+#   LAB_EVENT_INTERVAL  agent -event-interval (default 500ms)
+#   LAB_STATUS_INTERVAL agent -status-interval (default 1s)
+#   LAB_MEM_MAX         cgroup v2 memory.max per host (default 256M)
+#   LAB_CPU_MAX         cgroup v2 cpu.max per host (default "50000 100000": half a CPU)
+#   LAB_KILL_AFTER      failover: seconds between the link cut and the kill (default 5)
+set -euo pipefail
+
+PROG=lab.sh
+P=${LAB_PREFIX:-hp}
+NET=${LAB_NET:-198.18.0}
+RUN=${LAB_RUN:-./run/lab}
+BIN=${HELLOPICS:-bin/hellopics}
+HELLO_INTERVAL=${LAB_HELLO_INTERVAL:-1s}
+DEAD_TIMEOUT=${LAB_DEAD_TIMEOUT:-3s}
+EVENT_INTERVAL=${LAB_EVENT_INTERVAL:-500ms}
+STATUS_INTERVAL=${LAB_STATUS_INTERVAL:-1s}
+MEM_MAX=${LAB_MEM_MAX:-256M}
+CPU_MAX=${LAB_CPU_MAX:-50000 100000}
+KILL_AFTER=${LAB_KILL_AFTER:-5}
+
+HOSTS=(mgmt-a mgmt-b ctrl data agent tpce)
+DAEMONS=(mgmt-a mgmt-b agent data ctrl) # start order; none depends on it
+CG_PARENT=hellopics-lab
+
+say() { printf '%s %s: %s\n' "$(date -u +%H:%M:%S.%3N)" "$PROG" "$*"; }
+die() {
+	printf '%s: %s\n' "$PROG" "$*" >&2
+	exit 1
+}
+
+usage() {
+	cat >&2 <<EOF
+usage: $PROG up|down|failover|logs|status|exec HOST CMD...
+  up        build the bridge and the namespaces, start the components (idempotent)
+  down      stop the components, remove namespaces, links and cgroups (idempotent)
+  failover  cut the master mgmt's link, then ${KILL_AFTER}s later kill its process;
+            'up' brings it back (as backup)
+  logs      every host's log, time-ordered, with a host prefix
+  status    namespaces, processes and 'hellopics ctl status'
+  exec      run CMD in the namespace of HOST (${HOSTS[*]})
+EOF
+	exit 2
+}
+
+host_ip() {
+	case $1 in
+	mgmt-a) echo "$NET.11" ;;
+	mgmt-b) echo "$NET.12" ;;
+	ctrl) echo "$NET.21" ;;
+	data) echo "$NET.31" ;;
+	agent) echo "$NET.41" ;;
+	tpce) echo "$NET.51" ;;
+	*) die "unknown host $1 (want one of ${HOSTS[*]})" ;;
+	esac
+}
+
+ns() { echo "$P-$1"; }   # the namespace of a host
+veth() { echo "$P-$1"; } # the host-side end of its veth pair (the other end is eth0)
+BR="$P-br0"
+
+check_env() {
+	[[ $P =~ ^[a-z][a-z0-9]{0,8}$ ]] || die "LAB_PREFIX '$P' must be 1 to 9 of [a-z0-9], starting with a letter (link names are at most 15 octets)"
+	[[ $NET =~ ^198\.1[89]\.([0-9]{1,3})$ ]] && ((BASH_REMATCH[1] <= 255)) ||
+		die "LAB_NET '$NET' must be three octets inside 198.18.0.0/15, such as 198.18.0"
+}
+
+need_root() {
+	[[ $(id -u) -eq 0 ]] || die "must run as root (network namespaces, links and cgroups)"
+	command -v ip >/dev/null || die "'ip' not found: install iproute2"
+}
+
+need_bin() {
+	[[ -x $BIN ]] || die "$BIN is not an executable: run 'make build' or set HELLOPICS"
+	BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
+}
+
+run_dir() {
+	mkdir -p "$RUN"
+	RUN=$(cd "$RUN" && pwd)
+}
+
+has_ns() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qx "$1"; }
+has_link() { ip link show dev "$1" >/dev/null 2>&1; }
+
+# alive HOST: the pid recorded for HOST if that process still runs in the
+# host's namespace (so a recycled pid is never taken for ours).
+alive() {
+	local f="$RUN/$1.pid" pid
+	[[ -f $f ]] || return 1
+	pid=$(<"$f")
+	[[ $pid =~ ^[0-9]+$ ]] && [[ -d /proc/$pid ]] || return 1
+	[[ $(ip netns identify "$pid" 2>/dev/null) == "$(ns "$1")" ]] || return 1
+	echo "$pid"
+}
+
+mgmt_addrs() { echo "$(host_ip mgmt-a):7300,$(host_ip mgmt-b):7300"; }
+operator_addrs() { echo "$(host_ip mgmt-a):7400,$(host_ip mgmt-b):7400"; }
+
+# args HOST: the command line of the component on HOST.
+args() {
+	local ip
+	ip=$(host_ip "$1")
+	case $1 in
+	mgmt-a | mgmt-b)
+		local other=mgmt-b prio=200
+		[[ $1 == mgmt-b ]] && other=mgmt-a prio=100
+		echo mgmt -id "$1" -priority "$prio" -nopreempt \
+			-listen "$ip:7300" -ha-listen "$ip:7310" -operator "$ip:7400" \
+			-peers "$other=$(host_ip "$other"):7310" \
+			-state-dir "$RUN/state/$1" -hello-interval "$HELLO_INTERVAL"
+		;;
+	ctrl)
+		echo ctrl -mgmt "$(mgmt_addrs)" -listen "$ip:7301" -pair pic0 -dead-timeout "$DEAD_TIMEOUT"
+		;;
+	data)
+		echo data -mgmt "$(mgmt_addrs)" -pair pic0 -dead-timeout "$DEAD_TIMEOUT" -report-interval 1s \
+			-agent "$(host_ip agent):161" -notify "$ip:162" \
+			-commands "$ip:7001" -events "$ip:7002" -status "$ip:7003"
+		;;
+	agent)
+		echo agent -listen "$ip:161" -notify "$(host_ip data):162" -sys-name "$P-agent" \
+			-event-interval "$EVENT_INTERVAL" -status-interval "$STATUS_INTERVAL"
+		;;
+	esac
+}
+
+# cgroup v2 limits: CG is the lab's parent cgroup, or empty when limits
+# cannot be applied on this machine.
+CG=
+cg_setup() {
+	local root ctrls c
+	root=$(awk '$3 == "cgroup2" {print $2; exit}' /proc/mounts)
+	if [[ -z $root ]]; then
+		say "cgroup v2 is not mounted: memory and CPU limits NOT applied"
+		return 0
+	fi
+	ctrls=$(<"$root/cgroup.controllers")
+	for c in memory cpu; do
+		if ! grep -qw "$c" <<<"$ctrls"; then
+			say "cgroup v2 at $root has no $c controller (available: ${ctrls:-none}; cgroup v1 hybrid?): memory and CPU limits NOT applied"
+			return 0
+		fi
+	done
+	mkdir -p "$root/$CG_PARENT"
+	for c in memory cpu; do
+		if ! { echo "+$c" >"$root/cgroup.subtree_control" && echo "+$c" >"$root/$CG_PARENT/cgroup.subtree_control"; } 2>/dev/null; then
+			say "cannot enable the $c controller under $root/$CG_PARENT: memory and CPU limits NOT applied"
+			rmdir "$root/$CG_PARENT" 2>/dev/null || true
+			return 0
+		fi
+	done
+	CG=$root/$CG_PARENT
+}
+
+# cg_host HOST: creates the host's cgroup with its limits; prints its path.
+cg_host() {
+	[[ -n $CG ]] || return 0
+	local d="$CG/$P-$1"
+	mkdir -p "$d"
+	echo "$MEM_MAX" >"$d/memory.max"
+	echo "$CPU_MAX" >"$d/cpu.max"
+	echo "$d" >>"$RUN/cgroups"
+	echo "$d"
+}
+
+net_up() {
+	if ! has_link "$BR"; then
+		ip link add "$BR" type bridge
+		say "bridge $BR created"
+	fi
+	ip addr replace "$NET.1/24" dev "$BR"
+	ip link set "$BR" up
+	local h n v
+	for h in "${HOSTS[@]}"; do
+		n=$(ns "$h")
+		v=$(veth "$h")
+		if ! has_ns "$n"; then
+			ip netns add "$n"
+			say "namespace $n created"
+		fi
+		if ! has_link "$v"; then
+			ip link add "$v" type veth peer name eth0 netns "$n"
+			say "veth $v <-> $n/eth0 created"
+		fi
+		ip link set "$v" master "$BR"
+		ip link set "$v" up
+		ip -n "$n" link set lo up
+		ip -n "$n" addr replace "$(host_ip "$h")/24" dev eth0
+		ip -n "$n" link set eth0 up
+	done
+}
+
+start() {
+	local h=$1 pid d log
+	if pid=$(alive "$h"); then
+		say "$h already running (pid $pid)"
+		return 0
+	fi
+	log="$RUN/$h.log"
+	d=$(cg_host "$h")
+	[[ $h == mgmt-* ]] && mkdir -p "$RUN/state/$h"
+	local -a cmd
+	read -r -a cmd <<<"$(args "$h")"
+	{
+		echo "# $(date -u +%FT%T.%3NZ) $PROG: ip netns exec $(ns "$h") $BIN ${cmd[*]}"
+	} >>"$log"
+	# The shell moves itself into the cgroup, then becomes (exec) ip, which
+	# enters the namespace and becomes (exec) hellopics: $! is its pid.
+	CGDIR=$d setsid bash -c '[[ -z $CGDIR ]] || echo $$ >"$CGDIR/cgroup.procs"; exec "$@"' _ \
+		ip netns exec "$(ns "$h")" "$BIN" "${cmd[@]}" </dev/null >>"$log" 2>&1 &
+	pid=$!
+	echo "$pid" >"$RUN/$h.pid"
+	say "$h started in $(ns "$h") ($(host_ip "$h")), pid $pid${d:+, cgroup $d}, log $log"
+}
+
+cmd_up() {
+	need_root
+	need_bin
+	run_dir
+	net_up
+	cg_setup
+	[[ -z $CG ]] || say "limits per host: memory.max $MEM_MAX, cpu.max '$CPU_MAX' under $CG"
+	local h
+	for h in "${DAEMONS[@]}"; do
+		start "$h"
+	done
+	# Fail now, not later, if something died at birth (bad flag, port taken).
+	sleep 0.5
+	for h in "${DAEMONS[@]}"; do
+		alive "$h" >/dev/null || die "$h exited at once; see $RUN/$h.log:
+$(tail -n 5 "$RUN/$h.log")"
+	done
+	say "lab up: hellopics ctl -addr $(operator_addrs) status"
+	say "TPCE:    $0 exec tpce $BIN tpce -commands $(host_ip data):7001 \"show version\""
+}
+
+# stop_pid PID: SIGTERM, then SIGKILL after 5 s.
+stop_pid() {
+	local pid=$1 i
+	kill -TERM "$pid" 2>/dev/null || return 0
+	for ((i = 0; i < 50; i++)); do
+		[[ -d /proc/$pid ]] || return 0
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+}
+
+cmd_down() {
+	need_root
+	local h n pid d
+	# Processes first: the ones recorded, then anything else still in one
+	# of our namespaces (TPCE clients): the namespaces are ours.
+	if [[ -d $RUN ]]; then
+		RUN=$(cd "$RUN" && pwd)
+		for h in "${DAEMONS[@]}"; do
+			if pid=$(alive "$h"); then
+				stop_pid "$pid"
+				say "$h stopped (pid $pid)"
+			fi
+			rm -f "$RUN/$h.pid"
+		done
+	fi
+	for h in "${HOSTS[@]}"; do
+		n=$(ns "$h")
+		has_ns "$n" || continue
+		for pid in $(ip netns pids "$n" 2>/dev/null); do
+			stop_pid "$pid"
+			say "process $pid in $n stopped"
+		done
+	done
+	for h in "${HOSTS[@]}"; do
+		n=$(ns "$h")
+		if has_link "$(veth "$h")"; then
+			ip link del "$(veth "$h")"
+			say "veth $(veth "$h") removed"
+		fi
+		if has_ns "$n"; then
+			ip netns del "$n"
+			say "namespace $n removed"
+		fi
+	done
+	if has_link "$BR"; then
+		ip link del "$BR"
+		say "bridge $BR removed"
+	fi
+	if [[ -f $RUN/cgroups ]]; then
+		while read -r d; do
+			[[ -d $d ]] || continue
+			# A cgroup can go only once empty; its processes are stopped.
+			for _ in 1 2 3 4 5 6 7 8 9 10; do
+				rmdir "$d" 2>/dev/null && break
+				sleep 0.2
+			done
+			[[ -d $d ]] && say "cgroup $d NOT removed: $(tr '\n' ' ' <"$d/cgroup.procs")" || say "cgroup $d removed"
+		done < <(sort -u "$RUN/cgroups")
+		rmdir "$(dirname "$(head -n 1 "$RUN/cgroups")")" 2>/dev/null || true # other labs may share it
+		rm -f "$RUN/cgroups"
+	fi
+	say "lab down${RUN:+ (logs kept in $RUN)}"
+}
+
+# master: the host of the mgmt instance that says it is master.
+master() {
+	local h
+	for h in mgmt-a mgmt-b; do
+		if "$BIN" ctl -addr "$(host_ip "$h"):7400" -timeout 2s status -o json 2>/dev/null |
+			grep -q '"role": *"MGMT_ROLE_MASTER"'; then
+			echo "$h"
+			return 0
+		fi
+	done
+	return 1
+}
+
+cmd_failover() {
+	need_root
+	need_bin
+	[[ -d $RUN ]] || die "no lab in $RUN: run '$PROG up' first"
+	RUN=$(cd "$RUN" && pwd)
+	local m pid
+	m=$(master) || die "no mgmt instance answers as master at $(operator_addrs)"
+	pid=$(alive "$m") || die "the master $m has no live process recorded in $RUN/$m.pid"
+	ip link set "$(veth "$m")" down
+	say "failover: master is $m (pid $pid): link $(veth "$m") set down: $(ns "$m") is cut off"
+	say "failover: killing $m in ${KILL_AFTER}s"
+	sleep "$KILL_AFTER"
+	kill -KILL "$pid" 2>/dev/null || true
+	say "failover: $m killed (SIGKILL, pid $pid); its link stays down"
+	local now
+	now=$(master || echo none)
+	say "failover: master now: $now; '$PROG up' restores $m's link and restarts it (as backup: -nopreempt)"
+}
+
+cmd_logs() {
+	[[ -d $RUN ]] || die "no lab in $RUN"
+	local f h
+	for f in "$RUN"/*.log; do
+		[[ -e $f ]] || continue
+		h=$(basename "$f" .log)
+		# hclog lines start with HH:MM:SS.mmm; other lines (our own "#"
+		# headers, panics) take the time of the line before.
+		awk -v h="$h" '
+			/^#/ { if (match($0, /T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]\.[0-9]+/)) t = substr($0, RSTART + 1, RLENGTH - 1) }
+			/^[0-9][0-9]:[0-9][0-9]:[0-9][0-9]\.[0-9]+ / { t = $1 }
+			{ printf "%s\t%06d\t%-7s %s\n", (t == "" ? "00:00:00.000" : t), NR, h, $0 }' "$f"
+	done | sort -s -t $'\t' -k1,1 | cut -f3-
+}
+
+cmd_status() {
+	need_root
+	local h n pid
+	printf '%-8s %-12s %-17s %-6s %s\n' HOST NAMESPACE ADDRESS LINK PROCESS
+	for h in "${HOSTS[@]}"; do
+		n=$(ns "$h")
+		has_ns "$n" || {
+			printf '%-8s %-12s %s\n' "$h" "$n" absent
+			continue
+		}
+		local state=absent
+		has_link "$(veth "$h")" && state=$(ip -o link show dev "$(veth "$h")" | grep -q 'state UP' && echo up || echo DOWN)
+		pid=-
+		if [[ -d $RUN ]]; then
+			RUN=$(cd "$RUN" && pwd)
+			pid=$(alive "$h" || true)
+			[[ -n $pid ]] || { [[ -f $RUN/$h.pid ]] && pid="dead (was $(<"$RUN/$h.pid"))" || pid=-; }
+		fi
+		printf '%-8s %-12s %-17s %-6s %s\n' "$h" "$n" "$(host_ip "$h")/24" "$state" "$pid"
+	done
+	if has_ns "$(ns mgmt-a)" && [[ -x $BIN ]]; then
+		echo
+		"$BIN" ctl -addr "$(operator_addrs)" -timeout 2s status || true
+	fi
+}
+
+cmd_exec() {
+	need_root
+	[[ $# -ge 2 ]] || usage
+	local h=$1
+	shift
+	host_ip "$h" >/dev/null
+	exec ip netns exec "$(ns "$h")" "$@"
+}
+
+[[ $# -ge 1 ]] || usage
+check_env
+c=$1
+shift
+case $c in
+up) cmd_up ;;
+down) cmd_down ;;
+failover) cmd_failover ;;
+logs) cmd_logs ;;
+status) cmd_status ;;
+exec) cmd_exec "$@" ;;
+-h | --help | help) usage ;;
+*)
+	printf '%s: unknown command %q\n' "$PROG" "$c" >&2
+	usage
+	;;
+esac
