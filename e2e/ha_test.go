@@ -1,0 +1,554 @@
+package e2e
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
+)
+
+// The master/backup tests run two mgmt instances (each its own ports and
+// -state-dir), one ctrl/data pair given both mgmt addresses, with the
+// fast timing of the other tests (-hello-interval 50ms, -retry 100ms,
+// -dead-timeout 300ms) and the default heartbeat (50ms, 3 misses).
+// Their names contain HA, Failover or Switchover:
+//
+//	go test -race -count=1 -run 'HA|Failover|Switchover' ./e2e/
+
+const haPair = "pic0"
+
+// TestHAMasterBackup: the higher priority becomes the only master and
+// runs the cycle; the backup redirects the components, never runs a
+// cycle, and holds the registry as the master syncs it, its sync version
+// following the master's.
+func TestHAMasterBackup(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	h := newHACluster(t, fast, haSpec{id: "a", priority: 200}, haSpec{id: "b", priority: 100})
+	a := h.StartMgmt("a")
+	b := h.StartMgmt("b")
+	h.StartPair(haPair)
+
+	master, sts := h.WaitMaster()
+	if master.id != "a" {
+		t.Fatalf("master is %s; want a (priority 200 over 100): %s\n%s", master.id, summarize(sts), h.Tails())
+	}
+	pos := h.WaitCycle("a", 0, haPair, 5)
+	ms1 := h.WaitSynced("a", "b", haPair)
+	a.WaitForN(pos, step("hello_returned", haPair), 5)
+	ms2 := h.WaitSynced("a", "b", haPair)
+	if ms2.GetSyncVersion() <= ms1.GetSyncVersion() || ms2.GetEpoch() != ms1.GetEpoch() {
+		t.Errorf("master's sync version did not grow with the cycle: %d then %d (epochs %d, %d)",
+			ms1.GetSyncVersion(), ms2.GetSyncVersion(), ms1.GetEpoch(), ms2.GetEpoch())
+	}
+
+	// Backup first, then master: the backup is never ahead.
+	bs := h.MustStatus("b")
+	as := h.MustStatus("a")
+	if bs.GetRole() != roleBackup || bs.GetMasterId() != "a" || bs.GetEpoch() != as.GetEpoch() {
+		t.Errorf("backup b: role %v master %q epoch %d; want backup of a at epoch %d", bs.GetRole(), bs.GetMasterId(), bs.GetEpoch(), as.GetEpoch())
+	}
+	if as.GetRole() != roleMaster || as.GetMasterId() != "a" {
+		t.Errorf("a: role %v master %q; want master", as.GetRole(), as.GetMasterId())
+	}
+	if bs.GetSyncVersion() > as.GetSyncVersion() || bs.GetSyncVersion() < ms2.GetSyncVersion() {
+		t.Errorf("backup's sync version %d not between the master's earlier %d and later %d",
+			bs.GetSyncVersion(), ms2.GetSyncVersion(), as.GetSyncVersion())
+	}
+	// The synced pair: the same components, counters of the master's as
+	// they were then (at most the master's now), no cycle on the backup.
+	bp, ap := pairOf(bs, haPair), pairOf(as, haPair)
+	if bp == nil {
+		t.Fatalf("backup has no pair %s: %v\n%s", haPair, bs, h.Tails())
+	}
+	bc, ac := bp.GetCounters(), ap.GetCounters()
+	if bc.GetSent() == 0 || bc.GetReceived() == 0 || bc.GetLastSeq() == 0 ||
+		bc.GetSent() > ac.GetSent() || bc.GetReceived() > ac.GetReceived() || bc.GetLastSeq() > ac.GetLastSeq() {
+		t.Errorf("backup's counters %v; master's (read after) %v", bc, ac)
+	}
+	if bp.GetCycleRunning() {
+		t.Errorf("backup reports a running cycle: %v", bp)
+	}
+	bCtrl, bData := instances(bs, haPair)
+	aCtrl, aData := instances(as, haPair)
+	if bCtrl == "" || bData == "" || bCtrl != aCtrl || bData != aData {
+		t.Errorf("component instances: backup has ctrl %q data %q; master has ctrl %q data %q", bCtrl, bData, aCtrl, aData)
+	}
+	if !ap.GetCycleRunning() || ap.GetCtrl().GetState() != hellopicsv1.ComponentState_COMPONENT_STATE_READY ||
+		ap.GetData().GetState() != hellopicsv1.ComponentState_COMPONENT_STATE_READY {
+		t.Errorf("master's pair: %v; want both ready and the cycle running", ap)
+	}
+	// Each sees the other alive with its priority; the master reports the
+	// backup's sync lag (small: a few updates in flight at most).
+	for id, st := range map[string]*hellopicsv1.GetStatusResponse{"a": as, "b": bs} {
+		other, prio := "b", uint32(100)
+		if id == "b" {
+			other, prio = "a", 200
+		}
+		ps := st.GetMgmtPeers()
+		if len(ps) != 1 || ps[0].GetId() != other || !ps[0].GetAlive() || ps[0].GetPriority() != prio || ps[0].GetEpoch() != as.GetEpoch() {
+			t.Errorf("%s's mgmt peers: %v; want %s alive, priority %d, epoch %d", id, ps, other, prio, as.GetEpoch())
+		}
+	}
+	if lag := as.GetMgmtPeers()[0].GetSyncLag(); lag > 8 {
+		t.Errorf("master reports a sync lag of %d for b", lag)
+	}
+	// Health: only the master serves.
+	for id, want := range map[string]healthpb.HealthCheckResponse_ServingStatus{"a": healthpb.HealthCheckResponse_SERVING, "b": healthpb.HealthCheckResponse_NOT_SERVING} {
+		if got, err := h.Health(id); err != nil || got != want {
+			t.Errorf("health of %s: %v, %v; want %v", id, got, err, want)
+		}
+	}
+	// b never was master nor ran a cycle; a became master once.
+	for _, m := range []match{step("became_master", ""), step("cycle_started", ""), step("hello_sent", "")} {
+		if n := b.Count(0, m); n != 0 {
+			t.Errorf("backup b logged %d line(s) %s\n%s", n, m.desc, h.Tails())
+		}
+	}
+	if n := a.Count(0, step("became_master", "")); n != 1 {
+		t.Errorf("a became master %d times; want 1\n%s", n, h.Tails())
+	}
+	k := logCounters(a, 0, haPair)
+	if k.missed != 0 || k.outOfOrder != 0 || k.started != 1 || k.stopped != 0 {
+		t.Errorf("master's log: %v; want one cycle, nothing missed", k)
+	}
+}
+
+// TestHASwitchover: a graceful switchover from the master a to the backup
+// b through the operator API. b takes over and runs the cycle; the hello
+// numbers continue and none is used twice; a becomes backup and stays
+// so (it handed over, so it does not preempt b although its priority is
+// higher); no hello is missed; ctrl and data are the same processes.
+func TestHASwitchover(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	h := newHACluster(t, fast, haSpec{id: "a", priority: 200}, haSpec{id: "b", priority: 100})
+	a := h.StartMgmt("a")
+	b := h.StartMgmt("b")
+	ctrl, data := h.StartPair(haPair)
+	if m, sts := h.WaitMaster(); m.id != "a" {
+		t.Fatalf("master is %s; want a: %s", m.id, summarize(sts))
+	}
+	h.WaitCycle("a", 0, haPair, 5)
+	before := h.WaitSynced("a", "b", haPair)
+	bc := pairOf(before, haPair).GetCounters()
+	beforeCtrl, beforeData := instances(before, haPair)
+	aMark, bMark, ctrlMark, dataMark := a.Mark(), b.Mark(), ctrl.Mark(), data.Mark()
+
+	resp, err := h.Switchover("a", "b")
+	if err != nil {
+		t.Fatalf("Switchover(b) on a: %v\n%s", err, h.Tails())
+	}
+	if resp.GetNewMasterId() != "b" || resp.GetEpoch() <= before.GetEpoch() {
+		t.Errorf("Switchover answered %v; want new master b at an epoch above %d", resp, before.GetEpoch())
+	}
+	a.WaitFor(aMark, step("handover_sent", ""))
+	b.WaitFor(bMark, step("became_master", ""))
+	pos := h.WaitCycle("b", bMark, haPair, 10)
+	master, sts := h.WaitMaster()
+	if master.id != "b" {
+		t.Fatalf("after the switchover the master is %s: %s", master.id, summarize(sts))
+	}
+	after := sts["b"]
+	ac := pairOf(after, haPair).GetCounters()
+	t.Logf("switchover a->b: before %v epoch %d; after %v epoch %d", bc, before.GetEpoch(), ac, after.GetEpoch())
+	if after.GetEpoch() != resp.GetEpoch() || after.GetEpoch() <= before.GetEpoch() {
+		t.Errorf("epoch %d before, %d after (switchover said %d)", before.GetEpoch(), after.GetEpoch(), resp.GetEpoch())
+	}
+	if ac.GetLastSeq() <= bc.GetLastSeq() || ac.GetReceived() < bc.GetReceived()+10 {
+		t.Errorf("counters did not continue: before %v, after %v", bc, ac)
+	}
+	if sa := sts["a"]; sa.GetRole() != roleBackup || sa.GetMasterId() != "b" {
+		t.Errorf("a after the switchover: %v master %q; want backup of b", sa.GetRole(), sa.GetMasterId())
+	}
+
+	// a stays backup while b runs many cycles' worth of heartbeats.
+	b.WaitForN(pos, step("hello_returned", haPair), 10)
+	for _, m := range []match{step("became_master", ""), step("cycle_started", ""), step("hello_sent", "")} {
+		if n := a.Count(aMark, m); n != 0 {
+			t.Errorf("a logged %d line(s) %s after handing over\n%s", n, m.desc, h.Tails())
+		}
+	}
+	if n := b.Count(bMark, step("stepped_down", "")); n != 0 {
+		t.Errorf("b stepped down after the switchover\n%s", h.Tails())
+	}
+
+	// Zero missed hellos: the counter (synced from a, continued by b) did
+	// not grow, and no mgmt logged a missed hello around the switchover.
+	final := h.MustStatus("b")
+	fc := pairOf(final, haPair).GetCounters()
+	if fc.GetMissed() != bc.GetMissed() || fc.GetOutOfOrder() != bc.GetOutOfOrder() {
+		t.Errorf("missed %d -> %d, out of order %d -> %d across the switchover; want no change\n%s",
+			bc.GetMissed(), fc.GetMissed(), bc.GetOutOfOrder(), fc.GetOutOfOrder(), h.Tails())
+	}
+	for _, p := range []*proc{a, b} {
+		for _, l := range p.Find(0, step("hello_missed", "")) {
+			t.Errorf("%s: %s", p.name, l.Raw)
+		}
+	}
+
+	// Hello numbers: never reused, and b's first is above a's last.
+	seqs := newSeqLog()
+	seqs.addMgmt(h)
+	for _, d := range seqs.dups {
+		t.Error(d)
+	}
+	fwd := newSeqLog()
+	fwd.add(ctrl, 0, step("hello_forwarded", haPair))
+	for _, d := range fwd.dups {
+		t.Errorf("ctrl forwarded %s", d)
+	}
+	lastA := a.Find(0, step("hello_sent", haPair))
+	firstB := b.Find(0, step("hello_sent", haPair))
+	if len(lastA) == 0 || len(firstB) == 0 || firstB[0].Uint("seq") <= lastA[len(lastA)-1].Uint("seq") {
+		t.Errorf("b's first hello does not follow a's last\n%s", h.Tails())
+	} else {
+		t.Logf("a's last hello %d, b's first %d (reserve %d)", lastA[len(lastA)-1].Uint("seq"), firstB[0].Uint("seq"), firstB[0].Uint("seq")-lastA[len(lastA)-1].Uint("seq"))
+	}
+
+	// ctrl and data followed without restarting: same processes, same
+	// instances, and they never lost each other.
+	fCtrl, fData := instances(final, haPair)
+	if ctrl.Exited() || data.Exited() || fCtrl != beforeCtrl || fData != beforeData {
+		t.Errorf("components: ctrl %q -> %q, data %q -> %q (exited: %v, %v)", beforeCtrl, fCtrl, beforeData, fData, ctrl.Exited(), data.Exited())
+	}
+	for p, mark := range map[*proc]int{ctrl: ctrlMark, data: dataMark} {
+		for _, peer := range []string{"ctrl", "data"} {
+			if ls := p.Find(mark, and(step("down", haPair), field("peer", peer))); len(ls) > 0 {
+				t.Errorf("%s lost its %s during the switchover: %s", p.name, peer, ls[0].Raw)
+			}
+		}
+	}
+}
+
+// TestHAFailoverLoop kills the master with SIGKILL 20 times. Each time
+// the backup takes over and the cycle runs again, the killed instance is
+// restarted (same -id, same -state-dir) and comes back as the backup.
+// Both run with -nopreempt: with preemption (the default) the instance of
+// higher priority would take mastership back as soon as it returns, and
+// with equal priorities the tie is broken by id, so the greater id would
+// preempt too; -nopreempt makes the loop alternate, every kill hitting a
+// master that was elected by a failover.
+//
+// Across all iterations: the hello numbers only grow and none is used
+// twice, the epochs strictly increase, ctrl and data are never restarted
+// (the same instance ids in GetStatus), and every epoch file holds at
+// least every epoch its instance was master at.
+func TestHAFailoverLoop(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	const kills = 20
+	h := newHACluster(t, fast,
+		haSpec{id: "a", priority: 200, flags: []string{"-nopreempt"}},
+		haSpec{id: "b", priority: 100, flags: []string{"-nopreempt"}})
+	h.mgmtLevel = "debug"
+	h.StartMgmt("a")
+	h.StartMgmt("b")
+	ctrl, data := h.StartPair(haPair)
+	master, _ := h.WaitMaster()
+	h.WaitCycle(master.id, 0, haPair, 3)
+	st := h.WaitSynced(master.id, h.Other(master.id).id, haPair)
+	ctrlID, dataID := instances(st, haPair)
+
+	lastSeq := pairOf(st, haPair).GetCounters().GetLastSeq()
+	epochs := []uint64{st.GetEpoch()}
+	for i := range kills {
+		backup := h.Other(master.id)
+		bMark := backup.p.Mark()
+		// The backup holds everything the master has sent (WaitSynced).
+		master.p.Kill()
+
+		l, _ := backup.p.WaitFor(bMark, step("became_master", ""))
+		h.WaitCycle(backup.id, bMark, haPair, 3)
+		ns := h.MustStatus(backup.id)
+		nc := pairOf(ns, haPair).GetCounters()
+		if ns.GetRole() != roleMaster || ns.GetEpoch() <= epochs[len(epochs)-1] || l.Uint("epoch") != ns.GetEpoch() {
+			t.Fatalf("kill %d of %s: %s is %v at epoch %d (became_master at %d); want master above epoch %d\n%s",
+				i+1, master.id, backup.id, ns.GetRole(), ns.GetEpoch(), l.Uint("epoch"), epochs[len(epochs)-1], h.Tails())
+		}
+		if nc.GetLastSeq() <= lastSeq {
+			t.Fatalf("kill %d: last_seq %d after, %d before: the hello numbers did not continue\n%s", i+1, nc.GetLastSeq(), lastSeq, h.Tails())
+		}
+		if c, d := instances(ns, haPair); c != ctrlID || d != dataID {
+			t.Fatalf("kill %d: ctrl %q data %q; want the same instances %q %q", i+1, c, d, ctrlID, dataID)
+		}
+		if e := readEpoch(t, backup); e < ns.GetEpoch() {
+			t.Errorf("kill %d: %s is master at epoch %d but its epoch file says %d", i+1, backup.id, ns.GetEpoch(), e)
+		}
+		if e := readEpoch(t, master); e >= ns.GetEpoch() {
+			t.Errorf("kill %d: the killed %s's epoch file says %d, not below the new master's %d", i+1, master.id, e, ns.GetEpoch())
+		}
+		epochs = append(epochs, ns.GetEpoch())
+		lastSeq = nc.GetLastSeq()
+
+		// The killed instance comes back as the backup and is synced
+		// before the next kill.
+		killed := master
+		h.StartMgmt(killed.id)
+		if m, sts := h.WaitMaster(); m != backup {
+			t.Fatalf("kill %d: after restarting %s the master is %s: %s\n%s", i+1, killed.id, m.id, summarize(sts), h.Tails())
+		}
+		h.WaitSynced(backup.id, killed.id, haPair)
+		if e := readEpoch(t, killed); e != ns.GetEpoch() {
+			t.Errorf("kill %d: restarted %s's epoch file says %d; want the master's %d", i+1, killed.id, e, ns.GetEpoch())
+		}
+		master = backup
+	}
+	t.Logf("epochs: %v; last_seq %d", epochs, lastSeq)
+	if !slices.IsSorted(epochs) || len(slices.Compact(slices.Clone(epochs))) != len(epochs) {
+		t.Errorf("epochs do not strictly increase: %v", epochs)
+	}
+	if ctrl.Exited() || data.Exited() {
+		t.Errorf("a component exited: ctrl %v, data %v", ctrl.ExitErr(), data.ExitErr())
+	}
+	seqs := newSeqLog()
+	seqs.addMgmt(h)
+	for _, d := range seqs.dups {
+		t.Error(d)
+	}
+	fwd := newSeqLog()
+	fwd.add(ctrl, 0, step("hello_forwarded", haPair))
+	for _, d := range fwd.dups {
+		t.Errorf("ctrl forwarded %s", d)
+	}
+	checkSeqOrder(t, ctrl, "ctrl")
+	checkBecameMasterEpochs(t, h)
+}
+
+// checkSeqOrder checks that the hellos p forwarded carry growing numbers
+// and never an epoch lower than one seen before.
+func checkSeqOrder(t *testing.T, p *proc, what string) {
+	t.Helper()
+	var seq, epoch uint64
+	for _, l := range p.Find(0, step("hello_forwarded", haPair)) {
+		s, e := l.Uint("seq"), l.Uint("epoch")
+		if s <= seq || e < epoch {
+			t.Errorf("%s forwarded hello %d of epoch %d after hello %d of epoch %d: %s", what, s, e, seq, epoch, l.Raw)
+		}
+		seq, epoch = max(seq, s), max(epoch, e)
+	}
+}
+
+// checkBecameMasterEpochs checks that no epoch was taken twice by the mgmt
+// processes of h, and that each instance's took epochs in its own slot.
+func checkBecameMasterEpochs(t *testing.T, h *haCluster) {
+	t.Helper()
+	taken := map[uint64]string{}
+	ids := make([]string, 0, len(h.mgmts))
+	for _, m := range h.mgmts {
+		ids = append(ids, m.id)
+	}
+	slices.Sort(ids)
+	for _, m := range h.mgmts {
+		slot := uint64(slices.Index(ids, m.id))
+		for _, p := range m.procs {
+			for _, l := range p.Find(0, step("became_master", "")) {
+				e := l.Uint("epoch")
+				if other, ok := taken[e]; ok {
+					t.Errorf("epoch %d taken twice: by %s and %s", e, other, p.name)
+				}
+				taken[e] = p.name
+				if e%uint64(len(ids)) != slot {
+					t.Errorf("%s became master at epoch %d, not in its slot %d of %d", p.name, e, slot, len(ids))
+				}
+			}
+		}
+	}
+}
+
+// TestHARejoin restarts a killed master of the higher priority. With
+// -nopreempt it comes back as backup and stays so; with preemption (the
+// default) it takes mastership back once it is synced, the hello numbers
+// continuing.
+func TestHARejoin(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	for _, preempt := range []bool{false, true} {
+		name := "nopreempt"
+		if preempt {
+			name = "preempt"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			testHARejoin(t, preempt)
+		})
+	}
+}
+
+func testHARejoin(t *testing.T, preempt bool) {
+	var flags []string
+	if !preempt {
+		flags = []string{"-nopreempt"}
+	}
+	h := newHACluster(t, fast, haSpec{id: "a", priority: 200, flags: flags}, haSpec{id: "b", priority: 100})
+	a := h.StartMgmt("a")
+	b := h.StartMgmt("b")
+	ctrl, data := h.StartPair(haPair)
+	if m, sts := h.WaitMaster(); m.id != "a" {
+		t.Fatalf("master is %s; want a: %s", m.id, summarize(sts))
+	}
+	h.WaitCycle("a", 0, haPair, 3)
+	st0 := h.WaitSynced("a", "b", haPair)
+	ctrlID, dataID := instances(st0, haPair)
+
+	a.Kill()
+	b.WaitFor(0, step("became_master", ""))
+	h.WaitCycle("b", 0, haPair, 3)
+	before := h.MustStatus("b")
+	bc := pairOf(before, haPair).GetCounters()
+	ctrlMark, dataMark := ctrl.Mark(), data.Mark()
+	bMark := b.Mark()
+
+	a2 := h.StartMgmt("a")
+	if !preempt {
+		m, sts := h.WaitMaster()
+		if m.id != "b" {
+			t.Fatalf("restarted a (nopreempt) took over: %s\n%s", summarize(sts), h.Tails())
+		}
+		h.WaitSynced("b", "a", haPair)
+		// a stays backup while b runs on: 20 hellos are a second, twenty
+		// heartbeats, each a chance to preempt.
+		b.WaitForN(bMark, step("hello_returned", haPair), 20)
+		if n := a2.Count(0, step("became_master", "")); n != 0 {
+			t.Errorf("restarted a (nopreempt) became master\n%s", h.Tails())
+		}
+		if n := b.Count(bMark, step("stepped_down", "")); n != 0 {
+			t.Errorf("b stepped down\n%s", h.Tails())
+		}
+		if sts := h.MustStatus("a"); sts.GetRole() != roleBackup || sts.GetMasterId() != "b" {
+			t.Errorf("restarted a: %v master %q; want backup of b", sts.GetRole(), sts.GetMasterId())
+		}
+	} else {
+		l, _ := a2.WaitFor(0, step("became_master", ""))
+		if !strings.Contains(l.Msg(), "preempting b") {
+			t.Errorf("a became master for another reason than preemption: %s", l.Raw)
+		}
+		b.WaitFor(bMark, step("stepped_down", ""))
+		h.WaitCycle("a", 0, haPair, 5)
+		m, sts := h.WaitMaster()
+		if m.id != "a" {
+			t.Fatalf("after preemption the master is %s: %s", m.id, summarize(sts))
+		}
+		if sts["a"].GetEpoch() <= before.GetEpoch() {
+			t.Errorf("a preempted at epoch %d, not above b's %d", sts["a"].GetEpoch(), before.GetEpoch())
+		}
+	}
+	m, sts := h.WaitMaster()
+	after := sts[m.id]
+	ac := pairOf(after, haPair).GetCounters()
+	t.Logf("master %s before the restart of a: %v; master %s after: %v", "b", bc, m.id, ac)
+	if ac.GetLastSeq() <= bc.GetLastSeq() || ac.GetReceived() <= bc.GetReceived() {
+		t.Errorf("counters did not continue: before %v, after %v", bc, ac)
+	}
+	if c, d := instances(after, haPair); c != ctrlID || d != dataID || ctrl.Exited() || data.Exited() {
+		t.Errorf("components changed: ctrl %q -> %q, data %q -> %q", ctrlID, c, dataID, d)
+	}
+	if preempt {
+		// Gracefully: nothing missed, nothing out of order, ctrl and data
+		// kept their link.
+		if ac.GetMissed() != bc.GetMissed() || ac.GetOutOfOrder() != bc.GetOutOfOrder() {
+			t.Errorf("preemption cost missed %d -> %d, out of order %d -> %d\n%s",
+				bc.GetMissed(), ac.GetMissed(), bc.GetOutOfOrder(), ac.GetOutOfOrder(), h.Tails())
+		}
+		for p, mark := range map[*proc]int{ctrl: ctrlMark, data: dataMark} {
+			for _, peer := range []string{"ctrl", "data"} {
+				if ls := p.Find(mark, and(step("down", haPair), field("peer", peer))); len(ls) > 0 {
+					t.Errorf("%s lost its %s during the preemption: %s", p.name, peer, ls[0].Raw)
+				}
+			}
+		}
+	}
+	seqs := newSeqLog()
+	seqs.addMgmt(h)
+	for _, d := range seqs.dups {
+		t.Error(d)
+	}
+	checkSeqOrder(t, ctrl, "ctrl")
+	checkBecameMasterEpochs(t, h)
+}
+
+// TestHAEpochFencing reads the epoch files: every mastership's epoch is
+// persisted before it is used, the files only grow, and an instance
+// restarted alone (no peer to learn from) takes an epoch above every one
+// it persisted, in its own slot, never one used before.
+func TestHAEpochFencing(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	h := newHACluster(t, fast, haSpec{id: "a", priority: 200}, haSpec{id: "b", priority: 100})
+	a, b := h.M("a"), h.M("b")
+	if e := readEpoch(t, a); e != 0 {
+		t.Fatalf("fresh state dir holds epoch %d", e)
+	}
+	h.StartMgmt("a")
+	h.StartMgmt("b")
+	h.StartPair(haPair)
+	if m, _ := h.WaitMaster(); m != a {
+		t.Fatalf("master is %s; want a", m.id)
+	}
+	var used []uint64
+	// check waits for a settled master; a new mastership must have an
+	// epoch above every one used before, an old one the last one.
+	check := func(what string, newMaster bool) {
+		t.Helper()
+		m, sts := h.WaitMaster()
+		e := sts[m.id].GetEpoch()
+		if newMaster {
+			for _, u := range used {
+				if e <= u {
+					t.Errorf("%s: %s is master at epoch %d; epochs used before: %v", what, m.id, e, used)
+				}
+			}
+			used = append(used, e)
+		} else if e != used[len(used)-1] {
+			t.Errorf("%s: master %s at epoch %d; want still %d", what, m.id, e, used[len(used)-1])
+		}
+		// Persisted before use by the master; the running backups have
+		// persisted it too (they persist what they learn).
+		for _, r := range h.Running() {
+			if f := readEpoch(t, r); f != e {
+				t.Errorf("%s: %s's epoch file says %d; the master's epoch is %d", what, r.id, f, e)
+			}
+		}
+		t.Logf("%s: master %s at epoch %d; files a=%d b=%d", what, m.id, e, readEpoch(t, a), readEpoch(t, b))
+	}
+	check("start", true)
+
+	// Failover to b, then a back as backup, then failover to a.
+	a.p.Kill()
+	fa := readEpoch(t, a)
+	check("a killed", true)
+	if fa >= used[len(used)-1] {
+		t.Errorf("a's file %d not below b's new epoch %d", fa, used[len(used)-1])
+	}
+	h.StartMgmt("a", "-nopreempt")
+	check("a restarted", false)
+	h.WaitSynced("b", "a", haPair)
+	b.p.Kill()
+	check("b killed", true)
+
+	// Both down; a restarted alone claims after its hold, above its file.
+	a.p.Kill()
+	fa = readEpoch(t, a)
+	h.StartMgmt("a")
+	h.WaitCycle("a", 0, haPair, 3)
+	check("a restarted alone", true)
+	if e := used[len(used)-1]; e <= fa {
+		t.Errorf("a restarted alone at epoch %d, not above its file's %d", e, fa)
+	}
+	// b restarted follows a at a's epoch (its file is older: it learns).
+	fb := readEpoch(t, b)
+	h.StartMgmt("b")
+	check("b restarted", false)
+	if fb >= used[len(used)-1] {
+		t.Errorf("b's old file %d not below the current epoch %d", fb, used[len(used)-1])
+	}
+	checkBecameMasterEpochs(t, h)
+	// No two became_master lines share an epoch, and every epoch in use
+	// grows; the epochs used were strictly increasing.
+	if !slices.IsSorted(used) {
+		t.Errorf("epochs not increasing: %v", used)
+	}
+}
