@@ -86,6 +86,70 @@ func BenchmarkTransport(b *testing.B) {
 	}
 }
 
+// BenchmarkTransportPconnInHandler is pconn's 64-byte ping-pong driven
+// from the client's handler, which sends the next request when the echo
+// arrives, instead of a goroutine that waits for each answer. It is not
+// one of the compared figures: it shows what the hand-off from the read
+// loop to a waiting goroutine costs in BenchmarkTransport's pconn runs.
+func BenchmarkTransportPconnInHandler(b *testing.B) {
+	p := make([]byte, 64)
+	// A run is n round trips; the handler records each one's duration in
+	// lat and closes done after the last. The main goroutine sets them up
+	// before the run's first Send, which orders them before the handler.
+	var (
+		lat  []time.Duration
+		done chan struct{}
+		i    int
+		sent time.Time
+	)
+	s, stop := pconnPair(b,
+		HandlerFunc(func(s *Session, m Message) error { return s.Send(m.Type, m.Payload) }),
+		HandlerFunc(func(s *Session, m Message) error {
+			lat[i] = time.Since(sent)
+			if i++; i == len(lat) {
+				close(done)
+				return nil
+			}
+			sent = time.Now()
+			return s.Send(1, p)
+		}))
+	defer stop()
+	run := func(n int) {
+		lat, done, i = make([]time.Duration, n), make(chan struct{}), 0
+		sent = time.Now()
+		if err := s.Send(1, p); err != nil {
+			b.Fatal(err)
+		}
+		if err := waitChan(done)(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	run(100) // warm up
+	lat = make([]time.Duration, b.N)
+	var ms0, ms1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms0)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	done, i = make(chan struct{}), 0
+	sent = time.Now()
+	if err := s.Send(1, p); err != nil {
+		b.Fatal(err)
+	}
+	if err := waitChan(done)(); err != nil {
+		b.Fatal(err)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	runtime.ReadMemStats(&ms1)
+	slices.Sort(lat)
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "rt/s")
+	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50-us")
+	b.ReportMetric(float64(lat[min(len(lat)-1, len(lat)*99/100)].Nanoseconds())/1e3, "p99-us")
+	b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/float64(2*b.N), "allocs/msg")
+}
+
 func benchPingPong(b *testing.B, tr benchTransport, size int) {
 	rt, stop := tr.pingPong(b)
 	defer stop()
