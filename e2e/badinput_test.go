@@ -118,7 +118,12 @@ func TestBadInput(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
 	const pair = "pic0"
-	c := newCluster(t, fast)
+	// Hellos every 200 ms rather than 50: the test asserts that not one
+	// hello is missed, and a loaded two-core machine can stall a process
+	// for more than 50 ms.
+	tm := fast
+	tm.hello = 200 * time.Millisecond
+	c := newCluster(t, tm)
 	m := c.StartMgmt()
 	ctrl := c.StartCtrl(pair)
 	data := c.StartData(pair)
@@ -216,7 +221,8 @@ func TestBadInput(t *testing.T) {
 	}
 
 	// The cycle went on undisturbed throughout.
-	after := c.WaitReceivedGrowing(pair, 5)
+	after := c.WaitReceivedGrowing(pair, 3)
+	checkConsistent(t, pair, after)
 	during := logCounters(m, mMark, pair)
 	if during.stopped != 0 || during.started != 0 || !after.running {
 		t.Errorf("the cycle stopped or restarted during the bad input: %v\n%s", during, c.Tails())
@@ -224,7 +230,7 @@ func TestBadInput(t *testing.T) {
 	if during.missed != 0 || during.outOfOrder != 0 || after.missed != before.missed || after.outOfOrder != before.outOfOrder {
 		t.Errorf("bad input disturbed the cycle: during %v; before %v; after %v\n%s", during, before, after, c.Tails())
 	}
-	if after.received < before.received+5 {
+	if after.received < before.received+3 {
 		t.Errorf("received did not keep growing: before %v, after %v", before, after)
 	}
 	for p, mark := range map[*proc]int{ctrl: ctrlMark, data: dataMark} {

@@ -317,3 +317,15 @@ func logCounters(p *proc, from int, pair string) counters {
 	}
 	return k
 }
+
+// checkConsistent fails the test unless k obeys what holds for any run,
+// however loaded the machine: every hello sent is received, missed, the
+// one outstanding, or one in flight when a cycle stopped; and a hello
+// that comes back out of order was missed first or caught by a stop.
+func checkConsistent(tb testing.TB, pair string, k counters) {
+	tb.Helper()
+	stops := uint64(k.stopped)
+	if k.received+k.missed > k.sent || k.sent > k.received+k.missed+1+stops || k.outOfOrder > k.missed+stops {
+		tb.Errorf("%s: inconsistent counters: %v", pair, k)
+	}
+}
