@@ -82,9 +82,10 @@ veth() { echo "$P-$1"; } # the host-side end of its veth pair (the other end is 
 BR="$P-br0"
 
 check_env() {
-	[[ $P =~ ^[a-z][a-z0-9]{0,8}$ ]] || die "LAB_PREFIX '$P' must be 1 to 9 of [a-z0-9], starting with a letter (link names are at most 15 octets)"
-	[[ $NET =~ ^198\.1[89]\.([0-9]{1,3})$ ]] && ((BASH_REMATCH[1] <= 255)) ||
+	[[ $P =~ ^[a-z][a-z0-9]{0,7}$ ]] || die "LAB_PREFIX '$P' must be 1 to 8 of [a-z0-9], starting with a letter (link names are at most 15 octets)"
+	if ! [[ $NET =~ ^198\.1[89]\.([0-9]{1,3})$ ]] || ((BASH_REMATCH[1] > 255)); then
 		die "LAB_NET '$NET' must be three octets inside 198.18.0.0/15, such as 198.18.0"
+	fi
 }
 
 need_root() {
@@ -105,13 +106,21 @@ run_dir() {
 has_ns() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qx "$1"; }
 has_link() { ip link show dev "$1" >/dev/null 2>&1; }
 
+# gone PID: true if the process no longer runs. A zombie counts as gone:
+# an exited daemon is reaped by whoever adopted it, maybe late.
+gone() {
+	local st
+	st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || return 0
+	[[ -z $st || ${st:0:1} == Z ]]
+}
+
 # alive HOST: the pid recorded for HOST if that process still runs in the
 # host's namespace (so a recycled pid is never taken for ours).
 alive() {
 	local f="$RUN/$1.pid" pid
 	[[ -f $f ]] || return 1
 	pid=$(<"$f")
-	[[ $pid =~ ^[0-9]+$ ]] && [[ -d /proc/$pid ]] || return 1
+	[[ $pid =~ ^[0-9]+$ ]] && ! gone "$pid" || return 1
 	[[ $(ip netns identify "$pid" 2>/dev/null) == "$(ns "$1")" ]] || return 1
 	echo "$pid"
 }
@@ -211,6 +220,17 @@ net_up() {
 		ip -n "$n" addr replace "$(host_ip "$h")/24" dev eth0
 		ip -n "$n" link set eth0 up
 	done
+	# The kernel applies a carrier change late (linkwatch, up to a second):
+	# until then the namespace drops what it sends. Start nothing before
+	# every link is really up, so that a restarted mgmt hears its peers.
+	local i
+	for h in "${HOSTS[@]}"; do
+		for ((i = 0; i < 50; i++)); do
+			ip -n "$(ns "$h")" -o link show dev eth0 | grep -q 'state UP' && break
+			sleep 0.1
+		done
+		((i < 50)) || die "$(ns "$h")/eth0 is not up after 5s"
+	done
 }
 
 start() {
@@ -229,6 +249,7 @@ start() {
 	} >>"$log"
 	# The shell moves itself into the cgroup, then becomes (exec) ip, which
 	# enters the namespace and becomes (exec) hellopics: $! is its pid.
+	# shellcheck disable=SC2016 # expanded by the inner shell
 	CGDIR=$d setsid bash -c '[[ -z $CGDIR ]] || echo $$ >"$CGDIR/cgroup.procs"; exec "$@"' _ \
 		ip netns exec "$(ns "$h")" "$BIN" "${cmd[@]}" </dev/null >>"$log" 2>&1 &
 	pid=$!
@@ -257,15 +278,22 @@ $(tail -n 5 "$RUN/$h.log")"
 	say "TPCE:    $0 exec tpce $BIN tpce -commands $(host_ip data):7001 \"show version\""
 }
 
-# stop_pid PID: SIGTERM, then SIGKILL after 5 s.
-stop_pid() {
-	local pid=$1 i
-	kill -TERM "$pid" 2>/dev/null || return 0
+# stop_pids PID...: SIGTERM to all, then SIGKILL to those still running
+# after 5 s.
+stop_pids() {
+	local pid i left
+	[[ $# -gt 0 ]] || return 0
+	kill -TERM "$@" 2>/dev/null || true
 	for ((i = 0; i < 50; i++)); do
-		[[ -d /proc/$pid ]] || return 0
+		left=()
+		for pid in "$@"; do
+			gone "$pid" || left+=("$pid")
+		done
+		[[ ${#left[@]} -gt 0 ]] || return 0
 		sleep 0.1
 	done
-	kill -KILL "$pid" 2>/dev/null || true
+	say "still running after SIGTERM and 5s, SIGKILL: ${left[*]}"
+	kill -KILL "${left[@]}" 2>/dev/null || true
 }
 
 cmd_down() {
@@ -273,24 +301,32 @@ cmd_down() {
 	local h n pid d
 	# Processes first: the ones recorded, then anything else still in one
 	# of our namespaces (TPCE clients): the namespaces are ours.
+	local -a pids=() what=()
 	if [[ -d $RUN ]]; then
 		RUN=$(cd "$RUN" && pwd)
 		for h in "${DAEMONS[@]}"; do
 			if pid=$(alive "$h"); then
-				stop_pid "$pid"
-				say "$h stopped (pid $pid)"
+				pids+=("$pid")
+				what+=("$h=$pid")
 			fi
-			rm -f "$RUN/$h.pid"
 		done
 	fi
 	for h in "${HOSTS[@]}"; do
 		n=$(ns "$h")
 		has_ns "$n" || continue
 		for pid in $(ip netns pids "$n" 2>/dev/null); do
-			stop_pid "$pid"
-			say "process $pid in $n stopped"
+			[[ " ${pids[*]} " == *" $pid "* ]] && continue
+			pids+=("$pid")
+			what+=("$n:$pid")
 		done
 	done
+	if [[ ${#pids[@]} -gt 0 ]]; then
+		stop_pids "${pids[@]}"
+		say "stopped: ${what[*]}"
+	fi
+	if [[ -d $RUN ]]; then
+		for h in "${DAEMONS[@]}"; do rm -f "$RUN/$h.pid"; done
+	fi
 	for h in "${HOSTS[@]}"; do
 		n=$(ns "$h")
 		if has_link "$(veth "$h")"; then
@@ -314,7 +350,11 @@ cmd_down() {
 				rmdir "$d" 2>/dev/null && break
 				sleep 0.2
 			done
-			[[ -d $d ]] && say "cgroup $d NOT removed: $(tr '\n' ' ' <"$d/cgroup.procs")" || say "cgroup $d removed"
+			if [[ -d $d ]]; then
+				say "cgroup $d NOT removed: $(tr '\n' ' ' <"$d/cgroup.procs")"
+			else
+				say "cgroup $d removed"
+			fi
 		done < <(sort -u "$RUN/cgroups")
 		rmdir "$(dirname "$(head -n 1 "$RUN/cgroups")")" 2>/dev/null || true # other labs may share it
 		rm -f "$RUN/cgroups"

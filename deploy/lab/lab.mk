@@ -1,0 +1,22 @@
+# The namespace lab (deploy/lab/lab.sh): include from the main Makefile with
+#   include deploy/lab/lab.mk
+# Needs root and iproute2. LAB_RUN, LAB_PREFIX, LAB_NET and the other
+# LAB_* variables of lab.sh pass through the environment.
+LAB_SH ?= deploy/lab/lab.sh
+
+.PHONY: lab-up lab-down lab-failover lab-logs lab-status
+
+lab-up: build ## start the namespace lab (root): two mgmt, ctrl, data, agent
+	HELLOPICS=$(BIN) $(LAB_SH) up
+
+lab-down: ## stop the namespace lab and remove its namespaces, links, cgroups
+	HELLOPICS=$(BIN) $(LAB_SH) down
+
+lab-failover: ## cut the lab's master mgmt off, then kill it
+	HELLOPICS=$(BIN) $(LAB_SH) failover
+
+lab-logs: ## the lab's logs, time-ordered, one host prefix a line
+	HELLOPICS=$(BIN) $(LAB_SH) logs
+
+lab-status: ## the lab's hosts, processes and ctl status
+	HELLOPICS=$(BIN) $(LAB_SH) status
