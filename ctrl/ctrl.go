@@ -155,7 +155,10 @@ func New(cfg Config) (*Ctrl, error) {
 	mc.Logger = c.log.Named("mgmt-client")
 	c.log.Info("starting", "component", "ctrl", "pair", cfg.PairID, "data_listen", srv.Addr().String(),
 		"data_advertised", c.advert, "mgmt", cfg.MgmtAddrs)
-	if c.mgmt, err = pconn.Dial(mc, cfg.MgmtAddrs...); err != nil {
+	// Dial on the loop goroutine: the client's frames are handled there,
+	// and apply reads c.mgmt (SwitchMgmt), so it must be set first.
+	c.loop.Do(func() { c.mgmt, err = pconn.Dial(mc, cfg.MgmtAddrs...) })
+	if err != nil {
 		srv.Close()
 		c.loop.Close()
 		return nil, fmt.Errorf("ctrl: %w", err)

@@ -162,7 +162,10 @@ func New(cfg Config) (*Data, error) {
 	mc.EventHandler = d.loop.EventHandler(d.onMgmtSession)
 	mc.Logger = d.log.Named("mgmt-client")
 	d.log.Info("starting", "component", "data", "pair", cfg.PairID, "mgmt", cfg.MgmtAddrs, "relay", d.relay != nil)
-	if d.mgmt, err = pconn.Dial(mc, cfg.MgmtAddrs...); err != nil {
+	// Dial on the loop goroutine: the client's frames are handled there,
+	// and apply reads d.mgmt (SwitchMgmt), so it must be set first.
+	d.loop.Do(func() { d.mgmt, err = pconn.Dial(mc, cfg.MgmtAddrs...) })
+	if err != nil {
 		d.stopRelay()
 		cancel()
 		d.loop.Close()
