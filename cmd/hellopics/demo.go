@@ -1,7 +1,12 @@
 package main
 
 import (
+	"bufio"
+	"context"
 	"os"
+	"os/signal"
+	"strings"
+	"syscall"
 
 	"github.com/hellopics/hellopics/internal/demo"
 )
@@ -13,10 +18,12 @@ func init() {
 const demoUsage = `Usage: hellopics demo [flags]
 
 Runs a whole appliance on this machine, each component its own process on
-loopback ports chosen at start: mgmt, ctrl, data (with the MEDS relay), the
-SNMP agent simulator and a TPCE client that sends a command a second. Their
-logs are shown interleaved, each line behind the name of its process. Runs
-until Ctrl-C, then stops everything.
+loopback ports chosen at start: two mgmt instances (master and backup),
+ctrl, data (with the MEDS relay), the SNMP agent simulator and a TPCE
+client that sends a command a second. Their logs are shown interleaved,
+each line behind the name of its process. Type f and Enter (or send
+SIGUSR1) to kill the master and watch the backup take over. Runs until
+Ctrl-C, then stops everything.
 
 Flags:
 `
@@ -43,10 +50,47 @@ func runDemo(args []string) int {
 	o.Exe = exe
 	ctx, stop := untilSignal()
 	defer stop()
+	o.Failover = failoverRequests(ctx)
 	if err := demo.Run(ctx, o); err != nil {
 		return fail(os.Stderr, "demo", err)
 	}
 	return 0
+}
+
+// failoverRequests delivers a request on SIGUSR1 and on each line "f"
+// typed on standard input.
+func failoverRequests(ctx context.Context) <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	req := func() {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGUSR1)
+	go func() {
+		defer signal.Stop(sig)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-sig:
+				req()
+			}
+		}
+	}()
+	// The reader ends with standard input; the process exits after the
+	// demo, so a read still blocked then is of no consequence.
+	go func() {
+		sc := bufio.NewScanner(os.Stdin)
+		for sc.Scan() {
+			if strings.TrimSpace(sc.Text()) == "f" {
+				req()
+			}
+		}
+	}()
+	return ch
 }
 
 func isTerminal(f *os.File) bool {

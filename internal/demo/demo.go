@@ -11,10 +11,17 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
 
 // Options configure a demo run.
@@ -32,6 +39,34 @@ type Options struct {
 	LogLevel string
 	// Color prefixes each process's lines in its own color.
 	Color bool
+	// Failover, when it delivers, kills the master mgmt and restarts it
+	// as a backup 3 s later.
+	Failover <-chan struct{}
+}
+
+// spec is a process to run: its name and arguments.
+type spec struct {
+	name string
+	args []string
+}
+
+// masterIndex asks each operator address for its role and returns the
+// index of the master, or -1.
+func masterIndex(ctx context.Context, ops []string) int {
+	for i, addr := range ops {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		st, err := hellopicsv1.NewOperatorServiceClient(conn).GetStatus(cctx, &hellopicsv1.GetStatusRequest{})
+		cancel()
+		conn.Close()
+		if err == nil && st.GetRole() == hellopicsv1.MgmtRole_MGMT_ROLE_MASTER {
+			return i
+		}
+	}
+	return -1
 }
 
 // proc is one child process and the copy of its output.
@@ -56,7 +91,7 @@ func Run(ctx context.Context, o Options) error {
 	if o.LogLevel == "" {
 		o.LogLevel = "info"
 	}
-	tcp, err := freePorts("tcp", 6)
+	tcp, err := freePorts("tcp", 10)
 	if err != nil {
 		return err
 	}
@@ -64,48 +99,59 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	mgmtAddr, opAddr, ctrlAddr := tcp[0], tcp[1], tcp[2]
-	cmdAddr, evAddr, stAddr := tcp[3], tcp[4], tcp[5]
+	mgmtA, opA, haA := tcp[0], tcp[1], tcp[2]
+	mgmtB, opB, haB := tcp[3], tcp[4], tcp[5]
+	ctrlAddr, cmdAddr, evAddr, stAddr := tcp[6], tcp[7], tcp[8], tcp[9]
 	agentAddr, notifyAddr := udp[0], udp[1]
+	mgmts := mgmtA + "," + mgmtB
+	stateDir, err := os.MkdirTemp("", "hellopics-demo-")
+	if err != nil {
+		return fmt.Errorf("state directory: %w", err)
+	}
+	defer os.RemoveAll(stateDir)
 
 	out := &lockedWriter{w: o.Out}
-	fmt.Fprintf(out, `hellopics demo: mgmt, ctrl and data as separate processes on this machine
+	fmt.Fprintf(out, `hellopics demo: the appliance as separate processes on this machine
 
-  mgmt     components %s, operator API %s
+  mgmt-a   master candidate (priority 200): components %s, operator API %s
+  mgmt-b   backup (priority 100): components %s, operator API %s
   ctrl     data connections %s
   data     MEDS relay: commands %s, events %s, status %s
   agent    SNMP agent simulator %s (informs to %s)
   tpce     a TPCE client sending a command every %v
 
 Watch the readiness handshake below, then the Hello cycle every %v.
-In another terminal:  %s ctl -addr %s status
+In another terminal:  %s ctl -addr %s,%s status
+Fail the master over: type f and Enter here, or: kill -USR1 %d
+(the master is killed with SIGKILL and restarted 3s later; it comes back as a backup).
 Stop with Ctrl-C.
 
-`, mgmtAddr, opAddr, ctrlAddr, cmdAddr, evAddr, stAddr, agentAddr, notifyAddr, o.CommandInterval, o.HelloInterval, o.Exe, opAddr)
+`, mgmtA, opA, mgmtB, opB, ctrlAddr, cmdAddr, evAddr, stAddr, agentAddr, notifyAddr, o.CommandInterval,
+		o.HelloInterval, o.Exe, opA, opB, os.Getpid())
 
 	logFlags := []string{"-log-level", o.LogLevel}
-	specs := []struct {
-		name string
-		args []string
-	}{
+	mgmtArgs := func(id, prio, listen, op, ha, peer string) []string {
+		return []string{"mgmt", "-id", id, "-priority", prio, "-listen", listen, "-operator", op,
+			"-ha-listen", ha, "-peers", peer, "-nopreempt", "-state-dir", filepath.Join(stateDir, id),
+			"-hello-interval", o.HelloInterval.String()}
+	}
+	specs := []spec{
 		{"agent", []string{"agent", "-listen", agentAddr, "-notify", notifyAddr, "-event-interval", "5s", "-status-interval", "10s"}},
-		{"mgmt", []string{"mgmt", "-listen", mgmtAddr, "-operator", opAddr, "-hello-interval", o.HelloInterval.String()}},
-		{"ctrl", []string{"ctrl", "-mgmt", mgmtAddr, "-listen", ctrlAddr}},
-		{"data", []string{"data", "-mgmt", mgmtAddr, "-agent", agentAddr, "-notify", notifyAddr,
+		{"mgmt-a", mgmtArgs("mgmt-a", "200", mgmtA, opA, haA, "mgmt-b="+haB)},
+		{"mgmt-b", mgmtArgs("mgmt-b", "100", mgmtB, opB, haB, "mgmt-a="+haA)},
+		{"ctrl", []string{"ctrl", "-mgmt", mgmts, "-listen", ctrlAddr}},
+		{"data", []string{"data", "-mgmt", mgmts, "-agent", agentAddr, "-notify", notifyAddr,
 			"-commands", cmdAddr, "-events", evAddr, "-status", stAddr}},
 		{"tpce", []string{"tpce", "-commands", cmdAddr, "-events", evAddr, "-status", stAddr, "-follow"}},
 	}
-	var procs []*proc
-	stopAll := func() {
-		for i := len(procs) - 1; i >= 0; i-- {
-			procs[i].stop(out)
-		}
-	}
-	colors := []string{"\x1b[36m", "\x1b[35m", "\x1b[33m", "\x1b[32m", "\x1b[34m"}
-	for i, s := range specs {
-		prefix := fmt.Sprintf("%-5s | ", s.name)
+	colors := []string{"\x1b[36m", "\x1b[35m", "\x1b[95m", "\x1b[33m", "\x1b[32m", "\x1b[34m"}
+	procs := make([]*proc, len(specs))
+	var procsMu sync.Mutex
+	launch := func(i int) error {
+		s := specs[i]
+		prefix := fmt.Sprintf("%-6s | ", s.name)
 		if o.Color {
-			prefix = colors[i%len(colors)] + fmt.Sprintf("%-5s", s.name) + "\x1b[0m | "
+			prefix = colors[i%len(colors)] + fmt.Sprintf("%-6s", s.name) + "\x1b[0m | "
 		}
 		args := s.args
 		if s.name != "tpce" {
@@ -113,11 +159,70 @@ Stop with Ctrl-C.
 		}
 		p, err := start(o.Exe, s.name, args, prefix, out)
 		if err != nil {
+			return err
+		}
+		procsMu.Lock()
+		procs[i] = p
+		procsMu.Unlock()
+		return nil
+	}
+	stopAll := func() {
+		procsMu.Lock()
+		defer procsMu.Unlock()
+		for i := len(procs) - 1; i >= 0; i-- {
+			if procs[i] != nil {
+				procs[i].stop(out)
+			}
+		}
+	}
+	for i := range specs {
+		if specs[i].name == "tpce" {
+			// The client does not retry: start it once the relay listens.
+			if err := waitListening(ctx, cmdAddr, 30*time.Second); err != nil {
+				stopAll()
+				return fmt.Errorf("the relay in data: %w", err)
+			}
+		}
+		if err := launch(i); err != nil {
 			stopAll()
 			return err
 		}
-		procs = append(procs, p)
 	}
+
+	// Failovers on request: kill the master, restart it 3 s later.
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-o.Failover:
+			}
+			i := masterIndex(ctx, []string{opA, opB})
+			if i < 0 {
+				fmt.Fprintf(out, "hellopics demo: no master answers right now; try again in a moment\n")
+				continue
+			}
+			idx := 1 + i // specs index of mgmt-a or mgmt-b
+			procsMu.Lock()
+			p := procs[idx]
+			procsMu.Unlock()
+			fmt.Fprintf(out, "hellopics demo: failover: killing the master %s (pid %d) with SIGKILL; restarting it in 3s\n", specs[idx].name, p.cmd.Process.Pid)
+			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+			<-p.done
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(3 * time.Second):
+			}
+			fmt.Fprintf(out, "hellopics demo: restarting %s; it joins as a backup\n", specs[idx].name)
+			if err := launch(idx); err != nil {
+				fmt.Fprintf(out, "hellopics demo: restart of %s failed: %v\n", specs[idx].name, err)
+			}
+		}
+	}()
 
 	// The TPCE client reads commands from its standard input.
 	feedDone := make(chan struct{})
@@ -143,6 +248,7 @@ Stop with Ctrl-C.
 
 	<-ctx.Done()
 	fmt.Fprintf(out, "\nhellopics demo: stopping every process\n")
+	wg.Wait()
 	stopAll()
 	<-feedDone
 	var errs []error
@@ -263,4 +369,24 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// waitListening waits until a TCP connection to addr succeeds.
+func waitListening(ctx context.Context, addr string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not listening after %v: %w", addr, limit, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }

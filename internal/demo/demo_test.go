@@ -45,38 +45,55 @@ func TestDemo(t *testing.T) {
 	var out syncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	failover := make(chan struct{}, 1)
 	go func() {
-		done <- Run(ctx, Options{Exe: exe, Out: &out, HelloInterval: 50 * time.Millisecond, CommandInterval: 100 * time.Millisecond, LogLevel: "info"})
+		done <- Run(ctx, Options{Exe: exe, Out: &out, HelloInterval: 50 * time.Millisecond,
+			CommandInterval: 100 * time.Millisecond, LogLevel: "info", Failover: failover})
 	}()
-	want := []string{
-		"ctrl  | ", "step=identified peer=ctrl",
+	waitOutput := func(want ...string) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			s := out.String()
+			missing := ""
+			for _, w := range want {
+				if !strings.Contains(s, w) {
+					missing = w
+					break
+				}
+			}
+			if missing == "" {
+				return
+			}
+			if time.Now().After(deadline) {
+				cancel()
+				<-done
+				t.Fatalf("demo output lacks %q after 60s:\n%s", missing, out.String())
+			}
+			select {
+			case err := <-done:
+				t.Fatalf("demo ended early: %v\n%s", err, out.String())
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+	waitOutput(
+		"mgmt-a | ", "step=identified peer=ctrl",
 		"step=identified peer=data",
 		"step=cycle_started",
 		"response id=1 len=14: \"demo command 1\"",
-	}
+	)
+	// The failover the banner promises: the master is killed, the backup
+	// takes over and runs the cycle, the old master returns as a backup.
+	failover <- struct{}{}
+	waitOutput("failover: killing the master mgmt-a", "mgmt-b | ", "step=became_master epoch=")
+	waitOutput("restarting mgmt-a; it joins as a backup")
 	deadline := time.Now().Add(60 * time.Second)
-	for {
-		s := out.String()
-		missing := ""
-		for _, w := range want {
-			if !strings.Contains(s, w) {
-				missing = w
-				break
-			}
-		}
-		if missing == "" {
-			break
-		}
+	for strings.Count(out.String(), "step=cycle_started") < 2 {
 		if time.Now().After(deadline) {
-			cancel()
-			<-done
-			t.Fatalf("demo output lacks %q after 60s:\n%s", missing, out.String())
+			t.Fatalf("no cycle under the new master:\n%s", out.String())
 		}
-		select {
-		case err := <-done:
-			t.Fatalf("demo ended early: %v\n%s", err, out.String())
-		case <-time.After(50 * time.Millisecond):
-		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	cancel()
 	select {
@@ -88,7 +105,7 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("demo did not stop within 60s of the interrupt\n%s", out.String())
 	}
 	s := out.String()
-	for _, w := range []string{"hellopics demo: stopped", "mgmt  | ", "stopped: component=mgmt", "stopped: component=data"} {
+	for _, w := range []string{"hellopics demo: stopped", "mgmt-b | ", "stopped: component=mgmt", "stopped: component=data"} {
 		if !strings.Contains(s, w) {
 			t.Errorf("after the stop, output lacks %q", w)
 		}
