@@ -41,9 +41,15 @@ type Config struct {
 	// +-20% jitter. Default 1 s.
 	RetryInterval time.Duration
 
-	// DeadTimeout declares mgmt or data lost after this much silence.
+	// DeadTimeout declares data lost after this much silence. Default 3 s.
 	// Default 3 s.
 	DeadTimeout time.Duration
+
+	// MgmtDeadTimeout declares the mgmt session lost after this much
+	// silence, so that a master whose network is cut is left quickly for
+	// the new one (pconn pings an idle link every fifth of it). Default
+	// 300 ms.
+	MgmtDeadTimeout time.Duration
 
 	// Transport, if set, is the base pconn configuration (TLS, limits).
 	Transport *pconn.Config
@@ -58,10 +64,11 @@ type Config struct {
 // DefaultConfig returns the defaults described on Config.
 func DefaultConfig() Config {
 	return Config{
-		ListenAddr:    ":7301",
-		PairID:        "pic0",
-		RetryInterval: time.Second,
-		DeadTimeout:   3 * time.Second,
+		ListenAddr:      ":7301",
+		PairID:          "pic0",
+		RetryInterval:   time.Second,
+		DeadTimeout:     3 * time.Second,
+		MgmtDeadTimeout: 300 * time.Millisecond,
 	}
 }
 
@@ -79,6 +86,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RetryInterval <= 0 {
 		errs = append(errs, fmt.Errorf("RetryInterval %v must be positive", c.RetryInterval))
+	}
+	if c.MgmtDeadTimeout < pconn.MinDeadTimeout {
+		errs = append(errs, fmt.Errorf("MgmtDeadTimeout %v below the minimum %v", c.MgmtDeadTimeout, pconn.MinDeadTimeout))
 	}
 	if c.DeadTimeout < pconn.MinDeadTimeout {
 		errs = append(errs, fmt.Errorf("DeadTimeout %v below the minimum %v", c.DeadTimeout, pconn.MinDeadTimeout))
@@ -152,6 +162,7 @@ func New(cfg Config) (*Ctrl, error) {
 	mc := base
 	mc.Handler = c.loop.Handler(c.onFrame)
 	mc.EventHandler = c.loop.EventHandler(c.onMgmtSession)
+	mc.DeadTimeout = cfg.MgmtDeadTimeout
 	mc.Logger = c.log.Named("mgmt-client")
 	c.log.Info("starting", "component", "ctrl", "pair", cfg.PairID, "data_listen", srv.Addr().String(),
 		"data_advertised", c.advert, "mgmt", cfg.MgmtAddrs)

@@ -31,9 +31,15 @@ type Config struct {
 	// spread by +-20% jitter. Default 1 s.
 	RetryInterval time.Duration
 
-	// DeadTimeout declares mgmt or ctrl lost after this much silence.
+	// DeadTimeout declares ctrl lost after this much silence. Default 3 s.
 	// Default 3 s.
 	DeadTimeout time.Duration
+
+	// MgmtDeadTimeout declares the mgmt session lost after this much
+	// silence, so that a master whose network is cut is left quickly for
+	// the new one (pconn pings an idle link every fifth of it). Default
+	// 300 ms.
+	MgmtDeadTimeout time.Duration
 
 	// ReportInterval is how often the relay's counters are reported to
 	// mgmt. Default 5 s.
@@ -55,10 +61,11 @@ type Config struct {
 // DefaultConfig returns the defaults described on Config.
 func DefaultConfig() Config {
 	return Config{
-		PairID:         "pic0",
-		RetryInterval:  time.Second,
-		DeadTimeout:    3 * time.Second,
-		ReportInterval: 5 * time.Second,
+		PairID:          "pic0",
+		RetryInterval:   time.Second,
+		DeadTimeout:     3 * time.Second,
+		MgmtDeadTimeout: 300 * time.Millisecond,
+		ReportInterval:  5 * time.Second,
 	}
 }
 
@@ -73,6 +80,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RetryInterval <= 0 {
 		errs = append(errs, fmt.Errorf("RetryInterval %v must be positive", c.RetryInterval))
+	}
+	if c.MgmtDeadTimeout < pconn.MinDeadTimeout {
+		errs = append(errs, fmt.Errorf("MgmtDeadTimeout %v below the minimum %v", c.MgmtDeadTimeout, pconn.MinDeadTimeout))
 	}
 	if c.DeadTimeout < pconn.MinDeadTimeout {
 		errs = append(errs, fmt.Errorf("DeadTimeout %v below the minimum %v", c.DeadTimeout, pconn.MinDeadTimeout))
@@ -160,6 +170,7 @@ func New(cfg Config) (*Data, error) {
 	mc := base
 	mc.Handler = d.loop.Handler(d.onFrame)
 	mc.EventHandler = d.loop.EventHandler(d.onMgmtSession)
+	mc.DeadTimeout = cfg.MgmtDeadTimeout
 	mc.Logger = d.log.Named("mgmt-client")
 	d.log.Info("starting", "component", "data", "pair", cfg.PairID, "mgmt", cfg.MgmtAddrs, "relay", d.relay != nil)
 	// Dial on the loop goroutine: the client's frames are handled there,
