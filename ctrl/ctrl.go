@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/hellopics/hellopics/internal/metrics"
 	"github.com/hellopics/hellopics/pkg/handshake"
 	"github.com/hellopics/hellopics/pkg/pconn"
 	"github.com/hellopics/hellopics/pkg/tier"
@@ -59,6 +61,9 @@ type Config struct {
 
 	// Version is reported to mgmt in the identity.
 	Version string
+
+	// MetricsAddr is where Prometheus metrics are served; "" disables them.
+	MetricsAddr string
 }
 
 // DefaultConfig returns the defaults described on Config.
@@ -108,6 +113,9 @@ type Ctrl struct {
 	machine *handshake.Ctrl // loop goroutine only
 	reg     *tier.Registry  // loop goroutine only
 	mgmtID  handshake.SessionID
+
+	links  *metrics.Links
+	metSrv *metrics.Server
 
 	dataSrv *pconn.Server
 	mgmt    *pconn.Client
@@ -159,6 +167,19 @@ func New(cfg Config) (*Ctrl, error) {
 		return nil, fmt.Errorf("ctrl: %w", err)
 	}
 
+	if cfg.MetricsAddr != "" {
+		reg := metrics.NewRegistry()
+		c.links = metrics.NewLinks(reg)
+		reg.MustRegister(metrics.CollectorFunc(func(ch chan<- prometheus.Metric) {
+			metrics.Gauge(ch, metrics.ReadyDesc, metrics.Bool(c.Ready()))
+		}))
+		if c.metSrv, err = metrics.Serve(cfg.MetricsAddr, reg, c.log.Named("metrics")); err != nil {
+			srv.Close()
+			c.loop.Close()
+			return nil, fmt.Errorf("ctrl: %w", err)
+		}
+	}
+
 	mc := base
 	mc.Handler = c.loop.Handler(c.onFrame)
 	mc.EventHandler = c.loop.EventHandler(c.onMgmtSession)
@@ -190,15 +211,18 @@ func (c *Ctrl) Ready() bool {
 func (c *Ctrl) onMgmtSession(ev pconn.Event) {
 	switch {
 	case ev.Session == nil:
+		c.links.Failed("mgmt")
 		c.log.Debug("mgmt not reachable; will retry", "component", "ctrl", "peer", ev.Addr.String(), "error", ev.Err)
 	case ev.Type == pconn.EventEstablished:
 		c.mgmtID = c.reg.Add(ev.Session)
+		c.links.Established("mgmt")
 		c.log.Info("connected to mgmt", "component", "ctrl", "peer", ev.Addr.String(), "step", "connected")
 		c.apply(c.machine.MgmtUp(c.mgmtID))
 	default:
 		if !c.reg.Remove(ev.Session) {
 			return
 		}
+		c.links.Ended("mgmt")
 		c.log.Debug("lost mgmt; reconnecting", "component", "ctrl", "peer", ev.Addr.String(), "reason", errText(ev.Err))
 		c.apply(c.machine.MgmtDown(handshake.SessionID(ev.Session.ID()), errText(ev.Err)))
 	}
@@ -208,12 +232,14 @@ func (c *Ctrl) onDataSession(ev pconn.Event) {
 	switch ev.Type {
 	case pconn.EventEstablished:
 		id := c.reg.Add(ev.Session)
+		c.links.Established("data")
 		c.log.Debug("data connected", "component", "ctrl", "peer", ev.Addr.String())
 		c.apply(c.machine.DataUp(id, ev.Addr.String()))
 	default:
 		if !c.reg.Remove(ev.Session) {
 			return
 		}
+		c.links.Ended("data")
 		c.log.Debug("data session ended", "component", "ctrl", "peer", ev.Addr.String(), "reason", errText(ev.Err))
 		c.apply(c.machine.DataDown(handshake.SessionID(ev.Session.ID()), errText(ev.Err)))
 	}
@@ -250,6 +276,9 @@ func (c *Ctrl) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	err := c.dataSrv.Shutdown(ctx)
+	if c.metSrv != nil {
+		c.metSrv.Close()
+	}
 	c.loop.Close()
 	c.log.Info("stopped", "component", "ctrl")
 	return err
@@ -260,4 +289,12 @@ func errText(err error) string {
 		return "closed"
 	}
 	return err.Error()
+}
+
+// MetricsAddr is where metrics are served, or nil.
+func (c *Ctrl) MetricsAddr() net.Addr {
+	if c.metSrv == nil {
+		return nil
+	}
+	return c.metSrv.Addr()
 }

@@ -4,14 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/hellopics/hellopics/data/relay"
+	"github.com/hellopics/hellopics/internal/metrics"
 	"github.com/hellopics/hellopics/pkg/handshake"
 	"github.com/hellopics/hellopics/pkg/pconn"
 	"github.com/hellopics/hellopics/pkg/tier"
@@ -56,6 +59,9 @@ type Config struct {
 
 	// Version is reported to mgmt in the identity.
 	Version string
+
+	// MetricsAddr is where Prometheus metrics are served; "" disables them.
+	MetricsAddr string
 }
 
 // DefaultConfig returns the defaults described on Config.
@@ -115,6 +121,9 @@ type Data struct {
 	closing bool           // loop goroutine only: no new dials
 	ctrlCfg pconn.Config
 
+	links  *metrics.Links
+	metSrv *metrics.Server
+
 	mgmt   *pconn.Client
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -167,6 +176,23 @@ func New(cfg Config) (*Data, error) {
 	d.ctrlCfg.EventHandler = d.loop.EventHandler(d.onCtrlSession)
 	d.ctrlCfg.Logger = d.log.Named("ctrl-client")
 
+	if cfg.MetricsAddr != "" {
+		reg := metrics.NewRegistry()
+		d.links = metrics.NewLinks(reg)
+		reg.MustRegister(metrics.CollectorFunc(func(ch chan<- prometheus.Metric) {
+			metrics.Gauge(ch, metrics.ReadyDesc, metrics.Bool(d.Ready()))
+			if d.relay != nil {
+				collectRelay(d.relay, ch)
+			}
+		}))
+		if d.metSrv, err = metrics.Serve(cfg.MetricsAddr, reg, d.log.Named("metrics")); err != nil {
+			d.stopRelay()
+			cancel()
+			d.loop.Close()
+			return nil, fmt.Errorf("data: %w", err)
+		}
+	}
+
 	mc := base
 	mc.Handler = d.loop.Handler(d.onFrame)
 	mc.EventHandler = d.loop.EventHandler(d.onMgmtSession)
@@ -203,15 +229,18 @@ func (d *Data) onMgmtSession(ev pconn.Event) {
 	now := time.Now()
 	switch {
 	case ev.Session == nil:
+		d.links.Failed("mgmt")
 		d.log.Debug("mgmt not reachable; will retry", "component", "data", "peer", ev.Addr.String(), "error", ev.Err)
 	case ev.Type == pconn.EventEstablished:
 		d.mgmtID = d.reg.Add(ev.Session)
+		d.links.Established("mgmt")
 		d.log.Info("connected to mgmt", "component", "data", "peer", ev.Addr.String(), "step", "connected")
 		d.apply(d.machine.MgmtUp(d.mgmtID, now))
 	default:
 		if !d.reg.Remove(ev.Session) {
 			return
 		}
+		d.links.Ended("mgmt")
 		d.log.Debug("lost mgmt; reconnecting", "component", "data", "peer", ev.Addr.String(), "reason", errText(ev.Err))
 		d.apply(d.machine.MgmtDown(handshake.SessionID(ev.Session.ID()), errText(ev.Err), now))
 	}
@@ -222,6 +251,7 @@ func (d *Data) onCtrlSession(ev pconn.Event) {
 	switch ev.Type {
 	case pconn.EventEstablished:
 		id := d.reg.Add(ev.Session)
+		d.links.Established("ctrl")
 		d.ctrl = ev.Session
 		d.log.Debug("connected to ctrl", "component", "data", "peer", ev.Addr.String())
 		d.apply(d.machine.CtrlUp(id, now))
@@ -229,6 +259,7 @@ func (d *Data) onCtrlSession(ev pconn.Event) {
 		if !d.reg.Remove(ev.Session) {
 			return
 		}
+		d.links.Ended("ctrl")
 		if d.ctrl == ev.Session {
 			d.ctrl = nil
 		}
@@ -257,6 +288,7 @@ func (d *Data) dial(addr string) {
 		s, err := pconn.Connect(d.ctx, d.ctrlCfg, addr)
 		if err != nil {
 			d.loop.Post(func() {
+				d.links.Failed("ctrl")
 				d.log.Warn("cannot reach ctrl; will ask mgmt again", "component", "data", "peer", addr, "error", err)
 				d.apply(d.machine.DialFailed(err.Error(), time.Now()))
 			})
@@ -367,6 +399,9 @@ func (d *Data) Close() error {
 	}
 	d.wg.Wait()
 	d.stopRelay()
+	if d.metSrv != nil {
+		d.metSrv.Close()
+	}
 	d.loop.Close()
 	d.log.Info("stopped", "component", "data")
 	return nil
@@ -377,4 +412,12 @@ func errText(err error) string {
 		return "closed"
 	}
 	return err.Error()
+}
+
+// MetricsAddr is where metrics are served, or nil.
+func (d *Data) MetricsAddr() net.Addr {
+	if d.metSrv == nil {
+		return nil
+	}
+	return d.metSrv.Addr()
 }

@@ -26,6 +26,10 @@ type Config struct {
 	// Default "127.0.0.1:7400".
 	OperatorAddr string
 
+	// MetricsAddr is where Prometheus metrics are served (/metrics); ""
+	// disables them.
+	MetricsAddr string
+
 	// HelloInterval is the period of the Hello cycle, at least 10 ms.
 	// Default 1 s.
 	HelloInterval time.Duration

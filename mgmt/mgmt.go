@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/hellopics/hellopics/internal/metrics"
 	"github.com/hellopics/hellopics/mgmt/election"
 	"github.com/hellopics/hellopics/mgmt/operator"
 	"github.com/hellopics/hellopics/pkg/handshake"
@@ -42,6 +43,9 @@ type Server struct {
 	masterAddr  string
 	syncVersion uint64
 	advertised  string
+
+	metrics *mgmtMetrics
+	metSrv  *metrics.Server
 
 	op     *operator.Server
 	broker *operator.Broker
@@ -80,6 +84,7 @@ func New(cfg Config) (*Server, error) {
 		machine: m,
 		reg:     tier.NewRegistry(),
 		fail:    make(chan error, 1),
+		metrics: newMgmtMetrics(),
 	}
 	if s.cfg.ID == "" {
 		s.cfg.ID, _ = os.Hostname()
@@ -124,6 +129,14 @@ func New(cfg Config) (*Server, error) {
 				s.log.Error("operator API stopped", "component", "mgmt", "error", err)
 			}
 		}()
+	}
+	if cfg.MetricsAddr != "" {
+		reg := metrics.NewRegistry()
+		s.registerMetrics(reg)
+		if s.metSrv, err = metrics.Serve(cfg.MetricsAddr, reg, s.log.Named("metrics")); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("mgmt: %w", err)
+		}
 	}
 	if err := s.startHA(pc); err != nil {
 		s.Close()
@@ -171,12 +184,14 @@ func (s *Server) onSession(ev pconn.Event) {
 	switch ev.Type {
 	case pconn.EventEstablished:
 		id := s.reg.Add(ev.Session)
+		s.metrics.sessions.WithLabelValues("established").Inc()
 		s.log.Debug("component connected", "component", "mgmt", "peer", ev.Addr.String(), "session", uint64(id))
 		s.apply(s.machine.SessionUp(id, ev.Addr.String(), now))
 	default:
 		if !s.reg.Remove(ev.Session) {
 			return
 		}
+		s.metrics.sessions.WithLabelValues("ended").Inc()
 		reason := "closed"
 		if ev.Err != nil {
 			reason = ev.Err.Error()
@@ -206,6 +221,9 @@ func (s *Server) apply(outs []handshake.Output) {
 			s.reg.Close(s.log, o)
 		case handshake.Event:
 			tier.LogEvent(s.log, "mgmt", o)
+			if o.Kind == handshake.EventHelloReturned {
+				s.metrics.rtt.WithLabelValues(o.PairID).Observe(o.RTT.Seconds())
+			}
 			if o.Kind.Level() >= slog.LevelInfo {
 				s.publish(&hellopicsv1.WatchEventsResponse{Kind: o.Kind.String(), PairId: o.PairID, Message: o.String(), Epoch: o.Epoch})
 			}
@@ -289,7 +307,18 @@ func (s *Server) Close() error {
 		s.broker.Close()
 	}
 	s.stopHA()
+	if s.metSrv != nil {
+		s.metSrv.Close()
+	}
 	s.loop.Close()
 	s.log.Info("stopped", "component", "mgmt")
 	return err
+}
+
+// MetricsAddr is where metrics are served, or nil.
+func (s *Server) MetricsAddr() net.Addr {
+	if s.metSrv == nil {
+		return nil
+	}
+	return s.metSrv.Addr()
 }

@@ -421,7 +421,7 @@ func (m *Mgmt) helloBack(out *outputs, s *mgmtSession, p *pair, h *hellopicsv1.H
 	p.lastRTT = now.Sub(o.sentAt)
 	p.hasLastHello = true
 	out.event(Event{Kind: EventHelloReturned, Peer: lastHop, PairID: p.id, Session: s.id, Seq: o.seq, Epoch: m.cfg.Epoch,
-		Message: fmt.Sprintf("rtt %v", p.lastRTT)})
+		Message: fmt.Sprintf("rtt %v", p.lastRTT), RTT: p.lastRTT})
 }
 
 // NextDeadline returns when Tick must next be called, and false if

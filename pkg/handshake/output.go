@@ -3,6 +3,7 @@ package handshake
 import (
 	"fmt"
 	"log/slog"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -70,6 +71,8 @@ type Event struct {
 	Epoch uint64
 	// Message says what happened, for people.
 	Message string
+	// RTT is the round-trip time of a returned hello (EventHelloReturned).
+	RTT time.Duration
 }
 
 func (Send) isOutput()       {}

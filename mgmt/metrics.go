@@ -1,0 +1,89 @@
+package mgmt
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hellopics/hellopics/internal/metrics"
+	"github.com/hellopics/hellopics/pkg/tier"
+	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
+)
+
+var (
+	descMaster      = prometheus.NewDesc("hellopics_mgmt_master", "1 while this management instance is the master.", nil, nil)
+	descEpoch       = prometheus.NewDesc("hellopics_mgmt_epoch", "Mastership epoch this instance knows.", nil, nil)
+	descSyncVersion = prometheus.NewDesc("hellopics_mgmt_sync_version", "Last state version sent (master) or applied (backup).", nil, nil)
+	descSyncLag     = prometheus.NewDesc("hellopics_mgmt_sync_lag", "State updates a backup has not acknowledged (on the master).", []string{"peer"}, nil)
+	descPeerAlive   = prometheus.NewDesc("hellopics_mgmt_peer_alive", "1 while the other management instance's heartbeats arrive.", []string{"peer"}, nil)
+	descCycle       = prometheus.NewDesc("hellopics_hello_cycle_running", "1 while the pair's Hello cycle runs.", []string{"pair"}, nil)
+	descReady       = prometheus.NewDesc("hellopics_component_ready", "1 while the component is ready (handshake complete).", []string{"pair", "role"}, nil)
+	descConnected   = prometheus.NewDesc("hellopics_component_connected", "1 while the component has a session to this instance.", []string{"pair", "role"}, nil)
+	descSent        = prometheus.NewDesc("hellopics_hellos_sent_total", "Hellos sent.", []string{"pair"}, nil)
+	descReceived    = prometheus.NewDesc("hellopics_hellos_received_total", "Hellos that came back with the expected number.", []string{"pair"}, nil)
+	descMissed      = prometheus.NewDesc("hellopics_hellos_missed_total", "Hellos not back when the next was due.", []string{"pair"}, nil)
+	descOutOfOrder  = prometheus.NewDesc("hellopics_hellos_out_of_order_total", "Hellos that came back with an unexpected number.", []string{"pair"}, nil)
+	descLastSeq     = prometheus.NewDesc("hellopics_hello_last_seq", "Number of the last hello sent.", []string{"pair"}, nil)
+)
+
+// mgmtMetrics are the instruments updated as things happen; the rest is
+// read from the status at scrape time.
+type mgmtMetrics struct {
+	rtt      *prometheus.HistogramVec
+	sessions *prometheus.CounterVec
+}
+
+func newMgmtMetrics() *mgmtMetrics {
+	return &mgmtMetrics{
+		rtt: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "hellopics_hello_rtt_seconds",
+			Help:    "Round-trip time of returned hellos.",
+			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16), // 50 µs to 1.6 s
+		}, []string{"pair"}),
+		sessions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hellopics_sessions_total",
+			Help: "Component sessions by event: established, ended.",
+		}, []string{"event"}),
+	}
+}
+
+// register adds the instance's metrics to reg.
+func (s *Server) registerMetrics(reg *prometheus.Registry) {
+	reg.MustRegister(s.metrics.rtt, s.metrics.sessions, metrics.CollectorFunc(s.collect))
+}
+
+func (s *Server) collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	st, err := s.Status(ctx)
+	if err != nil {
+		return
+	}
+	metrics.Gauge(ch, descMaster, metrics.Bool(st.GetRole() == hellopicsv1.MgmtRole_MGMT_ROLE_MASTER))
+	metrics.Gauge(ch, descEpoch, float64(st.GetEpoch()))
+	metrics.Gauge(ch, descSyncVersion, float64(st.GetSyncVersion()))
+	for _, p := range st.GetMgmtPeers() {
+		metrics.Gauge(ch, descPeerAlive, metrics.Bool(p.GetAlive()), p.GetId())
+		metrics.Gauge(ch, descSyncLag, float64(p.GetSyncLag()), p.GetId())
+	}
+	for _, p := range st.GetPairs() {
+		id := p.GetPairId()
+		metrics.Gauge(ch, descCycle, metrics.Bool(p.GetCycleRunning()), id)
+		for _, c := range []*hellopicsv1.ComponentStatus{p.GetCtrl(), p.GetData()} {
+			if c == nil {
+				continue
+			}
+			role := tier.RoleName(c.GetRole())
+			metrics.Gauge(ch, descReady, metrics.Bool(c.GetState() == hellopicsv1.ComponentState_COMPONENT_STATE_READY), id, role)
+			metrics.Gauge(ch, descConnected, metrics.Bool(c.GetState() != hellopicsv1.ComponentState_COMPONENT_STATE_DOWN &&
+				c.GetState() != hellopicsv1.ComponentState_COMPONENT_STATE_UNSPECIFIED), id, role)
+		}
+		c := p.GetCounters()
+		metrics.Counter(ch, descSent, float64(c.GetSent()), id)
+		metrics.Counter(ch, descReceived, float64(c.GetReceived()), id)
+		metrics.Counter(ch, descMissed, float64(c.GetMissed()), id)
+		metrics.Counter(ch, descOutOfOrder, float64(c.GetOutOfOrder()), id)
+		metrics.Gauge(ch, descLastSeq, float64(c.GetLastSeq()), id)
+	}
+}
