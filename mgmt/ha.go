@@ -155,7 +155,16 @@ func (s *Server) onHAFrame(ps *pconn.Session, m pconn.Message) error {
 		ps.SetCookie(from)
 	}
 	if from == "" {
-		return fmt.Errorf("%s before the peer's first heartbeat", t)
+		// A master's client may well send a SyncUpdate before its first
+		// heartbeat on a new session (the snapshot for a peer that just
+		// came back is queued at once). Drop the frame, which cannot be
+		// attributed, but keep the session: closing it would also lose
+		// the heartbeats that follow, and a restarting instance that
+		// hears none within its startup hold claims mastership against a
+		// working master. A lost snapshot is resent: the next delta finds
+		// no baseline and is acknowledged with version 0.
+		s.log.Debug("mgmt peer message before its first heartbeat dropped", "component", "mgmt", "type", t.String())
+		return nil
 	}
 	s.loop.Post(func() {
 		if err := s.el.Step(time.Now(), from, msg); err != nil {
