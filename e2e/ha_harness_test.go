@@ -34,6 +34,18 @@ const (
 	roleBackup = hellopicsv1.MgmtRole_MGMT_ROLE_BACKUP
 )
 
+// steady are the mgmt flags of the tests that do not measure failure
+// detection: the default heartbeat (50ms) with 10 misses instead of 3, so
+// a peer is dead after 500 ms instead of 150 ms. On a loaded two-core
+// machine under the race detector a process is now and then not
+// scheduled for 200 ms; with the default dead interval its peer then
+// takes over although nothing failed (seen: a restarted backup, stalled
+// 230 ms right after its start, found the master's heartbeats 224 ms old
+// when it ran again and claimed mastership before reading the heartbeats
+// buffered meanwhile). TestHAFailoverLoop and the benchmarks keep the
+// defaults.
+var steady = []string{"-dead-misses", "10"}
+
 // haSpec describes one mgmt instance of an haCluster.
 type haSpec struct {
 	id       string
@@ -69,6 +81,7 @@ type haCluster struct {
 func newHACluster(t testing.TB, tm timing, specs ...haSpec) *haCluster {
 	t.Helper()
 	h := &haCluster{cluster: newCluster(t, tm), t: t}
+	t.Cleanup(h.saveLogs)
 	var addrs []string
 	for _, s := range specs {
 		m := &haMgmt{haSpec: s, listen: freePort(t), op: freePort(t), ha: freePort(t),
@@ -80,6 +93,36 @@ func newHACluster(t testing.TB, tm timing, specs ...haSpec) *haCluster {
 	// address (-mgmt takes a comma-separated list).
 	h.mgmtAddr = strings.Join(addrs, ",")
 	return h
+}
+
+// saveLogs writes every process's whole log to a directory under
+// $HELLOPICS_E2E_LOGDIR when the test failed and the variable is set
+// (the failure message shows only the recent lines).
+func (h *haCluster) saveLogs() {
+	root := os.Getenv("HELLOPICS_E2E_LOGDIR")
+	if root == "" || !h.t.Failed() {
+		return
+	}
+	dir := filepath.Join(root, strings.ReplaceAll(h.t.Name(), "/", "_"))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		h.t.Logf("saving logs: %v", err)
+		return
+	}
+	h.cluster.mu.Lock()
+	procs := append([]*proc(nil), h.procs...)
+	h.cluster.mu.Unlock()
+	for _, p := range procs {
+		var b strings.Builder
+		for _, l := range p.Lines(0) {
+			b.WriteString(l.At.Format("15:04:05.000000 "))
+			b.WriteString(l.Raw)
+			b.WriteByte('\n')
+		}
+		if err := os.WriteFile(filepath.Join(dir, strings.ReplaceAll(p.name, "#", "-")+".log"), []byte(b.String()), 0o644); err != nil {
+			h.t.Logf("saving logs: %v", err)
+		}
+	}
+	h.t.Logf("logs saved in %s", dir)
 }
 
 // M returns the instance id.
@@ -323,26 +366,46 @@ func pairOf(st *hellopicsv1.GetStatusResponse, pair string) *hellopicsv1.PairSta
 // status read at the start.
 func (h *haCluster) WaitSynced(master, backup, pair string) *hellopicsv1.GetStatusResponse {
 	h.t.Helper()
-	ms := h.MustStatus(master)
+	ms, err := h.trySynced(master, backup, pair)
+	if err != nil {
+		h.t.Fatalf("%v\n%s", err, h.Tails())
+	}
+	return ms
+}
+
+// trySynced is WaitSynced returning an error, at once if the mastership
+// changes meanwhile.
+func (h *haCluster) trySynced(master, backup, pair string) (*hellopicsv1.GetStatusResponse, error) {
+	ms, err := h.Status(master)
+	if err != nil {
+		return nil, fmt.Errorf("GetStatus on %s: %w", master, err)
+	}
 	mp := pairOf(ms, pair)
 	if ms.GetRole() != roleMaster || mp == nil {
-		h.t.Fatalf("%s is not master of a cycle of %s: %v\n%s", master, pair, ms, h.Tails())
+		return nil, fmt.Errorf("%s is not master of a cycle of %s: %v", master, pair, summarize(map[string]*hellopicsv1.GetStatusResponse{master: ms}))
 	}
-	h.poll(fmt.Sprintf("%s synced from %s", backup, master), func() string {
+	deadline := time.Now().Add(waitTimeout)
+	for {
 		bs, err := h.Status(backup)
 		if err != nil {
-			return err.Error()
+			return nil, fmt.Errorf("GetStatus on %s: %w", backup, err)
 		}
 		bp := pairOf(bs, pair)
 		bc, mc := bp.GetCounters(), mp.GetCounters()
-		if bs.GetRole() != roleBackup || bs.GetEpoch() != ms.GetEpoch() || bs.GetSyncVersion() < ms.GetSyncVersion() ||
-			bc.GetLastSeq() < mc.GetLastSeq() || bc.GetSent() < mc.GetSent() || bc.GetReceived() < mc.GetReceived() {
-			return fmt.Sprintf("master (%v epoch %d sync_version %d) %v; backup (%v epoch %d sync_version %d) %v",
-				ms.GetRole(), ms.GetEpoch(), ms.GetSyncVersion(), mc, bs.GetRole(), bs.GetEpoch(), bs.GetSyncVersion(), bc)
+		if bs.GetEpoch() > ms.GetEpoch() || bs.GetMasterId() != master && bs.GetMasterId() != "" {
+			return nil, fmt.Errorf("mastership changed while %s synced from %s: %v", backup, master,
+				summarize(map[string]*hellopicsv1.GetStatusResponse{master: ms, backup: bs}))
 		}
-		return ""
-	})
-	return ms
+		if bs.GetRole() == roleBackup && bs.GetEpoch() == ms.GetEpoch() && bs.GetSyncVersion() >= ms.GetSyncVersion() &&
+			bc.GetLastSeq() >= mc.GetLastSeq() && bc.GetSent() >= mc.GetSent() && bc.GetReceived() >= mc.GetReceived() {
+			return ms, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%s not synced from %s within %v: master (%v epoch %d sync_version %d) %v; backup (%v epoch %d sync_version %d) %v",
+				backup, master, waitTimeout, ms.GetRole(), ms.GetEpoch(), ms.GetSyncVersion(), mc, bs.GetRole(), bs.GetEpoch(), bs.GetSyncVersion(), bc)
+		}
+		time.Sleep(5 * time.Millisecond) // polling an API, not timing
+	}
 }
 
 // WaitCycle waits, in instance id's current log from position from, for

@@ -13,7 +13,9 @@ import (
 // The master/backup tests run two mgmt instances (each its own ports and
 // -state-dir), one ctrl/data pair given both mgmt addresses, with the
 // fast timing of the other tests (-hello-interval 50ms, -retry 100ms,
-// -dead-timeout 300ms) and the default heartbeat (50ms, 3 misses).
+// -dead-timeout 300ms) and the default heartbeat interval (50ms); only
+// TestHAFailoverLoop keeps the default 3 misses, the others allow 10
+// (see steady).
 // Their names contain HA, Failover or Switchover:
 //
 //	go test -race -count=1 -run 'HA|Failover|Switchover' ./e2e/
@@ -27,7 +29,7 @@ const haPair = "pic0"
 func TestHAMasterBackup(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	h := newHACluster(t, fast, haSpec{id: "a", priority: 200}, haSpec{id: "b", priority: 100})
+	h := newHACluster(t, fast, haSpec{id: "a", priority: 200, flags: steady}, haSpec{id: "b", priority: 100, flags: steady})
 	a := h.StartMgmt("a")
 	b := h.StartMgmt("b")
 	h.StartPair(haPair)
@@ -125,7 +127,7 @@ func TestHAMasterBackup(t *testing.T) {
 func TestHASwitchover(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	h := newHACluster(t, fast, haSpec{id: "a", priority: 200}, haSpec{id: "b", priority: 100})
+	h := newHACluster(t, fast, haSpec{id: "a", priority: 200, flags: steady}, haSpec{id: "b", priority: 100, flags: steady})
 	a := h.StartMgmt("a")
 	b := h.StartMgmt("b")
 	ctrl, data := h.StartPair(haPair)
@@ -184,8 +186,8 @@ func TestHASwitchover(t *testing.T) {
 		t.Errorf("missed %d -> %d, out of order %d -> %d across the switchover; want no change\n%s",
 			bc.GetMissed(), fc.GetMissed(), bc.GetOutOfOrder(), fc.GetOutOfOrder(), h.Tails())
 	}
-	for _, p := range []*proc{a, b} {
-		for _, l := range p.Find(0, step("hello_missed", "")) {
+	for p, mark := range map[*proc]int{a: aMark, b: bMark} {
+		for _, l := range p.Find(mark, step("hello_missed", "")) {
 			t.Errorf("%s: %s", p.name, l.Raw)
 		}
 	}
@@ -233,10 +235,18 @@ func TestHASwitchover(t *testing.T) {
 // preempt too; -nopreempt makes the loop alternate, every kill hitting a
 // master that was elected by a failover.
 //
+// The heartbeat settings are the defaults (50ms, 3 misses): this test
+// exercises the failure detection. On a loaded machine under the race
+// detector a process is now and then not scheduled for longer than the
+// 150 ms dead interval; a restarted instance may then declare the master
+// dead and take over although it runs. That is the configured behaviour,
+// not a fault: the loop logs it and goes on with whoever is master, and
+// every invariant below must hold all the same.
+//
 // Across all iterations: the hello numbers only grow and none is used
 // twice, the epochs strictly increase, ctrl and data are never restarted
-// (the same instance ids in GetStatus), and every epoch file holds at
-// least every epoch its instance was master at.
+// (the same instance ids in GetStatus), and the epoch files hold the
+// epochs their instances were master at.
 func TestHAFailoverLoop(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
@@ -244,36 +254,39 @@ func TestHAFailoverLoop(t *testing.T) {
 	h := newHACluster(t, fast,
 		haSpec{id: "a", priority: 200, flags: []string{"-nopreempt"}},
 		haSpec{id: "b", priority: 100, flags: []string{"-nopreempt"}})
-	h.mgmtLevel = "debug"
 	h.StartMgmt("a")
 	h.StartMgmt("b")
 	ctrl, data := h.StartPair(haPair)
 	master, _ := h.WaitMaster()
 	h.WaitCycle(master.id, 0, haPair, 3)
-	st := h.WaitSynced(master.id, h.Other(master.id).id, haPair)
-	ctrlID, dataID := instances(st, haPair)
+	cur := h.WaitSynced(master.id, h.Other(master.id).id, haPair)
+	ctrlID, dataID := instances(cur, haPair)
 
-	lastSeq := pairOf(st, haPair).GetCounters().GetLastSeq()
-	epochs := []uint64{st.GetEpoch()}
+	epochs := []uint64{cur.GetEpoch()} // every mastership seen, in order
+	spurious := 0
 	for i := range kills {
+		if e := cur.GetEpoch(); e != epochs[len(epochs)-1] {
+			epochs = append(epochs, e)
+		}
+		lastSeq := pairOf(cur, haPair).GetCounters().GetLastSeq()
 		backup := h.Other(master.id)
 		bMark := backup.p.Mark()
-		// The backup holds everything the master has sent (WaitSynced).
+		// The backup holds everything the master had sent (WaitSynced).
 		master.p.Kill()
 
 		l, _ := backup.p.WaitFor(bMark, step("became_master", ""))
 		h.WaitCycle(backup.id, bMark, haPair, 3)
 		ns := h.MustStatus(backup.id)
 		nc := pairOf(ns, haPair).GetCounters()
-		if ns.GetRole() != roleMaster || ns.GetEpoch() <= epochs[len(epochs)-1] || l.Uint("epoch") != ns.GetEpoch() {
+		if ns.GetRole() != roleMaster || ns.GetEpoch() <= cur.GetEpoch() || l.Uint("epoch") != ns.GetEpoch() {
 			t.Fatalf("kill %d of %s: %s is %v at epoch %d (became_master at %d); want master above epoch %d\n%s",
-				i+1, master.id, backup.id, ns.GetRole(), ns.GetEpoch(), l.Uint("epoch"), epochs[len(epochs)-1], h.Tails())
+				i+1, master.id, backup.id, ns.GetRole(), ns.GetEpoch(), l.Uint("epoch"), cur.GetEpoch(), h.Tails())
 		}
 		if nc.GetLastSeq() <= lastSeq {
 			t.Fatalf("kill %d: last_seq %d after, %d before: the hello numbers did not continue\n%s", i+1, nc.GetLastSeq(), lastSeq, h.Tails())
 		}
-		if c, d := instances(ns, haPair); c != ctrlID || d != dataID {
-			t.Fatalf("kill %d: ctrl %q data %q; want the same instances %q %q", i+1, c, d, ctrlID, dataID)
+		if c, d := instances(ns, haPair); c != ctrlID || d != dataID || ctrl.Exited() || data.Exited() {
+			t.Fatalf("kill %d: ctrl %q data %q; want the same instances %q %q, never restarted", i+1, c, d, ctrlID, dataID)
 		}
 		if e := readEpoch(t, backup); e < ns.GetEpoch() {
 			t.Errorf("kill %d: %s is master at epoch %d but its epoch file says %d", i+1, backup.id, ns.GetEpoch(), e)
@@ -282,27 +295,41 @@ func TestHAFailoverLoop(t *testing.T) {
 			t.Errorf("kill %d: the killed %s's epoch file says %d, not below the new master's %d", i+1, master.id, e, ns.GetEpoch())
 		}
 		epochs = append(epochs, ns.GetEpoch())
-		lastSeq = nc.GetLastSeq()
 
 		// The killed instance comes back as the backup and is synced
 		// before the next kill.
 		killed := master
-		h.StartMgmt(killed.id)
-		if m, sts := h.WaitMaster(); m != backup {
-			t.Fatalf("kill %d: after restarting %s the master is %s: %s\n%s", i+1, killed.id, m.id, summarize(sts), h.Tails())
+		kp := h.StartMgmt(killed.id)
+		for attempt := 0; ; attempt++ {
+			m, sts := h.WaitMaster()
+			if m == killed && attempt == 0 {
+				spurious++
+				bl, _ := kp.WaitFor(0, step("became_master", ""))
+				t.Logf("kill %d: the restarted %s took over (see the test's comment): %s", i+1, killed.id, bl.Msg())
+			}
+			var err error
+			if cur, err = h.trySynced(m.id, h.Other(m.id).id, haPair); err == nil {
+				master = m
+				if e := readEpoch(t, killed); e != cur.GetEpoch() {
+					t.Errorf("kill %d: restarted %s's epoch file says %d; the master's epoch is %d", i+1, killed.id, e, cur.GetEpoch())
+				}
+				break
+			}
+			if attempt == 3 {
+				t.Fatalf("kill %d: no stable master to kill next: %v; %s\n%s", i+1, err, summarize(sts), h.Tails())
+			}
+			t.Logf("kill %d: %v; again", i+1, err)
 		}
-		h.WaitSynced(backup.id, killed.id, haPair)
-		if e := readEpoch(t, killed); e != ns.GetEpoch() {
-			t.Errorf("kill %d: restarted %s's epoch file says %d; want the master's %d", i+1, killed.id, e, ns.GetEpoch())
+	}
+	if e := cur.GetEpoch(); e != epochs[len(epochs)-1] {
+		epochs = append(epochs, e)
+	}
+	t.Logf("masterships' epochs: %v; last_seq %d; restarted instance took over %d time(s)", epochs, pairOf(cur, haPair).GetCounters().GetLastSeq(), spurious)
+	for i := 1; i < len(epochs); i++ {
+		if epochs[i] <= epochs[i-1] {
+			t.Errorf("epochs do not strictly increase: %v", epochs)
+			break
 		}
-		master = backup
-	}
-	t.Logf("epochs: %v; last_seq %d", epochs, lastSeq)
-	if !slices.IsSorted(epochs) || len(slices.Compact(slices.Clone(epochs))) != len(epochs) {
-		t.Errorf("epochs do not strictly increase: %v", epochs)
-	}
-	if ctrl.Exited() || data.Exited() {
-		t.Errorf("a component exited: ctrl %v, data %v", ctrl.ExitErr(), data.ExitErr())
 	}
 	seqs := newSeqLog()
 	seqs.addMgmt(h)
@@ -314,21 +341,24 @@ func TestHAFailoverLoop(t *testing.T) {
 	for _, d := range fwd.dups {
 		t.Errorf("ctrl forwarded %s", d)
 	}
-	checkSeqOrder(t, ctrl, "ctrl")
+	checkEpochOrder(t, ctrl)
+	checkEpochOrder(t, data)
 	checkBecameMasterEpochs(t, h)
 }
 
-// checkSeqOrder checks that the hellos p forwarded carry growing numbers
-// and never an epoch lower than one seen before.
-func checkSeqOrder(t *testing.T, p *proc, what string) {
+// checkEpochOrder checks that the hellos p forwarded never carry an epoch
+// lower than one it forwarded before (ctrl and data fence by epoch). The
+// numbers may come out of order: a late hello of the last direction can
+// be forwarded after the next one was sent.
+func checkEpochOrder(t *testing.T, p *proc) {
 	t.Helper()
-	var seq, epoch uint64
+	var epoch uint64
 	for _, l := range p.Find(0, step("hello_forwarded", haPair)) {
-		s, e := l.Uint("seq"), l.Uint("epoch")
-		if s <= seq || e < epoch {
-			t.Errorf("%s forwarded hello %d of epoch %d after hello %d of epoch %d: %s", what, s, e, seq, epoch, l.Raw)
+		e := l.Uint("epoch")
+		if e < epoch {
+			t.Errorf("%s forwarded hello %d of epoch %d after one of epoch %d: %s", p.name, l.Uint("seq"), e, epoch, l.Raw)
 		}
-		seq, epoch = max(seq, s), max(epoch, e)
+		epoch = max(epoch, e)
 	}
 }
 
@@ -379,11 +409,11 @@ func TestHARejoin(t *testing.T) {
 }
 
 func testHARejoin(t *testing.T, preempt bool) {
-	var flags []string
+	flags := steady
 	if !preempt {
-		flags = []string{"-nopreempt"}
+		flags = append(slices.Clip(steady), "-nopreempt")
 	}
-	h := newHACluster(t, fast, haSpec{id: "a", priority: 200, flags: flags}, haSpec{id: "b", priority: 100})
+	h := newHACluster(t, fast, haSpec{id: "a", priority: 200, flags: flags}, haSpec{id: "b", priority: 100, flags: steady})
 	a := h.StartMgmt("a")
 	b := h.StartMgmt("b")
 	ctrl, data := h.StartPair(haPair)
@@ -466,7 +496,8 @@ func testHARejoin(t *testing.T, preempt bool) {
 	for _, d := range seqs.dups {
 		t.Error(d)
 	}
-	checkSeqOrder(t, ctrl, "ctrl")
+	checkEpochOrder(t, ctrl)
+	checkEpochOrder(t, data)
 	checkBecameMasterEpochs(t, h)
 }
 
@@ -477,7 +508,7 @@ func testHARejoin(t *testing.T, preempt bool) {
 func TestHAEpochFencing(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	h := newHACluster(t, fast, haSpec{id: "a", priority: 200}, haSpec{id: "b", priority: 100})
+	h := newHACluster(t, fast, haSpec{id: "a", priority: 200, flags: steady}, haSpec{id: "b", priority: 100, flags: steady})
 	a, b := h.M("a"), h.M("b")
 	if e := readEpoch(t, a); e != 0 {
 		t.Fatalf("fresh state dir holds epoch %d", e)
