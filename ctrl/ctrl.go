@@ -64,6 +64,11 @@ type Config struct {
 
 	// MetricsAddr is where Prometheus metrics are served; "" disables them.
 	MetricsAddr string
+
+	// OnReadyChange, if set, is called (on the component's loop, so it
+	// must not block) each time the handshake completes (true) or is
+	// undone by a loss (false). The daemon uses it for systemd readiness.
+	OnReadyChange func(ready bool)
 }
 
 // DefaultConfig returns the defaults described on Config.
@@ -114,8 +119,9 @@ type Ctrl struct {
 	reg     *tier.Registry  // loop goroutine only
 	mgmtID  handshake.SessionID
 
-	links  *metrics.Links
-	metSrv *metrics.Server
+	wasReady bool // loop goroutine only
+	links    *metrics.Links
+	metSrv   *metrics.Server
 
 	dataSrv *pconn.Server
 	mgmt    *pconn.Client
@@ -254,6 +260,7 @@ func (c *Ctrl) onFrame(ps *pconn.Session, t hellopicsv1.MsgType, msg proto.Messa
 }
 
 func (c *Ctrl) apply(outs []handshake.Output) {
+	defer c.readyChanged()
 	for _, o := range outs {
 		switch o := o.(type) {
 		case handshake.Send:
@@ -297,4 +304,19 @@ func (c *Ctrl) MetricsAddr() net.Addr {
 		return nil
 	}
 	return c.metSrv.Addr()
+}
+
+// readyChanged reports a change of readiness to OnReadyChange and the log.
+func (c *Ctrl) readyChanged() {
+	r := c.machine.Ready()
+	if r == c.wasReady {
+		return
+	}
+	c.wasReady = r
+	if r {
+		c.log.Debug("handshake complete: ready", "component", "ctrl", "step", "ready")
+	}
+	if c.cfg.OnReadyChange != nil {
+		c.cfg.OnReadyChange(r)
+	}
 }

@@ -62,6 +62,11 @@ type Config struct {
 
 	// MetricsAddr is where Prometheus metrics are served; "" disables them.
 	MetricsAddr string
+
+	// OnReadyChange, if set, is called (on the component's loop, so it
+	// must not block) each time the handshake completes (true) or is
+	// undone by a loss (false). The daemon uses it for systemd readiness.
+	OnReadyChange func(ready bool)
 }
 
 // DefaultConfig returns the defaults described on Config.
@@ -121,8 +126,9 @@ type Data struct {
 	closing bool           // loop goroutine only: no new dials
 	ctrlCfg pconn.Config
 
-	links  *metrics.Links
-	metSrv *metrics.Server
+	wasReady bool // loop goroutine only
+	links    *metrics.Links
+	metSrv   *metrics.Server
 
 	mgmt   *pconn.Client
 	ctx    context.Context
@@ -306,6 +312,7 @@ func (d *Data) dial(addr string) {
 }
 
 func (d *Data) apply(outs []handshake.Output) {
+	defer d.readyChanged()
 	for _, o := range outs {
 		switch o := o.(type) {
 		case handshake.Send:
@@ -420,4 +427,19 @@ func (d *Data) MetricsAddr() net.Addr {
 		return nil
 	}
 	return d.metSrv.Addr()
+}
+
+// readyChanged reports a change of readiness to OnReadyChange and the log.
+func (d *Data) readyChanged() {
+	r := d.machine.Ready()
+	if r == d.wasReady {
+		return
+	}
+	d.wasReady = r
+	if r {
+		d.log.Debug("handshake complete: ready", "component", "data", "step", "ready")
+	}
+	if d.cfg.OnReadyChange != nil {
+		d.cfg.OnReadyChange(r)
+	}
 }

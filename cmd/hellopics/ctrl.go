@@ -5,6 +5,7 @@ import (
 
 	"github.com/hellopics/hellopics/ctrl"
 	"github.com/hellopics/hellopics/internal/cli"
+	"github.com/hellopics/hellopics/pkg/sdnotify"
 )
 
 func init() {
@@ -49,6 +50,7 @@ func runCtrl(args []string) int {
 		return fail(os.Stderr, "ctrl", err)
 	}
 	cfg.Logger = log
+	cfg.OnReadyChange = systemdReady("ctrl")
 	ctx, stop := untilSignal()
 	defer stop()
 	c, err := ctrl.New(cfg)
@@ -57,6 +59,7 @@ func runCtrl(args []string) int {
 	}
 	<-ctx.Done()
 	log.Info("signal received; stopping", "component", "ctrl")
+	_ = sdnotify.Stopping()
 	c.Close()
 	return 0
 }

@@ -9,6 +9,8 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/hellopics/hellopics/pkg/sdnotify"
 )
 
 // newFlagSet returns a flag set that prints usage (the text, then the
@@ -63,4 +65,17 @@ func envOr(key, def string) string {
 		return v
 	}
 	return def
+}
+
+// systemdReady tells systemd (Type=notify units) about readiness changes
+// of a component; outside systemd it does nothing.
+func systemdReady(name string) func(bool) {
+	return func(ready bool) {
+		if ready {
+			_ = sdnotify.Ready()
+			_ = sdnotify.Status(name + ": handshake complete, ready")
+		} else {
+			_ = sdnotify.Status(name + ": handshake in progress")
+		}
+	}
 }

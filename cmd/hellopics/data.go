@@ -6,6 +6,7 @@ import (
 	"github.com/hellopics/hellopics/data"
 	"github.com/hellopics/hellopics/data/relay"
 	"github.com/hellopics/hellopics/internal/cli"
+	"github.com/hellopics/hellopics/pkg/sdnotify"
 )
 
 func init() {
@@ -63,6 +64,7 @@ func runData(args []string) int {
 		return fail(os.Stderr, "data", err)
 	}
 	cfg.Logger = log
+	cfg.OnReadyChange = systemdReady("data")
 	ctx, stop := untilSignal()
 	defer stop()
 	d, err := data.New(cfg)
@@ -71,6 +73,7 @@ func runData(args []string) int {
 	}
 	<-ctx.Done()
 	log.Info("signal received; stopping", "component", "data")
+	_ = sdnotify.Stopping()
 	d.Close()
 	return 0
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/hellopics/hellopics/internal/cli"
 	"github.com/hellopics/hellopics/mgmt"
 	"github.com/hellopics/hellopics/mgmt/election"
+	"github.com/hellopics/hellopics/pkg/sdnotify"
 )
 
 func init() {
@@ -74,9 +75,13 @@ func runMgmt(args []string) int {
 	if err != nil {
 		return fail(os.Stderr, "mgmt", err)
 	}
+	// mgmt is ready once it serves: components and the operator API.
+	_ = sdnotify.Ready()
+	_ = sdnotify.Status("mgmt: serving components at " + d.Addr().String())
 	select {
 	case <-ctx.Done():
 		log.Info("signal received; stopping", "component", "mgmt")
+		_ = sdnotify.Stopping()
 	case err := <-d.Failed():
 		d.Close()
 		return fail(os.Stderr, "mgmt", err)
