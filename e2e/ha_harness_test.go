@@ -482,15 +482,6 @@ func (s *seqLog) addMgmt(h *haCluster) {
 	}
 }
 
-// max is the highest hello number recorded.
-func (s *seqLog) max() uint64 {
-	var m uint64
-	for seq := range s.seen {
-		m = max(m, seq)
-	}
-	return m
-}
-
 // instances returns the ctrl and data instance ids of pair in st.
 func instances(st *hellopicsv1.GetStatusResponse, pair string) (ctrl, data string) {
 	ps := pairOf(st, pair)

@@ -1,0 +1,147 @@
+package e2e
+
+import (
+	"slices"
+	"testing"
+	"time"
+)
+
+// BenchmarkHAFailover measures, with the default heartbeat settings
+// (50ms, 3 misses), the time from the SIGKILL of the master mgmt to the
+// first hello returned under the new master, as the harness reads the
+// backup's hello_returned line (-log-level debug); one kill per
+// iteration. Both instances run with -nopreempt, so the killed one,
+// restarted each time, stays backup and the kills alternate. Also
+// reported: the time to the backup's became_master (detection and
+// election) and to its cycle_started (components re-registered).
+// Run it with: go test -run '^$' -bench HAFailover -benchtime 20x ./e2e/
+func BenchmarkHAFailover(b *testing.B) {
+	skipShort(b)
+	h := newHACluster(b, fast,
+		haSpec{id: "a", priority: 200, flags: []string{"-nopreempt"}},
+		haSpec{id: "b", priority: 100, flags: []string{"-nopreempt"}})
+	h.StartMgmt("a")
+	h.StartMgmt("b")
+	h.StartPair(haPair)
+	master, _ := h.WaitMaster()
+	h.WaitCycle(master.id, 0, haPair, 3)
+	var toHello, toMaster, toCycle []time.Duration
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		master = h.settle(master)
+		backup := h.Other(master.id)
+		mark := backup.p.Mark()
+		b.StartTimer()
+		start := time.Now()
+		master.p.Kill()
+		bm, pos := backup.p.WaitFor(mark, step("became_master", ""))
+		cs, pos := backup.p.WaitFor(pos, step("cycle_started", haPair))
+		hr, _ := backup.p.WaitFor(pos, step("hello_returned", haPair))
+		b.StopTimer()
+		toMaster = append(toMaster, bm.At.Sub(start))
+		toCycle = append(toCycle, cs.At.Sub(start))
+		toHello = append(toHello, hr.At.Sub(start))
+		h.StartMgmt(master.id)
+		master = backup
+	}
+	b.StopTimer()
+	slices.Sort(toHello)
+	slices.Sort(toMaster)
+	slices.Sort(toCycle)
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(ms(percentile(toHello, 50)), "p50-ms")
+	b.ReportMetric(ms(percentile(toHello, 99)), "p99-ms")
+	b.ReportMetric(ms(toHello[len(toHello)-1]), "max-ms")
+	b.ReportMetric(ms(percentile(toMaster, 50)), "master-p50-ms")
+	b.ReportMetric(ms(percentile(toCycle, 50)), "cycle-p50-ms")
+}
+
+// BenchmarkHASwitchover measures the interruption of the Hello cycle by a
+// graceful switchover (operator API Switchover to the backup) at
+// -hello-interval 10ms: per switchover, the longest gap between
+// consecutive returned hellos (both instances' hello_returned lines,
+// as the harness reads them) from the last one before the request to
+// the fifth under the new master; one switchover per iteration, back
+// and forth. Also reported: hellos missed (the counters, which the new
+// master continues) over all switchovers.
+// Run it with: go test -run '^$' -bench HASwitchover -benchtime 20x ./e2e/
+func BenchmarkHASwitchover(b *testing.B) {
+	skipShort(b)
+	tm := fast
+	tm.hello = 10 * time.Millisecond
+	h := newHACluster(b, tm,
+		haSpec{id: "a", priority: 200, flags: []string{"-nopreempt"}},
+		haSpec{id: "b", priority: 100, flags: []string{"-nopreempt"}})
+	h.StartMgmt("a")
+	h.StartMgmt("b")
+	h.StartPair(haPair)
+	master, _ := h.WaitMaster()
+	h.WaitCycle(master.id, 0, haPair, 10)
+	first := pairOf(h.MustStatus(master.id), haPair).GetCounters()
+	var gaps []time.Duration
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		master = h.settle(master)
+		target := h.Other(master.id)
+		// The cycle runs on the master: start from a returned hello.
+		mMark := master.p.Mark()
+		_, mMark = master.p.WaitFor(mMark, step("hello_returned", haPair))
+		tMark := target.p.Mark()
+		b.StartTimer()
+		if _, err := h.Switchover(master.id, target.id); err != nil {
+			b.Fatalf("Switchover to %s: %v\n%s", target.id, err, h.Tails())
+		}
+		_, pos := target.p.WaitFor(tMark, step("cycle_started", haPair))
+		target.p.WaitForN(pos, step("hello_returned", haPair), 5)
+		b.StopTimer()
+		// From the hello returned before the request to the fifth under
+		// the new master.
+		var at []time.Time
+		for _, l := range master.p.Find(mMark-1, step("hello_returned", haPair)) {
+			at = append(at, l.At)
+		}
+		for _, l := range target.p.Find(tMark, step("hello_returned", haPair))[:5] {
+			at = append(at, l.At)
+		}
+		slices.SortFunc(at, func(x, y time.Time) int { return x.Compare(y) })
+		var gap time.Duration
+		for i := 1; i < len(at); i++ {
+			gap = max(gap, at[i].Sub(at[i-1]))
+		}
+		gaps = append(gaps, gap)
+		master = target
+	}
+	b.StopTimer()
+	last := pairOf(h.MustStatus(master.id), haPair).GetCounters()
+	slices.Sort(gaps)
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(ms(percentile(gaps, 50)), "gap-p50-ms")
+	b.ReportMetric(ms(percentile(gaps, 99)), "gap-p99-ms")
+	b.ReportMetric(ms(gaps[len(gaps)-1]), "gap-max-ms")
+	b.ReportMetric(float64(last.GetMissed()-first.GetMissed()), "missed")
+}
+
+// ms converts d to milliseconds for ReportMetric.
+func ms(d time.Duration) float64 { return float64(d) / 1e6 }
+
+// settle waits for a settled master with its backup synced (any other
+// running instance), trying again if the mastership changes meanwhile,
+// and returns the master; prev is the master expected.
+func (h *haCluster) settle(prev *haMgmt) *haMgmt {
+	h.t.Helper()
+	for attempt := 0; ; attempt++ {
+		m, sts := h.WaitMaster()
+		_, err := h.trySynced(m.id, h.Other(m.id).id, haPair)
+		if err == nil {
+			if m != prev {
+				h.t.Logf("the master is %s, not %s as expected", m.id, prev.id)
+			}
+			return m
+		}
+		if attempt == 3 {
+			h.t.Fatalf("no stable master: %v; %s\n%s", err, summarize(sts), h.Tails())
+		}
+	}
+}
