@@ -1,8 +1,36 @@
 package e2e
 
 import (
+	"context"
+	"os/exec"
 	"testing"
+
+	"google.golang.org/protobuf/encoding/protojson"
+
+	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
+
+// ctlStatus runs "hellopics ctl -o json status" against c's mgmt and
+// decodes its output.
+func ctlStatus(t *testing.T, c *cluster) *hellopicsv1.GetStatusResponse {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binPath, "ctl", "-addr", c.opAddr, "-o", "json", "status")
+	out, err := cmd.Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("hellopics ctl status: %v\n%s%s", err, out, stderr)
+	}
+	var st hellopicsv1.GetStatusResponse
+	if err := protojson.Unmarshal(out, &st); err != nil {
+		t.Fatalf("hellopics ctl status -o json: %v\n%s", err, out)
+	}
+	return &st
+}
 
 // TestTwoPairs runs pairs pic0 and pic1 on one mgmt: each runs its own
 // cycle, hello numbers come from one counter shared by both, and losing a
@@ -46,6 +74,18 @@ func TestTwoPairs(t *testing.T) {
 					}
 				}
 			}
+		}
+	}
+
+	// The operator's view agrees: hellopics ctl status -o json.
+	if operatorServed(t) {
+		st := ctlStatus(t, c)
+		running := map[string]bool{}
+		for _, ps := range st.GetPairs() {
+			running[ps.GetPairId()] = ps.GetCycleRunning() && ps.GetCounters().GetReceived() > 0
+		}
+		if !running["pic0"] || !running["pic1"] || len(running) != 2 {
+			t.Errorf("ctl status: want pic0 and pic1 running with hellos received; got %v", running)
 		}
 	}
 
