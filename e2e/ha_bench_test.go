@@ -63,8 +63,10 @@ func BenchmarkHAFailover(b *testing.B) {
 // consecutive returned hellos (both instances' hello_returned lines,
 // as the harness reads them) from the last one before the request to
 // the fifth under the new master; one switchover per iteration, back
-// and forth. Also reported: hellos missed (the counters, which the new
-// master continues) over all switchovers.
+// and forth. Also reported: hellos missed over the whole run (the
+// counters, which each new master continues) and those logged during
+// the switchovers (from the request to the fifth hello under the new
+// master; each is logged with -v).
 // Run it with: go test -run '^$' -bench HASwitchover -benchtime 20x ./e2e/
 func BenchmarkHASwitchover(b *testing.B) {
 	skipShort(b)
@@ -80,6 +82,7 @@ func BenchmarkHASwitchover(b *testing.B) {
 	h.WaitCycle(master.id, 0, haPair, 10)
 	first := pairOf(h.MustStatus(master.id), haPair).GetCounters()
 	var gaps []time.Duration
+	missedIn := 0 // hello_missed lines logged during the switchovers
 	b.ResetTimer()
 	for range b.N {
 		b.StopTimer()
@@ -111,6 +114,16 @@ func BenchmarkHASwitchover(b *testing.B) {
 			gap = max(gap, at[i].Sub(at[i-1]))
 		}
 		gaps = append(gaps, gap)
+		for _, p := range []*proc{master.p, target.p} {
+			from := tMark
+			if p == master.p {
+				from = mMark
+			}
+			for _, l := range p.Find(from, step("hello_missed", haPair)) {
+				missedIn++
+				b.Logf("switchover %s -> %s: %s: %s", master.id, target.id, p.name, l.Raw)
+			}
+		}
 		master = target
 	}
 	b.StopTimer()
@@ -121,6 +134,7 @@ func BenchmarkHASwitchover(b *testing.B) {
 	b.ReportMetric(ms(percentile(gaps, 99)), "gap-p99-ms")
 	b.ReportMetric(ms(gaps[len(gaps)-1]), "gap-max-ms")
 	b.ReportMetric(float64(last.GetMissed()-first.GetMissed()), "missed")
+	b.ReportMetric(float64(missedIn), "missed-in-switchover")
 }
 
 // ms converts d to milliseconds for ReportMetric.
