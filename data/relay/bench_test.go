@@ -33,6 +33,11 @@ func BenchmarkRelay(b *testing.B) {
 			b.Run(fmt.Sprintf("size=%d/clients=%d", size, clients), func(b *testing.B) {
 				e := startBench(b)
 				runRoundTrips(b, e.addrs.Commands.String(), size, clients)
+				st, as := e.relay.Stats(), e.agent.Stats()
+				b.ReportMetric(float64(st.Retries)/float64(b.N), "retries/op")
+				if st.Duplicates+as.NotifyFailures+st.SendFailures > 0 {
+					b.Logf("duplicates %d, inform failures %d, send failures %d", st.Duplicates, as.NotifyFailures, st.SendFailures)
+				}
 			})
 		}
 	}
