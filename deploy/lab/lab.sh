@@ -45,7 +45,7 @@ HOSTS=(mgmt-a mgmt-b ctrl data agent tpce)
 DAEMONS=(mgmt-a mgmt-b agent data ctrl) # start order; none depends on it
 CG_PARENT=hellopics-lab
 
-say() { printf '%s %s: %s\n' "$(date -u +%H:%M:%S.%3N)" "$PROG" "$*"; }
+say() { printf '%s %s: %s\n' "$(date +%H:%M:%S.%3N)" "$PROG" "$*"; }
 die() {
 	printf '%s: %s\n' "$PROG" "$*" >&2
 	exit 1
@@ -245,7 +245,8 @@ start() {
 	local -a cmd
 	read -r -a cmd <<<"$(args "$h")"
 	{
-		echo "# $(date -u +%FT%T.%3NZ) $PROG: ip netns exec $(ns "$h") $BIN ${cmd[*]}"
+		# Local time, like hclog's: `logs` sorts on it.
+		echo "# $(date +%FT%T.%3N) $PROG: ip netns exec $(ns "$h") $BIN ${cmd[*]}"
 	} >>"$log"
 	# The shell moves itself into the cgroup, then becomes (exec) ip, which
 	# enters the namespace and becomes (exec) hellopics: $! is its pid.
@@ -400,7 +401,8 @@ cmd_logs() {
 	for f in "$RUN"/*.log; do
 		[[ -e $f ]] || continue
 		h=$(basename "$f" .log)
-		# hclog lines start with HH:MM:SS.mmm; other lines (our own "#"
+		# hclog lines start with HH:MM:SS.mmm (local time, no date: a lab
+		# running across midnight sorts wrongly); other lines (our own "#"
 		# headers, panics) take the time of the line before.
 		awk -v h="$h" '
 			/^#/ { if (match($0, /T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]\.[0-9]+/)) t = substr($0, RSTART + 1, RLENGTH - 1) }

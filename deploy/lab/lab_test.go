@@ -186,6 +186,13 @@ func claim(t *testing.T) (prefix, net string) {
 		}
 		out, err := exec.Command("ip", "link", "add", prefix+"-br0", "type", "bridge").CombinedOutput()
 		if err == nil {
+			// Network namespaces need more than links (mounts in /run/netns).
+			probe := prefix + "-probe"
+			if out, err := exec.Command("ip", "netns", "add", probe).CombinedOutput(); err != nil {
+				_ = exec.Command("ip", "link", "del", prefix+"-br0").Run()
+				t.Skipf("LAB TEST SKIPPED: cannot create a network namespace (%v: %s)", err, out)
+			}
+			_ = exec.Command("ip", "netns", "del", probe).Run()
 			return prefix, net
 		}
 		if strings.Contains(string(out), "exists") {
