@@ -159,9 +159,19 @@ args() {
 # cgroup v2 limits: CG is the lab's parent cgroup, or empty when limits
 # cannot be applied on this machine.
 CG=
+# cg2_root: where cgroup v2 is mounted (LAB_CGROUP2_ROOT overrides it, for
+# tests of this script).
+cg2_root() {
+	if [[ -n ${LAB_CGROUP2_ROOT:-} ]]; then
+		echo "$LAB_CGROUP2_ROOT"
+	else
+		awk '$3 == "cgroup2" {print $2; exit}' /proc/mounts
+	fi
+}
+
 cg_setup() {
 	local root ctrls c
-	root=$(awk '$3 == "cgroup2" {print $2; exit}' /proc/mounts)
+	root=$(cg2_root)
 	if [[ -z $root ]]; then
 		say "cgroup v2 is not mounted: memory and CPU limits NOT applied"
 		return 0
@@ -343,23 +353,30 @@ cmd_down() {
 		ip link del "$BR"
 		say "bridge $BR removed"
 	fi
-	if [[ -f $RUN/cgroups ]]; then
-		while read -r d; do
-			[[ -d $d ]] || continue
-			# A cgroup can go only once empty; its processes are stopped.
-			for _ in 1 2 3 4 5 6 7 8 9 10; do
-				rmdir "$d" 2>/dev/null && break
-				sleep 0.2
-			done
-			if [[ -d $d ]]; then
-				say "cgroup $d NOT removed: $(tr '\n' ' ' <"$d/cgroup.procs")"
-			else
-				say "cgroup $d removed"
-			fi
-		done < <(sort -u "$RUN/cgroups")
-		rmdir "$(dirname "$(head -n 1 "$RUN/cgroups")")" 2>/dev/null || true # other labs may share it
-		rm -f "$RUN/cgroups"
+	# The cgroups recorded in the run folder, and the lab's names under the
+	# cgroup2 mount (a run folder may be gone).
+	local root
+	local -a cgs=()
+	[[ -f $RUN/cgroups ]] && mapfile -t cgs <"$RUN/cgroups"
+	root=$(cg2_root)
+	if [[ -n $root ]]; then
+		for h in "${HOSTS[@]}"; do cgs+=("$root/$CG_PARENT/$P-$h"); done
 	fi
+	for d in $(printf '%s\n' "${cgs[@]}" | sort -u); do
+		[[ -d $d ]] || continue
+		# A cgroup can go only once empty; its processes are stopped.
+		for _ in 1 2 3 4 5 6 7 8 9 10; do
+			rmdir "$d" 2>/dev/null && break
+			sleep 0.2
+		done
+		if [[ -d $d ]]; then
+			say "cgroup $d NOT removed: $(tr '\n' ' ' <"$d/cgroup.procs")"
+		else
+			say "cgroup $d removed"
+		fi
+	done
+	[[ -z $root ]] || rmdir "$root/$CG_PARENT" 2>/dev/null || true # other labs may share it
+	rm -f "$RUN/cgroups"
 	say "lab down${RUN:+ (logs kept in $RUN)}"
 }
 
