@@ -167,7 +167,6 @@ func (c *Client) loop() {
 			}
 			continue
 		}
-		failures = 0
 		s := newSession(conn, &c.cfg, c.cfg.logger().Named("session"))
 		c.mu.Lock()
 		c.sess = s
@@ -189,8 +188,13 @@ func (c *Client) loop() {
 		// wait the retry interval once every address has failed, so that
 		// we never spin.
 		if pending || time.Since(began) >= c.cfg.RetryInterval/10 {
-			round = 0
+			round, failures = 0, 0
 			continue
+		}
+		failures++
+		if c.cfg.MaxRetries > 0 && failures >= c.cfg.MaxRetries {
+			c.stop(fmt.Errorf("%w: %d attempts, the last session to %s ended at once: %v", ErrGaveUp, failures, addr, s.Err()))
+			return
 		}
 		c.advance()
 		if round++; round >= len(c.addrs) {

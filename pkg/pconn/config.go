@@ -82,8 +82,8 @@ type Config struct {
 	// gives up (Client.Done closes). 0 retries for ever. Client only.
 	MaxRetries int
 
-	// DialTimeout bounds one connection attempt, TLS handshake included.
-	// Client only. Default 3 s.
+	// DialTimeout bounds one connection attempt, TLS handshake included;
+	// a server also bounds each incoming TLS handshake with it. Default 3 s.
 	DialTimeout time.Duration
 
 	// Dial replaces net.Dialer for the client, e.g. to bind a source

@@ -142,6 +142,9 @@ func AppendFrame(dst []byte, t MsgType, payload []byte) []byte {
 	return append(dst, payload...)
 }
 
+// maxKeptScratch is the largest scratch buffer kept between frames.
+const maxKeptScratch = 256 << 10
+
 // FrameReader reads frames from a byte stream. It checks each header
 // before reading or allocating the payload and does not allocate per frame
 // once warm: the payload it returns is valid until the next call to Next.
@@ -170,6 +173,9 @@ func (fr *FrameReader) Buffered() int { return fr.br.Buffered() - fr.pending }
 // frames it returns io.EOF; inside a frame, a *ProtocolError wrapping
 // ErrTruncated. A header that fails ParseHeader returns its error.
 func (fr *FrameReader) Next() (Header, []byte, error) {
+	if cap(fr.scratch) > maxKeptScratch {
+		fr.scratch = nil // a burst of large frames does not pin memory
+	}
 	if fr.pending > 0 {
 		if _, err := fr.br.Discard(fr.pending); err != nil {
 			return Header{}, nil, err

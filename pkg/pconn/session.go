@@ -291,7 +291,7 @@ func (s *Session) admit(n int) error {
 	}
 	if s.qframes >= s.cfg.SendQueueFrames || len(s.qbuf)+HeaderSize+n > s.cfg.SendQueueBytes {
 		s.queueFull.Add(1)
-		return fmt.Errorf("%w (%d frames, %d bytes queued)", ErrQueueFull, s.qframes, len(s.qbuf))
+		return ErrQueueFull // no allocation: a sender may retry in a loop; Stats has the counts
 	}
 	return nil
 }
@@ -369,6 +369,7 @@ func (s *Session) run() {
 
 	rerr := s.readLoop()
 	var perr *ProtocolError
+	var herr *HandlerError
 	switch {
 	case s.initiated.Load() && s.endReason() == nil &&
 		(errors.Is(rerr, io.EOF) || errors.Is(rerr, os.ErrDeadlineExceeded) || errors.Is(rerr, net.ErrClosed)):
@@ -378,9 +379,14 @@ func (s *Session) run() {
 		s.setReason(ErrPeerClosed)
 		s.startDrain() // write what is queued, then close
 		s.waitWriter(werr, s.cfg.WriteTimeout)
-	case errors.As(rerr, &perr):
+	case errors.As(rerr, &perr), errors.As(rerr, &herr):
+		// The peer sent something we cannot take: tell it why, then close.
 		s.setReason(rerr)
-		s.log.Warn("closing session: protocol error", "error", rerr)
+		what := "protocol error"
+		if herr != nil {
+			what = "refused by the handler"
+		}
+		s.log.Warn("closing session: "+what, "error", rerr)
 		s.sendControl(TypeError, []byte(rerr.Error()))
 		s.startDrain()
 		s.waitWriter(werr, s.cfg.LingerTimeout)
@@ -388,10 +394,6 @@ func (s *Session) run() {
 		s.setReason(ErrPeerVanished)
 	default:
 		s.setReason(rerr)
-		var herr *HandlerError
-		if errors.As(rerr, &herr) {
-			s.log.Warn("closing session: handler error", "error", rerr)
-		}
 	}
 	s.abort(ErrClosed) // no-op reason if one was set; stops the writer
 	if err := <-werr; err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -126,6 +127,12 @@ func TestMuxUnknownTypeClosesSession(t *testing.T) {
 	var ute *UnknownTypeError
 	if !errors.As(ev.Err, &ute) || ute.Type != 8 {
 		t.Fatalf("server session ended with %v, want UnknownTypeError for 8", ev.Err)
+	}
+	// The peer is told why.
+	cev := cliEv.next(t, EventFailed)
+	var pe *PeerError
+	if !errors.As(cev.Err, &pe) || !strings.Contains(pe.Reason, "no handler for message type 8") {
+		t.Fatalf("client session ended with %v, want the server's reason", cev.Err)
 	}
 }
 
