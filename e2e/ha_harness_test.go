@@ -125,7 +125,7 @@ func (h *haCluster) saveLogs() {
 	h.t.Logf("logs saved in %s", dir)
 }
 
-// M returns the instance id.
+// M returns the instance named id.
 func (h *haCluster) M(id string) *haMgmt {
 	h.t.Helper()
 	for _, m := range h.mgmts {

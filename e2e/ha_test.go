@@ -1,11 +1,14 @@
 package e2e
 
 import (
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
 
+	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
 	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
@@ -124,6 +127,8 @@ func TestHAMasterBackup(t *testing.T) {
 // numbers continue and none is used twice; a becomes backup and stays
 // so (it handed over, so it does not preempt b although its priority is
 // higher); no hello is missed; ctrl and data are the same processes.
+// Then the backup refuses a switchover, and hellopics ctl, given both
+// operator addresses, switches back to a, again without a missed hello.
 func TestHASwitchover(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
@@ -229,6 +234,28 @@ func TestHASwitchover(t *testing.T) {
 				t.Errorf("%s lost its %s during the switchover: %s", p.name, peer, ls[0].Raw)
 			}
 		}
+	}
+
+	// The backup refuses a switchover.
+	if _, err := h.Switchover("a", "b"); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("Switchover asked of the backup a: %v; want FailedPrecondition", err)
+	}
+	// And back to a with hellopics ctl, given both operator addresses: it
+	// tries each until the master accepts.
+	pre := pairOf(h.MustStatus("b"), haPair).GetCounters()
+	aMark = a.Mark()
+	out, err := exec.Command(binPath, "ctl", "-addr", h.M("a").op+","+h.M("b").op, "-timeout", waitTimeout.String(),
+		"switchover", "-to", "a").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "switchover done: a is master") {
+		t.Fatalf("hellopics ctl switchover -to a: %v\n%s\n%s", err, out, h.Tails())
+	}
+	h.WaitCycle("a", aMark, haPair, 3)
+	back := h.MustStatus("a")
+	if c := pairOf(back, haPair).GetCounters(); c.GetMissed() != pre.GetMissed() || c.GetLastSeq() <= pre.GetLastSeq() {
+		t.Errorf("switchover back to a: before %v, after %v; want no missed hello and the numbers continuing", pre, c)
+	}
+	if m, sts := h.WaitMaster(); m.id != "a" || sts["a"].GetEpoch() <= final.GetEpoch() {
+		t.Errorf("after ctl switchover -to a: %s", summarize(sts))
 	}
 }
 
