@@ -26,6 +26,7 @@
 #   LAB_MEM_MAX         cgroup v2 memory.max per host (default 256M)
 #   LAB_CPU_MAX         cgroup v2 cpu.max per host (default "50000 100000": half a CPU)
 #   LAB_KILL_AFTER      failover: seconds between the link cut and the kill (default 5)
+#   LAB_CGROUP2_ROOT    where cgroup v2 is mounted (default: from /proc/mounts)
 set -euo pipefail
 
 PROG=lab.sh
