@@ -1,0 +1,189 @@
+package relay_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/hellopics/hellopics/data/agentsim"
+	"github.com/hellopics/hellopics/data/relay"
+	"github.com/hellopics/hellopics/data/tpce"
+	"github.com/hellopics/hellopics/pkg/meds"
+)
+
+// lossyProxy forwards UDP datagrams between clients and target, dropping
+// every dropEvery-th datagram in each direction.
+type lossyProxy struct {
+	ln        *net.UDPConn
+	target    *net.UDPAddr
+	dropEvery uint64
+	n         atomic.Uint64
+	dropped   atomic.Uint64
+	mu        sync.Mutex
+	up        map[netip.AddrPort]*net.UDPConn
+	wg        sync.WaitGroup
+}
+
+func newLossyProxy(t *testing.T, target string, dropEvery uint64) *lossyProxy {
+	t.Helper()
+	ln, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ta, err := net.ResolveUDPAddr("udp", target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &lossyProxy{ln: ln, target: ta, dropEvery: dropEvery, up: map[netip.AddrPort]*net.UDPConn{}}
+	p.wg.Add(1)
+	go p.run()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		p.mu.Lock()
+		for _, c := range p.up {
+			_ = c.Close()
+		}
+		p.mu.Unlock()
+		p.wg.Wait()
+	})
+	return p
+}
+
+func (p *lossyProxy) drop() bool {
+	if p.n.Add(1)%p.dropEvery == 0 {
+		p.dropped.Add(1)
+		return true
+	}
+	return false
+}
+
+func (p *lossyProxy) run() {
+	defer p.wg.Done()
+	buf := make([]byte, 65536)
+	for {
+		n, from, err := p.ln.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		up := p.up[from]
+		if up == nil {
+			if up, err = net.DialUDP("udp", nil, p.target); err != nil {
+				p.mu.Unlock()
+				continue
+			}
+			p.up[from] = up
+			p.wg.Add(1)
+			go p.back(up, from)
+		}
+		p.mu.Unlock()
+		if !p.drop() {
+			_, _ = up.Write(buf[:n])
+		}
+	}
+}
+
+func (p *lossyProxy) back(up *net.UDPConn, client netip.AddrPort) {
+	defer p.wg.Done()
+	buf := make([]byte, 65536)
+	for {
+		n, err := up.Read(buf)
+		if errors.Is(err, net.ErrClosed) {
+			return
+		}
+		if err != nil {
+			continue // e.g. the target's port refused an earlier datagram
+		}
+		if !p.drop() {
+			_, _ = p.ln.WriteToUDPAddrPort(buf[:n], client)
+		}
+	}
+}
+
+// Every fifth datagram is lost both ways between relay and agent: the
+// retries recover every command, and the duplicates the retries make
+// (a fragment taken whose answer was lost) are answered and delivered
+// once.
+func TestLossyNetwork(t *testing.T) {
+	log := testLogger(t, hclog.Warn)
+	acfg := agentsim.DefaultConfig()
+	acfg.InformTimeout, acfg.InformRetries = 50*time.Millisecond, 8
+	acfg.MaxMsgSize = meds.MinMaxMsgSize
+	acfg.Addr = "127.0.0.1:0"
+	a, err := agentsim.New(acfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	toAgent := newLossyProxy(t, a.Addr().String(), 5)
+	rcfg := relay.DefaultConfig()
+	rcfg.CommandsAddr, rcfg.NotifyAddr = "127.0.0.1:0", "127.0.0.1:0"
+	rcfg.AgentAddr = toAgent.ln.LocalAddr().String()
+	rcfg.SNMPTimeout, rcfg.SNMPRetries = 50*time.Millisecond, 8
+	rcfg.MaxMsgSize, rcfg.PollInterval, rcfg.StatsInterval = meds.MinMaxMsgSize, 0, 0
+	r, err := relay.New(rcfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	toRelay := newLossyProxy(t, r.Addrs().Notify.String(), 5)
+	a.SetNotifyAddr(toRelay.ln.LocalAddr().String())
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), wait)
+			defer cancel()
+			c, err := tpce.Dial(ctx, r.Addrs().Commands.String(), 0)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			for k, size := range []int{0, 64, 3000, 64, 0, 3000} {
+				text := pattern(size, byte(i*10+k))
+				if err := c.Command(uint32(k), text); err != nil {
+					errs <- err
+					return
+				}
+				m, err := c.Recv()
+				if err != nil || m.Type != meds.TypeResponse || m.ID != uint32(k) || !bytes.Equal(m.Text, text) {
+					errs <- fmt.Errorf("client %d command %d: got %s id %d len %d: %v", i, k, m.Type, m.ID, len(m.Text), err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	s, as := r.Stats(), a.Stats()
+	t.Logf("dropped %d toward the agent, %d toward the relay; relay retries %d, duplicates %d; agent duplicate fragments %d",
+		toAgent.dropped.Load(), toRelay.dropped.Load(), s.Retries, s.Duplicates, as.Fragments-s.FragmentsSent)
+	if s.Responses != 24 || s.RelayErrors != 0 {
+		t.Fatalf("responses %d, relay errors %d", s.Responses, s.RelayErrors)
+	}
+	if toAgent.dropped.Load() == 0 || toRelay.dropped.Load() == 0 || s.Retries == 0 {
+		t.Fatal("the proxies lost nothing: the test tested nothing")
+	}
+}
