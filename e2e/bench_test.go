@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"fmt"
 	"slices"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -63,7 +65,11 @@ func benchFirstHello(b *testing.B, last string) {
 		start := time.Now()
 		c.Start(last, "pic0")
 		l, _ := c.Mgmt().WaitFor(0, step("hello_returned", "pic0"))
-		lat = append(lat, l.At.Sub(start))
+		d := l.At.Sub(start)
+		lat = append(lat, d)
+		if slow := 100 * time.Millisecond; last != "mgmt" && d > slow {
+			b.Logf("slow run (%v):\n%s", d.Round(time.Millisecond), c.Timeline(start))
+		}
 		for _, r := range []string{"data", "ctrl", "mgmt"} {
 			c.Proc(r, "pic0").Kill()
 		}
@@ -111,4 +117,33 @@ func BenchmarkHelloRTT(b *testing.B) {
 	b.ReportMetric(float64(percentile(rtts, 50))/1e3, "p50-µs")
 	b.ReportMetric(float64(percentile(rtts, 99))/1e3, "p99-µs")
 	b.ReportMetric(float64(rtts[len(rtts)-1])/1e3, "max-µs")
+}
+
+// Timeline merges the lines every process of c read after t, in the
+// order the harness read them, with their offset from t and the process
+// name; pconn pings and per-hello lines are left out.
+func (c *cluster) Timeline(t time.Time) string {
+	type entry struct {
+		at   time.Duration
+		name string
+		raw  string
+	}
+	var es []entry
+	c.mu.Lock()
+	procs := append([]*proc(nil), c.procs...)
+	c.mu.Unlock()
+	for _, p := range procs {
+		for _, l := range p.Lines(0) {
+			if l.At.Before(t) || strings.HasPrefix(l.Step(), "hello_") {
+				continue
+			}
+			es = append(es, entry{l.At.Sub(t), p.name, l.Raw})
+		}
+	}
+	sort.SliceStable(es, func(i, j int) bool { return es[i].at < es[j].at })
+	var b strings.Builder
+	for _, e := range es {
+		fmt.Fprintf(&b, "  %8.3fms %-10s %s\n", float64(e.at)/1e6, e.name, e.raw)
+	}
+	return b.String()
 }
