@@ -79,10 +79,10 @@ func runAgent(args []string) int {
 	if err != nil {
 		return usage("%v", err)
 	}
-	if d.Security, err = sf.security(community, true); err != nil {
+	if d.Security, err = sf.security(community, "agent"); err != nil {
 		return usage("%v", err)
 	}
-	if d.NotifySecurity, err = sf.security(notifyComm, false); err != nil {
+	if d.NotifySecurity, err = sf.security(notifyComm, ""); err != nil {
 		return usage("%v", err)
 	}
 	a, err := agentsim.New(d, log)

@@ -54,11 +54,13 @@ func (s *snmpFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.privProto, "v3-priv", "AES", "SNMPv3 privacy protocol: DES, AES (AES-128), AES-192, AES-256")
 	fs.StringVar(&s.authPass, "v3-auth-pass", os.Getenv("HELLOPICS_SNMP_AUTH_PASS"), "SNMPv3 authentication passphrase (default $HELLOPICS_SNMP_AUTH_PASS)")
 	fs.StringVar(&s.privPass, "v3-priv-pass", os.Getenv("HELLOPICS_SNMP_PRIV_PASS"), "SNMPv3 privacy passphrase (default $HELLOPICS_SNMP_PRIV_PASS)")
-	fs.StringVar(&s.engine, "v3-engine-id", "", "this side's SNMPv3 engine id as hex (default: derived from the host name)")
+	fs.StringVar(&s.engine, "v3-engine-id", "", "this side's SNMPv3 engine id as hex (default: from the command and host names)")
 }
 
-// security builds the meds.Security for one direction with community c.
-func (s *snmpFlags) security(community string, authoritative bool) (meds.Security, error) {
+// security builds the meds.Security for one direction with community.
+// role ("" when this side only sends) names the local authoritative
+// engine, whose default id is role@hostname.
+func (s *snmpFlags) security(community, role string) (meds.Security, error) {
 	switch s.version {
 	case "2c", "v2c", "2":
 		return meds.Security{Version: gosnmp.Version2c, Community: community}, nil
@@ -88,7 +90,7 @@ func (s *snmpFlags) security(community string, authoritative bool) (meds.Securit
 	if sec.PrivProtocol, ok = priv[strings.ToUpper(s.privProto)]; !ok {
 		return sec, fmt.Errorf("-v3-priv %q: unknown protocol", s.privProto)
 	}
-	if authoritative {
+	if role != "" {
 		if s.engine != "" {
 			b, err := hexDecode(s.engine)
 			if err != nil {
@@ -97,7 +99,7 @@ func (s *snmpFlags) security(community string, authoritative bool) (meds.Securit
 			sec.EngineID = string(b)
 		} else {
 			host, _ := os.Hostname()
-			sec.EngineID = meds.NewEngineID(host)
+			sec.EngineID = meds.NewEngineID(role + "@" + host)
 		}
 	}
 	return sec, sec.Validate()
@@ -230,10 +232,10 @@ func runTSI(args []string) int {
 		}
 		*p.dst = net.JoinHostPort(listen, strconv.Itoa(n))
 	}
-	if d.CommandSecurity, err = sf.security(community, false); err != nil {
+	if d.CommandSecurity, err = sf.security(community, ""); err != nil {
 		return usage("%v", err)
 	}
-	if d.NotifySecurity, err = sf.security(notifyComm, true); err != nil {
+	if d.NotifySecurity, err = sf.security(notifyComm, "tsi"); err != nil {
 		return usage("%v", err)
 	}
 	if err := d.Validate(); err != nil {
