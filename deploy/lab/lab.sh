@@ -487,8 +487,9 @@ cmd_exec() {
 	exec ip netns exec "$(ns "$h")" "$@"
 }
 
-# main COMMAND [ARGS]: in a function so that bash has read the whole
-# script before it runs (editing a running script is then harmless).
+# main COMMAND [ARGS]: in a function, called and followed by exit on the
+# last line, so that bash has read the whole script before it runs
+# (editing a running script is then harmless).
 main() {
 	[[ $# -ge 1 ]] || usage
 	check_env
@@ -509,5 +510,4 @@ main() {
 	esac
 }
 
-main "$@"
-exit
+main "$@"; exit
