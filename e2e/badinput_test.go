@@ -104,6 +104,14 @@ func (r rawResult) reject(t *testing.T) string {
 	return ""
 }
 
+// closedFor matches pconn's WARN line that closes a session for what the
+// peer sent, whose error names cause.
+func closedFor(cause string) match {
+	return match{fmt.Sprintf("WARN closing session, error containing %q", cause), func(l logLine) bool {
+		return l.Str("@level") == "warn" && strings.HasPrefix(l.Msg(), "closing session") && strings.Contains(l.Str("error"), cause)
+	}}
+}
+
 // contains matches lines whose raw text contains s.
 func contains(s string) match {
 	return match{fmt.Sprintf("line containing %q", s), func(l logLine) bool { return strings.Contains(l.Raw, s) }}
@@ -156,14 +164,14 @@ func TestBadInput(t *testing.T) {
 	}
 	cases := []tc{
 		{name: "mgmt/garbage", target: m, addr: c.mgmtAddr, send: []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
-			wantLog: msg("closing session: protocol error"), peerLogged: true},
+			wantLog: closedFor("unsupported frame version"), peerLogged: true},
 		{name: "mgmt/oversized", target: m, addr: c.mgmtAddr, send: []byte{1, 0, 0, 5, 0xff, 0xff, 0xff, 0xff},
-			wantLog: msg("closing session: protocol error"), peerLogged: true},
+			wantLog: closedFor("frame too large"), peerLogged: true},
 		{name: "mgmt/undecodable-payload", target: m, addr: c.mgmtAddr,
 			send:    frame(uint16(hellopicsv1.MsgType_MSG_TYPE_ID), []byte{0xff, 0xff, 0xff, 0xff, 0xff}),
-			wantLog: msg("closing session: handler error"), peerLogged: true},
+			wantLog: closedFor("malformed MSG_TYPE_ID"), peerLogged: true},
 		{name: "mgmt/unknown-type", target: m, addr: c.mgmtAddr, send: frame(0x7777, []byte("x")),
-			wantLog: msg("closing session: handler error"), peerLogged: true},
+			wantLog: closedFor("unknown message type"), peerLogged: true},
 		{name: "mgmt/identify-role-mgmt", target: m, addr: c.mgmtAddr,
 			send:       pbFrame(t, hellopicsv1.MsgType_MSG_TYPE_ID, id(hellopicsv1.Role_ROLE_MGMT, pair, "")),
 			wantReject: "may not register", wantLog: step("rejected", pair), peerLogged: true},
@@ -180,7 +188,7 @@ func TestBadInput(t *testing.T) {
 			send:    pbFrame(t, hellopicsv1.MsgType_MSG_TYPE_HELLO, hello),
 			wantLog: step("ignored", ""), peerLogged: true, silentClose: true},
 		{name: "ctrl/garbage", target: ctrl, addr: ctrlDataAddr, send: []byte("\x00\x01garbage garbage garbage\r\n"),
-			wantLog: msg("closing session: protocol error"), peerLogged: true},
+			wantLog: closedFor("unsupported frame version"), peerLogged: true},
 		{name: "ctrl/identify-role-mgmt", target: ctrl, addr: ctrlDataAddr,
 			send:       pbFrame(t, hellopicsv1.MsgType_MSG_TYPE_ID, id(hellopicsv1.Role_ROLE_MGMT, pair, "")),
 			wantReject: "may not connect to ctrl", wantLog: step("rejected", pair)},
@@ -207,13 +215,16 @@ func TestBadInput(t *testing.T) {
 			if tc.peerLogged {
 				want = and(want, contains(res.local))
 			}
-			tc.target.WaitFor(mark, want)
+			tc.target.WaitForIn(t, mark, want)
 			if tc.silentClose {
-				tc.target.WaitFor(mark, and(msg("peer is dead: nothing received"), contains(res.local)))
+				// The session ends with pconn.ErrDeadPeer ("dead peer").
+				tc.target.WaitForIn(t, mark, and(match{"WARN line about a dead peer", func(l logLine) bool {
+					return l.Str("@level") == "warn" && strings.Contains(strings.ToLower(l.Raw), "dead")
+				}}, contains(res.local)))
 			}
 			// Whatever closed it, the session's end is logged with the
 			// client's address.
-			tc.target.WaitFor(mark, and(match{"session ended or closed", func(l logLine) bool {
+			tc.target.WaitForIn(t, mark, and(match{"session ended or closed", func(l logLine) bool {
 				return l.Msg() == "session ended" || l.Msg() == "closing session" || strings.HasPrefix(l.Msg(), "closing session:")
 			}}, contains(res.local)))
 			t.Logf("closed after %v; frames %v", res.closed.Round(time.Millisecond), res.types)

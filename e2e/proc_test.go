@@ -234,9 +234,16 @@ func (p *proc) Find(from int, m match) []logLine {
 // if the process exits first, printing the process's recent lines.
 func (p *proc) WaitFor(from int, m match) (logLine, int) {
 	p.tb.Helper()
+	return p.WaitForIn(p.tb, from, m)
+}
+
+// WaitForIn is WaitFor failing tb rather than the test that started the
+// process (for a subtest sharing its parent's processes).
+func (p *proc) WaitForIn(tb testing.TB, from int, m match) (logLine, int) {
+	tb.Helper()
 	l, next, err := p.waitFor(from, m, 1, waitTimeout)
 	if err != nil {
-		p.tb.Fatalf("%s: %v\n%s", p.name, err, p.failContext())
+		tb.Fatalf("%s: %v\n%s", p.name, err, p.failContext())
 	}
 	return l, next
 }
