@@ -158,7 +158,7 @@ func (l *labEnv) logs() string {
 func requireLab(t *testing.T) {
 	t.Helper()
 	if testing.Short() {
-		t.Skip("LAB TEST SKIPPED: -short (the namespace lab takes about a minute)")
+		t.Skip("LAB TEST SKIPPED: -short (the namespace lab test takes 10 to 25 s)")
 	}
 	if os.Geteuid() != 0 {
 		t.Skip("LAB TEST SKIPPED: not root; the namespace lab (deploy/lab/lab.sh) needs root for network namespaces: run `sudo go test ./deploy/lab/`")
