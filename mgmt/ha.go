@@ -74,17 +74,37 @@ func (s *Server) startHA(base pconn.Config) error {
 	hc.EventHandler = nil
 	hc.Logger = s.log.Named("ha")
 
+	s.haInbound = make(map[string]*pconn.Session)
 	in := hc
 	in.Handler = pconn.HandlerFunc(s.onHAFrame)
+	in.EventHandler = pconn.EventHandlerFunc(func(ev pconn.Event) {
+		if ev.Type == pconn.EventEstablished || ev.Session == nil {
+			return
+		}
+		s.loop.Post(func() {
+			if id, _ := ev.Session.Cookie().(string); id != "" && s.haInbound[id] == ev.Session {
+				delete(s.haInbound, id)
+			}
+		})
+	})
 	srv, err := pconn.Listen(s.cfg.HAListenAddr, in)
 	if err != nil {
 		return fmt.Errorf("listen for mgmt peers: %w", err)
 	}
 	s.haSrv = srv
 	s.haClients = make(map[string]*pconn.Client, len(s.cfg.Peers))
-	out := hc
-	out.Handler = pconn.HandlerFunc(func(*pconn.Session, pconn.Message) error { return nil })
 	for _, p := range s.cfg.Peers {
+		// Frames may come back on our own connection too: a peer whose
+		// connection to us is not up (yet) answers on ours.
+		out := hc
+		out.Handler = pconn.HandlerFunc(func(_ *pconn.Session, m pconn.Message) error {
+			t, msg, err := decodeHA(m)
+			if err != nil {
+				return err
+			}
+			s.loop.Post(func() { s.stepHA(p.ID, t, msg, nil) })
+			return nil
+		})
 		c, err := pconn.Dial(out, p.Addr)
 		if err != nil {
 			s.stopHA()
@@ -141,13 +161,9 @@ func haMessage(t hellopicsv1.HAMsgType) (proto.Message, bool) {
 // to the election on the loop. The first frame of a session must be a
 // heartbeat: it names the peer.
 func (s *Server) onHAFrame(ps *pconn.Session, m pconn.Message) error {
-	t := hellopicsv1.HAMsgType(m.Type)
-	msg, ok := haMessage(t)
-	if !ok {
-		return fmt.Errorf("unknown mgmt peer message type %d", m.Type)
-	}
-	if err := proto.Unmarshal(m.Payload, msg); err != nil {
-		return fmt.Errorf("malformed %s: %w", t, err)
+	t, msg, err := decodeHA(m)
+	if err != nil {
+		return err
 	}
 	from, _ := ps.Cookie().(string)
 	if hb, ok := msg.(*hellopicsv1.Heartbeat); ok && from == "" {
@@ -166,16 +182,58 @@ func (s *Server) onHAFrame(ps *pconn.Session, m pconn.Message) error {
 		s.log.Debug("mgmt peer message before its first heartbeat dropped", "component", "mgmt", "type", t.String())
 		return nil
 	}
-	s.loop.Post(func() {
-		if err := s.el.Step(time.Now(), from, msg); err != nil {
-			s.log.Warn("mgmt peer message refused", "component", "mgmt", "peer", from, "error", err)
-			if errors.Is(err, election.ErrUnknownPeer) {
-				ps.Close()
-			}
+	s.loop.Post(func() { s.stepHA(from, t, msg, ps) })
+	return nil
+}
+
+// decodeHA decodes an HA frame.
+func decodeHA(m pconn.Message) (hellopicsv1.HAMsgType, proto.Message, error) {
+	t := hellopicsv1.HAMsgType(m.Type)
+	msg, ok := haMessage(t)
+	if !ok {
+		return t, nil, fmt.Errorf("unknown mgmt peer message type %d", m.Type)
+	}
+	if err := proto.Unmarshal(m.Payload, msg); err != nil {
+		return t, nil, fmt.Errorf("malformed %s: %w", t, err)
+	}
+	return t, msg, nil
+}
+
+// stepHA hands a peer's message to the election; in is the inbound
+// session it came on (nil when it came back on our own connection), kept
+// as the way back to that peer while our connection to it is down.
+func (s *Server) stepHA(from string, t hellopicsv1.HAMsgType, msg proto.Message, in *pconn.Session) {
+	if err := s.el.Step(time.Now(), from, msg); err != nil {
+		s.log.Warn("mgmt peer message refused", "component", "mgmt", "peer", from, "type", t.String(), "error", err)
+		if in != nil && errors.Is(err, election.ErrUnknownPeer) {
+			in.Close()
 		}
 		s.drainElection()
-	})
-	return nil
+		return
+	}
+	if in != nil {
+		s.haInbound[from] = in
+	}
+	s.drainElection()
+}
+
+// sendHA sends to a peer on our connection to it or, while that is not
+// up (a SYN stuck in retransmission after a partition, say), on the
+// peer's connection to us.
+func (s *Server) sendHA(m election.Message) {
+	c := s.haClients[m.To]
+	if c == nil {
+		return
+	}
+	err := c.SendProto(pconn.MsgType(m.Type), m.Body)
+	if errors.Is(err, pconn.ErrNotConnected) {
+		if in := s.haInbound[m.To]; in != nil {
+			err = in.SendProto(pconn.MsgType(m.Type), m.Body)
+		}
+	}
+	if err != nil {
+		s.log.Trace("mgmt peer message not sent", "peer", m.To, "type", m.Type.String(), "error", err)
+	}
 }
 
 func (s *Server) electionTick() {
@@ -215,11 +273,7 @@ func (s *Server) drainElection() {
 				s.syncVersion = u.GetVersion()
 			}
 			for _, m := range rd.Messages {
-				if c := s.haClients[m.To]; c != nil {
-					if err := c.SendProto(pconn.MsgType(m.Type), m.Body); err != nil {
-						s.log.Trace("mgmt peer message not sent", "peer", m.To, "type", m.Type.String(), "error", err)
-					}
-				}
+				s.sendHA(m)
 			}
 			for _, id := range rd.Snapshots {
 				if err := s.el.Snapshot(id, s.machine.Pairs(), s.machine.NextSeq()+seqReserve); err != nil {

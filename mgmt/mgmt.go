@@ -36,7 +36,8 @@ type Server struct {
 	// Mastership (ha.go); loop goroutine only unless noted.
 	el          *election.Election // nil for a single instance
 	haSrv       *pconn.Server
-	haClients   map[string]*pconn.Client // set before the loop uses it
+	haClients   map[string]*pconn.Client  // set before the loop uses it
+	haInbound   map[string]*pconn.Session // peers' connections to us, by id
 	epochPath   string
 	draining    bool
 	redrain     bool
