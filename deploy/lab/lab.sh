@@ -214,7 +214,6 @@ net_up() {
 	ip addr replace "$NET.1/24" dev "$BR"
 	ip link set "$BR" up
 	local h n v
-	local -a restored=()
 	for h in "${HOSTS[@]}"; do
 		n=$(ns "$h")
 		v=$(veth "$h")
@@ -226,7 +225,6 @@ net_up() {
 			ip link add "$v" type veth peer name eth0 netns "$n"
 			say "veth $v <-> $n/eth0 created"
 		elif ! ip -o link show dev "$v" | grep -q '[<,]UP[,>]'; then
-			restored+=("$h")
 			say "link $v set up again: $n reconnected"
 		fi
 		ip link set "$v" master "$BR"
@@ -245,25 +243,6 @@ net_up() {
 			sleep 0.1
 		done
 		((i < 50)) || die "$(ns "$h")/eth0 is not up after 5s"
-	done
-	# While a host was cut off, the others' connection attempts to it went
-	# unanswered; some still wait for a SYN retransmission (1 s, 3 s, ...).
-	# Let them meet the host, and be refused, before its processes start,
-	# as when a host boots after its network is back: else a restarted mgmt
-	# may hear no peer within its startup hold and claim mastership.
-	local r pending
-	for r in ${restored[@]+"${restored[@]}"}; do
-		for ((i = 0; i < 100; i++)); do
-			pending=
-			for h in "${HOSTS[@]}"; do
-				[[ $h == "$r" ]] && continue
-				pending+=$(ip netns exec "$(ns "$h")" ss -Htn state syn-sent dst "$(host_ip "$r")" 2>/dev/null)
-			done
-			[[ -n $pending ]] || break
-			((i > 0)) || say "waiting for connections to $r that are pending since the cut"
-			sleep 0.1
-		done
-		((i < 100)) || say "connections to $r still pending after 10s; starting anyway"
 	done
 }
 
