@@ -47,6 +47,10 @@ type Config struct {
 	// Default 3 s.
 	DeadTimeout time.Duration
 
+	// IdentifyTimeout closes a data connection that has not identified
+	// itself in time. Default 10 s.
+	IdentifyTimeout time.Duration
+
 	// MgmtDeadTimeout declares the mgmt session lost after this much
 	// silence, so that a master whose network is cut is left quickly for
 	// the new one (pconn pings an idle link every fifth of it). Default
@@ -79,6 +83,7 @@ func DefaultConfig() Config {
 		RetryInterval:   time.Second,
 		DeadTimeout:     3 * time.Second,
 		MgmtDeadTimeout: 300 * time.Millisecond,
+		IdentifyTimeout: handshake.DefaultIdentifyTimeout,
 	}
 }
 
@@ -96,6 +101,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RetryInterval <= 0 {
 		errs = append(errs, fmt.Errorf("RetryInterval %v must be positive", c.RetryInterval))
+	}
+	if c.IdentifyTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("IdentifyTimeout %v must be positive", c.IdentifyTimeout))
 	}
 	if c.MgmtDeadTimeout < pconn.MinDeadTimeout {
 		errs = append(errs, fmt.Errorf("MgmtDeadTimeout %v below the minimum %v", c.MgmtDeadTimeout, pconn.MinDeadTimeout))
@@ -115,9 +123,10 @@ type Ctrl struct {
 	log  hclog.Logger
 	loop *tier.Loop
 
-	machine *handshake.Ctrl // loop goroutine only
-	reg     *tier.Registry  // loop goroutine only
-	mgmtID  handshake.SessionID
+	machine  *handshake.Ctrl // loop goroutine only
+	reg      *tier.Registry  // loop goroutine only
+	mgmtID   handshake.SessionID
+	idTimers map[handshake.SessionID]*time.Timer // loop goroutine only
 
 	wasReady bool // loop goroutine only
 	links    *metrics.Links
@@ -137,7 +146,8 @@ func New(cfg Config) (*Ctrl, error) {
 	if root == nil {
 		root = hclog.NewNullLogger()
 	}
-	c := &Ctrl{cfg: cfg, log: root.Named("ctrl"), loop: tier.NewLoop(4096), reg: tier.NewRegistry()}
+	c := &Ctrl{cfg: cfg, log: root.Named("ctrl"), loop: tier.NewLoop(4096), reg: tier.NewRegistry(),
+		idTimers: make(map[handshake.SessionID]*time.Timer)}
 
 	base := pconn.DefaultConfig(nil)
 	if cfg.Transport != nil {
@@ -240,12 +250,22 @@ func (c *Ctrl) onDataSession(ev pconn.Event) {
 		id := c.reg.Add(ev.Session)
 		c.links.Established("data")
 		c.log.Debug("data connected", "component", "ctrl", "peer", ev.Addr.String())
+		c.idTimers[id] = time.AfterFunc(c.cfg.IdentifyTimeout, func() {
+			c.loop.Post(func() {
+				delete(c.idTimers, id)
+				c.apply(c.machine.IdentifyExpired(id))
+			})
+		})
 		c.apply(c.machine.DataUp(id, ev.Addr.String()))
 	default:
 		if !c.reg.Remove(ev.Session) {
 			return
 		}
 		c.links.Ended("data")
+		if t := c.idTimers[handshake.SessionID(ev.Session.ID())]; t != nil {
+			t.Stop()
+			delete(c.idTimers, handshake.SessionID(ev.Session.ID()))
+		}
 		c.log.Debug("data session ended", "component", "ctrl", "peer", ev.Addr.String(), "reason", errText(ev.Err))
 		c.apply(c.machine.DataDown(handshake.SessionID(ev.Session.ID()), errText(ev.Err)))
 	}

@@ -110,6 +110,20 @@ func (c *Ctrl) DataUp(id SessionID, remoteAddr string) []Output {
 	return out
 }
 
+// IdentifyExpired reports that data session id has had its time to
+// identify itself (the shell's timer, DefaultIdentifyTimeout by default):
+// if it still has not, it is rejected and closed, so that connections
+// that never identify cannot pile up on the data address.
+func (c *Ctrl) IdentifyExpired(id SessionID) []Output {
+	identified, ok := c.dataSessions[id]
+	if !ok || identified {
+		return nil
+	}
+	var out outputs
+	c.rejectData(&out, id, "no Identify within the identify timeout")
+	return out
+}
+
 // DataDown reports that a data connection is gone.
 func (c *Ctrl) DataDown(id SessionID, reason string) []Output {
 	if _, ok := c.dataSessions[id]; !ok {
