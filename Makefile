@@ -10,7 +10,7 @@ BENCHTIME ?= 1s
 .PHONY: help build test test-short bench fuzz proto proto-check lint demo clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 build: ## build bin/hellopics
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/hellopics
@@ -44,9 +44,13 @@ lint: ## gofmt, go vet and staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); test -z "$$out" || { echo "gofmt needed:"; echo "$$out"; exit 1; }
 	$(GO) vet ./...
 	$(GO) tool $(TOOLMOD) staticcheck ./...
+	@if command -v shellcheck >/dev/null; then shellcheck deploy/lab/lab.sh deploy/systemd/verify.sh; else echo "shellcheck not installed: scripts not checked"; fi
 
 demo: build ## run mgmt, ctrl and data on this machine until Ctrl-C
 	$(BIN) demo
 
 clean: ## remove build output
 	rm -rf bin
+
+# The network-namespace lab: lab-up, lab-down, lab-failover, lab-logs, lab-status.
+include deploy/lab/lab.mk
