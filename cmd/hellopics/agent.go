@@ -11,6 +11,7 @@ import (
 
 	"github.com/hellopics/hellopics/data/agentsim"
 	"github.com/hellopics/hellopics/internal/cli"
+	"github.com/hellopics/hellopics/pkg/sdnotify"
 )
 
 func init() {
@@ -97,7 +98,9 @@ func runAgent(args []string) int {
 		_ = a.Close()
 		return 1
 	}
+	_ = sdnotify.Ready() // systemd Type=notify: serving
 	<-ctx.Done()
+	_ = sdnotify.Stopping()
 	_ = a.Close()
 	return 0
 }
