@@ -2,6 +2,7 @@ package pconn
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -189,6 +190,12 @@ func (c *Client) loop() {
 		// we never spin.
 		if pending || time.Since(began) >= c.cfg.RetryInterval/10 {
 			round, failures = 0, 0
+			if !pending && errors.Is(s.Err(), ErrDeadPeer) {
+				// The server went silent (hung, paused or cut off) but
+				// its address may well still accept connections: try the
+				// next address first, or we would stay with it forever.
+				c.advance()
+			}
 			continue
 		}
 		failures++
