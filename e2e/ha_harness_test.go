@@ -96,11 +96,12 @@ func newHACluster(t testing.TB, tm timing, specs ...haSpec) *haCluster {
 }
 
 // saveLogs writes every process's whole log to a directory under
-// $HELLOPICS_E2E_LOGDIR when the test failed and the variable is set
-// (the failure message shows only the recent lines).
+// $HELLOPICS_E2E_LOGDIR when the variable is set and the test failed, or
+// always with HELLOPICS_E2E_KEEPLOGS=1 (the failure message shows only
+// the recent lines).
 func (h *haCluster) saveLogs() {
 	root := os.Getenv("HELLOPICS_E2E_LOGDIR")
-	if root == "" || !h.t.Failed() {
+	if root == "" || !h.t.Failed() && os.Getenv("HELLOPICS_E2E_KEEPLOGS") != "1" {
 		return
 	}
 	dir := filepath.Join(root, strings.ReplaceAll(h.t.Name(), "/", "_"))
