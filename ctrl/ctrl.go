@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/hellopics/hellopics/internal/health"
 	"github.com/hellopics/hellopics/internal/metrics"
 	"github.com/hellopics/hellopics/pkg/handshake"
 	"github.com/hellopics/hellopics/pkg/pconn"
@@ -68,6 +69,10 @@ type Config struct {
 
 	// MetricsAddr is where Prometheus metrics are served; "" disables them.
 	MetricsAddr string
+
+	// HealthAddr is where the standard gRPC health service is served
+	// (SERVING while the handshake is complete); "" disables it.
+	HealthAddr string
 
 	// OnReadyChange, if set, is called (on the component's loop, so it
 	// must not block) each time the handshake completes (true) or is
@@ -129,6 +134,7 @@ type Ctrl struct {
 	idTimers map[handshake.SessionID]*time.Timer // loop goroutine only
 
 	wasReady bool // loop goroutine only
+	health   *health.Server
 	links    *metrics.Links
 	metSrv   *metrics.Server
 
@@ -156,31 +162,29 @@ func New(cfg Config) (*Ctrl, error) {
 	base.DeadTimeout = cfg.DeadTimeout
 	base.RetryInterval = cfg.RetryInterval
 
-	dc := base
-	dc.Handler = c.loop.Handler(c.onFrame)
-	dc.EventHandler = c.loop.EventHandler(c.onDataSession)
-	dc.Logger = c.log.Named("data-listener")
-	srv, err := pconn.Listen(cfg.ListenAddr, dc)
-	if err != nil {
-		c.loop.Close()
-		return nil, fmt.Errorf("ctrl: listen for data: %w", err)
+	fail := func(err error) (*Ctrl, error) {
+		c.stopEarly()
+		return nil, fmt.Errorf("ctrl: %w", err)
 	}
-	c.dataSrv = srv
+	// Listen first, to learn the address to advertise; serve only once
+	// the machine exists, since sessions are handed to it at once.
+	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return fail(fmt.Errorf("listen for data: %w", err))
+	}
 	c.advert = cfg.AdvertiseAddr
 	if c.advert == "" {
-		if c.advert, err = tier.AdvertiseAddr(srv.Addr(), cfg.MgmtAddrs[0]); err != nil {
-			srv.Close()
-			c.loop.Close()
-			return nil, fmt.Errorf("ctrl: %w", err)
+		if c.advert, err = tier.AdvertiseAddr(ln.Addr(), cfg.MgmtAddrs[0]); err != nil {
+			ln.Close()
+			return fail(err)
 		}
 	}
 	c.machine, err = handshake.NewCtrl(handshake.CtrlConfig{
 		PairID: cfg.PairID, Instance: tier.NewInstance(), DataAddr: c.advert, Version: cfg.Version,
 	})
 	if err != nil {
-		srv.Close()
-		c.loop.Close()
-		return nil, fmt.Errorf("ctrl: %w", err)
+		ln.Close()
+		return fail(err)
 	}
 
 	if cfg.MetricsAddr != "" {
@@ -190,10 +194,23 @@ func New(cfg Config) (*Ctrl, error) {
 			metrics.Gauge(ch, metrics.ReadyDesc, metrics.Bool(c.Ready()))
 		}))
 		if c.metSrv, err = metrics.Serve(cfg.MetricsAddr, reg, c.log.Named("metrics")); err != nil {
-			srv.Close()
-			c.loop.Close()
-			return nil, fmt.Errorf("ctrl: %w", err)
+			ln.Close()
+			return fail(err)
 		}
+	}
+	if cfg.HealthAddr != "" {
+		if c.health, err = health.Serve(cfg.HealthAddr, "hellopics.ctrl", c.log.Named("health")); err != nil {
+			ln.Close()
+			return fail(err)
+		}
+	}
+
+	dc := base
+	dc.Handler = c.loop.Handler(c.onFrame)
+	dc.EventHandler = c.loop.EventHandler(c.onDataSession)
+	dc.Logger = c.log.Named("data-listener")
+	if c.dataSrv, err = pconn.Serve(ln, dc); err != nil {
+		return fail(fmt.Errorf("serve data: %w", err))
 	}
 
 	mc := base
@@ -201,15 +218,13 @@ func New(cfg Config) (*Ctrl, error) {
 	mc.EventHandler = c.loop.EventHandler(c.onMgmtSession)
 	mc.DeadTimeout = cfg.MgmtDeadTimeout
 	mc.Logger = c.log.Named("mgmt-client")
-	c.log.Info("starting", "component", "ctrl", "pair", cfg.PairID, "data_listen", srv.Addr().String(),
+	c.log.Info("starting", "component", "ctrl", "pair", cfg.PairID, "data_listen", ln.Addr().String(),
 		"data_advertised", c.advert, "mgmt", cfg.MgmtAddrs)
 	// Dial on the loop goroutine: the client's frames are handled there,
 	// and apply reads c.mgmt (SwitchMgmt), so it must be set first.
 	c.loop.Do(func() { c.mgmt, err = pconn.Dial(mc, cfg.MgmtAddrs...) })
 	if err != nil {
-		srv.Close()
-		c.loop.Close()
-		return nil, fmt.Errorf("ctrl: %w", err)
+		return fail(err)
 	}
 	return c, nil
 }
@@ -306,6 +321,9 @@ func (c *Ctrl) Close() error {
 	if c.metSrv != nil {
 		c.metSrv.Close()
 	}
+	if c.health != nil {
+		c.health.Close()
+	}
 	c.loop.Close()
 	c.log.Info("stopped", "component", "ctrl")
 	return err
@@ -336,7 +354,32 @@ func (c *Ctrl) readyChanged() {
 	if r {
 		c.log.Debug("handshake complete: ready", "component", "ctrl", "step", "ready")
 	}
+	if c.health != nil {
+		c.health.SetServing("hellopics.ctrl", r)
+	}
 	if c.cfg.OnReadyChange != nil {
 		c.cfg.OnReadyChange(r)
 	}
+}
+
+// stopEarly releases what New had started when it fails part way.
+func (c *Ctrl) stopEarly() {
+	if c.dataSrv != nil {
+		c.dataSrv.Close()
+	}
+	if c.metSrv != nil {
+		c.metSrv.Close()
+	}
+	if c.health != nil {
+		c.health.Close()
+	}
+	c.loop.Close()
+}
+
+// HealthAddr is where the gRPC health service is served, or nil.
+func (c *Ctrl) HealthAddr() net.Addr {
+	if c.health == nil {
+		return nil
+	}
+	return c.health.Addr()
 }

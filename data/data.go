@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/hellopics/hellopics/data/relay"
+	"github.com/hellopics/hellopics/internal/health"
 	"github.com/hellopics/hellopics/internal/metrics"
 	"github.com/hellopics/hellopics/pkg/handshake"
 	"github.com/hellopics/hellopics/pkg/pconn"
@@ -62,6 +63,10 @@ type Config struct {
 
 	// MetricsAddr is where Prometheus metrics are served; "" disables them.
 	MetricsAddr string
+
+	// HealthAddr is where the standard gRPC health service is served
+	// (SERVING while the handshake is complete); "" disables it.
+	HealthAddr string
 
 	// OnReadyChange, if set, is called (on the component's loop, so it
 	// must not block) each time the handshake completes (true) or is
@@ -127,6 +132,7 @@ type Data struct {
 	ctrlCfg pconn.Config
 
 	wasReady bool // loop goroutine only
+	health   *health.Server
 	links    *metrics.Links
 	metSrv   *metrics.Server
 
@@ -192,9 +198,14 @@ func New(cfg Config) (*Data, error) {
 			}
 		}))
 		if d.metSrv, err = metrics.Serve(cfg.MetricsAddr, reg, d.log.Named("metrics")); err != nil {
-			d.stopRelay()
-			cancel()
-			d.loop.Close()
+			d.stopEarly()
+			return nil, fmt.Errorf("data: %w", err)
+		}
+	}
+
+	if cfg.HealthAddr != "" {
+		if d.health, err = health.Serve(cfg.HealthAddr, "hellopics.data", d.log.Named("health")); err != nil {
+			d.stopEarly()
 			return nil, fmt.Errorf("data: %w", err)
 		}
 	}
@@ -209,9 +220,7 @@ func New(cfg Config) (*Data, error) {
 	// and apply reads d.mgmt (SwitchMgmt), so it must be set first.
 	d.loop.Do(func() { d.mgmt, err = pconn.Dial(mc, cfg.MgmtAddrs...) })
 	if err != nil {
-		d.stopRelay()
-		cancel()
-		d.loop.Close()
+		d.stopEarly()
 		return nil, fmt.Errorf("data: %w", err)
 	}
 	if d.relay != nil {
@@ -409,6 +418,9 @@ func (d *Data) Close() error {
 	if d.metSrv != nil {
 		d.metSrv.Close()
 	}
+	if d.health != nil {
+		d.health.Close()
+	}
 	d.loop.Close()
 	d.log.Info("stopped", "component", "data")
 	return nil
@@ -439,7 +451,31 @@ func (d *Data) readyChanged() {
 	if r {
 		d.log.Debug("handshake complete: ready", "component", "data", "step", "ready")
 	}
+	if d.health != nil {
+		d.health.SetServing("hellopics.data", r)
+	}
 	if d.cfg.OnReadyChange != nil {
 		d.cfg.OnReadyChange(r)
 	}
+}
+
+// stopEarly releases what New had started when it fails part way.
+func (d *Data) stopEarly() {
+	d.stopRelay()
+	d.cancel()
+	if d.metSrv != nil {
+		d.metSrv.Close()
+	}
+	if d.health != nil {
+		d.health.Close()
+	}
+	d.loop.Close()
+}
+
+// HealthAddr is where the gRPC health service is served, or nil.
+func (d *Data) HealthAddr() net.Addr {
+	if d.health == nil {
+		return nil
+	}
+	return d.health.Addr()
 }

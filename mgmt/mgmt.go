@@ -49,6 +49,7 @@ type Server struct {
 	metSrv  *metrics.Server
 
 	op     *operator.Server
+	opAddr net.Addr
 	broker *operator.Broker
 	opDone chan struct{}
 
@@ -120,6 +121,7 @@ func New(cfg Config) (*Server, error) {
 			s.loop.Close()
 			return nil, fmt.Errorf("mgmt: operator API: %w", err)
 		}
+		s.opAddr = ln.Addr()
 		s.broker = operator.NewBroker(256)
 		s.OnEvent(s.broker.Publish)
 		s.op = operator.New(s, s.broker, s.log)
@@ -147,12 +149,7 @@ func New(cfg Config) (*Server, error) {
 }
 
 // OperatorAddr is where the operator API listens, or nil without one.
-func (s *Server) OperatorAddr() net.Addr {
-	if s.op == nil {
-		return nil
-	}
-	return s.op.Addr()
-}
+func (s *Server) OperatorAddr() net.Addr { return s.opAddr }
 
 // advertise is the component address given to others.
 func (s *Server) advertise() string { return s.advertised }

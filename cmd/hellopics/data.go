@@ -45,6 +45,7 @@ func runData(args []string) int {
 	fs.StringVar(&rc.CommandSecurity.Community, "community", rc.CommandSecurity.Community, "relay: SNMPv2c community of SetRequests")
 	fs.StringVar(&rc.NotifySecurity.Community, "notify-community", rc.NotifySecurity.Community, "relay: SNMPv2c community required on informs")
 	fs.IntVar(&rc.MaxMsgSize, "max-msg-size", rc.MaxMsgSize, "relay: largest SNMP message sent, octets (484 to 65507)")
+	fs.StringVar(&cfg.HealthAddr, "health", envOr("HELLOPICS_HEALTH_ADDR", ""), "serve the gRPC health service (SERVING once the handshake is complete) on this address; empty disables (env HELLOPICS_HEALTH_ADDR)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics", envOr("HELLOPICS_METRICS_ADDR", ""), "serve Prometheus metrics on this address (/metrics); empty disables (env HELLOPICS_METRICS_ADDR)")
 	lf.Register(fs)
 	if code, ok := parseFlags(fs, args); !ok {
