@@ -363,8 +363,7 @@ func (r *Relay) deliver(log hclog.Logger, lim *limiter, now time.Time, msg []byt
 	var kind portKind
 	switch m.Type {
 	case meds.TypeResponse:
-		kind = portCommands
-		r.c.responses.Add(1)
+		kind = portCommands // counted below, once routed
 	case meds.TypeEvent:
 		kind = portEvents
 		r.c.events.Add(1)
@@ -392,7 +391,6 @@ func (r *Relay) deliver(log hclog.Logger, lim *limiter, now time.Time, msg []byt
 	rt, ok := r.pending.take(m.ID)
 	if !ok {
 		// Not ours (or forgotten): every commands client gets it as is.
-		r.c.responses.Add(^uint64(0))
 		r.c.responsesRerouted.Add(1)
 		lim.log(log, now, "response with unknown id sent to every commands client", "relay_id", m.ID)
 		p.broadcast(frame)
@@ -400,9 +398,9 @@ func (r *Relay) deliver(log hclog.Logger, lim *limiter, now time.Time, msg []byt
 	}
 	meds.PutHeader(frame, meds.Header{Version: meds.Version, Type: m.Type, Flags: m.Flags, ID: rt.id, Length: uint32(len(m.Text))})
 	if rt.c.send(frame) {
+		r.c.responses.Add(1)
 		return
 	}
-	r.c.responses.Add(^uint64(0))
 	r.c.responsesRerouted.Add(1)
 	log.Info("sender of the command gone: response sent to every commands client", "id", rt.id, "relay_id", m.ID,
 		"peer", rt.c.conn.RemoteAddr().String())
