@@ -397,10 +397,13 @@ func (r *Relay) deliver(log hclog.Logger, lim *limiter, now time.Time, msg []byt
 		return
 	}
 	meds.PutHeader(frame, meds.Header{Version: meds.Version, Type: m.Type, Flags: m.Flags, ID: rt.id, Length: uint32(len(m.Text))})
+	// Counted before it is queued, so a client that has it sees it
+	// counted.
+	r.c.responses.Add(1)
 	if rt.c.send(frame) {
-		r.c.responses.Add(1)
 		return
 	}
+	r.c.responses.Add(^uint64(0))
 	r.c.responsesRerouted.Add(1)
 	log.Info("sender of the command gone: response sent to every commands client", "id", rt.id, "relay_id", m.ID,
 		"peer", rt.c.conn.RemoteAddr().String())
