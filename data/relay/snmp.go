@@ -242,12 +242,15 @@ func (n *notifier) handleFast(p *meds.V2cPacket, from netip.AddrPort, now time.T
 		return
 	}
 	msg, res, err := n.reassemble(from, f, now)
+	n.count(from, f, now, res, err) // before the answer, so the sender sees it counted
 	if inform {
 		status, index := reassemblyStatus(res)
 		n.out = meds.AppendV2cResponse(n.out[:0], p.Community, p.RequestID, uint8(status), index, p.VarBinds)
 		n.answer(n.out, from)
 	}
-	n.after(from, f, now, msg, res, err)
+	if res == meds.Delivered {
+		r.deliver(n.log, &n.lim, now, msg, from, f.Transfer)
+	}
 }
 
 // handleGosnmp handles every other notification through gosnmp: SNMPv3,
@@ -305,10 +308,13 @@ func (n *notifier) handleGosnmp(b []byte, from netip.AddrPort, now time.Time) {
 		return
 	}
 	msg, res, err := n.reassemble(from, f, now)
+	n.count(from, f, now, res, err)
 	if inform {
 		reply(reassemblyStatus(res))
 	}
-	n.after(from, f, now, msg, res, err)
+	if res == meds.Delivered {
+		r.deliver(n.log, &n.lim, now, msg, from, f.Transfer)
+	}
 }
 
 func fragmentStatus(err error) (gosnmp.SNMPError, uint8) {
@@ -334,8 +340,8 @@ func (n *notifier) reassemble(from netip.AddrPort, f meds.Fragment, now time.Tim
 	return n.r.reasm.Add(now, meds.Key{Sender: from, Transfer: f.Transfer}, f)
 }
 
-// after counts the reassembly result and delivers a whole message.
-func (n *notifier) after(from netip.AddrPort, f meds.Fragment, now time.Time, msg []byte, res meds.Result, err error) {
+// count counts (and logs) what reassembly did with a fragment.
+func (n *notifier) count(from netip.AddrPort, f meds.Fragment, now time.Time, res meds.Result, err error) {
 	r := n.r
 	switch res {
 	case meds.Duplicate:
@@ -348,7 +354,6 @@ func (n *notifier) after(from netip.AddrPort, f meds.Fragment, now time.Time, ms
 	case meds.Delivered:
 		r.c.fragmentsReceived.Add(1)
 		r.c.reassembled.Add(1)
-		r.deliver(n.log, &n.lim, now, msg, from, f.Transfer)
 	}
 }
 
