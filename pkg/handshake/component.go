@@ -10,6 +10,16 @@ import (
 // seen, so that messages from a deposed master can be dropped.
 type fence struct {
 	epoch uint64
+	// maxSeq is the highest hello number forwarded, reported in Identify
+	// so that a new master never reuses one.
+	maxSeq uint64
+}
+
+// seen records a forwarded hello's number.
+func (f *fence) seen(seq uint64) {
+	if seq > f.maxSeq {
+		f.maxSeq = seq
+	}
 }
 
 // admit reports whether a message stamped with epoch e may be acted on,

@@ -67,7 +67,7 @@ func (c *Ctrl) Ready() bool { return c.dataReady }
 
 func (c *Ctrl) identify() *hellopicsv1.Identify {
 	return &hellopicsv1.Identify{Role: hellopicsv1.Role_ROLE_CTRL, PairId: c.cfg.PairID, Instance: c.cfg.Instance,
-		DataAddr: c.cfg.DataAddr, Epoch: c.fence.epoch, Version: c.cfg.Version}
+		DataAddr: c.cfg.DataAddr, Epoch: c.fence.epoch, Version: c.cfg.Version, LastSeq: c.fence.maxSeq}
 }
 
 func (c *Ctrl) readyMsg() *hellopicsv1.Ready {
@@ -168,6 +168,7 @@ func (c *Ctrl) fromMgmt(out *outputs, t hellopicsv1.MsgType, msg proto.Message) 
 		if !c.fence.admit(out, h.GetEpoch(), "hello", from, c.cfg.PairID, c.mgmt, h.GetSeq()) {
 			return
 		}
+		c.fence.seen(h.GetSeq())
 		if h.GetDirection() != hellopicsv1.Direction_DIRECTION_MGMT_CTRL_DATA {
 			ignored(out, from, c.cfg.PairID, c.mgmt, "hello %d from mgmt travelling %s", h.GetSeq(), h.GetDirection())
 			return
@@ -265,6 +266,7 @@ func (c *Ctrl) fromData(out *outputs, t hellopicsv1.MsgType, msg proto.Message) 
 		if !c.fence.admit(out, h.GetEpoch(), "hello", from, c.cfg.PairID, c.data, h.GetSeq()) {
 			return
 		}
+		c.fence.seen(h.GetSeq())
 		if h.GetDirection() != hellopicsv1.Direction_DIRECTION_MGMT_DATA_CTRL {
 			ignored(out, from, c.cfg.PairID, c.data, "hello %d from data travelling %s", h.GetSeq(), h.GetDirection())
 			return

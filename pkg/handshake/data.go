@@ -85,7 +85,7 @@ func (d *Data) CtrlAddr() string { return d.ctrlAddr }
 
 func (d *Data) identify() *hellopicsv1.Identify {
 	return &hellopicsv1.Identify{Role: hellopicsv1.Role_ROLE_DATA, PairId: d.cfg.PairID, Instance: d.cfg.Instance,
-		Epoch: d.fence.epoch, Version: d.cfg.Version}
+		Epoch: d.fence.epoch, Version: d.cfg.Version, LastSeq: d.fence.maxSeq}
 }
 
 func (d *Data) readyMsg() *hellopicsv1.Ready {
@@ -251,6 +251,7 @@ func (d *Data) fromMgmt(out *outputs, t hellopicsv1.MsgType, msg proto.Message) 
 		if !d.fence.admit(out, h.GetEpoch(), "hello", from, d.cfg.PairID, d.mgmt, h.GetSeq()) {
 			return
 		}
+		d.fence.seen(h.GetSeq())
 		if h.GetDirection() != hellopicsv1.Direction_DIRECTION_MGMT_DATA_CTRL {
 			ignored(out, from, d.cfg.PairID, d.mgmt, "hello %d from mgmt travelling %s", h.GetSeq(), h.GetDirection())
 			return
@@ -312,6 +313,7 @@ func (d *Data) fromCtrl(out *outputs, t hellopicsv1.MsgType, msg proto.Message) 
 		if !d.fence.admit(out, h.GetEpoch(), "hello", from, d.cfg.PairID, d.ctrl, h.GetSeq()) {
 			return
 		}
+		d.fence.seen(h.GetSeq())
 		if h.GetDirection() != hellopicsv1.Direction_DIRECTION_MGMT_CTRL_DATA {
 			ignored(out, from, d.cfg.PairID, d.ctrl, "hello %d from ctrl travelling %s", h.GetSeq(), h.GetDirection())
 			return

@@ -273,6 +273,11 @@ func (m *Mgmt) identify(out *outputs, s *mgmtSession, in *hellopicsv1.Identify, 
 		delete(m.sessions, s.id)
 		return
 	}
+	if ls := in.GetLastSeq(); ls >= m.nextSeq {
+		// The component has forwarded numbers this master never synced
+		// (it took over without the old master's state): go past them.
+		m.nextSeq = ls + 1
+	}
 	p := m.pairs[in.GetPairId()]
 	if p == nil {
 		p = &pair{id: in.GetPairId()}

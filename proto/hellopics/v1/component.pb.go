@@ -227,7 +227,11 @@ type Identify struct {
 	// epoch is the highest mastership epoch the sender has seen.
 	Epoch uint64 `protobuf:"varint,5,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	// version is the sender's software version.
-	Version       string `protobuf:"bytes,6,opt,name=version,proto3" json:"version,omitempty"`
+	Version string `protobuf:"bytes,6,opt,name=version,proto3" json:"version,omitempty"`
+	// last_seq is the highest hello number the sender has forwarded (0 if
+	// none): a new master that has not synced the old one's counter starts
+	// above it, so that no hello number is ever reused.
+	LastSeq       uint64 `protobuf:"varint,7,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -302,6 +306,13 @@ func (x *Identify) GetVersion() string {
 		return x.Version
 	}
 	return ""
+}
+
+func (x *Identify) GetLastSeq() uint64 {
+	if x != nil {
+		return x.LastSeq
+	}
+	return 0
 }
 
 // GetPeer is MSG_GET_PEER: data asks for the address of its ctrl.
@@ -869,14 +880,15 @@ var File_hellopics_v1_component_proto protoreflect.FileDescriptor
 
 const file_hellopics_v1_component_proto_rawDesc = "" +
 	"\n" +
-	"\x1chellopics/v1/component.proto\x12\fhellopics.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb4\x01\n" +
+	"\x1chellopics/v1/component.proto\x12\fhellopics.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcf\x01\n" +
 	"\bIdentify\x12&\n" +
 	"\x04role\x18\x01 \x01(\x0e2\x12.hellopics.v1.RoleR\x04role\x12\x17\n" +
 	"\apair_id\x18\x02 \x01(\tR\x06pairId\x12\x1a\n" +
 	"\binstance\x18\x03 \x01(\tR\binstance\x12\x1b\n" +
 	"\tdata_addr\x18\x04 \x01(\tR\bdataAddr\x12\x14\n" +
 	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\x12\x18\n" +
-	"\aversion\x18\x06 \x01(\tR\aversion\"\"\n" +
+	"\aversion\x18\x06 \x01(\tR\aversion\x12\x19\n" +
+	"\blast_seq\x18\a \x01(\x04R\alastSeq\"\"\n" +
 	"\aGetPeer\x12\x17\n" +
 	"\apair_id\x18\x01 \x01(\tR\x06pairId\"q\n" +
 	"\x04Peer\x12&\n" +
