@@ -21,6 +21,8 @@
 #   LAB_RUN             run folder: logs, pid files, mgmt state (default ./run/lab)
 #   LAB_HELLO_INTERVAL  mgmt -hello-interval (default 1s)
 #   LAB_DEAD_TIMEOUT    -dead-timeout of ctrl and data (default 3s)
+#   LAB_DEAD_MISSES     mgmt -dead-misses: heartbeats missed before a peer
+#                       is dead (default 3; more on a loaded machine)
 #   LAB_EVENT_INTERVAL  agent -event-interval (default 500ms)
 #   LAB_STATUS_INTERVAL agent -status-interval (default 1s)
 #   LAB_MEM_MAX         cgroup v2 memory.max per host (default 256M)
@@ -36,6 +38,7 @@ RUN=${LAB_RUN:-./run/lab}
 BIN=${HELLOPICS:-bin/hellopics}
 HELLO_INTERVAL=${LAB_HELLO_INTERVAL:-1s}
 DEAD_TIMEOUT=${LAB_DEAD_TIMEOUT:-3s}
+DEAD_MISSES=${LAB_DEAD_MISSES:-3}
 EVENT_INTERVAL=${LAB_EVENT_INTERVAL:-500ms}
 STATUS_INTERVAL=${LAB_STATUS_INTERVAL:-1s}
 MEM_MAX=${LAB_MEM_MAX:-256M}
@@ -140,7 +143,8 @@ args() {
 		echo mgmt -id "$1" -priority "$prio" -nopreempt \
 			-listen "$ip:7300" -ha-listen "$ip:7310" -operator "$ip:7400" \
 			-peers "$other=$(host_ip "$other"):7310" \
-			-state-dir "$RUN/state/$1" -hello-interval "$HELLO_INTERVAL"
+			-state-dir "$RUN/state/$1" -hello-interval "$HELLO_INTERVAL" \
+			-dead-misses "$DEAD_MISSES"
 		;;
 	ctrl)
 		echo ctrl -mgmt "$(mgmt_addrs)" -listen "$ip:7301" -pair pic0 -dead-timeout "$DEAD_TIMEOUT"

@@ -41,6 +41,11 @@ func (l *labEnv) env() []string {
 		"HELLOPICS="+l.bin,
 		"LAB_HELLO_INTERVAL=200ms",
 		"LAB_DEAD_TIMEOUT=2s",
+		// CI runs this beside every other test suite on two cores:
+		// a process may not run for a few hundred milliseconds. With the
+		// default 3 missed heartbeats (150 ms) such a stall alone fails
+		// the master over; 10 (500 ms) keeps the test about real faults.
+		"LAB_DEAD_MISSES=10",
 		"LAB_EVENT_INTERVAL=100ms",
 		"LAB_STATUS_INTERVAL=250ms",
 		"LAB_KILL_AFTER=3",

@@ -200,7 +200,12 @@ Stop with Ctrl-C.
 				return
 			case <-o.Failover:
 			}
-			i := masterIndex(ctx, []string{opA, opB})
+			i := -1
+			for try := 0; i < 0 && try < 50 && ctx.Err() == nil; try++ {
+				if i = masterIndex(ctx, []string{opA, opB}); i < 0 {
+					time.Sleep(100 * time.Millisecond) // an election may be under way
+				}
+			}
 			if i < 0 {
 				fmt.Fprintf(out, "hellopics demo: no master answers right now; try again in a moment\n")
 				continue
