@@ -236,7 +236,19 @@ func (s *Server) sendHA(m election.Message) {
 	}
 }
 
-func (s *Server) electionTick() {
+// electionTick runs the election's tick that was due at due. A tick that
+// comes much later than due means this process did not run for a while
+// (a loaded machine, a long fsync): the heartbeats that arrived meanwhile
+// are still on their way to the loop, and ticking first would declare
+// live peers dead. Such a tick is put off once, briefly, for them.
+func (s *Server) electionTick(due time.Time) {
+	if time.Since(due) > s.cfg.HeartbeatInterval && !s.tickDeferred {
+		s.tickDeferred = true
+		s.log.Debug("election tick late; letting pending heartbeats in first", "component", "mgmt", "late", time.Since(due))
+		s.loop.At("election", time.Now().Add(5*time.Millisecond), func() { s.electionTick(time.Now()) })
+		return
+	}
+	s.tickDeferred = false
 	s.el.Tick(time.Now())
 	s.drainElection()
 }
@@ -290,7 +302,8 @@ func (s *Server) drainElection() {
 				s.publishHA(ev)
 			}
 			if !rd.NextTick.IsZero() {
-				s.loop.At("election", rd.NextTick, s.electionTick)
+				due := rd.NextTick
+				s.loop.At("election", due, func() { s.electionTick(due) })
 			}
 		}
 		s.alignMastership()

@@ -34,16 +34,17 @@ type Server struct {
 	srv     *pconn.Server
 
 	// Mastership (ha.go); loop goroutine only unless noted.
-	el          *election.Election // nil for a single instance
-	haSrv       *pconn.Server
-	haClients   map[string]*pconn.Client  // set before the loop uses it
-	haInbound   map[string]*pconn.Session // peers' connections to us, by id
-	epochPath   string
-	draining    bool
-	redrain     bool
-	masterAddr  string
-	syncVersion uint64
-	advertised  string
+	el           *election.Election // nil for a single instance
+	haSrv        *pconn.Server
+	haClients    map[string]*pconn.Client  // set before the loop uses it
+	haInbound    map[string]*pconn.Session // peers' connections to us, by id
+	epochPath    string
+	draining     bool
+	tickDeferred bool
+	redrain      bool
+	masterAddr   string
+	syncVersion  uint64
+	advertised   string
 
 	metrics *mgmtMetrics
 	metSrv  *metrics.Server
