@@ -45,12 +45,13 @@ type Relay struct {
 	nextTransfer atomic.Uint32 // medsTransfer of SetRequest messages
 	sendQ        chan sendJob
 
-	agentMu      sync.Mutex
-	agentUp      bool
-	agentPolled  time.Time
-	agentUptime  time.Duration
-	unknownEngID uint32
-	started      time.Time
+	agentMu     sync.Mutex // guards the three below, written by the poller
+	agentUp     bool
+	agentPolled time.Time
+	agentUptime time.Duration
+
+	unknownEngID uint32    // usmStatsUnknownEngineIDs; notification loop only
+	started      time.Time // engine time origin for SNMPv3 Reports
 
 	c      counters
 	cancel context.CancelFunc
