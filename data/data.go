@@ -163,8 +163,18 @@ func New(cfg Config) (*Data, error) {
 		cfg: cfg, log: root.Named("data"), loop: tier.NewLoop(4096),
 		machine: m, reg: tier.NewRegistry(), ctx: ctx, cancel: cancel,
 	}
+	var relayLatency prometheus.Histogram
 	if cfg.Relay != nil {
-		r, err := relay.New(*cfg.Relay, root.Named("data"))
+		rc := *cfg.Relay
+		if cfg.MetricsAddr != "" {
+			relayLatency = prometheus.NewHistogram(prometheus.HistogramOpts{
+				Name:    "hellopics_relay_response_seconds",
+				Help:    "Time from a TPCE command's arrival to its response being queued to its client.",
+				Buckets: prometheus.ExponentialBuckets(50e-6, 2, 18), // 50 µs to 6.5 s
+			})
+			rc.OnResponse = func(d time.Duration) { relayLatency.Observe(d.Seconds()) }
+		}
+		r, err := relay.New(rc, root.Named("data"))
 		if err == nil {
 			err = r.Start(ctx)
 		}
@@ -191,6 +201,9 @@ func New(cfg Config) (*Data, error) {
 	if cfg.MetricsAddr != "" {
 		reg := metrics.NewRegistry()
 		d.links = metrics.NewLinks(reg)
+		if relayLatency != nil {
+			reg.MustRegister(relayLatency)
+		}
 		reg.MustRegister(metrics.CollectorFunc(func(ch chan<- prometheus.Metric) {
 			metrics.Gauge(ch, metrics.ReadyDesc, metrics.Bool(d.Ready()))
 			if d.relay != nil {

@@ -92,6 +92,12 @@ type Config struct {
 	// repeated reason is logged once a second with a count of the ones
 	// held back. tsi -vperror.
 	LogEveryError bool
+
+	// OnResponse, if set, is called with the time from a command's arrival
+	// to its response being queued to the client that sent it, for each
+	// response routed back (used for a latency histogram). It runs on the
+	// relay's notification goroutine and must not block.
+	OnResponse func(latency time.Duration)
 	// UDPReadBuffer is the notification socket's receive buffer in
 	// octets (SO_RCVBUF), so bursts are not lost. Default 4 MiB.
 	UDPReadBuffer int

@@ -406,6 +406,9 @@ func (r *Relay) deliver(log hclog.Logger, lim *limiter, now time.Time, msg []byt
 	// counted.
 	r.c.responses.Add(1)
 	if rt.c.send(frame) {
+		if r.cfg.OnResponse != nil {
+			r.cfg.OnResponse(now.Sub(rt.at))
+		}
 		return
 	}
 	r.c.responses.Add(^uint64(0))
