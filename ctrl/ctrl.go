@@ -41,7 +41,7 @@ type Config struct {
 	PairID string
 
 	// RetryInterval is the wait between attempts to reach mgmt, spread by
-	// +-20% jitter. Default 1 s.
+	// shortened by up to 20% jitter. Default 1 s.
 	RetryInterval time.Duration
 
 	// DeadTimeout declares data lost after this much silence. Default 3 s.

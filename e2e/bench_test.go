@@ -33,7 +33,7 @@ func mean(xs []time.Duration) time.Duration {
 // as the harness reads mgmt's hello_returned line; the process start of
 // that component is included. The others are started first, each once
 // the previous has logged its start; when mgmt is last, ctrl and data
-// are waiting for their next attempt to reach it (every 1 s +-20%).
+// are waiting for their next attempt to reach it (every 0.8 to 1 s).
 // Run it with: go test -run '^$' -bench FirstHello -benchtime 20x ./e2e/
 func BenchmarkFirstHello(b *testing.B) {
 	skipShort(b)

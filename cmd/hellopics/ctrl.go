@@ -32,7 +32,7 @@ func runCtrl(args []string) int {
 	fs.StringVar(&cfg.ListenAddr, "listen", cfg.ListenAddr, "address for the data component to connect to")
 	fs.StringVar(&cfg.AdvertiseAddr, "advertise", cfg.AdvertiseAddr, "address data is told to dial (default: -listen, or this host's address toward mgmt)")
 	fs.StringVar(&cfg.PairID, "pair", envOr("HELLOPICS_PAIR", cfg.PairID), "pair id shared with the data component (env HELLOPICS_PAIR)")
-	fs.DurationVar(&cfg.RetryInterval, "retry", cfg.RetryInterval, "wait between attempts to reach mgmt (+-20% jitter)")
+	fs.DurationVar(&cfg.RetryInterval, "retry", cfg.RetryInterval, "wait between attempts to reach mgmt (80-100% of it, jittered)")
 	fs.DurationVar(&cfg.DeadTimeout, "dead-timeout", cfg.DeadTimeout, "declare a silent data lost after this long (at least 30ms)")
 	fs.DurationVar(&cfg.MgmtDeadTimeout, "mgmt-dead-timeout", cfg.MgmtDeadTimeout, "declare a silent mgmt lost after this long and move on to the next (at least 30ms)")
 	fs.DurationVar(&cfg.IdentifyTimeout, "identify-timeout", cfg.IdentifyTimeout, "close a data connection that does not identify itself in time")

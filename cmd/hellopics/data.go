@@ -33,7 +33,7 @@ func runData(args []string) int {
 	fs := newFlagSet("data", dataUsage)
 	fs.StringVar(&mgmtAddrs, "mgmt", envOr("HELLOPICS_MGMT", "127.0.0.1:7300"), "mgmt addresses, comma-separated, tried in turn (env HELLOPICS_MGMT)")
 	fs.StringVar(&cfg.PairID, "pair", envOr("HELLOPICS_PAIR", cfg.PairID), "pair id shared with the control component (env HELLOPICS_PAIR)")
-	fs.DurationVar(&cfg.RetryInterval, "retry", cfg.RetryInterval, "wait between attempts to reach mgmt or ctrl (+-20% jitter)")
+	fs.DurationVar(&cfg.RetryInterval, "retry", cfg.RetryInterval, "wait between attempts to reach mgmt or ctrl (80-100% of it, jittered)")
 	fs.DurationVar(&cfg.DeadTimeout, "dead-timeout", cfg.DeadTimeout, "declare a silent ctrl lost after this long (at least 30ms)")
 	fs.DurationVar(&cfg.MgmtDeadTimeout, "mgmt-dead-timeout", cfg.MgmtDeadTimeout, "declare a silent mgmt lost after this long and move on to the next (at least 30ms)")
 	fs.DurationVar(&cfg.ReportInterval, "report-interval", cfg.ReportInterval, "how often relay counters are reported to mgmt")

@@ -244,7 +244,9 @@ func (c *Client) advance() {
 func (c *Client) retryDelay() time.Duration {
 	d := float64(c.cfg.RetryInterval)
 	if j := c.cfg.RetryJitter; j > 0 {
-		d *= 1 - j + 2*j*c.rnd.Float64()
+		// Jitter only shortens the wait: RetryInterval stays the bound on
+		// how long a component takes to notice a server that came up.
+		d *= 1 - j*c.rnd.Float64()
 	}
 	return time.Duration(d)
 }

@@ -74,7 +74,9 @@ type Config struct {
 	RetryInterval time.Duration
 
 	// RetryJitter spreads retries: each wait is RetryInterval multiplied by
-	// a random factor in [1-RetryJitter, 1+RetryJitter]. 0 disables it.
+	// a random factor in [1-RetryJitter, 1], so clients started together
+	// do not retry in step, and none waits longer than RetryInterval.
+	// 0 disables it.
 	// Client only. Default 0.2.
 	RetryJitter float64
 
@@ -105,7 +107,7 @@ func DefaultConfig(h Handler) Config {
 		LingerTimeout:   time.Second,      // graceful close waits this long for the peer
 		MaxSessions:     1024,             // server: concurrent sessions
 		RetryInterval:   time.Second,      // client: between attempts
-		RetryJitter:     0.2,              // client: +-20% on each wait
+		RetryJitter:     0.2,              // client: each wait 80% to 100% of the interval
 		DialTimeout:     3 * time.Second,  // client: one attempt
 	}
 }
