@@ -12,11 +12,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/hellopics/hellopics/internal/health"
-	"github.com/hellopics/hellopics/internal/metrics"
 	"github.com/hellopics/hellopics/pkg/handshake"
 	"github.com/hellopics/hellopics/pkg/pconn"
 	"github.com/hellopics/hellopics/pkg/tier"
@@ -133,10 +130,7 @@ type Ctrl struct {
 	mgmtID   handshake.SessionID
 	idTimers map[handshake.SessionID]*time.Timer // loop goroutine only
 
-	wasReady bool // loop goroutine only
-	health   *health.Server
-	links    *metrics.Links
-	metSrv   *metrics.Server
+	ep *tier.Endpoints // metrics, health, readiness
 
 	dataSrv *pconn.Server
 	mgmt    *pconn.Client
@@ -187,22 +181,13 @@ func New(cfg Config) (*Ctrl, error) {
 		return fail(err)
 	}
 
-	if cfg.MetricsAddr != "" {
-		reg := metrics.NewRegistry()
-		c.links = metrics.NewLinks(reg)
-		reg.MustRegister(metrics.CollectorFunc(func(ch chan<- prometheus.Metric) {
-			metrics.Gauge(ch, metrics.ReadyDesc, metrics.Bool(c.Ready()))
-		}))
-		if c.metSrv, err = metrics.Serve(cfg.MetricsAddr, reg, c.log.Named("metrics")); err != nil {
-			ln.Close()
-			return fail(err)
-		}
-	}
-	if cfg.HealthAddr != "" {
-		if c.health, err = health.Serve(cfg.HealthAddr, "hellopics.ctrl", c.log.Named("health")); err != nil {
-			ln.Close()
-			return fail(err)
-		}
+	c.ep, err = tier.StartEndpoints(tier.EndpointConfig{
+		MetricsAddr: cfg.MetricsAddr, HealthAddr: cfg.HealthAddr, Service: "hellopics.ctrl",
+		OnReadyChange: cfg.OnReadyChange,
+	}, c.log)
+	if err != nil {
+		ln.Close()
+		return fail(err)
 	}
 
 	dc := base
@@ -242,20 +227,20 @@ func (c *Ctrl) Ready() bool {
 func (c *Ctrl) onMgmtSession(ev pconn.Event) {
 	switch {
 	case ev.Session == nil:
-		c.links.Failed("mgmt")
+		c.ep.Links().Failed("mgmt")
 		c.log.Debug("mgmt not reachable; will retry", "component", "ctrl", "peer", ev.Addr.String(), "error", ev.Err)
 	case ev.Type == pconn.EventEstablished:
 		c.mgmtID = c.reg.Add(ev.Session)
-		c.links.Established("mgmt")
+		c.ep.Links().Established("mgmt")
 		c.log.Info("connected to mgmt", "component", "ctrl", "peer", ev.Addr.String(), "step", "connected")
 		c.apply(c.machine.MgmtUp(c.mgmtID))
 	default:
 		if !c.reg.Remove(ev.Session) {
 			return
 		}
-		c.links.Ended("mgmt")
-		c.log.Debug("lost mgmt; reconnecting", "component", "ctrl", "peer", ev.Addr.String(), "reason", errText(ev.Err))
-		c.apply(c.machine.MgmtDown(handshake.SessionID(ev.Session.ID()), errText(ev.Err)))
+		c.ep.Links().Ended("mgmt")
+		c.log.Debug("lost mgmt; reconnecting", "component", "ctrl", "peer", ev.Addr.String(), "reason", tier.Reason(ev.Err))
+		c.apply(c.machine.MgmtDown(handshake.SessionID(ev.Session.ID()), tier.Reason(ev.Err)))
 	}
 }
 
@@ -263,7 +248,7 @@ func (c *Ctrl) onDataSession(ev pconn.Event) {
 	switch ev.Type {
 	case pconn.EventEstablished:
 		id := c.reg.Add(ev.Session)
-		c.links.Established("data")
+		c.ep.Links().Established("data")
 		c.log.Debug("data connected", "component", "ctrl", "peer", ev.Addr.String())
 		c.idTimers[id] = time.AfterFunc(c.cfg.IdentifyTimeout, func() {
 			c.loop.Post(func() {
@@ -276,13 +261,13 @@ func (c *Ctrl) onDataSession(ev pconn.Event) {
 		if !c.reg.Remove(ev.Session) {
 			return
 		}
-		c.links.Ended("data")
+		c.ep.Links().Ended("data")
 		if t := c.idTimers[handshake.SessionID(ev.Session.ID())]; t != nil {
 			t.Stop()
 			delete(c.idTimers, handshake.SessionID(ev.Session.ID()))
 		}
-		c.log.Debug("data session ended", "component", "ctrl", "peer", ev.Addr.String(), "reason", errText(ev.Err))
-		c.apply(c.machine.DataDown(handshake.SessionID(ev.Session.ID()), errText(ev.Err)))
+		c.log.Debug("data session ended", "component", "ctrl", "peer", ev.Addr.String(), "reason", tier.Reason(ev.Err))
+		c.apply(c.machine.DataDown(handshake.SessionID(ev.Session.ID()), tier.Reason(ev.Err)))
 	}
 }
 
@@ -295,7 +280,7 @@ func (c *Ctrl) onFrame(ps *pconn.Session, t hellopicsv1.MsgType, msg proto.Messa
 }
 
 func (c *Ctrl) apply(outs []handshake.Output) {
-	defer c.readyChanged()
+	defer func() { c.ep.SetReady(c.machine.Ready()) }()
 	for _, o := range outs {
 		switch o := o.(type) {
 		case handshake.Send:
@@ -318,68 +303,23 @@ func (c *Ctrl) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	err := c.dataSrv.Shutdown(ctx)
-	if c.metSrv != nil {
-		c.metSrv.Close()
-	}
-	if c.health != nil {
-		c.health.Close()
-	}
+	c.ep.Close()
 	c.loop.Close()
 	c.log.Info("stopped", "component", "ctrl")
 	return err
 }
 
-func errText(err error) string {
-	if err == nil {
-		return "closed"
-	}
-	return err.Error()
-}
-
 // MetricsAddr is where metrics are served, or nil.
-func (c *Ctrl) MetricsAddr() net.Addr {
-	if c.metSrv == nil {
-		return nil
-	}
-	return c.metSrv.Addr()
-}
-
-// readyChanged reports a change of readiness to OnReadyChange and the log.
-func (c *Ctrl) readyChanged() {
-	r := c.machine.Ready()
-	if r == c.wasReady {
-		return
-	}
-	c.wasReady = r
-	if r {
-		c.log.Debug("handshake complete: ready", "component", "ctrl", "step", "ready")
-	}
-	if c.health != nil {
-		c.health.SetServing("hellopics.ctrl", r)
-	}
-	if c.cfg.OnReadyChange != nil {
-		c.cfg.OnReadyChange(r)
-	}
-}
+func (c *Ctrl) MetricsAddr() net.Addr { return c.ep.MetricsAddr() }
 
 // stopEarly releases what New had started when it fails part way.
 func (c *Ctrl) stopEarly() {
 	if c.dataSrv != nil {
 		c.dataSrv.Close()
 	}
-	if c.metSrv != nil {
-		c.metSrv.Close()
-	}
-	if c.health != nil {
-		c.health.Close()
-	}
+	c.ep.Close()
 	c.loop.Close()
 }
 
 // HealthAddr is where the gRPC health service is served, or nil.
-func (c *Ctrl) HealthAddr() net.Addr {
-	if c.health == nil {
-		return nil
-	}
-	return c.health.Addr()
-}
+func (c *Ctrl) HealthAddr() net.Addr { return c.ep.HealthAddr() }

@@ -14,8 +14,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/hellopics/hellopics/data/relay"
-	"github.com/hellopics/hellopics/internal/health"
-	"github.com/hellopics/hellopics/internal/metrics"
 	"github.com/hellopics/hellopics/pkg/handshake"
 	"github.com/hellopics/hellopics/pkg/pconn"
 	"github.com/hellopics/hellopics/pkg/tier"
@@ -131,10 +129,7 @@ type Data struct {
 	closing bool           // loop goroutine only: no new dials
 	ctrlCfg pconn.Config
 
-	wasReady bool // loop goroutine only
-	health   *health.Server
-	links    *metrics.Links
-	metSrv   *metrics.Server
+	ep *tier.Endpoints // metrics, health, readiness
 
 	mgmt   *pconn.Client
 	ctx    context.Context
@@ -198,29 +193,19 @@ func New(cfg Config) (*Data, error) {
 	d.ctrlCfg.EventHandler = d.loop.EventHandler(d.onCtrlSession)
 	d.ctrlCfg.Logger = d.log.Named("ctrl-client")
 
-	if cfg.MetricsAddr != "" {
-		reg := metrics.NewRegistry()
-		d.links = metrics.NewLinks(reg)
-		if relayLatency != nil {
-			reg.MustRegister(relayLatency)
-		}
-		reg.MustRegister(metrics.CollectorFunc(func(ch chan<- prometheus.Metric) {
-			metrics.Gauge(ch, metrics.ReadyDesc, metrics.Bool(d.Ready()))
-			if d.relay != nil {
-				collectRelay(d.relay, ch)
-			}
-		}))
-		if d.metSrv, err = metrics.Serve(cfg.MetricsAddr, reg, d.log.Named("metrics")); err != nil {
-			d.stopEarly()
-			return nil, fmt.Errorf("data: %w", err)
-		}
+	ec := tier.EndpointConfig{
+		MetricsAddr: cfg.MetricsAddr, HealthAddr: cfg.HealthAddr, Service: "hellopics.data",
+		OnReadyChange: cfg.OnReadyChange,
 	}
-
-	if cfg.HealthAddr != "" {
-		if d.health, err = health.Serve(cfg.HealthAddr, "hellopics.data", d.log.Named("health")); err != nil {
-			d.stopEarly()
-			return nil, fmt.Errorf("data: %w", err)
-		}
+	if d.relay != nil {
+		ec.Collect = func(ch chan<- prometheus.Metric) { collectRelay(d.relay, ch) }
+	}
+	if relayLatency != nil {
+		ec.Extra = append(ec.Extra, relayLatency)
+	}
+	if d.ep, err = tier.StartEndpoints(ec, d.log); err != nil {
+		d.stopEarly()
+		return nil, fmt.Errorf("data: %w", err)
 	}
 
 	mc := base
@@ -257,20 +242,20 @@ func (d *Data) onMgmtSession(ev pconn.Event) {
 	now := time.Now()
 	switch {
 	case ev.Session == nil:
-		d.links.Failed("mgmt")
+		d.ep.Links().Failed("mgmt")
 		d.log.Debug("mgmt not reachable; will retry", "component", "data", "peer", ev.Addr.String(), "error", ev.Err)
 	case ev.Type == pconn.EventEstablished:
 		d.mgmtID = d.reg.Add(ev.Session)
-		d.links.Established("mgmt")
+		d.ep.Links().Established("mgmt")
 		d.log.Info("connected to mgmt", "component", "data", "peer", ev.Addr.String(), "step", "connected")
 		d.apply(d.machine.MgmtUp(d.mgmtID, now))
 	default:
 		if !d.reg.Remove(ev.Session) {
 			return
 		}
-		d.links.Ended("mgmt")
-		d.log.Debug("lost mgmt; reconnecting", "component", "data", "peer", ev.Addr.String(), "reason", errText(ev.Err))
-		d.apply(d.machine.MgmtDown(handshake.SessionID(ev.Session.ID()), errText(ev.Err), now))
+		d.ep.Links().Ended("mgmt")
+		d.log.Debug("lost mgmt; reconnecting", "component", "data", "peer", ev.Addr.String(), "reason", tier.Reason(ev.Err))
+		d.apply(d.machine.MgmtDown(handshake.SessionID(ev.Session.ID()), tier.Reason(ev.Err), now))
 	}
 }
 
@@ -279,7 +264,7 @@ func (d *Data) onCtrlSession(ev pconn.Event) {
 	switch ev.Type {
 	case pconn.EventEstablished:
 		id := d.reg.Add(ev.Session)
-		d.links.Established("ctrl")
+		d.ep.Links().Established("ctrl")
 		d.ctrl = ev.Session
 		d.log.Debug("connected to ctrl", "component", "data", "peer", ev.Addr.String())
 		d.apply(d.machine.CtrlUp(id, now))
@@ -287,12 +272,12 @@ func (d *Data) onCtrlSession(ev pconn.Event) {
 		if !d.reg.Remove(ev.Session) {
 			return
 		}
-		d.links.Ended("ctrl")
+		d.ep.Links().Ended("ctrl")
 		if d.ctrl == ev.Session {
 			d.ctrl = nil
 		}
-		d.log.Debug("lost ctrl", "component", "data", "peer", ev.Addr.String(), "reason", errText(ev.Err))
-		d.apply(d.machine.CtrlDown(handshake.SessionID(ev.Session.ID()), errText(ev.Err), now))
+		d.log.Debug("lost ctrl", "component", "data", "peer", ev.Addr.String(), "reason", tier.Reason(ev.Err))
+		d.apply(d.machine.CtrlDown(handshake.SessionID(ev.Session.ID()), tier.Reason(ev.Err), now))
 	}
 }
 
@@ -316,7 +301,7 @@ func (d *Data) dial(addr string) {
 		s, err := pconn.Connect(d.ctx, d.ctrlCfg, addr)
 		if err != nil {
 			d.loop.Post(func() {
-				d.links.Failed("ctrl")
+				d.ep.Links().Failed("ctrl")
 				d.log.Warn("cannot reach ctrl; will ask mgmt again", "component", "data", "peer", addr, "error", err)
 				d.apply(d.machine.DialFailed(err.Error(), time.Now()))
 			})
@@ -334,7 +319,7 @@ func (d *Data) dial(addr string) {
 }
 
 func (d *Data) apply(outs []handshake.Output) {
-	defer d.readyChanged()
+	defer func() { d.ep.SetReady(d.machine.Ready()) }()
 	for _, o := range outs {
 		switch o := o.(type) {
 		case handshake.Send:
@@ -428,67 +413,22 @@ func (d *Data) Close() error {
 	}
 	d.wg.Wait()
 	d.stopRelay()
-	if d.metSrv != nil {
-		d.metSrv.Close()
-	}
-	if d.health != nil {
-		d.health.Close()
-	}
+	d.ep.Close()
 	d.loop.Close()
 	d.log.Info("stopped", "component", "data")
 	return nil
 }
 
-func errText(err error) string {
-	if err == nil {
-		return "closed"
-	}
-	return err.Error()
-}
-
 // MetricsAddr is where metrics are served, or nil.
-func (d *Data) MetricsAddr() net.Addr {
-	if d.metSrv == nil {
-		return nil
-	}
-	return d.metSrv.Addr()
-}
-
-// readyChanged reports a change of readiness to OnReadyChange and the log.
-func (d *Data) readyChanged() {
-	r := d.machine.Ready()
-	if r == d.wasReady {
-		return
-	}
-	d.wasReady = r
-	if r {
-		d.log.Debug("handshake complete: ready", "component", "data", "step", "ready")
-	}
-	if d.health != nil {
-		d.health.SetServing("hellopics.data", r)
-	}
-	if d.cfg.OnReadyChange != nil {
-		d.cfg.OnReadyChange(r)
-	}
-}
+func (d *Data) MetricsAddr() net.Addr { return d.ep.MetricsAddr() }
 
 // stopEarly releases what New had started when it fails part way.
 func (d *Data) stopEarly() {
 	d.stopRelay()
 	d.cancel()
-	if d.metSrv != nil {
-		d.metSrv.Close()
-	}
-	if d.health != nil {
-		d.health.Close()
-	}
+	d.ep.Close()
 	d.loop.Close()
 }
 
 // HealthAddr is where the gRPC health service is served, or nil.
-func (d *Data) HealthAddr() net.Addr {
-	if d.health == nil {
-		return nil
-	}
-	return d.health.Addr()
-}
+func (d *Data) HealthAddr() net.Addr { return d.ep.HealthAddr() }

@@ -16,4 +16,9 @@
 //   - Registry: the sessions by handshake.SessionID, for carrying out Send
 //     and Close outputs.
 //   - LogEvent: a machine event as one log line with the project's keys.
+//   - Endpoints: the component's optional Prometheus and gRPC health
+//     servers, and its readiness reported to them, to the log and to a
+//     callback (systemd).
+//   - NewInstance, AdvertiseAddr, Reason: small helpers every component
+//     needs (an instance id, the address to advertise, a loss reason).
 package tier
