@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -65,7 +66,6 @@ func (s *Server) startHA(base pconn.Config) error {
 	if err != nil {
 		return err
 	}
-	s.el = el
 
 	hc := base
 	hc.DeadTimeout = max(pconn.MinDeadTimeout, time.Duration(s.cfg.DeadMisses+1)*s.cfg.HeartbeatInterval)
@@ -93,7 +93,10 @@ func (s *Server) startHA(base pconn.Config) error {
 	}
 	s.haSrv = srv
 	s.haClients = make(map[string]*pconn.Client, len(s.cfg.Peers))
+	var pending sync.WaitGroup // first attempt to each peer: connected or failed
 	for _, p := range s.cfg.Peers {
+		var once sync.Once
+		pending.Add(1)
 		// Frames may come back on our own connection too: a peer whose
 		// connection to us is not up (yet) answers on ours.
 		out := hc
@@ -105,6 +108,11 @@ func (s *Server) startHA(base pconn.Config) error {
 			s.loop.Post(func() { s.stepHA(p.ID, t, msg, nil) })
 			return nil
 		})
+		out.EventHandler = pconn.EventHandlerFunc(func(ev pconn.Event) {
+			if ev.Type == pconn.EventEstablished || ev.Session == nil {
+				once.Do(pending.Done)
+			}
+		})
 		c, err := pconn.Dial(out, p.Addr)
 		if err != nil {
 			s.stopHA()
@@ -112,9 +120,21 @@ func (s *Server) startHA(base pconn.Config) error {
 		}
 		s.haClients[p.ID] = c
 	}
+	// Elect only once every peer has been reached or has refused (or the
+	// dial timeout has passed): an instance whose connections are still
+	// pending (its network just came back, say) cannot know whether a
+	// master exists, and must not claim mastership against one.
+	reached := make(chan struct{})
+	go func() { pending.Wait(); close(reached) }()
+	select {
+	case <-reached:
+	case <-time.After(hc.DialTimeout):
+		s.log.Warn("some mgmt peers neither answer nor refuse; electing anyway", "component", "mgmt", "waited", hc.DialTimeout)
+	}
 	s.log.Info("electing a master", "component", "mgmt", "id", s.cfg.ID, "priority", s.cfg.Priority,
 		"ha_listen", srv.Addr().String(), "peers", len(s.cfg.Peers), "epoch", persisted)
 	s.loop.Do(func() {
+		s.el = el
 		s.el.Tick(time.Now())
 		s.drainElection()
 	})
@@ -203,6 +223,9 @@ func decodeHA(m pconn.Message) (hellopicsv1.HAMsgType, proto.Message, error) {
 // session it came on (nil when it came back on our own connection), kept
 // as the way back to that peer while our connection to it is down.
 func (s *Server) stepHA(from string, t hellopicsv1.HAMsgType, msg proto.Message, in *pconn.Session) {
+	if s.el == nil {
+		return // still reaching the peers; their next heartbeat will do
+	}
 	if err := s.el.Step(time.Now(), from, msg); err != nil {
 		s.log.Warn("mgmt peer message refused", "component", "mgmt", "peer", from, "type", t.String(), "error", err)
 		if in != nil && errors.Is(err, election.ErrUnknownPeer) {
@@ -342,12 +365,16 @@ func (s *Server) syncState() {
 // Switchover hands mastership to target (or the best backup when "") and
 // waits until it is done or ctx ends.
 func (s *Server) Switchover(ctx context.Context, target string) (*hellopicsv1.SwitchoverResponse, error) {
-	if s.el == nil {
+	if len(s.cfg.Peers) == 0 {
 		return nil, fmt.Errorf("%w: a single management instance has no backup", operator.ErrNotMaster)
 	}
 	var chosen string
 	var err error
 	if !s.loop.Do(func() {
+		if s.el == nil {
+			err = fmt.Errorf("%w: still reaching the other instances", operator.ErrUnavailable)
+			return
+		}
 		chosen, err = s.el.Switchover(time.Now(), target)
 		s.drainElection()
 	}) {
