@@ -19,7 +19,7 @@ type Config struct {
 
 	// AdvertiseAddr is the address components should use for this
 	// instance, given to them by a backup's redirect. Default: ListenAddr
-	// if it names a host, else the address the first component used.
+	// if it names a host, else this host's address toward the first peer.
 	AdvertiseAddr string
 
 	// OperatorAddr is where the operator gRPC API listens; "" disables it.

@@ -112,6 +112,16 @@ func New(cfg Config) (*Server, error) {
 	s.advertised = cfg.AdvertiseAddr
 	if s.advertised == "" {
 		s.advertised = srv.Addr().String()
+		if len(cfg.Peers) > 0 {
+			// Listening on every interface: tell components (through the
+			// other instances' redirects) the address this host uses
+			// toward its peers.
+			if a, err := tier.AdvertiseAddr(srv.Addr(), cfg.Peers[0].Addr); err == nil {
+				s.advertised = a
+			} else {
+				s.log.Warn("cannot tell which address to advertise; set -advertise", "component", "mgmt", "error", err)
+			}
+		}
 	}
 	s.log.Info("listening for components", "component", "mgmt", "id", s.cfg.ID, "addr", srv.Addr().String(),
 		"hello_interval", cfg.HelloInterval)
