@@ -52,6 +52,7 @@ type benchTransport struct {
 
 var benchTransports = []benchTransport{
 	{"pconn", pconnPingPong, pconnStream},
+	{"pconn-pull", pconnPullPingPong, pconnStream},
 	{"grpc", grpcPingPong, grpcStream},
 	{"rawtcp", rawPingPong, rawStream},
 }
@@ -276,6 +277,44 @@ func pconnPingPong(b *testing.B) (func([]byte) error, func()) {
 			return errors.New("pconn: short echo")
 		}
 		return nil
+	}
+	return rt, stop
+}
+
+// pconnPullPingPong is the same ping-pong with the client session in pull
+// mode: the goroutine that waits for the answer reads it (Session.Recv),
+// as the raw TCP client does. (Its stream figure is pconn's, the sender
+// side being the same.)
+func pconnPullPingPong(b *testing.B) (func([]byte) error, func()) {
+	srv, err := Listen("127.0.0.1:0", benchPconnConfig(
+		HandlerFunc(func(s *Session, m Message) error { return s.Send(m.Type, m.Payload) }), nil))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := benchPconnConfig(nil, nil)
+	cfg.Handler, cfg.Pull = nil, true
+	s, err := Connect(context.Background(), cfg, srv.Addr().String())
+	if err != nil {
+		srv.Close()
+		b.Fatal(err)
+	}
+	rt := func(p []byte) error {
+		if err := s.Send(1, p); err != nil {
+			return err
+		}
+		m, err := s.Recv()
+		if err != nil {
+			return err
+		}
+		if len(m.Payload) != len(p) {
+			return errors.New("pconn: short echo")
+		}
+		return nil
+	}
+	stop := func() {
+		s.Close()
+		<-s.Done()
+		srv.Close()
 	}
 	return rt, stop
 }

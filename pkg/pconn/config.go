@@ -17,8 +17,16 @@ import (
 type Config struct {
 	// Handler receives every application frame of every session. It runs
 	// on the session's read loop: frames of one session are handled one at
-	// a time, in order. Required.
+	// a time, in order. Required unless Pull is set.
 	Handler Handler
+
+	// Pull puts sessions in pull mode: there is no read loop and no
+	// Handler; the application reads each frame with Session.Recv, on its
+	// own goroutine. It suits a client that sends a request and waits for
+	// the answer. The dead-peer check then runs only while a Recv waits,
+	// and pings from the peer are answered only during Recv: keep a Recv
+	// pending, or let the peer's DeadTimeout allow for the pauses.
+	Pull bool
 
 	// EventHandler is told when a session is established and when it ends
 	// (and, for a client, when an attempt to connect fails). Optional.
@@ -118,8 +126,11 @@ const MinDeadTimeout = 30 * time.Millisecond
 // Validate reports the first invalid field.
 func (c *Config) Validate() error {
 	var errs []error
-	if c.Handler == nil {
+	if c.Handler == nil && !c.Pull {
 		errs = append(errs, errors.New("Handler is nil"))
+	}
+	if c.Handler != nil && c.Pull {
+		errs = append(errs, errors.New("Handler is set in pull mode"))
 	}
 	if c.MaxFrameSize <= 0 || c.MaxFrameSize > 1<<31-1 {
 		errs = append(errs, fmt.Errorf("MaxFrameSize %d out of range (1..2^31-1)", c.MaxFrameSize))

@@ -65,6 +65,13 @@ type Session struct {
 	killOnce  sync.Once
 	initiated atomic.Bool // we asked for the graceful close (goodbye)
 
+	// Pull mode (Config.Pull): the application reads with Recv.
+	fr        *FrameReader
+	recvMu    sync.Mutex
+	recvErr   error
+	receiving atomic.Bool
+	pullEnd   chan error
+
 	reasonMu sync.Mutex
 	reason   error
 	done     chan struct{}
@@ -82,6 +89,10 @@ func newSession(conn net.Conn, cfg *Config, log hclog.Logger) *Session {
 		drain:  make(chan struct{}),
 		kill:   make(chan struct{}),
 		done:   make(chan struct{}),
+	}
+	if cfg.Pull {
+		s.fr = NewFrameReader(conn, cfg.MaxFrameSize, cfg.ReadBufferSize)
+		s.pullEnd = make(chan error, 1)
 	}
 	if tc, ok := conn.(*tls.Conn); ok {
 		if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
@@ -367,7 +378,23 @@ func (s *Session) run() {
 	werr := make(chan error, 1)
 	go func() { werr <- s.writeLoop() }()
 
-	rerr := s.readLoop()
+	var rerr error
+	if s.cfg.Pull {
+		// The application reads (Recv); the session ends when a Recv
+		// fails, or when the writer ends (a graceful close by us, or a
+		// failure that has already set the reason).
+		select {
+		case rerr = <-s.pullEnd:
+		case err := <-werr:
+			werr <- err // collected below
+			rerr = net.ErrClosed
+			if s.initiated.Load() {
+				rerr = io.EOF
+			}
+		}
+	} else {
+		rerr = s.readLoop()
+	}
 	var perr *ProtocolError
 	var herr *HandlerError
 	switch {
@@ -430,9 +457,23 @@ func (s *Session) waitWriter(werr chan error, d time.Duration) {
 func (s *Session) readLoop() error {
 	fr := NewFrameReader(s.conn, s.cfg.MaxFrameSize, s.cfg.ReadBufferSize)
 	for {
-		h, p, err := fr.Next()
+		h, p, err := s.readFrame(fr)
 		if err != nil {
 			return err
+		}
+		if err := s.cfg.Handler.ServeFrame(s, Message{Type: h.Type, Flags: h.Flags, Payload: p}); err != nil {
+			return &HandlerError{Type: h.Type, Err: err}
+		}
+	}
+}
+
+// readFrame reads up to the next application frame, handling the control
+// frames on the way.
+func (s *Session) readFrame(fr *FrameReader) (Header, []byte, error) {
+	for {
+		h, p, err := fr.Next()
+		if err != nil {
+			return h, nil, err
 		}
 		s.framesIn.Add(1)
 		s.bytesIn.Add(uint64(HeaderSize + len(p)))
@@ -443,19 +484,50 @@ func (s *Session) readLoop() error {
 		case TypePong:
 			continue
 		case TypeGoodbye:
-			return errGoodbye
+			return h, nil, errGoodbye
 		case TypeError:
 			reason := string(p)
 			if len(reason) > 512 {
 				reason = reason[:512]
 			}
 			s.log.Warn("peer reported a protocol error", "reason", reason)
-			return &PeerError{Reason: reason}
+			return h, nil, &PeerError{Reason: reason}
 		}
-		if err := s.cfg.Handler.ServeFrame(s, Message{Type: h.Type, Flags: h.Flags, Payload: p}); err != nil {
-			return &HandlerError{Type: h.Type, Err: err}
-		}
+		return h, p, nil
 	}
+}
+
+// Recv returns the next application frame of a session in pull mode
+// (Config.Pull), read by the calling goroutine itself: a client that
+// sends a request and waits for its answer pays for no hand-off between
+// goroutines. The payload is valid until the next Recv. Calls are
+// serialised. Once it returns an error, the session is ending and every
+// later call returns an error too (ErrPeerClosed after a graceful close
+// by the peer).
+func (s *Session) Recv() (Message, error) {
+	if !s.cfg.Pull {
+		return Message{}, errors.New("pconn: Recv needs a session in pull mode (Config.Pull)")
+	}
+	s.recvMu.Lock()
+	defer s.recvMu.Unlock()
+	if s.recvErr != nil {
+		return Message{}, s.recvErr
+	}
+	s.receiving.Store(true)
+	h, p, err := s.readFrame(s.fr)
+	s.receiving.Store(false)
+	if err != nil {
+		select {
+		case s.pullEnd <- err: // run decides how the session ends
+		default:
+		}
+		if errors.Is(err, errGoodbye) {
+			err = ErrPeerClosed
+		}
+		s.recvErr = err
+		return Message{}, err
+	}
+	return Message{Type: h.Type, Flags: h.Flags, Payload: p}, nil
 }
 
 // writeLoop owns writes to the connection: batches of queued frames,
@@ -507,7 +579,9 @@ func (s *Session) writeLoop() error {
 				return fail(err)
 			}
 		case <-tick.C:
-			if in := s.framesIn.Load(); in != lastIn {
+			if in := s.framesIn.Load(); in != lastIn || (s.cfg.Pull && !s.receiving.Load()) {
+				// In pull mode the peer is checked only while the
+				// application waits for it in Recv.
 				lastIn, idle = in, 0
 				continue
 			}
