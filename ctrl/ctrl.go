@@ -22,9 +22,9 @@ import (
 
 // Config configures a control component. Start from DefaultConfig.
 type Config struct {
-	// MgmtAddrs are the management instances (host:port), tried in turn.
-	// Required.
-	MgmtAddrs []string
+	// ComponentConfig holds what ctrl shares with data: the mgmt
+	// addresses, pair id, timers, transport, logger, metrics and health.
+	tier.ComponentConfig
 
 	// ListenAddr is where the data component connects. Default ":7301".
 	ListenAddr string
@@ -34,84 +34,28 @@ type Config struct {
 	// first mgmt, with ListenAddr's port.
 	AdvertiseAddr string
 
-	// PairID names the ctrl/data pair; data must use the same. Default "pic0".
-	PairID string
-
-	// RetryInterval is the wait between attempts to reach mgmt, spread by
-	// shortened by up to 20% jitter. Default 1 s.
-	RetryInterval time.Duration
-
-	// DeadTimeout declares data lost after this much silence. Default 3 s.
-	// Default 3 s.
-	DeadTimeout time.Duration
-
 	// IdentifyTimeout closes a data connection that has not identified
 	// itself in time. Default 10 s.
 	IdentifyTimeout time.Duration
-
-	// MgmtDeadTimeout declares the mgmt session lost after this much
-	// silence, so that a master whose network is cut is left quickly for
-	// the new one (pconn pings an idle link every fifth of it). Default
-	// 300 ms.
-	MgmtDeadTimeout time.Duration
-
-	// Transport, if set, is the base pconn configuration (TLS, limits).
-	Transport *pconn.Config
-
-	// Logger is the root logger; the component logs under "ctrl".
-	Logger hclog.Logger
-
-	// Version is reported to mgmt in the identity.
-	Version string
-
-	// MetricsAddr is where Prometheus metrics are served; "" disables them.
-	MetricsAddr string
-
-	// HealthAddr is where the standard gRPC health service is served
-	// (SERVING while the handshake is complete); "" disables it.
-	HealthAddr string
-
-	// OnReadyChange, if set, is called (on the component's loop, so it
-	// must not block) each time the handshake completes (true) or is
-	// undone by a loss (false). The daemon uses it for systemd readiness.
-	OnReadyChange func(ready bool)
 }
 
 // DefaultConfig returns the defaults described on Config.
 func DefaultConfig() Config {
 	return Config{
+		ComponentConfig: tier.DefaultComponentConfig(),
 		ListenAddr:      ":7301",
-		PairID:          "pic0",
-		RetryInterval:   time.Second,
-		DeadTimeout:     3 * time.Second,
-		MgmtDeadTimeout: 300 * time.Millisecond,
 		IdentifyTimeout: handshake.DefaultIdentifyTimeout,
 	}
 }
 
 // Validate reports every invalid field.
 func (c *Config) Validate() error {
-	var errs []error
-	if len(c.MgmtAddrs) == 0 {
-		errs = append(errs, errors.New("no mgmt address"))
-	}
+	errs := c.Problems()
 	if c.ListenAddr == "" {
 		errs = append(errs, errors.New("ListenAddr is empty"))
 	}
-	if c.PairID == "" {
-		errs = append(errs, errors.New("PairID is empty"))
-	}
-	if c.RetryInterval <= 0 {
-		errs = append(errs, fmt.Errorf("RetryInterval %v must be positive", c.RetryInterval))
-	}
 	if c.IdentifyTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("IdentifyTimeout %v must be positive", c.IdentifyTimeout))
-	}
-	if c.MgmtDeadTimeout < pconn.MinDeadTimeout {
-		errs = append(errs, fmt.Errorf("MgmtDeadTimeout %v below the minimum %v", c.MgmtDeadTimeout, pconn.MinDeadTimeout))
-	}
-	if c.DeadTimeout < pconn.MinDeadTimeout {
-		errs = append(errs, fmt.Errorf("DeadTimeout %v below the minimum %v", c.DeadTimeout, pconn.MinDeadTimeout))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("ctrl: invalid config: %w", err)
@@ -149,12 +93,7 @@ func New(cfg Config) (*Ctrl, error) {
 	c := &Ctrl{cfg: cfg, log: root.Named("ctrl"), loop: tier.NewLoop(4096), reg: tier.NewRegistry(),
 		idTimers: make(map[handshake.SessionID]*time.Timer)}
 
-	base := pconn.DefaultConfig(nil)
-	if cfg.Transport != nil {
-		base = *cfg.Transport
-	}
-	base.DeadTimeout = cfg.DeadTimeout
-	base.RetryInterval = cfg.RetryInterval
+	base := cfg.PconnBase()
 
 	fail := func(err error) (*Ctrl, error) {
 		c.stopEarly()

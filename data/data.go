@@ -22,26 +22,9 @@ import (
 
 // Config configures a data component. Start from DefaultConfig.
 type Config struct {
-	// MgmtAddrs are the management instances (host:port), tried in turn.
-	// Required.
-	MgmtAddrs []string
-
-	// PairID names the ctrl/data pair; ctrl must use the same. Default "pic0".
-	PairID string
-
-	// RetryInterval is the wait between attempts to reach mgmt or ctrl,
-	// shortened by up to 20% jitter. Default 1 s.
-	RetryInterval time.Duration
-
-	// DeadTimeout declares ctrl lost after this much silence. Default 3 s.
-	// Default 3 s.
-	DeadTimeout time.Duration
-
-	// MgmtDeadTimeout declares the mgmt session lost after this much
-	// silence, so that a master whose network is cut is left quickly for
-	// the new one (pconn pings an idle link every fifth of it). Default
-	// 300 ms.
-	MgmtDeadTimeout time.Duration
+	// ComponentConfig holds what data shares with ctrl: the mgmt
+	// addresses, pair id, timers, transport, logger, metrics and health.
+	tier.ComponentConfig
 
 	// ReportInterval is how often the relay's counters are reported to
 	// mgmt. Default 5 s.
@@ -49,58 +32,19 @@ type Config struct {
 
 	// Relay, if set, configures the embedded MEDS relay; nil runs no relay.
 	Relay *relay.Config
-
-	// Transport, if set, is the base pconn configuration (TLS, limits).
-	Transport *pconn.Config
-
-	// Logger is the root logger; the component logs under "data".
-	Logger hclog.Logger
-
-	// Version is reported to mgmt in the identity.
-	Version string
-
-	// MetricsAddr is where Prometheus metrics are served; "" disables them.
-	MetricsAddr string
-
-	// HealthAddr is where the standard gRPC health service is served
-	// (SERVING while the handshake is complete); "" disables it.
-	HealthAddr string
-
-	// OnReadyChange, if set, is called (on the component's loop, so it
-	// must not block) each time the handshake completes (true) or is
-	// undone by a loss (false). The daemon uses it for systemd readiness.
-	OnReadyChange func(ready bool)
 }
 
 // DefaultConfig returns the defaults described on Config.
 func DefaultConfig() Config {
 	return Config{
-		PairID:          "pic0",
-		RetryInterval:   time.Second,
-		DeadTimeout:     3 * time.Second,
-		MgmtDeadTimeout: 300 * time.Millisecond,
+		ComponentConfig: tier.DefaultComponentConfig(),
 		ReportInterval:  5 * time.Second,
 	}
 }
 
 // Validate reports every invalid field.
 func (c *Config) Validate() error {
-	var errs []error
-	if len(c.MgmtAddrs) == 0 {
-		errs = append(errs, errors.New("no mgmt address"))
-	}
-	if c.PairID == "" {
-		errs = append(errs, errors.New("PairID is empty"))
-	}
-	if c.RetryInterval <= 0 {
-		errs = append(errs, fmt.Errorf("RetryInterval %v must be positive", c.RetryInterval))
-	}
-	if c.MgmtDeadTimeout < pconn.MinDeadTimeout {
-		errs = append(errs, fmt.Errorf("MgmtDeadTimeout %v below the minimum %v", c.MgmtDeadTimeout, pconn.MinDeadTimeout))
-	}
-	if c.DeadTimeout < pconn.MinDeadTimeout {
-		errs = append(errs, fmt.Errorf("DeadTimeout %v below the minimum %v", c.DeadTimeout, pconn.MinDeadTimeout))
-	}
+	errs := c.Problems()
 	if c.ReportInterval <= 0 {
 		errs = append(errs, fmt.Errorf("ReportInterval %v must be positive", c.ReportInterval))
 	}
@@ -181,12 +125,7 @@ func New(cfg Config) (*Data, error) {
 		d.relay = r
 	}
 
-	base := pconn.DefaultConfig(nil)
-	if cfg.Transport != nil {
-		base = *cfg.Transport
-	}
-	base.DeadTimeout = cfg.DeadTimeout
-	base.RetryInterval = cfg.RetryInterval
+	base := cfg.PconnBase()
 
 	d.ctrlCfg = base
 	d.ctrlCfg.Handler = d.loop.Handler(d.onFrame)

@@ -10,7 +10,11 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/hellopics/hellopics/internal/cli"
 	"github.com/hellopics/hellopics/pkg/sdnotify"
+	"github.com/hellopics/hellopics/pkg/tier"
 )
 
 // newFlagSet returns a flag set that prints usage (the text, then the
@@ -78,4 +82,49 @@ func systemdReady(name string) func(bool) {
 			_ = sdnotify.Status(name + ": handshake in progress")
 		}
 	}
+}
+
+// componentFlags registers the flags ctrl and data share on fs, for the
+// component named role whose peer component is named peer. Call
+// finish after parsing: it fills in what the flags give indirectly.
+type componentFlags struct {
+	role, peer string
+	cfg        *tier.ComponentConfig
+	mgmtAddrs  string
+	log        cli.LogFlags
+}
+
+func (c *componentFlags) register(fs *flag.FlagSet) {
+	cfg := c.cfg
+	fs.StringVar(&c.mgmtAddrs, "mgmt", envOr("HELLOPICS_MGMT", "127.0.0.1:7300"), "mgmt addresses, comma-separated, tried in turn (env HELLOPICS_MGMT)")
+	fs.StringVar(&cfg.PairID, "pair", envOr("HELLOPICS_PAIR", cfg.PairID), "pair id shared with the "+c.peer+" component (env HELLOPICS_PAIR)")
+	fs.DurationVar(&cfg.RetryInterval, "retry", cfg.RetryInterval, "longest wait between attempts to reach mgmt or "+c.peer+" (each jittered down to 80% of it)")
+	fs.DurationVar(&cfg.DeadTimeout, "dead-timeout", cfg.DeadTimeout, "declare a silent "+c.peer+" lost after this long (at least 30ms)")
+	fs.DurationVar(&cfg.MgmtDeadTimeout, "mgmt-dead-timeout", cfg.MgmtDeadTimeout, "declare a silent mgmt lost after this long and move on to the next (at least 30ms)")
+	fs.StringVar(&cfg.HealthAddr, "health", envOr("HELLOPICS_HEALTH_ADDR", ""), "serve the gRPC health service (SERVING once the handshake is complete) on this address; empty disables (env HELLOPICS_HEALTH_ADDR)")
+	fs.StringVar(&cfg.MetricsAddr, "metrics", envOr("HELLOPICS_METRICS_ADDR", ""), "serve Prometheus metrics on this address (/metrics); empty disables (env HELLOPICS_METRICS_ADDR)")
+	c.log.Register(fs)
+}
+
+// finish completes the configuration after parsing and returns the logger.
+func (c *componentFlags) finish() (hclog.Logger, error) {
+	c.cfg.MgmtAddrs = splitList(c.mgmtAddrs)
+	c.cfg.Version = version
+	log, err := c.log.Logger("hellopics", nil)
+	if err != nil {
+		return nil, err
+	}
+	c.cfg.Logger = log
+	c.cfg.OnReadyChange = systemdReady(c.role)
+	return log, nil
+}
+
+// serveUntilSignal waits for SIGINT or SIGTERM, then tells systemd and
+// closes the component.
+func serveUntilSignal(ctx context.Context, log hclog.Logger, role string, closer interface{ Close() error }) int {
+	<-ctx.Done()
+	log.Info("signal received; stopping", "component", role)
+	_ = sdnotify.Stopping()
+	_ = closer.Close()
+	return 0
 }

@@ -5,8 +5,6 @@ import (
 
 	"github.com/hellopics/hellopics/data"
 	"github.com/hellopics/hellopics/data/relay"
-	"github.com/hellopics/hellopics/internal/cli"
-	"github.com/hellopics/hellopics/pkg/sdnotify"
 )
 
 func init() {
@@ -26,16 +24,11 @@ Flags:
 
 func runData(args []string) int {
 	cfg := data.DefaultConfig()
-	cfg.Version = version
 	rc := relay.DefaultConfig()
-	var lf cli.LogFlags
-	var mgmtAddrs, agent string
+	cf := componentFlags{role: "data", peer: "ctrl", cfg: &cfg.ComponentConfig}
+	var agent string
 	fs := newFlagSet("data", dataUsage)
-	fs.StringVar(&mgmtAddrs, "mgmt", envOr("HELLOPICS_MGMT", "127.0.0.1:7300"), "mgmt addresses, comma-separated, tried in turn (env HELLOPICS_MGMT)")
-	fs.StringVar(&cfg.PairID, "pair", envOr("HELLOPICS_PAIR", cfg.PairID), "pair id shared with the control component (env HELLOPICS_PAIR)")
-	fs.DurationVar(&cfg.RetryInterval, "retry", cfg.RetryInterval, "wait between attempts to reach mgmt or ctrl (80-100% of it, jittered)")
-	fs.DurationVar(&cfg.DeadTimeout, "dead-timeout", cfg.DeadTimeout, "declare a silent ctrl lost after this long (at least 30ms)")
-	fs.DurationVar(&cfg.MgmtDeadTimeout, "mgmt-dead-timeout", cfg.MgmtDeadTimeout, "declare a silent mgmt lost after this long and move on to the next (at least 30ms)")
+	cf.register(fs)
 	fs.DurationVar(&cfg.ReportInterval, "report-interval", cfg.ReportInterval, "how often relay counters are reported to mgmt")
 	fs.StringVar(&agent, "agent", "", "SNMP agent host:port; enables the MEDS relay")
 	fs.StringVar(&rc.CommandsAddr, "commands", "", "relay: TPCE commands TCP address (host:port); not opened when empty")
@@ -45,9 +38,6 @@ func runData(args []string) int {
 	fs.StringVar(&rc.CommandSecurity.Community, "community", rc.CommandSecurity.Community, "relay: SNMPv2c community of SetRequests")
 	fs.StringVar(&rc.NotifySecurity.Community, "notify-community", rc.NotifySecurity.Community, "relay: SNMPv2c community required on informs")
 	fs.IntVar(&rc.MaxMsgSize, "max-msg-size", rc.MaxMsgSize, "relay: largest SNMP message sent, octets (484 to 65507)")
-	fs.StringVar(&cfg.HealthAddr, "health", envOr("HELLOPICS_HEALTH_ADDR", ""), "serve the gRPC health service (SERVING once the handshake is complete) on this address; empty disables (env HELLOPICS_HEALTH_ADDR)")
-	fs.StringVar(&cfg.MetricsAddr, "metrics", envOr("HELLOPICS_METRICS_ADDR", ""), "serve Prometheus metrics on this address (/metrics); empty disables (env HELLOPICS_METRICS_ADDR)")
-	lf.Register(fs)
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -55,26 +45,19 @@ func runData(args []string) int {
 		fs.Usage()
 		return 2
 	}
-	cfg.MgmtAddrs = splitList(mgmtAddrs)
 	if agent != "" {
 		rc.AgentAddr = agent
 		cfg.Relay = &rc
 	}
-	log, err := lf.Logger("hellopics", nil)
+	log, err := cf.finish()
 	if err != nil {
 		return fail(os.Stderr, "data", err)
 	}
-	cfg.Logger = log
-	cfg.OnReadyChange = systemdReady("data")
 	ctx, stop := untilSignal()
 	defer stop()
 	d, err := data.New(cfg)
 	if err != nil {
 		return fail(os.Stderr, "data", err)
 	}
-	<-ctx.Done()
-	log.Info("signal received; stopping", "component", "data")
-	_ = sdnotify.Stopping()
-	d.Close()
-	return 0
+	return serveUntilSignal(ctx, log, "data", d)
 }

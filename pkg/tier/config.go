@@ -1,0 +1,105 @@
+package tier
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/hellopics/hellopics/pkg/pconn"
+)
+
+// ComponentConfig is the configuration every component that connects to
+// management shares (ctrl and data embed it). Start from
+// DefaultComponentConfig.
+type ComponentConfig struct {
+	// MgmtAddrs are the management instances (host:port), tried in turn.
+	// Required.
+	MgmtAddrs []string
+
+	// PairID names the ctrl/data pair; both halves use the same. Default
+	// "pic0".
+	PairID string
+
+	// RetryInterval is the longest wait between attempts to reach mgmt
+	// or the peer component; each wait is jittered down to 80 % of it.
+	// Default 1 s.
+	RetryInterval time.Duration
+
+	// DeadTimeout declares the peer component (data for ctrl, ctrl for
+	// data) lost after this much silence. Default 3 s.
+	DeadTimeout time.Duration
+
+	// MgmtDeadTimeout declares the mgmt session lost after this much
+	// silence, so that a master whose network is cut is left quickly for
+	// the new one (pconn pings an idle link every fifth of it). Default
+	// 300 ms.
+	MgmtDeadTimeout time.Duration
+
+	// Transport, if set, is the base pconn configuration (TLS, limits).
+	Transport *pconn.Config
+
+	// Logger is the root logger; the component logs under its role name.
+	Logger hclog.Logger
+
+	// Version is reported to mgmt in the identity.
+	Version string
+
+	// MetricsAddr is where Prometheus metrics are served; "" disables them.
+	MetricsAddr string
+
+	// HealthAddr is where the standard gRPC health service is served
+	// (SERVING while the handshake is complete); "" disables it.
+	HealthAddr string
+
+	// OnReadyChange, if set, is called (on the component's loop, so it
+	// must not block) each time the handshake completes (true) or is
+	// undone by a loss (false). The daemon uses it for systemd readiness.
+	OnReadyChange func(ready bool)
+}
+
+// DefaultComponentConfig returns the defaults described on
+// ComponentConfig.
+func DefaultComponentConfig() ComponentConfig {
+	return ComponentConfig{
+		PairID:          "pic0",
+		RetryInterval:   time.Second,
+		DeadTimeout:     3 * time.Second,
+		MgmtDeadTimeout: 300 * time.Millisecond,
+	}
+}
+
+// Problems lists every invalid field, for the embedding config's Validate.
+func (c *ComponentConfig) Problems() []error {
+	var errs []error
+	if len(c.MgmtAddrs) == 0 {
+		errs = append(errs, errors.New("no mgmt address"))
+	}
+	if c.PairID == "" {
+		errs = append(errs, errors.New("PairID is empty"))
+	}
+	if c.RetryInterval <= 0 {
+		errs = append(errs, fmt.Errorf("RetryInterval %v must be positive", c.RetryInterval))
+	}
+	if c.DeadTimeout < pconn.MinDeadTimeout {
+		errs = append(errs, fmt.Errorf("DeadTimeout %v below the minimum %v", c.DeadTimeout, pconn.MinDeadTimeout))
+	}
+	if c.MgmtDeadTimeout < pconn.MinDeadTimeout {
+		errs = append(errs, fmt.Errorf("MgmtDeadTimeout %v below the minimum %v", c.MgmtDeadTimeout, pconn.MinDeadTimeout))
+	}
+	return errs
+}
+
+// PconnBase is the pconn configuration the component's links start from:
+// Transport (or pconn's defaults) with the retry interval and the peer's
+// dead timeout applied.
+func (c *ComponentConfig) PconnBase() pconn.Config {
+	base := pconn.DefaultConfig(nil)
+	if c.Transport != nil {
+		base = *c.Transport
+	}
+	base.DeadTimeout = c.DeadTimeout
+	base.RetryInterval = c.RetryInterval
+	return base
+}
