@@ -312,7 +312,15 @@ func (p *proc) stop(out io.Writer) {
 	default:
 	}
 	if p.stdin != nil {
+		// The TPCE client ends by itself at the end of its input, once
+		// the commands in flight are answered: give it that chance
+		// before the signal, which would cut an answer off.
 		p.stdin.Close()
+		select {
+		case <-p.done:
+			return
+		case <-time.After(2 * time.Second):
+		}
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
