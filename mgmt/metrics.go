@@ -7,7 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hellopics/hellopics/internal/metrics"
-	"github.com/hellopics/hellopics/pkg/tier"
+	"github.com/hellopics/hellopics/pkg/handshake"
 	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
 
@@ -74,7 +74,7 @@ func (s *Server) collect(ch chan<- prometheus.Metric) {
 			if c == nil {
 				continue
 			}
-			role := tier.RoleName(c.GetRole())
+			role := handshake.RoleName(c.GetRole())
 			metrics.Gauge(ch, descReady, metrics.Bool(c.GetState() == hellopicsv1.ComponentState_COMPONENT_STATE_READY), id, role)
 			metrics.Gauge(ch, descConnected, metrics.Bool(c.GetState() != hellopicsv1.ComponentState_COMPONENT_STATE_DOWN &&
 				c.GetState() != hellopicsv1.ComponentState_COMPONENT_STATE_UNSPECIFIED), id, role)

@@ -56,3 +56,36 @@ func (f *fence) redirect(out *outputs, s SessionID, r *hellopicsv1.Redirect, pai
 func ignored(out *outputs, from hellopicsv1.Role, pairID string, s SessionID, format string, args ...any) {
 	out.event(Event{Kind: EventIgnored, Peer: from, PairID: pairID, Session: s, Message: fmt.Sprintf(format, args...)})
 }
+
+// hop is one leg of a hello through ctrl or data: where it comes from,
+// where it goes, and the direction a hello on this leg must travel.
+type hop struct {
+	from, to    hellopicsv1.Role
+	fromSession SessionID
+	toSession   SessionID
+	toUp        bool
+	want        hellopicsv1.Direction
+	pairID      string
+}
+
+// forwardHello passes h on along hp: it must pass the epoch fence and
+// travel in hp's direction, and the next hop must be connected.
+func (f *fence) forwardHello(out *outputs, h *hellopicsv1.Hello, hp hop) {
+	if !f.admit(out, h.GetEpoch(), "hello", hp.from, hp.pairID, hp.fromSession, h.GetSeq()) {
+		return
+	}
+	f.seen(h.GetSeq())
+	from, to := RoleName(hp.from), RoleName(hp.to)
+	if h.GetDirection() != hp.want {
+		ignored(out, hp.from, hp.pairID, hp.fromSession, "hello %d from %s travelling %s", h.GetSeq(), from, h.GetDirection())
+		return
+	}
+	if !hp.toUp {
+		out.event(Event{Kind: EventDropped, Peer: hp.from, PairID: hp.pairID, Session: hp.fromSession, Seq: h.GetSeq(), Epoch: h.GetEpoch(),
+			Message: fmt.Sprintf("hello for %s, but %s not connected", to, to)})
+		return
+	}
+	out.send(hp.toSession, hellopicsv1.MsgType_MSG_TYPE_HELLO, h)
+	out.event(Event{Kind: EventHelloForwarded, Peer: hp.to, PairID: hp.pairID, Session: hp.toSession, Seq: h.GetSeq(), Epoch: h.GetEpoch(),
+		Message: from + " -> " + to})
+}

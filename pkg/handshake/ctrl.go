@@ -164,21 +164,9 @@ func (c *Ctrl) fromMgmt(out *outputs, t hellopicsv1.MsgType, msg proto.Message) 
 	const from = hellopicsv1.Role_ROLE_MGMT
 	switch t {
 	case hellopicsv1.MsgType_MSG_TYPE_HELLO:
-		h := msg.(*hellopicsv1.Hello)
-		if !c.fence.admit(out, h.GetEpoch(), "hello", from, c.cfg.PairID, c.mgmt, h.GetSeq()) {
-			return
-		}
-		c.fence.seen(h.GetSeq())
-		if h.GetDirection() != hellopicsv1.Direction_DIRECTION_MGMT_CTRL_DATA {
-			ignored(out, from, c.cfg.PairID, c.mgmt, "hello %d from mgmt travelling %s", h.GetSeq(), h.GetDirection())
-			return
-		}
-		if !c.hasData {
-			out.event(Event{Kind: EventDropped, Peer: from, PairID: c.cfg.PairID, Session: c.mgmt, Seq: h.GetSeq(), Epoch: h.GetEpoch(), Message: "hello for data, but no data connected"})
-			return
-		}
-		out.send(c.data, hellopicsv1.MsgType_MSG_TYPE_HELLO, h)
-		out.event(Event{Kind: EventHelloForwarded, Peer: hellopicsv1.Role_ROLE_DATA, PairID: c.cfg.PairID, Session: c.data, Seq: h.GetSeq(), Epoch: h.GetEpoch(), Message: "mgmt -> data"})
+		c.fence.forwardHello(out, msg.(*hellopicsv1.Hello), hop{from: from, to: hellopicsv1.Role_ROLE_DATA,
+			fromSession: c.mgmt, toSession: c.data, toUp: c.hasData,
+			want: hellopicsv1.Direction_DIRECTION_MGMT_CTRL_DATA, pairID: c.cfg.PairID})
 	case hellopicsv1.MsgType_MSG_TYPE_PEER:
 		p := msg.(*hellopicsv1.Peer)
 		if !c.fence.admit(out, p.GetEpoch(), "peer", from, c.cfg.PairID, c.mgmt, 0) {
@@ -187,7 +175,7 @@ func (c *Ctrl) fromMgmt(out *outputs, t hellopicsv1.MsgType, msg proto.Message) 
 		// mgmt tells us our data (re)registered with it, which reset the
 		// pair's readiness: say again that we are ready, if we are.
 		if p.GetRole() != hellopicsv1.Role_ROLE_DATA || p.GetPairId() != c.cfg.PairID {
-			ignored(out, from, c.cfg.PairID, c.mgmt, "peer %s %q", roleName(p.GetRole()), p.GetPairId())
+			ignored(out, from, c.cfg.PairID, c.mgmt, "peer %s %q", RoleName(p.GetRole()), p.GetPairId())
 			return
 		}
 		if c.dataReady {
@@ -249,7 +237,7 @@ func (c *Ctrl) fromData(out *outputs, t hellopicsv1.MsgType, msg proto.Message) 
 	case hellopicsv1.MsgType_MSG_TYPE_READY:
 		r := msg.(*hellopicsv1.Ready)
 		if r.GetRole() != from || r.GetPairId() != c.cfg.PairID {
-			ignored(out, from, c.cfg.PairID, c.data, "ready for %s %q", roleName(r.GetRole()), r.GetPairId())
+			ignored(out, from, c.cfg.PairID, c.data, "ready for %s %q", RoleName(r.GetRole()), r.GetPairId())
 			return
 		}
 		if r.GetEpoch() > c.fence.epoch {
@@ -262,21 +250,9 @@ func (c *Ctrl) fromData(out *outputs, t hellopicsv1.MsgType, msg proto.Message) 
 			out.send(c.mgmt, hellopicsv1.MsgType_MSG_TYPE_READY, c.readyMsg())
 		}
 	case hellopicsv1.MsgType_MSG_TYPE_HELLO:
-		h := msg.(*hellopicsv1.Hello)
-		if !c.fence.admit(out, h.GetEpoch(), "hello", from, c.cfg.PairID, c.data, h.GetSeq()) {
-			return
-		}
-		c.fence.seen(h.GetSeq())
-		if h.GetDirection() != hellopicsv1.Direction_DIRECTION_MGMT_DATA_CTRL {
-			ignored(out, from, c.cfg.PairID, c.data, "hello %d from data travelling %s", h.GetSeq(), h.GetDirection())
-			return
-		}
-		if !c.mgmtUp {
-			out.event(Event{Kind: EventDropped, Peer: from, PairID: c.cfg.PairID, Session: c.data, Seq: h.GetSeq(), Epoch: h.GetEpoch(), Message: "hello for mgmt, but mgmt not connected"})
-			return
-		}
-		out.send(c.mgmt, hellopicsv1.MsgType_MSG_TYPE_HELLO, h)
-		out.event(Event{Kind: EventHelloForwarded, Peer: hellopicsv1.Role_ROLE_MGMT, PairID: c.cfg.PairID, Session: c.mgmt, Seq: h.GetSeq(), Epoch: h.GetEpoch(), Message: "data -> mgmt"})
+		c.fence.forwardHello(out, msg.(*hellopicsv1.Hello), hop{from: from, to: hellopicsv1.Role_ROLE_MGMT,
+			fromSession: c.data, toSession: c.mgmt, toUp: c.mgmtUp,
+			want: hellopicsv1.Direction_DIRECTION_MGMT_DATA_CTRL, pairID: c.cfg.PairID})
 	case hellopicsv1.MsgType_MSG_TYPE_REJECT:
 		out.event(Event{Kind: EventRejected, Peer: from, PairID: c.cfg.PairID, Session: c.data, Message: "data refuses: " + msg.(*hellopicsv1.Reject).GetReason()})
 	default:

@@ -247,21 +247,9 @@ func (d *Data) fromMgmt(out *outputs, t hellopicsv1.MsgType, msg proto.Message) 
 	const from = hellopicsv1.Role_ROLE_MGMT
 	switch t {
 	case hellopicsv1.MsgType_MSG_TYPE_HELLO:
-		h := msg.(*hellopicsv1.Hello)
-		if !d.fence.admit(out, h.GetEpoch(), "hello", from, d.cfg.PairID, d.mgmt, h.GetSeq()) {
-			return
-		}
-		d.fence.seen(h.GetSeq())
-		if h.GetDirection() != hellopicsv1.Direction_DIRECTION_MGMT_DATA_CTRL {
-			ignored(out, from, d.cfg.PairID, d.mgmt, "hello %d from mgmt travelling %s", h.GetSeq(), h.GetDirection())
-			return
-		}
-		if !d.ctrlUp {
-			out.event(Event{Kind: EventDropped, Peer: from, PairID: d.cfg.PairID, Session: d.mgmt, Seq: h.GetSeq(), Epoch: h.GetEpoch(), Message: "hello for ctrl, but ctrl not connected"})
-			return
-		}
-		out.send(d.ctrl, hellopicsv1.MsgType_MSG_TYPE_HELLO, h)
-		out.event(Event{Kind: EventHelloForwarded, Peer: hellopicsv1.Role_ROLE_CTRL, PairID: d.cfg.PairID, Session: d.ctrl, Seq: h.GetSeq(), Epoch: h.GetEpoch(), Message: "mgmt -> ctrl"})
+		d.fence.forwardHello(out, msg.(*hellopicsv1.Hello), hop{from: from, to: hellopicsv1.Role_ROLE_CTRL,
+			fromSession: d.mgmt, toSession: d.ctrl, toUp: d.ctrlUp,
+			want: hellopicsv1.Direction_DIRECTION_MGMT_DATA_CTRL, pairID: d.cfg.PairID})
 	case hellopicsv1.MsgType_MSG_TYPE_PEER:
 		d.peer(out, msg.(*hellopicsv1.Peer))
 	case hellopicsv1.MsgType_MSG_TYPE_REDIRECT:
@@ -283,7 +271,7 @@ func (d *Data) peer(out *outputs, p *hellopicsv1.Peer) {
 		return
 	}
 	if p.GetRole() != hellopicsv1.Role_ROLE_CTRL || p.GetPairId() != d.cfg.PairID || p.GetAddr() == "" {
-		ignored(out, from, d.cfg.PairID, d.mgmt, "peer %s %q at %q", roleName(p.GetRole()), p.GetPairId(), p.GetAddr())
+		ignored(out, from, d.cfg.PairID, d.mgmt, "peer %s %q at %q", RoleName(p.GetRole()), p.GetPairId(), p.GetAddr())
 		return
 	}
 	d.ctrlAddr = p.GetAddr()
@@ -309,21 +297,9 @@ func (d *Data) fromCtrl(out *outputs, t hellopicsv1.MsgType, msg proto.Message) 
 	const from = hellopicsv1.Role_ROLE_CTRL
 	switch t {
 	case hellopicsv1.MsgType_MSG_TYPE_HELLO:
-		h := msg.(*hellopicsv1.Hello)
-		if !d.fence.admit(out, h.GetEpoch(), "hello", from, d.cfg.PairID, d.ctrl, h.GetSeq()) {
-			return
-		}
-		d.fence.seen(h.GetSeq())
-		if h.GetDirection() != hellopicsv1.Direction_DIRECTION_MGMT_CTRL_DATA {
-			ignored(out, from, d.cfg.PairID, d.ctrl, "hello %d from ctrl travelling %s", h.GetSeq(), h.GetDirection())
-			return
-		}
-		if !d.mgmtUp {
-			out.event(Event{Kind: EventDropped, Peer: from, PairID: d.cfg.PairID, Session: d.ctrl, Seq: h.GetSeq(), Epoch: h.GetEpoch(), Message: "hello for mgmt, but mgmt not connected"})
-			return
-		}
-		out.send(d.mgmt, hellopicsv1.MsgType_MSG_TYPE_HELLO, h)
-		out.event(Event{Kind: EventHelloForwarded, Peer: hellopicsv1.Role_ROLE_MGMT, PairID: d.cfg.PairID, Session: d.mgmt, Seq: h.GetSeq(), Epoch: h.GetEpoch(), Message: "ctrl -> mgmt"})
+		d.fence.forwardHello(out, msg.(*hellopicsv1.Hello), hop{from: from, to: hellopicsv1.Role_ROLE_MGMT,
+			fromSession: d.ctrl, toSession: d.mgmt, toUp: d.mgmtUp,
+			want: hellopicsv1.Direction_DIRECTION_MGMT_CTRL_DATA, pairID: d.cfg.PairID})
 	case hellopicsv1.MsgType_MSG_TYPE_REJECT:
 		out.event(Event{Kind: EventRejected, Peer: from, PairID: d.cfg.PairID, Session: d.ctrl, Message: "ctrl refuses: " + msg.(*hellopicsv1.Reject).GetReason()})
 	default:

@@ -179,7 +179,7 @@ func (m *Mgmt) SessionDown(id SessionID, reason string, now time.Time) []Output 
 		return out
 	}
 	mb.live, mb.ready = false, false
-	why := fmt.Sprintf("%s %s lost: %s", roleName(s.ident.GetRole()), s.ident.GetInstance(), reason)
+	why := fmt.Sprintf("%s %s lost: %s", RoleName(s.ident.GetRole()), s.ident.GetInstance(), reason)
 	out.event(Event{Kind: EventDown, Peer: s.ident.GetRole(), PairID: p.id, Session: id, Epoch: m.cfg.Epoch, Message: why})
 	m.resetPair(&out, p, why)
 	return out
@@ -252,7 +252,7 @@ func (m *Mgmt) reject(out *outputs, s *mgmtSession, who *hellopicsv1.Identify, r
 	out.send(s.id, hellopicsv1.MsgType_MSG_TYPE_REJECT, &hellopicsv1.Reject{Reason: reason})
 	*out = append(*out, Close{Session: s.id, Reason: reason})
 	out.event(Event{Kind: EventRejected, Peer: who.GetRole(), PairID: who.GetPairId(), Session: s.id, Epoch: m.cfg.Epoch,
-		Message: fmt.Sprintf("%s (instance %q from %s): %s", roleName(who.GetRole()), who.GetInstance(), s.remoteAddr, reason)})
+		Message: fmt.Sprintf("%s (instance %q from %s): %s", RoleName(who.GetRole()), who.GetInstance(), s.remoteAddr, reason)})
 }
 
 // identify checks and registers an Identify on the unidentified session s.
@@ -296,7 +296,7 @@ func (m *Mgmt) identify(out *outputs, s *mgmtSession, in *hellopicsv1.Identify, 
 	s.ident = proto.Clone(in).(*hellopicsv1.Identify)
 	*mb = member{session: s.id, live: true, instance: in.GetInstance(), addr: s.remoteAddr, dataAddr: in.GetDataAddr(), since: s.since}
 	out.event(Event{Kind: EventIdentified, Peer: role, PairID: p.id, Session: s.id, Epoch: m.cfg.Epoch,
-		Message: fmt.Sprintf("%s %s instance %s from %s", roleName(role), p.id, in.GetInstance(), s.remoteAddr)})
+		Message: fmt.Sprintf("%s %s instance %s from %s", RoleName(role), p.id, in.GetInstance(), s.remoteAddr)})
 	// Tell the other side of the pair about the newcomer. data learns (or
 	// relearns) where ctrl listens; ctrl learns that data is back. Either
 	// re-announces its readiness if it still is ready, which is how a pair
@@ -333,7 +333,7 @@ func (m *Mgmt) checkIdentity(in *hellopicsv1.Identify) string {
 	if p := m.pairs[in.GetPairId()]; p != nil {
 		mb := p.member(role)
 		if mb.live && (in.GetInstance() == "" || in.GetInstance() != mb.instance) {
-			return fmt.Sprintf("pair %s already has a live %s (instance %s)", p.id, roleName(role), mb.instance)
+			return fmt.Sprintf("pair %s already has a live %s (instance %s)", p.id, RoleName(role), mb.instance)
 		}
 	}
 	return ""
@@ -343,13 +343,13 @@ func (m *Mgmt) checkIdentity(in *hellopicsv1.Identify) string {
 func (m *Mgmt) sendPeer(out *outputs, p *pair, to SessionID, role hellopicsv1.Role, addr string) {
 	out.send(to, hellopicsv1.MsgType_MSG_TYPE_PEER, &hellopicsv1.Peer{Role: role, PairId: p.id, Addr: addr, Epoch: m.cfg.Epoch})
 	out.event(Event{Kind: EventPeer, Peer: role, PairID: p.id, Session: to, Epoch: m.cfg.Epoch,
-		Message: fmt.Sprintf("sent %s address %s", roleName(role), addr)})
+		Message: fmt.Sprintf("sent %s address %s", RoleName(role), addr)})
 }
 
 func (m *Mgmt) getPeer(out *outputs, s *mgmtSession, p *pair, g *hellopicsv1.GetPeer) {
 	if s.ident.GetRole() != hellopicsv1.Role_ROLE_DATA || g.GetPairId() != p.id {
 		out.event(Event{Kind: EventIgnored, Peer: s.ident.GetRole(), PairID: p.id, Session: s.id,
-			Message: fmt.Sprintf("get_peer for pair %q from %s", g.GetPairId(), roleName(s.ident.GetRole()))})
+			Message: fmt.Sprintf("get_peer for pair %q from %s", g.GetPairId(), RoleName(s.ident.GetRole()))})
 		return
 	}
 	if !p.ctrl.live {
@@ -364,14 +364,14 @@ func (m *Mgmt) ready(out *outputs, s *mgmtSession, p *pair, r *hellopicsv1.Ready
 	role := s.ident.GetRole()
 	if r.GetRole() != role || r.GetPairId() != p.id {
 		out.event(Event{Kind: EventIgnored, Peer: role, PairID: p.id, Session: s.id,
-			Message: fmt.Sprintf("ready for %s %q on a %s session", roleName(r.GetRole()), r.GetPairId(), roleName(role))})
+			Message: fmt.Sprintf("ready for %s %q on a %s session", RoleName(r.GetRole()), r.GetPairId(), RoleName(role))})
 		return
 	}
 	mb := p.member(role)
 	mb.wasReady = true
 	if !mb.ready {
 		mb.ready = true
-		out.event(Event{Kind: EventReady, Peer: role, PairID: p.id, Session: s.id, Epoch: m.cfg.Epoch, Message: roleName(role) + " ready"})
+		out.event(Event{Kind: EventReady, Peer: role, PairID: p.id, Session: s.id, Epoch: m.cfg.Epoch, Message: RoleName(role) + " ready"})
 	}
 	if p.ctrl.ready && p.data.ready && !p.running {
 		p.running = true
@@ -417,7 +417,7 @@ func (m *Mgmt) helloBack(out *outputs, s *mgmtSession, p *pair, h *hellopicsv1.H
 		s.ident.GetRole() != lastHop || h.GetPairId() != p.id {
 		p.outOfOrder++
 		out.event(Event{Kind: EventHelloOutOfOrder, Peer: s.ident.GetRole(), PairID: p.id, Session: s.id, Seq: h.GetSeq(), Epoch: h.GetEpoch(),
-			Message: fmt.Sprintf("hello %d %s from %s; expected %d", h.GetSeq(), h.GetDirection(), roleName(s.ident.GetRole()), o.seq)})
+			Message: fmt.Sprintf("hello %d %s from %s; expected %d", h.GetSeq(), h.GetDirection(), RoleName(s.ident.GetRole()), o.seq)})
 		return
 	}
 	p.outstanding = hello{}

@@ -84,7 +84,7 @@ func (Event) isOutput()      {}
 // String formats the event for tests and debugging.
 func (e Event) String() string {
 	return fmt.Sprintf("%s peer=%s pair=%q session=%d seq=%d epoch=%d: %s",
-		e.Kind, roleName(e.Peer), e.PairID, e.Session, e.Seq, e.Epoch, e.Message)
+		e.Kind, RoleName(e.Peer), e.PairID, e.Session, e.Seq, e.Epoch, e.Message)
 }
 
 // EventKind classifies an Event. ONLY APPEND TO THIS LIST: shells and tests
@@ -211,8 +211,9 @@ func checkMessage(t hellopicsv1.MsgType, msg proto.Message) bool {
 	return want.ProtoReflect().Descriptor() == msg.ProtoReflect().Descriptor()
 }
 
-// roleName is the short lower-case name of r for messages.
-func roleName(r hellopicsv1.Role) string {
+// RoleName is the short name of a role used in logs and events: mgmt,
+// ctrl, data ("unknown" otherwise).
+func RoleName(r hellopicsv1.Role) string {
 	switch r {
 	case hellopicsv1.Role_ROLE_MGMT:
 		return "mgmt"

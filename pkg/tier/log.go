@@ -10,26 +10,13 @@ import (
 	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
 
-// RoleName is the short name of a role used in logs: mgmt, ctrl, data.
-func RoleName(r hellopicsv1.Role) string {
-	switch r {
-	case hellopicsv1.Role_ROLE_MGMT:
-		return "mgmt"
-	case hellopicsv1.Role_ROLE_CTRL:
-		return "ctrl"
-	case hellopicsv1.Role_ROLE_DATA:
-		return "data"
-	}
-	return "unknown"
-}
-
 // LogEvent writes a machine event as one line at the event's level, with
 // the keys component, peer, pair, step, seq and epoch (seq and epoch only
 // when set).
 func LogEvent(log hclog.Logger, component string, ev handshake.Event) {
 	args := []any{"component", component, "step", ev.Kind.String()}
 	if ev.Peer != hellopicsv1.Role_ROLE_UNSPECIFIED {
-		args = append(args, "peer", RoleName(ev.Peer))
+		args = append(args, "peer", handshake.RoleName(ev.Peer))
 	}
 	if ev.PairID != "" {
 		args = append(args, "pair", ev.PairID)
