@@ -22,6 +22,7 @@ import (
 	"github.com/gosnmp/gosnmp"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/hellopics/hellopics/pkg/dgram"
 	"github.com/hellopics/hellopics/pkg/meds"
 )
 
@@ -146,6 +147,7 @@ type Agent struct {
 	conn          *net.UDPConn
 	dec           *meds.Decoder
 	out           []byte        // answer buffer of the request loop
+	w             *dgram.Writer // answers of the request loop, sent per batch
 	readDec       *meds.Decoder // ReadCommunity, GET and GETNEXT only; nil if none
 	reasm         *meds.Reassembler
 	fragSize      int
@@ -269,8 +271,19 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 	a.log.Info("agent simulator started", "addr", a.Addr().String(), "notify", a.cfg.NotifyAddr,
 		"version", a.cfg.Security.Version.String(), "max_msg_size", a.cfg.MaxMsgSize, "fragment_data", a.fragSize)
+	rd, err := dgram.NewReader(a.conn, serveBatch, 65536)
+	if err == nil {
+		a.w, err = dgram.NewWriter(a.conn, serveBatch)
+	}
+	if err != nil {
+		for _, s := range senders {
+			s.close()
+		}
+		a.cancel()
+		return fmt.Errorf("agentsim: request socket: %w", err)
+	}
 	a.wg.Add(1)
-	go func() { defer a.wg.Done(); a.serve(ctx) }()
+	go func() { defer a.wg.Done(); a.serve(ctx, rd) }()
 	for i := range a.cfg.Senders {
 		g := senders[i]
 		a.wg.Add(1)
@@ -412,14 +425,14 @@ func (a *Agent) notifier() (sender, error) {
 	return &gosnmpSender{g: g, inform: !a.cfg.UseTraps}, nil
 }
 
-// serve is the request loop: one goroutine owns the socket, the decoder
-// and the reassembler.
-func (a *Agent) serve(ctx context.Context) {
+// serve is the request loop: one goroutine owns the socket's reads, the
+// decoder and the reassembler. It reads the requests waiting in one
+// system call (recvmmsg) and sends their answers together (sendmmsg).
+func (a *Agent) serve(ctx context.Context, rd *dgram.Reader) {
 	log := a.log.Named("snmp")
-	buf := make([]byte, 65536)
 	lastExpire := time.Now()
 	for {
-		n, from, err := a.conn.ReadFromUDPAddrPort(buf)
+		ms, err := rd.Read()
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
@@ -436,13 +449,23 @@ func (a *Agent) serve(ctx context.Context) {
 					"have", e.Have, "count", e.Count, "age", e.Age)
 			})
 		}
-		a.handle(log, buf[:n], from, now)
+		for _, m := range ms {
+			a.handle(log, m.Buf, m.Addr, now)
+		}
+		if err := a.w.Flush(); err != nil {
+			log.Warn("answers not sent", "error", err)
+		}
 	}
 }
 
+// serveBatch is how many requests the request loop reads, and answers,
+// per system call.
+const serveBatch = 16
+
+// reply queues an answer; serve sends the batch.
 func (a *Agent) reply(log hclog.Logger, b []byte, to netip.AddrPort) {
-	if _, err := a.conn.WriteToUDPAddrPort(b, to); err != nil {
-		log.Warn("answer not sent", "peer", to.String(), "error", err)
+	if err := a.w.Add(b, to); err != nil {
+		log.Warn("answers not sent", "error", err)
 	}
 }
 

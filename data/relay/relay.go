@@ -22,6 +22,7 @@ import (
 	"github.com/gosnmp/gosnmp"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/hellopics/hellopics/pkg/dgram"
 	"github.com/hellopics/hellopics/pkg/meds"
 )
 
@@ -153,6 +154,14 @@ func (r *Relay) Start(ctx context.Context) (err error) {
 			r.log.Warn("notification socket receive buffer not set", "octets", r.cfg.UDPReadBuffer, "error", err)
 		}
 	}
+	nrd, err := dgram.NewReader(r.notify, notifyBatch, 65536) // not gosnmp's 4096: a whole UDP datagram always fits
+	if err != nil {
+		return fmt.Errorf("relay: notification socket: %w", err)
+	}
+	nw, err := dgram.NewWriter(r.notify, notifyBatch)
+	if err != nil {
+		return fmt.Errorf("relay: notification socket: %w", err)
+	}
 	senders := make([]setter, 0, r.cfg.Senders)
 	for range r.cfg.Senders {
 		s, err := r.newSetter()
@@ -182,7 +191,7 @@ func (r *Relay) Start(ctx context.Context) (err error) {
 		go func() { defer r.wg.Done(); r.sendLoop(ctx, g) }()
 	}
 	r.wg.Add(2)
-	go func() { defer r.wg.Done(); r.notifyLoop(ctx) }()
+	go func() { defer r.wg.Done(); r.notifyLoop(ctx, nrd, nw) }()
 	go func() { defer r.wg.Done(); r.janitor(ctx) }()
 	if poller != nil {
 		r.wg.Add(1)

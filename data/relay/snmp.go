@@ -11,6 +11,7 @@ import (
 	"github.com/gosnmp/gosnmp"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/hellopics/hellopics/pkg/dgram"
 	"github.com/hellopics/hellopics/pkg/meds"
 )
 
@@ -173,13 +174,14 @@ func (l *limiter) log(log hclog.Logger, now time.Time, reason string, args ...an
 }
 
 // notifyLoop receives the agent's notifications. One goroutine owns the
-// socket, the decoder and the answer buffer.
-func (r *Relay) notifyLoop(ctx context.Context) {
+// socket's reads, the decoder and the answers: it reads the datagrams
+// that are waiting in one system call (recvmmsg), handles them, and
+// sends their answers together (sendmmsg).
+func (r *Relay) notifyLoop(ctx context.Context, rd *dgram.Reader, w *dgram.Writer) {
 	n := &notifier{r: r, log: r.log.Named("snmp").Named("notify"), lim: limiter{all: r.cfg.LogEveryError},
-		fast: r.cfg.NotifySecurity.Version == gosnmp.Version2c}
-	buf := make([]byte, 65536) // not gosnmp's 4096: a whole UDP datagram always fits
+		fast: r.cfg.NotifySecurity.Version == gosnmp.Version2c, w: w}
 	for {
-		k, from, err := r.notify.ReadFromUDPAddrPort(buf)
+		ms, err := rd.Read()
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
@@ -187,27 +189,44 @@ func (r *Relay) notifyLoop(ctx context.Context) {
 			n.log.Warn("read failed", "error", err)
 			continue
 		}
-		r.c.notifications.Add(1)
-		r.c.notificationBytes.Add(uint64(k))
-		n.handle(buf[:k], from)
+		for _, m := range ms {
+			r.c.notifications.Add(1)
+			r.c.notificationBytes.Add(uint64(len(m.Buf)))
+			n.handle(m.Buf, m.Addr)
+		}
+		n.flush()
 	}
 }
+
+// notifyBatch is how many datagrams the notification loop reads, and
+// answers, per system call.
+const notifyBatch = 16
 
 // notifier is the state of the notification loop.
 type notifier struct {
 	r    *Relay
 	log  hclog.Logger
 	lim  limiter
-	fast bool   // SNMPv2c: try the allocation-free path first
-	out  []byte // answer buffer
+	fast bool          // SNMPv2c: try the allocation-free path first
+	out  []byte        // answer being built
+	w    *dgram.Writer // answers waiting for flush
+	sent uint64        // w.Sent() at the last flush
 }
 
+// answer queues b for to; flush sends it.
 func (n *notifier) answer(b []byte, to netip.AddrPort) {
-	if _, err := n.r.notify.WriteToUDPAddrPort(b, to); err != nil {
-		n.log.Warn("answer not sent", "peer", to.String(), "error", err)
-		return
+	if err := n.w.Add(b, to); err != nil {
+		n.log.Warn("answers not sent", "error", err)
 	}
-	n.r.c.informsAnswered.Add(1)
+}
+
+// flush sends the queued answers and counts them.
+func (n *notifier) flush() {
+	if err := n.w.Flush(); err != nil {
+		n.log.Warn("answers not sent", "error", err)
+	}
+	n.r.c.informsAnswered.Add(n.w.Sent() - n.sent)
+	n.sent = n.w.Sent()
 }
 
 func (n *notifier) handle(b []byte, from netip.AddrPort) {
