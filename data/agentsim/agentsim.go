@@ -60,8 +60,9 @@ type Config struct {
 	// InformRetries is how many times an unanswered inform is sent again
 	// (default 3).
 	InformRetries int
-	// Senders is how many responses are sent at once, each from its own
-	// UDP socket (default 8).
+	// Senders is how many responses may be in flight at once: with
+	// SNMPv2c over one UDP socket, with SNMPv3 each from its own gosnmp
+	// client and socket (default 8).
 	Senders int
 	// Window is how many notifications of one message may wait for
 	// their answers at once (SNMPv2c; SNMPv3 sends one at a time).
@@ -153,7 +154,8 @@ type Agent struct {
 	fragSize      int
 	start         time.Time
 	transfer      atomic.Uint32
-	jobs          chan meds.Message
+	jobs          chan meds.Message // SNMPv3: responses waiting for a sender goroutine
+	pipe          *meds.V2cSender   // SNMPv2c: the responses' sender
 	c             counters
 	unknownEngine uint32
 
@@ -257,13 +259,27 @@ func (a *Agent) Addr() *net.UDPAddr { return a.conn.LocalAddr().(*net.UDPAddr) }
 // status generators. They run until ctx is done or Close is called.
 func (a *Agent) Start(ctx context.Context) error {
 	ctx, a.cancel = context.WithCancel(ctx)
-	senders := make([]sender, 0, a.cfg.Senders+2)
-	for range a.cfg.Senders + 2 {
+	// SNMPv2c responses go through one asynchronous sender, SNMPv3 ones
+	// through Senders goroutines with a gosnmp client each. The event
+	// and status generators have a sender each, so that each stream
+	// stays in order.
+	responders := a.cfg.Senders
+	if a.cfg.NotifySecurity.Version == gosnmp.Version2c {
+		p, err := a.newPipe()
+		if err != nil {
+			a.cancel()
+			return err
+		}
+		a.pipe, responders = p, 0
+	}
+	senders := make([]sender, 0, responders+2)
+	for range responders + 2 {
 		g, err := a.notifier()
 		if err != nil {
 			for _, s := range senders {
 				s.close()
 			}
+			a.closePipe()
 			a.cancel()
 			return err
 		}
@@ -279,12 +295,13 @@ func (a *Agent) Start(ctx context.Context) error {
 		for _, s := range senders {
 			s.close()
 		}
+		a.closePipe()
 		a.cancel()
 		return fmt.Errorf("agentsim: request socket: %w", err)
 	}
 	a.wg.Add(1)
 	go func() { defer a.wg.Done(); a.serve(ctx, rd) }()
-	for i := range a.cfg.Senders {
+	for i := range responders {
 		g := senders[i]
 		a.wg.Add(1)
 		go func() { defer a.wg.Done(); a.sendLoop(ctx, g) }()
@@ -292,11 +309,11 @@ func (a *Agent) Start(ctx context.Context) error {
 	a.wg.Add(2)
 	go func() {
 		defer a.wg.Done()
-		a.generate(ctx, senders[a.cfg.Senders], meds.TypeEvent, a.cfg.EventInterval, a.cfg.EventSize)
+		a.generate(ctx, senders[responders], meds.TypeEvent, a.cfg.EventInterval, a.cfg.EventSize)
 	}()
 	go func() {
 		defer a.wg.Done()
-		a.generate(ctx, senders[a.cfg.Senders+1], meds.TypeStatus, a.cfg.StatusInterval, a.cfg.StatusSize)
+		a.generate(ctx, senders[responders+1], meds.TypeStatus, a.cfg.StatusInterval, a.cfg.StatusSize)
 	}()
 	a.wg.Add(1)
 	go func() {
@@ -306,6 +323,7 @@ func (a *Agent) Start(ctx context.Context) error {
 		for _, s := range senders {
 			s.close() // ends informs in flight
 		}
+		a.closePipe()
 	}()
 	return nil
 }
@@ -337,13 +355,81 @@ func (a *Agent) Stats() Stats {
 // Send queues a message (normally a response, event or status block) to
 // be sent to the relay as notifications. It reports false when the queue
 // is full.
-func (a *Agent) Send(m meds.Message) bool {
+func (a *Agent) Send(m meds.Message) bool { return a.send(m, true) }
+
+// send is Send; with now false an SNMPv2c message waits for the flush
+// at the end of the request loop's batch.
+func (a *Agent) send(m meds.Message, now bool) bool {
+	if a.pipe != nil {
+		b, tr := meds.AppendMessage(make([]byte, 0, m.EncodedLen()), m), a.transfer.Add(1)
+		var err error
+		if now {
+			err = a.pipe.Send(b, tr)
+		} else {
+			err = a.pipe.Queue(b, tr)
+		}
+		if err != nil {
+			a.c.queueDrops.Add(1)
+			return false
+		}
+		return true
+	}
 	select {
 	case a.jobs <- m:
 		return true
 	default:
 		a.c.queueDrops.Add(1)
 		return false
+	}
+}
+
+// newPipe returns the SNMPv2c notification sender: one socket toward
+// the relay, Senders messages and Window fragments of each in flight,
+// Queue more waiting.
+func (a *Agent) newPipe() (*meds.V2cSender, error) {
+	pdu := gosnmp.InformRequest
+	if a.cfg.UseTraps {
+		pdu = gosnmp.SNMPv2Trap
+	}
+	log := a.log.Named("notify")
+	p, err := meds.DialV2cSender(a.cfg.NotifyAddr, meds.SenderConfig{
+		PDU: pdu, Community: a.cfg.NotifySecurity.Community, FragmentSize: a.fragSize,
+		Timeout: a.cfg.InformTimeout, Retries: a.cfg.InformRetries, Window: a.cfg.Window,
+		MaxInFlight: a.cfg.Senders, MaxQueued: a.cfg.Queue, Uptime: a.uptime,
+		OnDone: func(msg []byte, transfer uint32, err error) {
+			h := meds.DecodeHeader(msg)
+			if err != nil {
+				if !errors.Is(err, meds.ErrSenderClosed) {
+					a.c.notifyFailures.Add(1)
+					log.Warn("message not delivered to the relay", "type", h.Type.String(), "id", h.ID, "transfer", transfer, "peer", a.cfg.NotifyAddr, "error", err)
+				}
+				return
+			}
+			a.sent(h.Type, meds.FragmentCount(len(msg), a.fragSize))
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("agentsim: notifications: %w", err)
+	}
+	return p, nil
+}
+
+func (a *Agent) closePipe() {
+	if a.pipe != nil {
+		_ = a.pipe.Close()
+	}
+}
+
+// sent counts a message the relay took, in fragments notifications.
+func (a *Agent) sent(t meds.Type, fragments uint32) {
+	a.c.notifications.Add(uint64(fragments))
+	switch t {
+	case meds.TypeResponse:
+		a.c.responses.Add(1)
+	case meds.TypeEvent:
+		a.c.events.Add(1)
+	case meds.TypeStatus:
+		a.c.status.Add(1)
 	}
 }
 
@@ -454,6 +540,9 @@ func (a *Agent) serve(ctx context.Context, rd *dgram.Reader) {
 		}
 		if err := a.w.Flush(); err != nil {
 			log.Warn("answers not sent", "error", err)
+		}
+		if a.pipe != nil {
+			a.pipe.Flush() // the responses to the commands of the batch
 		}
 	}
 }
@@ -603,13 +692,15 @@ func (a *Agent) command(log hclog.Logger, msg []byte, from netip.AddrPort, trans
 		return
 	}
 	a.c.commands.Add(1)
-	var text []byte
+	// An echo: the SNMPv2c Send encodes the text at once; the SNMPv3
+	// queue keeps the message, which needs its own copy then.
+	text := cmd.Text
 	if a.cfg.Respond != nil {
 		text = a.cfg.Respond(cmd)
-	} else {
+	} else if a.pipe == nil {
 		text = append([]byte(nil), cmd.Text...)
 	}
-	if !a.Send(meds.Message{Type: meds.TypeResponse, ID: cmd.ID, Text: text}) {
+	if !a.send(meds.Message{Type: meds.TypeResponse, ID: cmd.ID, Text: text}, false) {
 		log.Warn("response dropped: send queue full", "id", cmd.ID, "queue", a.cfg.Queue)
 	}
 }
@@ -634,22 +725,12 @@ func (a *Agent) notify(log hclog.Logger, g sender, buf []byte, m meds.Message) [
 	buf = meds.AppendMessage(buf[:0], m)
 	transfer := a.transfer.Add(1)
 	err := g.sendMessage(a.uptime(), buf, transfer, a.fragSize)
-	if err == nil {
-		a.c.notifications.Add(uint64(meds.FragmentCount(len(buf), a.fragSize)))
-	}
 	if err != nil {
 		a.c.notifyFailures.Add(1)
 		log.Warn("message not delivered to the relay", "type", m.Type.String(), "id", m.ID, "transfer", transfer, "peer", a.cfg.NotifyAddr, "error", err)
 		return buf
 	}
-	switch m.Type {
-	case meds.TypeResponse:
-		a.c.responses.Add(1)
-	case meds.TypeEvent:
-		a.c.events.Add(1)
-	case meds.TypeStatus:
-		a.c.status.Add(1)
-	}
+	a.sent(m.Type, meds.FragmentCount(len(buf), a.fragSize))
 	return buf
 }
 

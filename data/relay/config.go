@@ -51,14 +51,15 @@ type Config struct {
 	// SNMPRetries is how many times an unanswered SetRequest is sent
 	// again before the command is answered with a relay error. Default 3.
 	SNMPRetries int
-	// Senders is how many commands are sent to the agent at once, each
-	// over its own UDP socket. Default 16.
+	// Senders is how many commands may be in flight toward the agent at
+	// once: with SNMPv2c over one UDP socket, with SNMPv3 each over its
+	// own gosnmp client and socket. Default 16.
 	Senders int
 	// FragmentWindow is how many SetRequests of one command may wait for
 	// their answers at once (SNMPv2c; SNMPv3 sends one at a time).
 	// Default 8.
 	FragmentWindow int
-	// SendQueue is how many commands may wait for a sender; a commands
+	// SendQueue is how many more commands may wait to be sent; a commands
 	// connection whose command finds it full waits (TCP back-pressure).
 	// Default 4096.
 	SendQueue int

@@ -44,7 +44,11 @@ type Relay struct {
 
 	nextID       atomic.Uint32 // relay ids of commands toward the agent
 	nextTransfer atomic.Uint32 // medsTransfer of SetRequest messages
-	sendQ        chan sendJob
+	sendQ        chan sendJob  // SNMPv3: commands waiting for a sender goroutine
+	// SNMPv2c: one asynchronous sender, and a place taken in it
+	// (Senders in flight plus SendQueue waiting) by each command.
+	pipe  *meds.V2cSender
+	slots chan struct{}
 
 	agentMu     sync.Mutex // guards the three below, written by the poller
 	agentUp     bool
@@ -104,7 +108,11 @@ func New(cfg Config, logger hclog.Logger) (*Relay, error) {
 			MaxCount:   uint32((meds.HeaderLen+int(cfg.MaxText))/minData + 1),
 		}),
 		pending: newPendingTable(cfg.MaxPending),
-		sendQ:   make(chan sendJob, cfg.SendQueue),
+	}
+	if cfg.CommandSecurity.Version == gosnmp.Version2c {
+		r.slots = make(chan struct{}, cfg.Senders+cfg.SendQueue)
+	} else {
+		r.sendQ = make(chan sendJob, cfg.SendQueue)
 	}
 	return r, nil
 }
@@ -162,8 +170,17 @@ func (r *Relay) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("relay: notification socket: %w", err)
 	}
+	if r.slots != nil {
+		if r.pipe, err = r.newPipe(); err != nil {
+			return err
+		}
+		closers = append(closers, func() { _ = r.pipe.Close() })
+	}
 	senders := make([]setter, 0, r.cfg.Senders)
 	for range r.cfg.Senders {
+		if r.pipe != nil {
+			break
+		}
 		s, err := r.newSetter()
 		if err != nil {
 			return err
@@ -204,6 +221,9 @@ func (r *Relay) Start(ctx context.Context) (err error) {
 		defer r.wg.Done()
 		<-ctx.Done()
 		_ = r.notify.Close()
+		if r.pipe != nil {
+			_ = r.pipe.Close()
+		}
 		for _, s := range senders {
 			s.close()
 		}
@@ -296,7 +316,7 @@ func (r *Relay) Stats() Stats {
 		CommandsSent: c.commandsSent.Load(), FragmentsSent: c.fragmentsSent.Load(), SNMPBytesSent: c.snmpBytesSent.Load(),
 		Retries: c.retries.Load(), SendFailures: c.sendFailures.Load(), AgentRefusals: c.agentRefusals.Load(),
 		RelayErrors: c.relayErrors.Load(), PendingCommands: pending, PendingExpired: c.pendingExpired.Load(),
-		SendQueue:     len(r.sendQ),
+		SendQueue:     r.sendQueued(),
 		Notifications: c.notifications.Load(), NotificationBytes: c.notificationBytes.Load(),
 		InformsAnswered: c.informsAnswered.Load(), Reports: c.reports.Load(),
 		FragmentsReceived: c.fragmentsReceived.Load(), Duplicates: c.duplicates.Load(), Reassembled: c.reassembled.Load(),
@@ -324,14 +344,31 @@ func (r *Relay) logStats(msg string) {
 		"dropped", fmt.Sprintf("%+v", s.Dropped), "agent_reachable", s.AgentReachable, "pending", s.PendingCommands)
 }
 
-// submit renumbers a command and queues it for a sender. It blocks while
-// the send queue is full and reports false when the relay or the client
-// is closing.
+// submit renumbers a command and hands it to the SNMP side. It blocks
+// while Senders commands are in flight and SendQueue more wait, and
+// reports false when the relay or the client is closing.
 func (r *Relay) submit(ctx context.Context, c *client, m meds.Message) bool {
+	if r.pipe != nil {
+		select {
+		case r.slots <- struct{}{}:
+		case <-ctx.Done():
+			return false
+		case <-c.done:
+			return false
+		}
+	}
 	relayID := r.nextID.Add(1)
 	frame := meds.AppendMessage(make([]byte, 0, m.EncodedLen()), meds.Message{Type: meds.TypeCommand, Flags: m.Flags, ID: relayID, Text: m.Text})
 	if r.pending.put(route{c: c, id: m.ID, relayID: relayID, at: time.Now()}) {
 		r.c.pendingExpired.Add(1)
+	}
+	if r.pipe != nil {
+		if err := r.pipe.Send(frame, r.nextTransfer.Add(1)); err != nil { // closed
+			<-r.slots
+			r.forget(relayID)
+			return false
+		}
+		return true
 	}
 	select {
 	case r.sendQ <- sendJob{c: c, id: m.ID, relayID: relayID, frame: frame}:
@@ -341,6 +378,15 @@ func (r *Relay) submit(ctx context.Context, c *client, m meds.Message) bool {
 	}
 	r.forget(relayID)
 	return false
+}
+
+// sendQueued is how many commands wait to be sent.
+func (r *Relay) sendQueued() int {
+	if r.pipe != nil {
+		_, queued := r.pipe.InFlight()
+		return queued
+	}
+	return len(r.sendQ)
 }
 
 func (r *Relay) forget(relayID uint32) {

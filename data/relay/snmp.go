@@ -63,42 +63,58 @@ func (s *gosnmpSetter) sendMessage(frame []byte, transfer uint32, size int) erro
 
 func (s *gosnmpSetter) close() { _ = s.g.Conn.Close() }
 
-// fastSetter is the SNMPv2c fast path, with FragmentWindow fragments in
-// flight.
-type fastSetter struct {
-	conn   *net.UDPConn
-	q      meds.V2cRequester
-	window int
-}
-
-func (s *fastSetter) sendMessage(frame []byte, transfer uint32, size int) error {
-	return s.q.SendMessage(gosnmp.SetRequest, 0, frame, transfer, size, s.window)
-}
-
-func (s *fastSetter) close() { _ = s.conn.Close() }
-
-// newSetter returns a setter with its own UDP socket toward the agent.
+// newSetter returns a gosnmp setter (SNMPv3) with its own UDP socket
+// toward the agent.
 func (r *Relay) newSetter() (setter, error) {
-	if r.cfg.CommandSecurity.Version != gosnmp.Version2c {
-		g, err := r.agentClient()
-		if err != nil {
-			return nil, err
-		}
-		return &gosnmpSetter{g: g}, nil
-	}
-	ua, err := net.ResolveUDPAddr("udp", r.cfg.AgentAddr)
+	g, err := r.agentClient()
 	if err != nil {
-		return nil, fmt.Errorf("relay: agent address %q: %w", r.cfg.AgentAddr, err)
+		return nil, err
 	}
-	conn, err := net.DialUDP("udp", nil, ua)
-	if err != nil {
-		return nil, fmt.Errorf("relay: connect to agent %s: %w", r.cfg.AgentAddr, err)
-	}
-	return &fastSetter{conn: conn, window: r.cfg.FragmentWindow, q: meds.V2cRequester{
-		Conn: conn, Community: r.cfg.CommandSecurity.Community,
-		Timeout: r.cfg.SNMPTimeout, Retries: r.cfg.SNMPRetries,
+	return &gosnmpSetter{g: g}, nil
+}
+
+// newPipe returns the SNMPv2c fast path: one socket toward the agent,
+// Senders commands and FragmentWindow fragments of each in flight.
+func (r *Relay) newPipe() (*meds.V2cSender, error) {
+	p, err := meds.DialV2cSender(r.cfg.AgentAddr, meds.SenderConfig{
+		PDU: gosnmp.SetRequest, Community: r.cfg.CommandSecurity.Community, FragmentSize: r.fragSize,
+		Timeout: r.cfg.SNMPTimeout, Retries: r.cfg.SNMPRetries, Window: r.cfg.FragmentWindow,
+		MaxInFlight: r.cfg.Senders, MaxQueued: r.cfg.SendQueue,
 		OnRetry: func() { r.c.retries.Add(1) },
-	}}, nil
+		OnDone:  r.commandDone,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("relay: agent %s: %w", r.cfg.AgentAddr, err)
+	}
+	return p, nil
+}
+
+// commandDone counts a command the fast path finished and answers a
+// failed one with a relay error. It runs under the sender's lock.
+func (r *Relay) commandDone(frame []byte, transfer uint32, err error) {
+	<-r.slots
+	switch {
+	case err == nil:
+		r.c.commandsSent.Add(1)
+		r.c.fragmentsSent.Add(uint64(meds.FragmentCount(len(frame), r.fragSize)))
+		r.c.snmpBytesSent.Add(uint64(len(frame)))
+	case errors.Is(err, meds.ErrSenderClosed): // the relay is closing
+	default:
+		r.commandFailed(meds.DecodeHeader(frame).ID, transfer, r.sendError(err))
+	}
+}
+
+// commandFailed answers the command relayID, which the agent did not
+// take, with a relay error to the client that sent it.
+func (r *Relay) commandFailed(relayID, transfer uint32, err error) {
+	r.c.sendFailures.Add(1)
+	rt, ok := r.pending.take(relayID)
+	if !ok {
+		r.log.Named("snmp").Warn("command not delivered; its client is forgotten", "relay_id", relayID, "transfer", transfer, "error", err)
+		return
+	}
+	rt.c.log.Warn("command not delivered", "id", rt.id, "relay_id", relayID, "transfer", transfer, "error", err)
+	r.relayError(rt.c, rt.id, err.Error())
 }
 
 // sendLoop delivers queued commands to the agent, one SetRequest per

@@ -62,6 +62,7 @@ type Writer struct {
 	n    int      // queued
 	sent uint64   // datagrams sent, ever
 	lost uint64   // datagrams refused, ever
+	err  error    // of the send Next made, for Commit
 	sys  writerSys
 }
 
@@ -86,6 +87,29 @@ func (w *Writer) Add(b []byte, to netip.AddrPort) error {
 	w.bufs[w.n] = append(w.bufs[w.n][:0], b...)
 	w.msgs[w.n] = Msg{Buf: w.bufs[w.n], Addr: to}
 	w.n++
+	return err
+}
+
+// Next returns the next slot's buffer, empty, to append a datagram to
+// and hand to Commit: that saves Add's copy. A full batch is sent
+// first; Commit returns that send's error.
+func (w *Writer) Next() []byte {
+	if w.n == len(w.msgs) {
+		w.err = w.Flush()
+	}
+	return w.bufs[w.n][:0]
+}
+
+// Commit queues b, built on the buffer Next returned, for to.
+func (w *Writer) Commit(b []byte, to netip.AddrPort) error {
+	if w.n == len(w.msgs) { // Next was not called
+		w.err = w.Flush()
+	}
+	w.bufs[w.n] = b
+	w.msgs[w.n] = Msg{Buf: b, Addr: to}
+	w.n++
+	err := w.err
+	w.err = nil
 	return err
 }
 
