@@ -392,7 +392,7 @@ func (a *Agent) newPipe() (*meds.V2cSender, error) {
 		pdu = gosnmp.SNMPv2Trap
 	}
 	log := a.log.Named("notify")
-	p, err := meds.DialV2cSender(a.cfg.NotifyAddr, meds.SenderConfig{
+	cfg := meds.SenderConfig{
 		PDU: pdu, Community: a.cfg.NotifySecurity.Community, FragmentSize: a.fragSize,
 		Timeout: a.cfg.InformTimeout, Retries: a.cfg.InformRetries, Window: a.cfg.Window,
 		MaxInFlight: a.cfg.Senders, MaxQueued: a.cfg.Queue, Uptime: a.uptime,
@@ -407,7 +407,17 @@ func (a *Agent) newPipe() (*meds.V2cSender, error) {
 			}
 			a.sent(h.Type, meds.FragmentCount(len(msg), a.fragSize))
 		},
-	})
+	}
+	// From the request socket when it can reach the relay: the request
+	// loop then reads the informs' answers with the requests.
+	if ua, err := net.ResolveUDPAddr("udp", a.cfg.NotifyAddr); err == nil && dgram.Reaches(a.conn, ua.AddrPort()) {
+		p, err := meds.NewV2cSender(a.conn, ua.AddrPort(), cfg)
+		if err != nil {
+			return nil, fmt.Errorf("agentsim: notifications: %w", err)
+		}
+		return p, nil
+	}
+	p, err := meds.DialV2cSender(a.cfg.NotifyAddr, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("agentsim: notifications: %w", err)
 	}
@@ -559,10 +569,18 @@ func (a *Agent) reply(log hclog.Logger, b []byte, to netip.AddrPort) {
 }
 
 func (a *Agent) handle(log hclog.Logger, b []byte, from netip.AddrPort, now time.Time) {
-	if a.cfg.Security.Version == gosnmp.Version2c {
-		if p, err := meds.ParseV2c(b); err == nil && p.PDU == gosnmp.SetRequest {
-			a.setFast(log, &p, from, now)
-			return
+	if a.cfg.Security.Version == gosnmp.Version2c || a.pipe != nil {
+		if p, err := meds.ParseV2c(b); err == nil {
+			if p.PDU == gosnmp.SetRequest && a.cfg.Security.Version == gosnmp.Version2c {
+				a.setFast(log, &p, from, now)
+				return
+			}
+			// The answer to an inform sent from this socket (a late
+			// one is no bad request either).
+			if p.PDU == gosnmp.GetResponse && a.pipe != nil && dgram.SameAddr(from, a.pipe.Peer()) {
+				a.pipe.Answer(&p)
+				return
+			}
 		}
 	}
 	p, discovery, err := a.dec.Decode(b)

@@ -161,3 +161,28 @@ func cmp0(v, def int) int {
 	}
 	return v
 }
+
+// Reaches reports whether datagrams sent from conn may be expected to
+// reach to: the address families match, or conn is bound to the IPv6
+// unspecified address (a dual-stack socket), and a socket bound to a
+// loopback address is not asked to reach another host.
+func Reaches(conn *net.UDPConn, to netip.AddrPort) bool {
+	la, ok := conn.LocalAddr().(*net.UDPAddr)
+	if !ok || !to.IsValid() {
+		return false
+	}
+	local, dst := la.AddrPort().Addr().Unmap(), to.Addr().Unmap()
+	if local.IsUnspecified() {
+		return local.Is6() || dst.Is4()
+	}
+	if local.Is4() != dst.Is4() {
+		return false
+	}
+	return !local.IsLoopback() || dst.IsLoopback()
+}
+
+// SameAddr reports whether a and b are the same address and port, an
+// IPv4-mapped IPv6 address being the same as its IPv4 one.
+func SameAddr(a, b netip.AddrPort) bool {
+	return a.Port() == b.Port() && a.Addr().Unmap() == b.Addr().Unmap()
+}

@@ -225,3 +225,27 @@ func TestNoAllocations(t *testing.T) {
 		t.Fatalf("%.1f allocations per datagram sent and read, want 0", allocs)
 	}
 }
+
+func TestReachesAndSameAddr(t *testing.T) {
+	v4 := listen(t, "udp4", "127.0.0.1:0")
+	dual := listen(t, "udp", ":0")
+	for _, tc := range []struct {
+		conn *net.UDPConn
+		to   string
+		want bool
+	}{
+		{v4, "127.0.0.1:161", true},
+		{v4, "198.18.0.2:161", false}, // from loopback to another host
+		{v4, "[::1]:161", false},
+		{dual, "198.18.0.2:161", true},
+		{dual, "[2001:db8::1]:161", true},
+	} {
+		if got := dgram.Reaches(tc.conn, netip.MustParseAddrPort(tc.to)); got != tc.want {
+			t.Errorf("Reaches(%v, %s) = %v, want %v", tc.conn.LocalAddr(), tc.to, got, tc.want)
+		}
+	}
+	a, b := netip.MustParseAddrPort("[::ffff:127.0.0.1]:162"), netip.MustParseAddrPort("127.0.0.1:162")
+	if !dgram.SameAddr(a, b) || dgram.SameAddr(a, netip.MustParseAddrPort("127.0.0.1:163")) {
+		t.Fatal("SameAddr")
+	}
+}

@@ -60,18 +60,22 @@ var ErrQueueFull = errors.New("meds: send queue full")
 // queued when a V2cSender is closed, and of Send after Close.
 var ErrSenderClosed = errors.New("meds: sender closed")
 
-// V2cSender sends MEDS messages as SNMPv2c requests over one connected
-// UDP socket it owns, with many messages and their fragments in flight
-// at once, each fragment retried on its own. Any goroutine may call
-// Send; one goroutine reads the answers in batches (recvmmsg) and one
-// resends what timed out. Nothing is allocated per message once the
-// sender is warm. The SNMPv2c counterpart of V2cRequester for a peer
-// that many goroutines talk to.
+// V2cSender sends MEDS messages as SNMPv2c requests to one peer, with
+// many messages and their fragments in flight at once, each fragment
+// retried on its own with a new request-id. Any goroutine may call Send
+// or Queue. With DialV2cSender it owns a connected UDP socket and a
+// goroutine that reads the answers in batches (recvmmsg); with
+// NewV2cSender it sends from a socket another loop reads, which hands
+// it the answers (Answer). A second goroutine resends what timed out.
+// Nothing is allocated per message once the sender is warm. The
+// counterpart of V2cRequester for a peer that many goroutines talk to.
 type V2cSender struct {
-	cfg  SenderConfig
-	conn *net.UDPConn
-	rd   *dgram.Reader
-	tick time.Duration
+	cfg    SenderConfig
+	conn   *net.UDPConn
+	rd     *dgram.Reader  // nil when shared: the socket's owner reads
+	peer   netip.AddrPort // where requests go on a shared socket
+	shared bool
+	tick   time.Duration
 
 	mu      sync.Mutex
 	w       *dgram.Writer        // requests, sent per batch; under mu
@@ -113,13 +117,10 @@ type finished struct {
 }
 
 // DialV2cSender connects a UDP socket to addr (host:port) and starts
-// the sender's goroutines; Close stops them.
+// the sender's goroutines; Close stops them and closes the socket.
 func DialV2cSender(addr string, cfg SenderConfig) (*V2cSender, error) {
-	if cfg.FragmentSize <= 0 || cfg.Timeout <= 0 || cfg.Retries < 0 || cfg.Window <= 0 || cfg.MaxInFlight <= 0 || cfg.MaxQueued < 0 {
-		return nil, fmt.Errorf("meds: sender: FragmentSize, Timeout, Window and MaxInFlight must be positive, Retries and MaxQueued not negative")
-	}
-	if cfg.OnDone == nil {
-		cfg.OnDone = func([]byte, uint32, error) {}
+	if err := cfg.check(); err != nil {
+		return nil, err
 	}
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
@@ -130,27 +131,90 @@ func DialV2cSender(addr string, cfg SenderConfig) (*V2cSender, error) {
 		return nil, fmt.Errorf("meds: sender: connect to %s: %w", addr, err)
 	}
 	_ = conn.SetReadBuffer(4 << 20) // answers to a burst of requests
-	rd, err := dgram.NewReader(conn, 32, 65536)
-	var w *dgram.Writer
-	if err == nil {
-		w, err = dgram.NewWriter(conn, 32)
-	}
+	s, err := newSender(conn, netip.AddrPort{}, cfg)
 	if err != nil {
 		_ = conn.Close()
-		return nil, fmt.Errorf("meds: sender: %w", err)
+		return nil, err
 	}
-	s := &V2cSender{
-		cfg: cfg, conn: conn, rd: rd, w: w,
-		tick:  min(max(cfg.Timeout/8, time.Millisecond), 100*time.Millisecond),
-		frags: make(map[uint32]fragState, cfg.MaxInFlight*cfg.Window),
-		reqID: rand.Uint32() & 0x7fffffff,
-		stop:  make(chan struct{}),
+	if s.rd, err = dgram.NewReader(conn, 32, 65536); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("meds: sender: %w", err)
 	}
 	s.wg.Add(2)
 	go func() { defer s.wg.Done(); s.readLoop() }()
 	go func() { defer s.wg.Done(); s.retryLoop() }()
 	return s, nil
 }
+
+// NewV2cSender sends to peer from conn, a socket that some other loop
+// owns and reads: that loop hands the sender every Response from peer
+// through Answer. This saves a reader goroutine and its wake-ups when
+// the loop reads anyway (a relay's notification socket, an agent's
+// request socket). Close stops the retry goroutine and leaves conn
+// open. Without a connected socket the sender does not learn that the
+// peer's port is closed: unanswered requests fail on time-out only.
+func NewV2cSender(conn *net.UDPConn, peer netip.AddrPort, cfg SenderConfig) (*V2cSender, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	if !peer.IsValid() {
+		return nil, errors.New("meds: sender: no peer address")
+	}
+	s, err := newSender(conn, peer, cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.shared = true
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.retryLoop() }()
+	return s, nil
+}
+
+func (cfg *SenderConfig) check() error {
+	if cfg.FragmentSize <= 0 || cfg.Timeout <= 0 || cfg.Retries < 0 || cfg.Window <= 0 || cfg.MaxInFlight <= 0 || cfg.MaxQueued < 0 {
+		return errors.New("meds: sender: FragmentSize, Timeout, Window and MaxInFlight must be positive, Retries and MaxQueued not negative")
+	}
+	if cfg.OnDone == nil {
+		cfg.OnDone = func([]byte, uint32, error) {}
+	}
+	return nil
+}
+
+func newSender(conn *net.UDPConn, peer netip.AddrPort, cfg SenderConfig) (*V2cSender, error) {
+	w, err := dgram.NewWriter(conn, 32)
+	if err != nil {
+		return nil, fmt.Errorf("meds: sender: %w", err)
+	}
+	return &V2cSender{
+		cfg: cfg, conn: conn, w: w, peer: peer,
+		tick:  min(max(cfg.Timeout/8, time.Millisecond), 100*time.Millisecond),
+		frags: make(map[uint32]fragState, cfg.MaxInFlight*cfg.Window),
+		reqID: rand.Uint32() & 0x7fffffff,
+		stop:  make(chan struct{}),
+	}, nil
+}
+
+// Answer takes p, a packet that came from the peer on a shared socket
+// (see NewV2cSender), and reports whether it answered a request in
+// flight. Anything else (another PDU, another community, a late or
+// foreign request-id) is left to the caller.
+func (s *V2cSender) Answer(p *V2cPacket) bool {
+	if p.PDU != gosnmp.GetResponse || string(p.Community) != s.cfg.Community {
+		return false
+	}
+	s.mu.Lock()
+	if _, ok := s.frags[p.RequestID]; !ok {
+		s.mu.Unlock()
+		return false
+	}
+	s.answerPacket(p, time.Now())
+	s.unlock()
+	return true
+}
+
+// Peer is where a shared sender's requests go (see NewV2cSender); the
+// zero AddrPort for a sender with its own socket.
+func (s *V2cSender) Peer() netip.AddrPort { return s.peer }
 
 // LocalAddr is the socket's own address, where answers come to.
 func (s *V2cSender) LocalAddr() netip.AddrPort { return s.conn.LocalAddr().(*net.UDPAddr).AddrPort() }
@@ -208,8 +272,8 @@ func (s *V2cSender) InFlight() (active, queued int) {
 	return s.active, len(s.queue)
 }
 
-// Close stops the goroutines, closes the socket and finishes every
-// message in flight or waiting with ErrSenderClosed.
+// Close stops the goroutines, closes the socket (unless shared) and
+// finishes every message in flight or waiting with ErrSenderClosed.
 func (s *V2cSender) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -218,7 +282,10 @@ func (s *V2cSender) Close() error {
 	}
 	s.closed = true
 	close(s.stop)
-	err := s.conn.Close()
+	var err error
+	if !s.shared {
+		err = s.conn.Close()
+	}
 	s.mu.Unlock()
 	s.wg.Wait()
 	s.mu.Lock()
@@ -281,7 +348,7 @@ func (s *V2cSender) transmit(f fragState, now time.Time) {
 		uptime = s.cfg.Uptime()
 	}
 	b := AppendV2cFragment(s.w.Next(), s.cfg.PDU, s.cfg.Community, s.reqID, uptime, fragmentOf(f.m.msg, f.m.transfer, f.m.count, s.cfg.FragmentSize, f.index))
-	_ = s.w.Commit(b, netip.AddrPort{}) // a refused datagram is retried on time-out
+	_ = s.w.Commit(b, s.peer) // a refused datagram is retried on time-out
 	if s.cfg.PDU != gosnmp.SNMPv2Trap {
 		f.deadline = now.Add(s.cfg.Timeout)
 		s.frags[s.reqID] = f
@@ -374,6 +441,11 @@ func (s *V2cSender) answer(b []byte, now time.Time) {
 		s.ignored++
 		return
 	}
+	s.answerPacket(&p, now)
+}
+
+// answerPacket handles a Response. Under mu.
+func (s *V2cSender) answerPacket(p *V2cPacket, now time.Time) {
 	f, ok := s.frags[p.RequestID]
 	if !ok { // late, duplicate or foreign
 		s.ignored++

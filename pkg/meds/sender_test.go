@@ -378,3 +378,56 @@ func TestSenderNoAllocations(t *testing.T) {
 		t.Fatalf("%.2f allocations per message of 3 fragments, want 0", allocs)
 	}
 }
+
+// TestSenderShared: a sender on a socket another loop reads gets its
+// answers through Answer, and Close leaves the socket open.
+func TestSenderShared(t *testing.T) {
+	p := newMsgPeer(t, func(f Fragment) bool { return f.Index == 1 }, nil) // one loss: a retry on time-out
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	o := newOutcomes()
+	s, err := NewV2cSender(conn, p.conn.LocalAddr().(*net.UDPAddr).AddrPort(), senderConfig(o))
+	if err != nil {
+		t.Fatal(err)
+	}
+	loopDone := make(chan struct{})
+	var foreign atomic.Int32
+	go func() { // the socket's owner
+		defer close(loopDone)
+		buf := make([]byte, 65536)
+		for {
+			n, _, err := conn.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			pkt, err := ParseV2c(buf[:n])
+			if err != nil || !s.Answer(&pkt) {
+				foreign.Add(1)
+			}
+		}
+	}()
+	for tr := uint32(1); tr <= 5; tr++ {
+		if err := s.Send(pattern(420), tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o.wait(t, 5)
+	for tr := uint32(1); tr <= 5; tr++ {
+		if err := o.err(tr); err != nil || !bytes.Equal(p.message(tr), pattern(420)) {
+			t.Fatalf("transfer %d: %v, the peer got %d octets", tr, err, len(p.message(tr)))
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The socket is still the owner's: it still sends.
+	if _, err := conn.WriteToUDPAddrPort([]byte("x"), p.conn.LocalAddr().(*net.UDPAddr).AddrPort()); err != nil {
+		t.Fatalf("socket closed by the shared sender's Close: %v", err)
+	}
+	_ = conn.Close()
+	<-loopDone
+	t.Logf("%d datagrams not answers to requests in flight", foreign.Load())
+}
