@@ -548,11 +548,14 @@ func (a *Agent) serve(ctx context.Context, rd *dgram.Reader) {
 		for _, m := range ms {
 			a.handle(log, m.Buf, m.Addr, now)
 		}
+		// The responses to the commands of the batch first: they are
+		// what a TPCE client waits for; the answers to the SetRequests
+		// only free the relay's window.
+		if a.pipe != nil {
+			a.pipe.Flush()
+		}
 		if err := a.w.Flush(); err != nil {
 			log.Warn("answers not sent", "error", err)
-		}
-		if a.pipe != nil {
-			a.pipe.Flush() // the responses to the commands of the batch
 		}
 	}
 }

@@ -21,7 +21,11 @@ import (
 // BenchmarkRelay measures command round trips TPCE -> relay -> SNMP
 // SetRequest -> agent simulator -> InformRequest -> relay -> TPCE, and
 // BenchmarkBaseline the same MEDS bytes through a plain TCP -> UDP -> TCP
-// forwarder with no SNMP, side by side:
+// forwarder with no SNMP, side by side. The default maximum SNMP
+// message size (1472) cuts a 4 KiB command into 3 fragments, each a
+// SetRequest and an echoing Response, and its response likewise, where
+// the baseline moves one datagram each way; "msg=8192" runs the relay
+// with one fragment per message, the baseline's datagram count:
 //
 //	go test -run '^$' -bench . -benchmem ./data/relay/
 //
@@ -30,11 +34,15 @@ import (
 // allocs/op, which is per relayed command and counts every allocation
 // in the process: client, relay and agent simulator.
 func BenchmarkRelay(b *testing.B) {
-	for _, size := range []int{64, 4096} {
+	for _, c := range []struct{ size, maxMsg int }{{64, 0}, {4096, 0}, {4096, 8192}} {
 		for _, clients := range []int{1, 16} {
-			b.Run(fmt.Sprintf("size=%d/clients=%d", size, clients), func(b *testing.B) {
-				e := startBench(b)
-				runRoundTrips(b, e.addrs.Commands.String(), size, clients)
+			name := fmt.Sprintf("size=%d/clients=%d", c.size, clients)
+			if c.maxMsg > 0 {
+				name = fmt.Sprintf("size=%d/msg=%d/clients=%d", c.size, c.maxMsg, clients)
+			}
+			b.Run(name, func(b *testing.B) {
+				e := startBench(b, c.maxMsg)
+				runRoundTrips(b, e.addrs.Commands.String(), c.size, clients)
 				st, as := e.relay.Stats(), e.agent.Stats()
 				b.ReportMetric(float64(st.Retries)/float64(b.N), "retries/op")
 				if st.Duplicates+as.NotifyFailures+st.SendFailures > 0 {
@@ -57,10 +65,15 @@ func BenchmarkBaseline(b *testing.B) {
 	}
 }
 
-func startBench(b *testing.B) *env {
+// startBench starts a relay and an agent simulator; maxMsg, when not
+// 0, is both sides' maximum SNMP message size (default 1472).
+func startBench(b *testing.B, maxMsg int) *env {
 	b.Helper()
 	return start(b, func(r *relay.Config, a *agentsim.Config) {
 		r.PollInterval = 0
+		if maxMsg > 0 {
+			r.MaxMsgSize, a.MaxMsgSize = maxMsg, maxMsg
+		}
 	})
 }
 
