@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/hellopics/hellopics/pkg/meds"
 )
@@ -63,6 +64,10 @@ func (c *Conn) Recv() (meds.Message, error) {
 	}
 	return m, nil
 }
+
+// SetReadDeadline bounds the wait of Recv: past t it returns an error
+// matching os.ErrDeadlineExceeded. The zero time waits forever.
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.c.SetReadDeadline(t) }
 
 // LocalAddr returns the client side's address.
 func (c *Conn) LocalAddr() net.Addr { return c.c.LocalAddr() }
