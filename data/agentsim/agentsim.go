@@ -85,7 +85,9 @@ type Config struct {
 	Respond func(cmd meds.Message) []byte
 	// SysDescr, SysName: the values of sysDescr.0 and sysName.0.
 	SysDescr, SysName string
-	// EngineBoots is the SNMPv3 snmpEngineBoots reported (default 1).
+	// EngineBoots is the SNMPv3 snmpEngineBoots of the agent's engine;
+	// 0 (the default) takes meds.BootsAt(start), which grows from one
+	// start to the next.
 	EngineBoots uint32
 	// ReassemblyTimeout drops an incomplete command after this long
 	// (default 5 s).
@@ -113,7 +115,6 @@ func DefaultConfig() Config {
 		Queue:             16384,
 		SysDescr:          "hellopics MEDS front-end agent simulator",
 		SysName:           host,
-		EngineBoots:       1,
 		ReassemblyTimeout: 5 * time.Second,
 	}
 }
@@ -158,6 +159,7 @@ type Agent struct {
 	pipe          *meds.V2cSender   // SNMPv2c: the responses' sender
 	c             counters
 	unknownEngine uint32
+	notInTime     uint32 // usmStatsNotInTimeWindows
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -184,9 +186,6 @@ func New(cfg Config, logger hclog.Logger) (*Agent, error) {
 	}
 	if cfg.Queue <= 0 {
 		cfg.Queue = d.Queue
-	}
-	if cfg.EngineBoots == 0 {
-		cfg.EngineBoots = 1
 	}
 	if cfg.ReassemblyTimeout <= 0 {
 		cfg.ReassemblyTimeout = d.ReassemblyTimeout
@@ -245,6 +244,9 @@ func New(cfg Config, logger hclog.Logger) (*Agent, error) {
 	// A random first transfer id keeps a restarted agent's transfers
 	// apart from the ones the relay still remembers.
 	a.transfer.Store(rand.Uint32())
+	if cfg.EngineBoots != 0 {
+		dec.SetEngineClock(cfg.EngineBoots, a.start)
+	}
 	return a, nil
 }
 
@@ -596,11 +598,17 @@ func (a *Agent) handle(log hclog.Logger, b []byte, from netip.AddrPort, now time
 	if err != nil {
 		a.c.dropped.Add(1)
 		log.Debug("request dropped", "peer", from.String(), "reason", err)
+		if errors.Is(err, meds.ErrNotInTimeWindow) && p.MsgFlags&gosnmp.Reportable != 0 {
+			a.notInTime++
+			if rep, rerr := a.dec.TimeWindowReport(p, a.notInTime); rerr == nil {
+				a.reply(log, rep, from)
+			}
+		}
 		return
 	}
 	if discovery {
 		a.unknownEngine++
-		rep, err := a.dec.Report(p, a.unknownEngine, a.cfg.EngineBoots, uint32(time.Since(a.start)/time.Second))
+		rep, err := a.dec.Report(p, a.unknownEngine)
 		if err != nil {
 			log.Warn("discovery report not built", "peer", from.String(), "error", err)
 			return

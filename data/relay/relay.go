@@ -56,7 +56,7 @@ type Relay struct {
 	agentUptime time.Duration
 
 	unknownEngID uint32    // usmStatsUnknownEngineIDs; notification loop only
-	started      time.Time // engine time origin for SNMPv3 Reports
+	notInTime    uint32    // usmStatsNotInTimeWindows; notification loop only
 
 	c      counters
 	cancel context.CancelFunc
@@ -126,7 +126,6 @@ func (r *Relay) Start(ctx context.Context) (err error) {
 	if r.run || r.closed {
 		return errors.New("relay: Start called twice or after Close")
 	}
-	r.started = time.Now()
 	ctx, cancel := context.WithCancel(ctx)
 	var closers []func()
 	defer func() {

@@ -293,6 +293,16 @@ func (n *notifier) handleFast(p *meds.V2cPacket, from netip.AddrPort, now time.T
 func (n *notifier) handleGosnmp(b []byte, from netip.AddrPort, now time.Time) {
 	r := n.r
 	p, discovery, err := r.dec.Decode(b)
+	if errors.Is(err, meds.ErrNotInTimeWindow) && p.MsgFlags&gosnmp.Reportable != 0 {
+		// Tell the sender this engine's boots and time: a sender that
+		// was out of step sends again, a replay gets nothing.
+		r.notInTime++
+		if rep, rerr := r.dec.TimeWindowReport(p, r.notInTime); rerr == nil {
+			if _, werr := r.notify.WriteToUDPAddrPort(rep, from); werr == nil {
+				r.c.reports.Add(1)
+			}
+		}
+	}
 	if err != nil {
 		switch {
 		case errors.Is(err, meds.ErrCommunity):
@@ -309,7 +319,7 @@ func (n *notifier) handleGosnmp(b []byte, from netip.AddrPort, now time.Time) {
 	}
 	if discovery {
 		r.unknownEngID++
-		rep, err := r.dec.Report(p, r.unknownEngID, 1, uint32(now.Sub(r.started)/time.Second))
+		rep, err := r.dec.Report(p, r.unknownEngID)
 		if err != nil {
 			n.log.Warn("discovery report not built", "peer", from.String(), "error", err)
 			return

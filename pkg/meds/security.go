@@ -165,9 +165,26 @@ var (
 	// ErrCommunity: an SNMPv2c message with another community.
 	ErrCommunity = fmt.Errorf("%w: wrong community", ErrSNMP)
 	// ErrUSM: an SNMPv3 message that fails the USM checks (unknown user,
-	// wrong level, authentication or decryption failure).
+	// wrong level, authentication or decryption failure, time window).
 	ErrUSM = fmt.Errorf("%w: USM check failed", ErrSNMP)
+	// ErrNotInTimeWindow: an authenticated SNMPv3 message whose engine
+	// boots or time is not this engine's (RFC 3414 section 3.2 step 7):
+	// a replay, or a sender out of step. Decode returns the packet with
+	// it; answer with TimeWindowReport so that the sender catches up.
+	ErrNotInTimeWindow = fmt.Errorf("%w: not in time window", ErrUSM)
 )
+
+// TimeWindow is how far, in seconds, the engine time of an
+// authenticated message may be from the receiver's (RFC 3414).
+const TimeWindow = 150
+
+// BootsAt is an snmpEngineBoots for an engine that starts at t without
+// a stored count: the seconds since 2020-01-01 UTC, so that each start
+// gets a higher value than the one before (while the clock is right)
+// and messages of an earlier run fail the time window. At least 1.
+func BootsAt(t time.Time) uint32 {
+	return uint32(max(1, min(t.Unix()-1577836800, 0x7ffffffe)))
+}
 
 // Decoder decodes the SNMP messages one side receives, checks them
 // against its Security and builds the answers (Response, and the Report
@@ -177,6 +194,8 @@ type Decoder struct {
 	sec      Security
 	engineID string
 	x        *gosnmp.GoSNMP
+	boots    uint32    // snmpEngineBoots
+	start    time.Time // where snmpEngineTime counts from
 }
 
 // NewDecoder returns a Decoder for sec. For SNMPv3 it acts as the
@@ -185,7 +204,9 @@ func NewDecoder(sec Security) (*Decoder, error) {
 	if err := sec.Validate(); err != nil {
 		return nil, err
 	}
-	d := &Decoder{sec: sec, x: &gosnmp.GoSNMP{Version: sec.Version, Community: sec.Community, Logger: gosnmp.NewLogger(nil)}}
+	now := time.Now()
+	d := &Decoder{sec: sec, x: &gosnmp.GoSNMP{Version: sec.Version, Community: sec.Community, Logger: gosnmp.NewLogger(nil)},
+		boots: BootsAt(now), start: now}
 	if sec.Version == gosnmp.Version3 {
 		d.engineID = sec.EngineID
 		if d.engineID == "" {
@@ -203,6 +224,15 @@ func NewDecoder(sec Security) (*Decoder, error) {
 
 // EngineID returns the local authoritative engine id (SNMPv3), or "".
 func (d *Decoder) EngineID() string { return d.engineID }
+
+// SetEngineClock sets snmpEngineBoots and the moment snmpEngineTime
+// counts from (NewDecoder: BootsAt(now) and now).
+func (d *Decoder) SetEngineClock(boots uint32, start time.Time) { d.boots, d.start = boots, start }
+
+// EngineClock returns snmpEngineBoots and snmpEngineTime at now.
+func (d *Decoder) EngineClock(now time.Time) (boots, secs uint32) {
+	return d.boots, uint32(max(0, now.Sub(d.start)/time.Second))
+}
 
 // Decode decodes and checks one received message. A nil error with
 // discovery true means an SNMPv3 engine discovery probe (or a message for
@@ -252,13 +282,51 @@ func (d *Decoder) Decode(b []byte) (p *gosnmp.SnmpPacket, discovery bool, err er
 	if p.MsgFlags&gosnmp.AuthPriv != d.sec.Level&gosnmp.AuthPriv {
 		return nil, false, fmt.Errorf("%w: security level %s, want %s", ErrUSM, p.MsgFlags&gosnmp.AuthPriv, d.sec.Level&gosnmp.AuthPriv)
 	}
+	if p.MsgFlags&gosnmp.AuthNoPriv != 0 { // authenticated: the time window applies
+		boots, secs := d.EngineClock(time.Now())
+		mb, mt := usm.AuthoritativeEngineBoots, usm.AuthoritativeEngineTime
+		if boots == 0x7fffffff || mb != boots || max(mt, secs)-min(mt, secs) > TimeWindow {
+			return p, false, fmt.Errorf("%w: the message says boots %d time %d, this engine is at boots %d time %d", ErrNotInTimeWindow, mb, mt, boots, secs)
+		}
+	}
 	return p, false, nil
 }
 
+// OIDNotInTimeWindows is usmStatsNotInTimeWindows.0.
+const OIDNotInTimeWindows = "1.3.6.1.6.3.15.1.1.2.0"
+
+// TimeWindowReport returns the Report answering req, which Decode
+// refused with ErrNotInTimeWindow: usmStatsNotInTimeWindows (count),
+// with this engine's boots and time, authenticated (authNoPriv) as RFC
+// 3414 asks, so the sender may trust them and send again.
+func (d *Decoder) TimeWindowReport(req *gosnmp.SnmpPacket, count uint32) ([]byte, error) {
+	own, ok := d.x.SecurityParameters.(*gosnmp.UsmSecurityParameters)
+	if !ok {
+		return nil, errors.New("meds: time window report: not an SNMPv3 decoder")
+	}
+	sp, ok := own.Copy().(*gosnmp.UsmSecurityParameters)
+	if !ok {
+		return nil, errors.New("meds: time window report: USM parameters do not copy")
+	}
+	sp.AuthoritativeEngineBoots, sp.AuthoritativeEngineTime = d.EngineClock(time.Now())
+	rep := &gosnmp.SnmpPacket{
+		Version: gosnmp.Version3, MsgFlags: gosnmp.AuthNoPriv, SecurityModel: gosnmp.UserSecurityModel,
+		SecurityParameters: sp, ContextEngineID: d.engineID, ContextName: req.ContextName,
+		PDUType: gosnmp.Report, MsgID: req.MsgID, RequestID: req.RequestID, MsgMaxSize: 65507,
+		Variables: []gosnmp.SnmpPDU{{Name: OIDNotInTimeWindows, Type: gosnmp.Counter32, Value: uint(count)}},
+		Logger:    gosnmp.NewLogger(nil),
+	}
+	b, err := rep.MarshalMsg()
+	if err != nil {
+		return nil, fmt.Errorf("meds: encode time window report: %w", err)
+	}
+	return b, nil
+}
+
 // Report returns the Report answering an SNMPv3 discovery probe req:
-// usmStatsUnknownEngineIDs with this engine's id, boots and time
-// (seconds since the engine started, passed in).
-func (d *Decoder) Report(req *gosnmp.SnmpPacket, unknownEngineIDs uint32, boots, engineTime uint32) ([]byte, error) {
+// usmStatsUnknownEngineIDs with this engine's id, boots and time.
+func (d *Decoder) Report(req *gosnmp.SnmpPacket, unknownEngineIDs uint32) ([]byte, error) {
+	boots, engineTime := d.EngineClock(time.Now())
 	sp := &gosnmp.UsmSecurityParameters{
 		AuthoritativeEngineID:    d.engineID,
 		AuthoritativeEngineBoots: boots,
@@ -312,10 +380,22 @@ func (d *Decoder) Response(req *gosnmp.SnmpPacket, status gosnmp.SNMPError, inde
 		Variables:          vars,
 		Logger:             gosnmp.NewLogger(nil),
 	}
-	if sp, ok := req.SecurityParameters.(*gosnmp.UsmSecurityParameters); ok && resp.MsgFlags&gosnmp.AuthPriv == gosnmp.AuthPriv {
-		// A fresh salt for the encrypted answer.
-		if err := sp.InitPacket(resp); err != nil {
-			return nil, fmt.Errorf("meds: salt for response to request %d: %w", req.RequestID, err)
+	if usm, ok := req.SecurityParameters.(*gosnmp.UsmSecurityParameters); ok {
+		// This engine is the authoritative one: the answer carries its
+		// boots and time, which keeps the sender in the time window.
+		sp, ok := usm.Copy().(*gosnmp.UsmSecurityParameters)
+		if !ok {
+			return nil, fmt.Errorf("meds: response to request %d: USM parameters do not copy", req.RequestID)
+		}
+		if usm.AuthoritativeEngineID == d.engineID {
+			sp.AuthoritativeEngineBoots, sp.AuthoritativeEngineTime = d.EngineClock(time.Now())
+		}
+		resp.SecurityParameters = sp
+		if resp.MsgFlags&gosnmp.AuthPriv == gosnmp.AuthPriv {
+			// A fresh salt for the encrypted answer.
+			if err := sp.InitPacket(resp); err != nil {
+				return nil, fmt.Errorf("meds: salt for response to request %d: %w", req.RequestID, err)
+			}
 		}
 	}
 	b, err := resp.MarshalMsg()

@@ -21,8 +21,22 @@ var (
 	}
 )
 
-// encode marshals one SNMP message carrying f, as the sender would.
+// encode marshals one SNMP message carrying f, as the sender would; an
+// SNMPv3 one with the largest engine boots and time (the sizes' worst
+// case, never in a receiver's time window).
 func encode(t testing.TB, sec Security, pdu gosnmp.PDUType, f Fragment) []byte {
+	t.Helper()
+	return encodeAt(t, sec, pdu, f, 0x7fffffff, 0x7fffffff)
+}
+
+// encodeFor is encode for the receiver d: in its time window.
+func encodeFor(t testing.TB, d *Decoder, sec Security, pdu gosnmp.PDUType, f Fragment) []byte {
+	t.Helper()
+	boots, secs := d.EngineClock(time.Now())
+	return encodeAt(t, sec, pdu, f, boots, secs)
+}
+
+func encodeAt(t testing.TB, sec Security, pdu gosnmp.PDUType, f Fragment, boots, secs uint32) []byte {
 	t.Helper()
 	var vars []gosnmp.SnmpPDU
 	if pdu == gosnmp.SetRequest {
@@ -37,8 +51,8 @@ func encode(t testing.TB, sec Security, pdu gosnmp.PDUType, f Fragment) []byte {
 	}
 	if sec.Version == gosnmp.Version3 {
 		sp := sec.usm(sec.EngineID)
-		sp.AuthoritativeEngineBoots = 0x7fffffff
-		sp.AuthoritativeEngineTime = 0x7fffffff
+		sp.AuthoritativeEngineBoots = boots
+		sp.AuthoritativeEngineTime = secs
 		sp.Logger = gosnmp.NewLogger(nil)
 		if err := sp.InitSecurityKeys(); err != nil {
 			t.Fatal(err)
@@ -90,7 +104,7 @@ func TestExtractFragmentRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, disc, err := d.Decode(encode(t, sec, pdu, want))
+			p, disc, err := d.Decode(encodeFor(t, d, sec, pdu, want))
 			if err != nil || disc {
 				t.Fatalf("%s %s: Decode = %v, discovery %v", sec.Version, pdu, err, disc)
 			}
@@ -122,10 +136,10 @@ func TestDecoderRefusals(t *testing.T) {
 	v3, _ := NewDecoder(secV3)
 	bad := secV3
 	bad.AuthPassphrase = "otherpass123"
-	if _, _, err := v3.Decode(encode(t, bad, gosnmp.InformRequest, f)); !errors.Is(err, ErrUSM) {
+	if _, _, err := v3.Decode(encodeFor(t, v3, bad, gosnmp.InformRequest, f)); !errors.Is(err, ErrUSM) {
 		t.Errorf("wrong auth key: %v", err)
 	}
-	b := encode(t, secV3, gosnmp.InformRequest, f)
+	b := encodeFor(t, v3, secV3, gosnmp.InformRequest, f)
 	b[len(b)-3] ^= 0x55
 	if _, _, err := v3.Decode(b); !errors.Is(err, ErrUSM) {
 		t.Errorf("tampered: %v", err)
