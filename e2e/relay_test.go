@@ -35,11 +35,11 @@ func TestRelayProcesses(t *testing.T) {
 
 // relayLab is the relay's processes and addresses.
 type relayLab struct {
-	t                   *testing.T
-	mms                 int
-	agentAddr, notify   string // UDP
+	t                    *testing.T
+	mms                  int
+	agentAddr, notify    string // UDP
 	cmds, events, status string // TCP
-	agent, tsi          *proc
+	agent, tsi           *proc
 }
 
 // freeUDPPort returns a loopback address whose port is free for TCP

@@ -55,8 +55,8 @@ type Relay struct {
 	agentPolled time.Time
 	agentUptime time.Duration
 
-	unknownEngID uint32    // usmStatsUnknownEngineIDs; notification loop only
-	notInTime    uint32    // usmStatsNotInTimeWindows; notification loop only
+	unknownEngID uint32 // usmStatsUnknownEngineIDs; notification loop only
+	notInTime    uint32 // usmStatsNotInTimeWindows; notification loop only
 
 	c      counters
 	cancel context.CancelFunc
