@@ -173,3 +173,47 @@ func TestTimeWindowRecovery(t *testing.T) {
 		t.Fatalf("%d informs refused for the time window, %d taken; want 1 and 2", refused.Load(), taken.Load())
 	}
 }
+
+// FuzzDecoder: whatever arrives on an SNMP socket, Decode neither
+// panics nor takes it without a reason, and what it takes can be
+// answered: a Response, a discovery Report or a time window Report.
+func FuzzDecoder(f *testing.F) {
+	v2, err := NewDecoder(secV2)
+	if err != nil {
+		f.Fatal(err)
+	}
+	v3, err := NewDecoder(secV3)
+	if err != nil {
+		f.Fatal(err)
+	}
+	fr := Fragment{Transfer: 9, Index: 0, Count: 1, Data: []byte("seed")}
+	f.Add(encode(f, secV2, gosnmp.InformRequest, fr))
+	f.Add(encode(f, secV2, gosnmp.SetRequest, fr))
+	f.Add(encodeFor(f, v3, secV3, gosnmp.InformRequest, fr))
+	f.Add(encode(f, secV3, gosnmp.InformRequest, fr)) // out of the time window
+	f.Add([]byte{0x30, 0x03, 0x02, 0x01, 0x03})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, d := range []*Decoder{v2, v3} {
+			p, disc, err := d.Decode(b)
+			switch {
+			case errors.Is(err, ErrNotInTimeWindow):
+				if p == nil {
+					t.Fatal("ErrNotInTimeWindow without the packet")
+				}
+				if _, err := d.TimeWindowReport(p, 1); err != nil {
+					t.Fatalf("time window report: %v", err)
+				}
+			case err != nil:
+				if !errors.Is(err, ErrSNMP) {
+					t.Fatalf("refusal %v does not wrap ErrSNMP", err)
+				}
+			case p == nil:
+				t.Fatal("no error and no packet")
+			case disc:
+				_, _ = d.Report(p, 1) // may fail on odd fields; must not panic
+			default:
+				_, _ = d.Response(p, gosnmp.NoError, 0, p.Variables)
+			}
+		}
+	})
+}
