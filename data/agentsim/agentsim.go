@@ -556,7 +556,7 @@ func (a *Agent) serve(ctx context.Context, rd *dgram.Reader) {
 		if a.pipe != nil {
 			a.pipe.Flush()
 		}
-		if err := a.w.Flush(); err != nil {
+		if err := a.w.Flush(); err != nil && !errors.Is(err, net.ErrClosed) { // closed: stopping
 			log.Warn("answers not sent", "error", err)
 		}
 	}
@@ -568,7 +568,7 @@ const serveBatch = 16
 
 // reply queues an answer; serve sends the batch.
 func (a *Agent) reply(log hclog.Logger, b []byte, to netip.AddrPort) {
-	if err := a.w.Add(b, to); err != nil {
+	if err := a.w.Add(b, to); err != nil && !errors.Is(err, net.ErrClosed) {
 		log.Warn("answers not sent", "error", err)
 	}
 }

@@ -231,14 +231,14 @@ type notifier struct {
 
 // answer queues b for to; flush sends it.
 func (n *notifier) answer(b []byte, to netip.AddrPort) {
-	if err := n.w.Add(b, to); err != nil {
+	if err := n.w.Add(b, to); err != nil && !errors.Is(err, net.ErrClosed) {
 		n.log.Warn("answers not sent", "error", err)
 	}
 }
 
 // flush sends the queued answers and counts them.
 func (n *notifier) flush() {
-	if err := n.w.Flush(); err != nil {
+	if err := n.w.Flush(); err != nil && !errors.Is(err, net.ErrClosed) { // closed: stopping
 		n.log.Warn("answers not sent", "error", err)
 	}
 	n.r.c.informsAnswered.Add(n.w.Sent() - n.sent)
