@@ -359,6 +359,29 @@ func TestAgentRestart(t *testing.T) {
 	waitFor(t, "agent reachable again", func() bool { return e.relay.Stats().AgentReachable })
 }
 
+// TestAgentPortClosedFailsFast: with the agent's port closed (ICMP
+// port unreachable on loopback), a command gets its relay error after
+// the quick refused tries, well before the time-outs (4 s by default)
+// would end it.
+func TestAgentPortClosedFailsFast(t *testing.T) {
+	e := start(t, nil) // default SNMPTimeout 1 s, SNMPRetries 3
+	c := e.dial(e.addrs.Commands)
+	_ = e.agent.Close()
+	t0 := time.Now()
+	if err := c.Command(7, []byte("anyone?")); err != nil {
+		t.Fatal(err)
+	}
+	m := recv(t, c)
+	took := time.Since(t0)
+	if m.Type != meds.TypeRelayError || m.ID != 7 || !strings.Contains(string(m.Text), "connection refused") {
+		t.Fatalf("got %s id %d %q, want a relay error saying the port refused", m.Type, m.ID, m.Text)
+	}
+	if took >= 3*time.Second {
+		t.Fatalf("relay error after %v: the refusals were not noticed", took)
+	}
+	t.Logf("relay error after %v: %s", took.Round(time.Millisecond), m.Text)
+}
+
 func TestTPCEViolationsCloseOnlyThatConnection(t *testing.T) {
 	e := start(t, func(r *relay.Config, _ *agentsim.Config) { r.MaxText = 1000 })
 	good := e.dial(e.addrs.Commands)
