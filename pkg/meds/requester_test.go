@@ -3,75 +3,13 @@ package meds
 import (
 	"errors"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gosnmp/gosnmp"
 )
 
-// peer answers SetRequests on loopback like an agent: it drops the
-// first copy of every fragment whose index is in drop, refuses the
-// fragment refuse (if >= 0), and records the fragments it took.
-type peer struct {
-	conn   *net.UDPConn
-	drop   map[uint32]bool
-	refuse int64
-	mu     sync.Mutex
-	got    map[uint32][]byte
-	done   chan struct{}
-}
-
-func newPeer(t *testing.T, drop []uint32, refuse int64) *peer {
-	t.Helper()
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &peer{conn: conn, drop: map[uint32]bool{}, refuse: refuse, got: map[uint32][]byte{}, done: make(chan struct{})}
-	for _, d := range drop {
-		p.drop[d] = true
-	}
-	go p.serve()
-	t.Cleanup(func() { _ = conn.Close(); <-p.done })
-	return p
-}
-
-func (p *peer) serve() {
-	defer close(p.done)
-	buf := make([]byte, 65536)
-	for {
-		n, from, err := p.conn.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			return
-		}
-		pkt, err := ParseV2c(buf[:n])
-		if err != nil {
-			continue
-		}
-		f, err := pkt.Fragment(pkt.PDU != gosnmp.SetRequest, 0, 0)
-		if err != nil {
-			continue
-		}
-		p.mu.Lock()
-		if p.drop[f.Index] {
-			delete(p.drop, f.Index)
-			p.mu.Unlock()
-			continue
-		}
-		status := uint8(0)
-		if int64(f.Index) == p.refuse {
-			status = StatusWrongValue
-		} else {
-			p.got[f.Index] = append([]byte(nil), f.Data...)
-		}
-		p.mu.Unlock()
-		out := AppendV2cResponse(nil, pkt.Community, pkt.RequestID, status, 3, pkt.VarBinds)
-		_, _ = p.conn.WriteToUDPAddrPort(out, from)
-	}
-}
-
-func requester(t *testing.T, p *peer) (*V2cRequester, *int) {
+func requester(t *testing.T, p *msgPeer) (*V2cRequester, *int) {
 	t.Helper()
 	c, err := net.DialUDP("udp", nil, p.conn.LocalAddr().(*net.UDPAddr))
 	if err != nil {
@@ -84,7 +22,7 @@ func requester(t *testing.T, p *peer) (*V2cRequester, *int) {
 
 func TestSendMessageRetriesLostFragments(t *testing.T) {
 	for _, window := range []int{1, 4, 32} {
-		p := newPeer(t, []uint32{0, 5, 9}, -1)
+		p := newMsgPeer(t, func(f Fragment) bool { return f.Index == 0 || f.Index == 5 || f.Index == 9 }, nil)
 		q, retries := requester(t, p)
 		msg := pattern(10*100 - 7)
 		if err := q.SendMessage(gosnmp.SetRequest, 0, msg, 77, 100, window); err != nil {
@@ -93,20 +31,14 @@ func TestSendMessageRetriesLostFragments(t *testing.T) {
 		if *retries != 3 {
 			t.Errorf("window %d: %d retries, want 3", window, *retries)
 		}
-		p.mu.Lock()
-		var joined []byte
-		for i := uint32(0); i < 10; i++ {
-			joined = append(joined, p.got[i]...)
-		}
-		p.mu.Unlock()
-		if string(joined) != string(msg) {
+		if string(p.message(77)) != string(msg) {
 			t.Fatalf("window %d: the peer got a different message", window)
 		}
 	}
 }
 
 func TestSendMessageRefusedAndUnanswered(t *testing.T) {
-	p := newPeer(t, nil, 2)
+	p := newMsgPeer(t, nil, func(f Fragment) bool { return f.Index == 2 })
 	q, _ := requester(t, p)
 	var r *Refused
 	if err := q.SendMessage(gosnmp.SetRequest, 0, pattern(500), 1, 100, 4); !errors.As(err, &r) || r.Index != 2 || r.Status != StatusWrongValue || r.ErrorIndex != 3 {
