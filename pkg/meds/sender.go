@@ -70,12 +70,11 @@ var ErrSenderClosed = errors.New("meds: sender closed")
 // Nothing is allocated per message once the sender is warm. The
 // counterpart of V2cRequester for a peer that many goroutines talk to.
 type V2cSender struct {
-	cfg    SenderConfig
-	conn   *net.UDPConn
-	rd     *dgram.Reader  // nil when shared: the socket's owner reads
-	peer   netip.AddrPort // where requests go on a shared socket
-	shared bool
-	tick   time.Duration
+	cfg  SenderConfig
+	conn *net.UDPConn
+	rd   *dgram.Reader  // nil when shared: the socket's owner reads
+	peer netip.AddrPort // where requests go on a shared socket; zero when not shared
+	tick time.Duration
 
 	mu      sync.Mutex
 	w       *dgram.Writer        // requests, sent per batch; under mu
@@ -164,7 +163,6 @@ func NewV2cSender(conn *net.UDPConn, peer netip.AddrPort, cfg SenderConfig) (*V2
 	if err != nil {
 		return nil, err
 	}
-	s.shared = true
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.retryLoop() }()
 	return s, nil
@@ -283,7 +281,7 @@ func (s *V2cSender) Close() error {
 	s.closed = true
 	close(s.stop)
 	var err error
-	if !s.shared {
+	if !s.peer.IsValid() { // the socket is the sender's own
 		err = s.conn.Close()
 	}
 	s.mu.Unlock()
