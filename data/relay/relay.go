@@ -169,23 +169,22 @@ func (r *Relay) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("relay: notification socket: %w", err)
 	}
+	// SNMPv2c: one asynchronous sender; SNMPv3: Senders gosnmp clients.
+	var senders []*gosnmpSetter
 	if r.slots != nil {
 		if r.pipe, err = r.newPipe(); err != nil {
 			return err
 		}
 		closers = append(closers, func() { _ = r.pipe.Close() })
-	}
-	senders := make([]setter, 0, r.cfg.Senders)
-	for range r.cfg.Senders {
-		if r.pipe != nil {
-			break
+	} else {
+		for range r.cfg.Senders {
+			s, err := r.newSetter()
+			if err != nil {
+				return err
+			}
+			closers = append(closers, s.close)
+			senders = append(senders, s)
 		}
-		s, err := r.newSetter()
-		if err != nil {
-			return err
-		}
-		closers = append(closers, s.close)
-		senders = append(senders, s)
 	}
 	var poller *gosnmp.GoSNMP
 	if r.cfg.PollInterval > 0 {

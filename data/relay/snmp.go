@@ -28,20 +28,15 @@ func (r *Relay) agentClient() (*gosnmp.GoSNMP, error) {
 	return g, nil
 }
 
-// setter sends whole commands to the agent, one SetRequest per fragment.
-type setter interface {
-	// sendMessage returns nil when every fragment was taken, a
-	// *meds.Refused when the agent refused one, or another error.
-	sendMessage(frame []byte, transfer uint32, size int) error
-	close()
-}
-
-// gosnmpSetter goes through gosnmp (SNMPv3), one fragment at a time.
+// gosnmpSetter sends whole commands to the agent through gosnmp
+// (SNMPv3), one SetRequest per fragment, one at a time.
 type gosnmpSetter struct {
 	g    *gosnmp.GoSNMP
 	vars []gosnmp.SnmpPDU
 }
 
+// sendMessage returns nil when every fragment was taken, a
+// *meds.Refused when the agent refused one, or another error.
 func (s *gosnmpSetter) sendMessage(frame []byte, transfer uint32, size int) error {
 	defer func() {
 		for i := range s.vars {
@@ -65,7 +60,7 @@ func (s *gosnmpSetter) close() { _ = s.g.Conn.Close() }
 
 // newSetter returns a gosnmp setter (SNMPv3) with its own UDP socket
 // toward the agent.
-func (r *Relay) newSetter() (setter, error) {
+func (r *Relay) newSetter() (*gosnmpSetter, error) {
 	g, err := r.agentClient()
 	if err != nil {
 		return nil, err
@@ -119,7 +114,7 @@ func (r *Relay) commandFailed(relayID, transfer uint32, err error) {
 
 // sendLoop delivers queued commands to the agent, one SetRequest per
 // fragment, with its own setter (and UDP socket).
-func (r *Relay) sendLoop(ctx context.Context, s setter) {
+func (r *Relay) sendLoop(ctx context.Context, s *gosnmpSetter) {
 	defer s.close()
 	log := r.log.Named("snmp")
 	for {
@@ -146,7 +141,7 @@ func (r *Relay) sendLoop(ctx context.Context, s setter) {
 }
 
 // sendCommand sends one encoded command and counts what happened.
-func (r *Relay) sendCommand(s setter, frame []byte, transfer uint32) error {
+func (r *Relay) sendCommand(s *gosnmpSetter, frame []byte, transfer uint32) error {
 	if err := s.sendMessage(frame, transfer, r.fragSize); err != nil {
 		return r.sendError(err)
 	}
