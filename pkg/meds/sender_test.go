@@ -259,26 +259,30 @@ func TestSenderRefusedAndUnanswered(t *testing.T) {
 }
 
 func TestSenderQueueFullAndClose(t *testing.T) {
+	// A peer that reads nothing: no answer, no ICMP refusal.
+	mute, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mute.Close()
 	before := runtime.NumGoroutine()
 	o := newOutcomes()
 	cfg := senderConfig(o)
 	cfg.MaxInFlight, cfg.MaxQueued, cfg.Timeout = 1, 2, time.Hour // never answered, never retried
-	s, err := DialV2cSender("127.0.0.1:9", cfg)
+	s, err := DialV2cSender(mute.LocalAddr().String(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The port is closed: reads fail and resend at once. Those are
-	// retries too; with Timeout an hour only a refusal ends the first.
-	for tr := uint32(1); tr <= 3; tr++ {
-		if err := s.Send(pattern(10), tr); err != nil && tr < 3 {
+	for tr := uint32(1); tr <= 3; tr++ { // one in flight, two waiting
+		if err := s.Send(pattern(10), tr); err != nil {
 			t.Fatalf("Send %d: %v", tr, err)
 		}
 	}
+	if active, queued := s.InFlight(); active != 1 || queued != 2 {
+		t.Fatalf("InFlight = %d, %d; want 1 and 2", active, queued)
+	}
 	if err := s.Send(pattern(10), 9); !errors.Is(err, ErrQueueFull) {
-		active, queued := s.InFlight()
-		if !(active < 1 || queued < 2) { // one may have failed already
-			t.Fatalf("Send past the queue: %v, want ErrQueueFull", err)
-		}
+		t.Fatalf("Send past the queue: %v, want ErrQueueFull", err)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -296,9 +300,12 @@ func TestSenderQueueFullAndClose(t *testing.T) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for tr := uint32(1); tr <= 3; tr++ {
-		if err, ok := o.errs[tr]; !ok || err == nil {
-			t.Fatalf("transfer %d after Close: reported %v, %v", tr, ok, err)
+		if err, ok := o.errs[tr]; !ok || !errors.Is(err, ErrSenderClosed) {
+			t.Fatalf("transfer %d after Close: reported %v, %v; want ErrSenderClosed", tr, ok, err)
 		}
+	}
+	if _, ok := o.errs[9]; ok {
+		t.Fatal("the refused message was reported to OnDone")
 	}
 }
 
