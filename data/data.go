@@ -314,7 +314,7 @@ func RelayStats(s relay.Stats) *hellopicsv1.RelayStats {
 		Events:         s.EventsReceived,
 		StatusBlocks:   s.StatusBlocks,
 		RelayErrors:    s.RelayErrors,
-		Drops: s.Dropped.Decode + s.Dropped.Version + s.Dropped.Community + s.Dropped.USM + s.Dropped.PDU +
+		Drops: s.Dropped.Decode + s.Dropped.Version + s.Dropped.Community + s.Dropped.USM + s.Dropped.TimeWindow + s.Dropped.PDU +
 			s.Dropped.Fragment + s.Dropped.Reassembly + s.Dropped.Expired + s.Dropped.Message + s.Dropped.WrongType +
 			s.Dropped.NoPort + s.Commands.BacklogDropped + s.Events.BacklogDropped + s.Status.BacklogDropped,
 		Counters: map[string]uint64{

@@ -49,7 +49,7 @@ func collectRelay(r *relay.Relay, ch chan<- prometheus.Metric) {
 	metrics.Counter(ch, descRelayErrors, float64(s.RelayErrors))
 	d := s.Dropped
 	for reason, v := range map[string]uint64{
-		"decode": d.Decode, "version": d.Version, "community": d.Community, "usm": d.USM, "pdu": d.PDU,
+		"decode": d.Decode, "version": d.Version, "community": d.Community, "usm": d.USM, "time_window": d.TimeWindow, "pdu": d.PDU,
 		"fragment": d.Fragment, "reassembly": d.Reassembly, "expired": d.Expired, "message": d.Message,
 		"wrong_type": d.WrongType, "no_port": d.NoPort, "relay_error_lost": d.RelayErrorLost,
 	} {

@@ -323,7 +323,7 @@ func (r *Relay) Stats() Stats {
 		EventsReceived: c.events.Load(), StatusBlocks: c.statusBlocks.Load(),
 		Dropped: DropStats{
 			Decode: c.dropDecode.Load(), Version: c.dropVersion.Load(), Community: c.dropCommunity.Load(),
-			USM: c.dropUSM.Load(), PDU: c.dropPDU.Load(), Fragment: c.dropFragment.Load(),
+			USM: c.dropUSM.Load(), TimeWindow: c.dropTimeWindow.Load(), PDU: c.dropPDU.Load(), Fragment: c.dropFragment.Load(),
 			Reassembly: c.dropReassembly.Load(), Expired: c.dropExpired.Load(), Message: c.dropMessage.Load(),
 			WrongType: c.dropWrongType.Load(), NoPort: c.dropNoPort.Load(), RelayErrorLost: c.dropRelayErrorLost.Load(),
 		},

@@ -583,6 +583,28 @@ func TestSNMPv3(t *testing.T) {
 	if d := e.relay.Stats().Dropped.USM; d < 1 {
 		t.Fatalf("USM failures counted %d times", d)
 	}
+
+	// A sender out of step with the relay's engine time (as after a
+	// relay restart, or a replay) is refused, told the relay's time in
+	// an authenticated Report, and gets its inform through on the
+	// second try (gosnmp does that by itself).
+	good := informer(t, e, usm(""), 2*time.Second)
+	send := func(id uint32) error {
+		f := meds.Fragment{Transfer: 100 + id, Count: 1, Data: meds.AppendMessage(nil, meds.Message{Type: meds.TypeEvent, ID: id})}
+		_, err := good.SendTrap(gosnmp.SnmpTrap{IsInform: true, Variables: meds.NotificationVarbinds(nil, 1, f)})
+		return err
+	}
+	if err := send(1); err != nil {
+		t.Fatalf("inform in step: %v", err)
+	}
+	sp := good.SecurityParameters.(*gosnmp.UsmSecurityParameters)
+	sp.AuthoritativeEngineTime += 1000 // out of the 150 s window
+	if err := send(2); err != nil {
+		t.Fatalf("inform out of step: %v", err)
+	}
+	if d := e.relay.Stats().Dropped.TimeWindow; d != 1 {
+		t.Fatalf("time window refusals counted %d times, want 1", d)
+	}
 }
 
 func TestCloseStopsEveryGoroutine(t *testing.T) {

@@ -302,6 +302,8 @@ func (n *notifier) handleGosnmp(b []byte, from netip.AddrPort, now time.Time) {
 		switch {
 		case errors.Is(err, meds.ErrCommunity):
 			r.c.dropCommunity.Add(1)
+		case errors.Is(err, meds.ErrNotInTimeWindow):
+			r.c.dropTimeWindow.Add(1)
 		case errors.Is(err, meds.ErrUSM):
 			r.c.dropUSM.Add(1)
 		case errors.Is(err, meds.ErrSNMPVersion):

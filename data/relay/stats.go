@@ -26,7 +26,8 @@ type DropStats struct {
 	Decode         uint64 // packets that do not decode as SNMP
 	Version        uint64 // packets of another SNMP version
 	Community      uint64 // SNMPv2c packets with a wrong community
-	USM            uint64 // SNMPv3 packets failing USM checks
+	USM            uint64 // SNMPv3 packets failing USM checks (time window apart)
+	TimeWindow     uint64 // authenticated SNMPv3 packets outside the engine's time window (replays, senders out of step)
 	PDU            uint64 // packets of an unexpected PDU type
 	Fragment       uint64 // notifications that are not valid fragments
 	Reassembly     uint64 // fragments refused by the reassembler (limits, inconsistency)
@@ -89,9 +90,9 @@ type counters struct {
 	fragmentsReceived, duplicates, reassembled                        atomic.Uint64
 	responses, responsesRerouted, events, statusBlocks                atomic.Uint64
 
-	dropDecode, dropVersion, dropCommunity, dropUSM, dropPDU, dropFragment atomic.Uint64
-	dropReassembly, dropExpired, dropMessage, dropWrongType, dropNoPort    atomic.Uint64
-	dropRelayErrorLost                                                     atomic.Uint64
+	dropDecode, dropVersion, dropCommunity, dropUSM, dropTimeWindow, dropPDU, dropFragment atomic.Uint64
+	dropReassembly, dropExpired, dropMessage, dropWrongType, dropNoPort                    atomic.Uint64
+	dropRelayErrorLost                                                                     atomic.Uint64
 
 	pollFailures atomic.Uint64
 }
