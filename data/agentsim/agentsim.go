@@ -239,7 +239,9 @@ func New(cfg Config, logger hclog.Logger) (*Agent, error) {
 		}),
 		fragSize: fragSize,
 		start:    time.Now(),
-		jobs:     make(chan meds.Message, cfg.Queue),
+	}
+	if cfg.NotifySecurity.Version != gosnmp.Version2c { // SNMPv2c: Start makes a V2cSender
+		a.jobs = make(chan meds.Message, cfg.Queue)
 	}
 	// A random first transfer id keeps a restarted agent's transfers
 	// apart from the ones the relay still remembers.
@@ -259,48 +261,45 @@ func (a *Agent) Addr() *net.UDPAddr { return a.conn.LocalAddr().(*net.UDPAddr) }
 
 // Start starts the request loop, the response senders and the event and
 // status generators. They run until ctx is done or Close is called.
-func (a *Agent) Start(ctx context.Context) error {
+func (a *Agent) Start(ctx context.Context) (err error) {
 	ctx, a.cancel = context.WithCancel(ctx)
-	// SNMPv2c responses go through one asynchronous sender, SNMPv3 ones
-	// through Senders goroutines with a gosnmp client each. The event
-	// and status generators have a sender each, so that each stream
-	// stays in order.
-	responders := a.cfg.Senders
-	if a.cfg.NotifySecurity.Version == gosnmp.Version2c {
-		p, err := a.newPipe()
-		if err != nil {
-			a.cancel()
-			return err
-		}
-		a.pipe, responders = p, 0
-	}
-	senders := make([]sender, 0, responders+2)
-	for range responders + 2 {
-		g, err := a.notifier()
+	var senders []sender
+	defer func() {
 		if err != nil {
 			for _, s := range senders {
 				s.close()
 			}
 			a.closePipe()
 			a.cancel()
+		}
+	}()
+	// SNMPv2c responses go through one asynchronous sender, SNMPv3 ones
+	// through Senders goroutines with a gosnmp client each. The event
+	// and status generators have a sender each, so that each stream
+	// stays in order.
+	responders := a.cfg.Senders
+	if a.cfg.NotifySecurity.Version == gosnmp.Version2c {
+		if a.pipe, err = a.newPipe(); err != nil {
+			return err
+		}
+		responders = 0
+	}
+	for range responders + 2 {
+		g, err := a.notifier()
+		if err != nil {
 			return err
 		}
 		senders = append(senders, g)
 	}
-	a.log.Info("agent simulator started", "addr", a.Addr().String(), "notify", a.cfg.NotifyAddr,
-		"version", a.cfg.Security.Version.String(), "max_msg_size", a.cfg.MaxMsgSize, "fragment_data", a.fragSize)
 	rd, err := dgram.NewReader(a.conn, serveBatch, 65536)
 	if err == nil {
 		a.w, err = dgram.NewWriter(a.conn, serveBatch)
 	}
 	if err != nil {
-		for _, s := range senders {
-			s.close()
-		}
-		a.closePipe()
-		a.cancel()
 		return fmt.Errorf("agentsim: request socket: %w", err)
 	}
+	a.log.Info("agent simulator started", "addr", a.Addr().String(), "notify", a.cfg.NotifyAddr,
+		"version", a.cfg.Security.Version.String(), "max_msg_size", a.cfg.MaxMsgSize, "fragment_data", a.fragSize)
 	a.wg.Add(1)
 	go func() { defer a.wg.Done(); a.serve(ctx, rd) }()
 	for i := range responders {
@@ -356,7 +355,7 @@ func (a *Agent) Stats() Stats {
 
 // Send queues a message (normally a response, event or status block) to
 // be sent to the relay as notifications. It reports false when the queue
-// is full.
+// is full, and (SNMPv2c) before Start.
 func (a *Agent) Send(m meds.Message) bool { return a.send(m, true) }
 
 // send is Send; with now false an SNMPv2c message waits for the flush
@@ -400,14 +399,13 @@ func (a *Agent) newPipe() (*meds.V2cSender, error) {
 		MaxInFlight: a.cfg.Senders, MaxQueued: a.cfg.Queue, Uptime: a.uptime,
 		OnDone: func(msg []byte, transfer uint32, err error) {
 			h := meds.DecodeHeader(msg)
-			if err != nil {
-				if !errors.Is(err, meds.ErrSenderClosed) {
-					a.c.notifyFailures.Add(1)
-					log.Warn("message not delivered to the relay", "type", h.Type.String(), "id", h.ID, "transfer", transfer, "peer", a.cfg.NotifyAddr, "error", err)
-				}
-				return
+			switch {
+			case errors.Is(err, meds.ErrSenderClosed): // stopping
+			case err != nil:
+				a.notDelivered(log, h.Type, h.ID, transfer, err)
+			default:
+				a.sent(h.Type, meds.FragmentCount(len(msg), a.fragSize))
 			}
-			a.sent(h.Type, meds.FragmentCount(len(msg), a.fragSize))
 		},
 	}
 	// From the request socket when it can reach the relay: the request
@@ -430,6 +428,12 @@ func (a *Agent) closePipe() {
 	if a.pipe != nil {
 		_ = a.pipe.Close()
 	}
+}
+
+// notDelivered counts and logs a message the relay did not take.
+func (a *Agent) notDelivered(log hclog.Logger, t meds.Type, id, transfer uint32, err error) {
+	a.c.notifyFailures.Add(1)
+	log.Warn("message not delivered to the relay", "type", t.String(), "id", id, "transfer", transfer, "peer", a.cfg.NotifyAddr, "error", err)
 }
 
 // sent counts a message the relay took, in fragments notifications.
@@ -755,8 +759,7 @@ func (a *Agent) notify(log hclog.Logger, g sender, buf []byte, m meds.Message) [
 	transfer := a.transfer.Add(1)
 	err := g.sendMessage(a.uptime(), buf, transfer, a.fragSize)
 	if err != nil {
-		a.c.notifyFailures.Add(1)
-		log.Warn("message not delivered to the relay", "type", m.Type.String(), "id", m.ID, "transfer", transfer, "peer", a.cfg.NotifyAddr, "error", err)
+		a.notDelivered(log, m.Type, m.ID, transfer, err)
 		return buf
 	}
 	a.sent(m.Type, meds.FragmentCount(len(buf), a.fragSize))

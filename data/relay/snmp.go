@@ -102,21 +102,27 @@ func (r *Relay) commandDone(frame []byte, transfer uint32, err error) {
 // commandFailed answers the command relayID, which the agent did not
 // take, with a relay error to the client that sent it.
 func (r *Relay) commandFailed(relayID, transfer uint32, err error) {
-	r.c.sendFailures.Add(1)
 	rt, ok := r.pending.take(relayID)
 	if !ok {
+		r.c.sendFailures.Add(1)
 		r.log.Named("snmp").Warn("command not delivered; its client is forgotten", "relay_id", relayID, "transfer", transfer, "error", err)
 		return
 	}
-	rt.c.log.Warn("command not delivered", "id", rt.id, "relay_id", relayID, "transfer", transfer, "error", err)
-	r.relayError(rt.c, rt.id, err.Error())
+	r.notDelivered(rt.c, rt.id, relayID, transfer, err)
+}
+
+// notDelivered counts and logs command id of client c, which the agent
+// did not take, and answers it with a relay error.
+func (r *Relay) notDelivered(c *client, id, relayID, transfer uint32, err error) {
+	r.c.sendFailures.Add(1)
+	c.log.Warn("command not delivered", "id", id, "relay_id", relayID, "transfer", transfer, "error", err)
+	r.relayError(c, id, err.Error())
 }
 
 // sendLoop delivers queued commands to the agent, one SetRequest per
 // fragment, with its own setter (and UDP socket).
 func (r *Relay) sendLoop(ctx context.Context, s *gosnmpSetter) {
 	defer s.close()
-	log := r.log.Named("snmp")
 	for {
 		var j sendJob
 		select {
@@ -130,10 +136,8 @@ func (r *Relay) sendLoop(ctx context.Context, s *gosnmpSetter) {
 			if ctx.Err() != nil {
 				return
 			}
-			r.c.sendFailures.Add(1)
 			r.forget(j.relayID)
-			log.Warn("command not delivered", "peer", j.c.conn.RemoteAddr().String(), "id", j.id, "relay_id", j.relayID, "transfer", transfer, "error", err)
-			r.relayError(j.c, j.id, err.Error())
+			r.notDelivered(j.c, j.id, j.relayID, transfer, err)
 			continue
 		}
 		r.c.commandsSent.Add(1)

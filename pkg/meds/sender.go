@@ -76,16 +76,15 @@ type V2cSender struct {
 	peer netip.AddrPort // where requests go on a shared socket; zero when not shared
 	tick time.Duration
 
-	mu      sync.Mutex
-	w       *dgram.Writer        // requests, sent per batch; under mu
-	frags   map[uint32]fragState // by request-id: fragments in flight
-	active  int                  // messages in flight
-	queue   []*outMsg            // messages waiting, oldest first
-	free    []*outMsg            // spare message records
-	reqID   uint32
-	closed  bool
-	done    []finished // OnDone calls to make once mu is released
-	ignored uint64     // answers that matched nothing in flight
+	mu     sync.Mutex
+	w      *dgram.Writer        // requests, sent per batch; under mu
+	frags  map[uint32]fragState // by request-id: fragments in flight
+	active int                  // messages in flight
+	queue  []*outMsg            // messages waiting, oldest first
+	free   []*outMsg            // spare message records
+	reqID  uint32
+	closed bool
+	done   []finished // OnDone calls unlock makes, after the flush
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -213,9 +212,6 @@ func (s *V2cSender) Answer(p *V2cPacket) bool {
 // Peer is where a shared sender's requests go (see NewV2cSender); the
 // zero AddrPort for a sender with its own socket.
 func (s *V2cSender) Peer() netip.AddrPort { return s.peer }
-
-// LocalAddr is the socket's own address, where answers come to.
-func (s *V2cSender) LocalAddr() netip.AddrPort { return s.conn.LocalAddr().(*net.UDPAddr).AddrPort() }
 
 // Send takes msg (a whole encoded MEDS message) to be sent as fragments
 // with transfer id transfer: now if fewer than MaxInFlight messages are
@@ -436,8 +432,7 @@ func (s *V2cSender) pause() bool {
 func (s *V2cSender) answer(b []byte, now time.Time) {
 	p, err := ParseV2c(b)
 	if err != nil || p.PDU != gosnmp.GetResponse || string(p.Community) != s.cfg.Community {
-		s.ignored++
-		return
+		return // not an answer of ours
 	}
 	s.answerPacket(&p, now)
 }
@@ -446,7 +441,6 @@ func (s *V2cSender) answer(b []byte, now time.Time) {
 func (s *V2cSender) answerPacket(p *V2cPacket, now time.Time) {
 	f, ok := s.frags[p.RequestID]
 	if !ok { // late, duplicate or foreign
-		s.ignored++
 		return
 	}
 	delete(s.frags, p.RequestID)
