@@ -66,6 +66,17 @@ type Config struct {
 	// the shell for a full snapshot instead. Zero means 256 (the
 	// default).
 	MaxSyncLag uint64
+
+	// MaxEpochJump is how far above the highest epoch this instance
+	// knows a peer's epoch may be. A heartbeat, sync update or handover
+	// further above is refused (Step returns a *Refusal with reason
+	// "epoch_jump") and changes nothing: one forged frame cannot push
+	// the epoch to the end of its range. Elections raise the epoch by
+	// at most the number of instances each, so the default allows tens
+	// of thousands of failovers while an instance is away. An instance
+	// that was away longer refuses the others until restarted with a
+	// larger value. Zero means DefaultMaxEpochJump (65,536).
+	MaxEpochJump uint64
 }
 
 // DefaultConfig returns a Config with the suggested timings for an
@@ -82,6 +93,7 @@ func DefaultConfig(id string, priority uint32, peers ...Peer) Config {
 		PreemptDelay:      0,                     // and does so at once
 		SwitchoverTimeout: 0,                     // 20 heartbeats: 1 s
 		MaxSyncLag:        0,                     // 256 updates
+		MaxEpochJump:      0,                     // 65,536 epochs
 	}
 }
 
@@ -93,10 +105,16 @@ func (c *Config) Validate() error {
 	if len(c.Peers) == 0 {
 		return errors.New("election: config: no peers")
 	}
+	if len(c.ID) > MaxIDLen {
+		return fmt.Errorf("election: config: ID of %d bytes (maximum %d)", len(c.ID), MaxIDLen)
+	}
 	seen := map[string]bool{c.ID: true}
 	for i, p := range c.Peers {
 		if p.ID == "" {
 			return fmt.Errorf("election: config: peer %d has an empty ID", i)
+		}
+		if len(p.ID) > MaxIDLen {
+			return fmt.Errorf("election: config: peer id of %d bytes (maximum %d)", len(p.ID), MaxIDLen)
 		}
 		if seen[p.ID] {
 			return fmt.Errorf("election: config: duplicate id %q", p.ID)
@@ -138,6 +156,13 @@ func (c *Config) switchoverTimeout() time.Duration {
 		return 20 * c.HeartbeatInterval
 	}
 	return c.SwitchoverTimeout
+}
+
+func (c *Config) maxEpochJump() uint64 {
+	if c.MaxEpochJump == 0 {
+		return DefaultMaxEpochJump
+	}
+	return c.MaxEpochJump
 }
 
 func (c *Config) maxSyncLag() uint64 {

@@ -32,6 +32,10 @@ type Election struct {
 	lastOwn     uint64 // highest epoch we were master at in this run
 	master      string // current master ("" none)
 	followEpoch uint64 // epoch of the master we last reported following
+	// lastMaster is the peer we last followed, at lastMasterEpoch: the
+	// only instance whose Handover is honoured.
+	lastMaster      string
+	lastMasterEpoch uint64
 
 	holdUntil       time.Time // no self-election before this
 	nextHeartbeat   time.Time
@@ -39,6 +43,8 @@ type Election struct {
 	preemptSince    time.Time // zero unless we are preferred over the master
 	yieldTo         string    // do not preempt this master ...
 	yieldEpoch      uint64    // ... at this epoch (we handed over to it)
+
+	exhausted bool // the epoch range is used up; reported once
 
 	sw   *switchover // master: a switchover in progress
 	hand *handover   // backup: we handed over, waiting for the target
@@ -83,6 +89,9 @@ func New(cfg Config, persistedEpoch uint64) (*Election, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if !ValidEpoch(persistedEpoch) {
+		return nil, fmt.Errorf("election: persisted epoch %d beyond the maximum %d", persistedEpoch, uint64(MaxEpoch))
+	}
 	e := &Election{
 		cfg:     cfg,
 		members: cfg.members(),
@@ -111,7 +120,8 @@ func New(cfg Config, persistedEpoch uint64) (*Election, error) {
 // NextEpoch returns the smallest epoch above after that belongs to
 // slot among n members: epochs are dealt out round-robin (epoch mod n
 // == slot), so two instances can never pick the same one, even when
-// they cannot talk to each other.
+// they cannot talk to each other. after must be at most MaxEpoch-2n,
+// which the machine checks before calling it.
 func NextEpoch(after, slot, n uint64) uint64 {
 	e := after + 1
 	return e + (slot+n-e%n)%n
@@ -163,19 +173,24 @@ func (e *Election) Tick(now time.Time) {
 // Step hands the machine a message received at now from the instance
 // from (the time matters: a peer's liveness counts from it): a *hellopicsv1.Heartbeat, *hellopicsv1.Handover,
 // *hellopicsv1.SyncUpdate or *hellopicsv1.SyncAck. It returns an error
-// (and otherwise ignores the message) for an unknown sender or type;
-// the shell should log it and carry on.
+// (and otherwise ignores the message) for an unknown sender
+// (ErrUnknownPeer) or type, and a *Refusal (errors.Is ErrRefused) for a
+// message whose content it refuses: an epoch at or above 2^63 or more
+// than Config.MaxEpochJump above ours, a Handover from an instance that
+// is not the master, a string over its limit. Neither changes any
+// state, not even the sender's liveness; the shell should count and
+// log them (rate-limited) and carry on.
 func (e *Election) Step(now time.Time, from string, msg proto.Message) error {
 	p := e.peers[from]
 	if p == nil {
-		return fmt.Errorf("%w: %q", ErrUnknownPeer, from)
+		return fmt.Errorf("%w: %.64q", ErrUnknownPeer, from)
+	}
+	if err := e.check(from, msg); err != nil {
+		return err
 	}
 	e.advance(now)
 	switch m := msg.(type) {
 	case *hellopicsv1.Heartbeat:
-		if m.GetId() != from {
-			return fmt.Errorf("election: heartbeat from %q claims id %q", from, m.GetId())
-		}
 		p.heard = e.now
 		p.priority = m.GetPriority()
 		p.epoch = m.GetEpoch()
@@ -190,9 +205,15 @@ func (e *Election) Step(now time.Time, from string, msg proto.Message) error {
 	case *hellopicsv1.Handover:
 		e.stepHandover(from, m)
 	case *hellopicsv1.SyncUpdate:
-		e.observe(m.GetEpoch(), "sync update from "+from)
-		if e.role != hellopicsv1.MgmtRole_MGMT_ROLE_MASTER {
-			e.rep.StepUpdate(from, m)
+		// Only the instance that claims mastership at the update's epoch
+		// may change our copy of the state. An update that overtakes its
+		// master's first heartbeat is dropped here; the next one finds no
+		// baseline and asks for a snapshot.
+		if p.masterID == from && p.epoch == m.GetEpoch() {
+			e.observe(m.GetEpoch(), "sync update from "+from)
+			if e.role != hellopicsv1.MgmtRole_MGMT_ROLE_MASTER {
+				e.rep.StepUpdate(from, m)
+			}
 		}
 	case *hellopicsv1.SyncAck:
 		e.rep.StepAck(from, m)
@@ -203,11 +224,39 @@ func (e *Election) Step(now time.Time, from string, msg proto.Message) error {
 	return nil
 }
 
-// stepHandover takes mastership at once when a master hands it over,
-// unless the epoch is not ours to take or we know better.
+// check refuses a message whose content no member would send: see Step.
+func (e *Election) check(from string, msg proto.Message) error {
+	switch m := msg.(type) {
+	case *hellopicsv1.Heartbeat:
+		return e.checkHeartbeat(from, m)
+	case *hellopicsv1.Handover:
+		if m.GetFromId() != "" && m.GetFromId() != from {
+			return refuse("field", "handover from %s claims to come from %.64q", from, m.GetFromId())
+		}
+		if m.GetEpoch() <= e.epoch || m.GetEpoch() <= e.lastOwn {
+			return nil // a resent handover we already took, or a stale one
+		}
+		if from != e.lastMaster || e.lastMasterEpoch != e.epoch {
+			return refuse("handover", "handover from %s, which is not the master at epoch %d (master: %q)", from, e.epoch, e.lastMaster)
+		}
+		return e.checkEpoch(from, "handover", m.GetEpoch())
+	case *hellopicsv1.SyncUpdate:
+		return e.checkEpoch(from, "sync update", m.GetEpoch())
+	case *hellopicsv1.SyncAck:
+		if !ValidEpoch(m.GetEpoch()) {
+			return refuse("epoch_range", "sync ack from %s carries epoch %d", from, m.GetEpoch())
+		}
+	}
+	return nil
+}
+
+// stepHandover takes mastership at once when the master hands it over
+// (check made sure it is the master), unless the epoch is not the next
+// one of ours or we know better.
 func (e *Election) stepHandover(from string, m *hellopicsv1.Handover) {
 	ep := m.GetEpoch()
-	if ep <= e.epoch || ep <= e.lastOwn || ep%uint64(len(e.members)) != e.slot {
+	next, ok := e.nextOwnEpoch(e.slot)
+	if !ok || ep != next || ep <= e.lastOwn {
 		return // stale, duplicate, or not ours: a higher epoch exists
 	}
 	e.becomeMaster(ep, "handover from "+from)
@@ -249,6 +298,7 @@ func (e *Election) evaluate() {
 		e.master = m
 		e.followEpoch = e.epoch
 		if m != "" {
+			e.lastMaster, e.lastMasterEpoch = m, e.epoch
 			e.role = hellopicsv1.MgmtRole_MGMT_ROLE_BACKUP
 			e.event(EventMasterChanged, e.epoch, m, "", fmt.Sprintf("following %s at epoch %d", m, e.epoch))
 		} else {
@@ -278,10 +328,9 @@ func (e *Election) evaluate() {
 		e.hand = nil
 	}
 	if best := e.bestAlive(); best == "" {
-		e.becomeMaster(NextEpoch(e.epoch, e.slot, uint64(len(e.members))), "no live master and highest priority among live instances")
+		e.claim("no live master and highest priority among live instances")
 	} else if !e.now.Before(e.fallbackAt()) {
-		e.becomeMaster(NextEpoch(e.epoch, e.slot, uint64(len(e.members))),
-			fmt.Sprintf("no live master for %v although %s is preferred", e.now.Sub(e.masterlessSince), best))
+		e.claim(fmt.Sprintf("no live master for %v although %s is preferred", e.now.Sub(e.masterlessSince), best))
 	}
 }
 
@@ -333,9 +382,21 @@ func (e *Election) considerPreempt(m *peer) {
 		e.preemptSince = e.now
 	}
 	if e.now.Sub(e.preemptSince) >= e.cfg.PreemptDelay {
-		e.becomeMaster(NextEpoch(e.epoch, e.slot, uint64(len(e.members))),
-			fmt.Sprintf("preempting %s (priority %d) with priority %d", m.id, m.priority, e.cfg.Priority))
+		e.claim(fmt.Sprintf("preempting %s (priority %d) with priority %d", m.id, m.priority, e.cfg.Priority))
 	}
+}
+
+// claim becomes master at our next epoch, if one is left.
+func (e *Election) claim(why string) {
+	ep, ok := e.nextOwnEpoch(e.slot)
+	if !ok {
+		if !e.exhausted {
+			e.exhausted = true
+			e.event(EventSteppedDown, e.epoch, "", "", fmt.Sprintf("cannot become master: epoch %d leaves no epoch below the maximum %d", e.epoch, uint64(MaxEpoch)))
+		}
+		return
+	}
+	e.becomeMaster(ep, why)
 }
 
 func (e *Election) updateLiveness() {
@@ -348,6 +409,12 @@ func (e *Election) updateLiveness() {
 		p.alive = alive
 		if alive {
 			e.event(EventPeerUp, e.epoch, e.master, p.id, "heartbeats arriving")
+			if e.role == hellopicsv1.MgmtRole_MGMT_ROLE_MASTER {
+				// Our claim must reach it before the snapshot that
+				// AddBackup asks for: a backup takes state only from the
+				// instance that claims mastership.
+				e.send(p.id, e.heartbeat())
+			}
 			e.rep.AddBackup(p.id)
 		} else {
 			e.event(EventPeerDown, e.epoch, e.master, p.id, fmt.Sprintf("no heartbeat for %v", e.now.Sub(p.heard)))
@@ -460,7 +527,11 @@ func (e *Election) abortSwitchover(why string) {
 }
 
 func (e *Election) handOver(target string) {
-	ep := NextEpoch(e.epoch, e.slotOf(target), uint64(len(e.members)))
+	ep, ok := e.nextOwnEpoch(e.slotOf(target))
+	if !ok {
+		e.abortSwitchover("no epoch left below the maximum")
+		return
+	}
 	e.sw = nil
 	e.role = hellopicsv1.MgmtRole_MGMT_ROLE_CANDIDATE
 	e.master = ""

@@ -26,6 +26,11 @@ func LoadEpoch(path string) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("election: load epoch from %s: %w", path, err)
 	}
+	if !ValidEpoch(n) {
+		return 0, fmt.Errorf("election: load epoch from %s: %d is beyond the maximum epoch %d: the file is damaged or was forged; "+
+			"check the epochs of the other instances (hellopics ctl status) and write one at or above the highest of them into the file",
+			path, n, uint64(MaxEpoch))
+	}
 	return n, nil
 }
 
@@ -35,6 +40,9 @@ func LoadEpoch(path string) (uint64, error) {
 // the old or the new value, complete. The shell calls it for
 // Ready.PersistEpoch before sending that Ready's messages.
 func SaveEpoch(path string, n uint64) (err error) {
+	if !ValidEpoch(n) {
+		return fmt.Errorf("election: save epoch %d: beyond the maximum %d", n, uint64(MaxEpoch))
+	}
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
