@@ -88,6 +88,19 @@ type Config struct {
 	// PreemptDelay is how long this instance waits, preferred over a
 	// working master, before it takes over gracefully. Default 0.
 	PreemptDelay time.Duration
+
+	// MaxEpochJump is how far above the highest epoch this instance
+	// knows another instance's epoch may be; further is refused as
+	// forged or corrupt (election.Config.MaxEpochJump). 0 means the
+	// default, 65,536.
+	MaxEpochJump uint64
+
+	// HAAnySource accepts a mgmt peer's connection from any address.
+	// By default a connection whose first heartbeat names peer X must
+	// come from an IP address of X's configured HA address, so that a
+	// stranger cannot speak for X by knowing its name. Set it for peers
+	// behind NAT or whose connections leave from another interface.
+	HAAnySource bool
 }
 
 // DefaultConfig returns the defaults described on Config.

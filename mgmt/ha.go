@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -62,6 +64,7 @@ func (s *Server) startHA(base pconn.Config) error {
 	ec.DeadMisses = s.cfg.DeadMisses
 	ec.NoPreempt = s.cfg.NoPreempt
 	ec.PreemptDelay = s.cfg.PreemptDelay
+	ec.MaxEpochJump = s.cfg.MaxEpochJump
 	el, err := election.New(ec, persisted)
 	if err != nil {
 		return err
@@ -75,6 +78,15 @@ func (s *Server) startHA(base pconn.Config) error {
 	hc.Logger = s.log.Named("ha")
 
 	s.haInbound = make(map[string]*pconn.Session)
+	s.syncErr = make(map[string]string)
+	s.haSources = make(map[string]map[string]bool, len(s.cfg.Peers))
+	for _, p := range s.cfg.Peers {
+		ips, err := peerIPs(p.Addr)
+		if err != nil {
+			return fmt.Errorf("mgmt peer %s: %w", p.ID, err)
+		}
+		s.haSources[p.ID] = ips
+	}
 	in := hc
 	in.Handler = pconn.HandlerFunc(s.onHAFrame)
 	in.EventHandler = pconn.EventHandlerFunc(func(ev pconn.Event) {
@@ -187,6 +199,10 @@ func (s *Server) onHAFrame(ps *pconn.Session, m pconn.Message) error {
 	}
 	from, _ := ps.Cookie().(string)
 	if hb, ok := msg.(*hellopicsv1.Heartbeat); ok && from == "" {
+		if reason, err := s.checkHASource(hb.GetId(), ps.RemoteAddr()); err != nil {
+			s.refuseHA(reason, "mgmt peer connection refused", ps, err)
+			return err
+		}
 		from = hb.GetId()
 		ps.SetCookie(from)
 	}
@@ -227,10 +243,22 @@ func (s *Server) stepHA(from string, t hellopicsv1.HAMsgType, msg proto.Message,
 		return // still reaching the peers; their next heartbeat will do
 	}
 	if err := s.el.Step(time.Now(), from, msg); err != nil {
-		s.log.Warn("mgmt peer message refused", "component", "mgmt", "peer", from, "type", t.String(), "error", err)
-		if in != nil && errors.Is(err, election.ErrUnknownPeer) {
-			in.Close()
+		reason := "invalid"
+		var r *election.Refusal
+		switch {
+		case errors.As(err, &r):
+			reason = r.Reason
+		case errors.Is(err, election.ErrUnknownPeer):
+			reason = "unknown_peer"
 		}
+		// A refused message changed nothing; on a peer's connection to
+		// us it costs that connection (the peer reconnects); on ours it
+		// is only dropped, since we chose whom to dial.
+		var sess *pconn.Session
+		if in != nil {
+			sess = in
+		}
+		s.refuseHA(reason, "mgmt peer message refused", sess, err, "peer", from, "type", t.String())
 		s.drainElection()
 		return
 	}
@@ -254,8 +282,80 @@ func (s *Server) sendHA(m election.Message) {
 			err = in.SendProto(pconn.MsgType(m.Type), m.Body)
 		}
 	}
-	if err != nil {
+	isSync := m.Type == hellopicsv1.HAMsgType_HA_MSG_TYPE_SYNC
+	switch {
+	case err == nil:
+		if isSync {
+			delete(s.syncErr, m.To)
+		}
+	case errors.Is(err, pconn.ErrNotConnected):
+		// The peer is away: its liveness says so, and it gets a snapshot
+		// when it is back.
 		s.log.Trace("mgmt peer message not sent", "peer", m.To, "type", m.Type.String(), "error", err)
+	default:
+		// Anything else (a frame over the size limit, a full queue)
+		// means the peer silently falls behind: say so.
+		s.metrics.haSendErrors.WithLabelValues(m.Type.String()).Inc()
+		if isSync {
+			s.syncErr[m.To] = err.Error()
+		}
+		s.haLog.Warn("ha_send_"+m.Type.String(), "mgmt peer message not sent; the peer falls behind", "component", "mgmt",
+			"peer", m.To, "type", m.Type.String(), "error", err)
+	}
+}
+
+// peerIPs resolves the host of a peer's HA address to the set of IP
+// addresses its connections may come from.
+func peerIPs(addr string) (map[string]bool, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("address %q: %w", addr, err)
+	}
+	addrs, err := net.DefaultResolver.LookupNetIP(context.Background(), "ip", host)
+	if err != nil {
+		return nil, fmt.Errorf("resolve %q: %w", host, err)
+	}
+	ips := make(map[string]bool, len(addrs))
+	for _, a := range addrs {
+		ips[a.Unmap().String()] = true
+	}
+	return ips, nil
+}
+
+// checkHASource refuses a connection whose first heartbeat names id
+// unless id is a configured peer and the connection comes from that
+// peer's configured address (Config.HAAnySource lifts the address
+// check, for peers behind NAT or multi-homed hosts).
+func (s *Server) checkHASource(id string, remote net.Addr) (reason string, err error) {
+	ips, ok := s.haSources[id]
+	if !ok {
+		return "unknown_peer", fmt.Errorf("%w: %.64q", election.ErrUnknownPeer, id)
+	}
+	if s.cfg.HAAnySource {
+		return "", nil
+	}
+	host, _, err := net.SplitHostPort(remote.String())
+	if err != nil {
+		return "source", fmt.Errorf("mgmt peer %s: remote address %s: %w", id, remote, err)
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || !ips[ip.Unmap().String()] {
+		return "source", fmt.Errorf("a connection from %s claims to be mgmt peer %s, which is configured at another address (-ha-any-source lifts this check)", host, id)
+	}
+	return "", nil
+}
+
+// refuseHA counts a refused HA connection or message, logs it
+// (rate-limited per reason) and closes sess if not nil.
+func (s *Server) refuseHA(reason, msg string, sess *pconn.Session, err error, kv ...any) {
+	s.metrics.haRefused.WithLabelValues(reason).Inc()
+	args := append([]any{"component", "mgmt", "reason", reason, "error", err}, kv...)
+	if sess != nil {
+		args = append(args, "remote", sess.RemoteAddr().String())
+	}
+	s.haLog.Warn("ha_refused_"+reason, msg, args...)
+	if sess != nil {
+		sess.Close()
 	}
 }
 
@@ -290,7 +390,15 @@ func (s *Server) drainElection() {
 	}
 	s.draining = true
 	defer func() { s.draining = false }()
-	for {
+	for round := 0; ; round++ {
+		if round == maxDrainRounds {
+			// Every round hands the election what the last one produced;
+			// it settles in two or three. Never spin: leave the rest to
+			// a later turn of the loop, where a Stop can get in between.
+			s.haLog.Error("ha_drain", "election does not settle; carrying on later", "component", "mgmt", "rounds", round, "epoch", s.el.Epoch())
+			s.loop.Post(s.drainElection)
+			return
+		}
 		s.redrain = false
 		for first := true; first || s.el.HasReady(); first = false {
 			rd := s.el.Ready() // at least once: NextTick must always be re-armed
@@ -336,18 +444,31 @@ func (s *Server) drainElection() {
 	}
 }
 
+// maxDrainRounds bounds the rounds of one drainElection.
+const maxDrainRounds = 16
+
+// mastership is what alignMastership last told the handshake machine.
+type mastership struct {
+	master bool
+	epoch  uint64
+	addr   string
+}
+
 // alignMastership tells the handshake machine when this instance became
-// master or backup, or learned where the master is.
+// master or backup, or learned where the master is. It compares with
+// what it told the machine last, not with what the machine reports, so
+// a value the machine would not take cannot make it repeat for ever.
 func (s *Server) alignMastership() {
-	isMaster := s.el.Role() == hellopicsv1.MgmtRole_MGMT_ROLE_MASTER
-	epoch := s.el.Epoch()
-	addr := s.el.MasterComponentAddr()
-	if isMaster == s.machine.IsMaster() && epoch == s.machine.Epoch() && (isMaster || addr == s.masterAddr) {
+	now := mastership{master: s.el.Role() == hellopicsv1.MgmtRole_MGMT_ROLE_MASTER, epoch: s.el.Epoch()}
+	if !now.master {
+		now.addr = s.el.MasterComponentAddr()
+	}
+	if now == s.aligned {
 		return
 	}
-	s.masterAddr = addr
-	s.apply(s.machine.SetMastership(isMaster, epoch, addr, time.Now()))
-	s.setServing(isMaster)
+	s.aligned = now
+	s.apply(s.machine.SetMastership(now.master, now.epoch, now.addr, time.Now()))
+	s.setServing(now.master)
 }
 
 // syncState streams the registry to the backups after a change. Master
@@ -357,7 +478,7 @@ func (s *Server) syncState() {
 		return
 	}
 	if _, err := s.el.Sync(s.machine.Pairs(), s.machine.NextSeq()+seqReserve); err != nil {
-		s.log.Trace("sync not sent", "error", err)
+		s.haLog.Warn("ha_sync", "state not synced to the backups", "component", "mgmt", "error", err)
 	}
 	s.drainElection()
 }

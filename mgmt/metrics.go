@@ -16,6 +16,7 @@ var (
 	descEpoch       = prometheus.NewDesc("hellopics_mgmt_epoch", "Mastership epoch this instance knows.", nil, nil)
 	descSyncVersion = prometheus.NewDesc("hellopics_mgmt_sync_version", "Last state version sent (master) or applied (backup).", nil, nil)
 	descSyncLag     = prometheus.NewDesc("hellopics_mgmt_sync_lag", "State updates a backup has not acknowledged (on the master).", []string{"peer"}, nil)
+	descPeerInSync  = prometheus.NewDesc("hellopics_mgmt_peer_in_sync", "1 while the backup holds the master's state and acknowledged every update (on the master).", []string{"peer"}, nil)
 	descPeerAlive   = prometheus.NewDesc("hellopics_mgmt_peer_alive", "1 while the other management instance's heartbeats arrive.", []string{"peer"}, nil)
 	descCycle       = prometheus.NewDesc("hellopics_hello_cycle_running", "1 while the pair's Hello cycle runs.", []string{"pair"}, nil)
 	descReady       = prometheus.NewDesc("hellopics_component_ready", "1 while the component is ready (handshake complete).", []string{"pair", "role"}, nil)
@@ -32,6 +33,11 @@ var (
 type mgmtMetrics struct {
 	rtt      *prometheus.HistogramVec
 	sessions *prometheus.CounterVec
+	// haRefused counts HA connections and messages refused, by reason.
+	haRefused *prometheus.CounterVec
+	// haSendErrors counts HA messages that could not be sent for
+	// another reason than the peer being away, by message type.
+	haSendErrors *prometheus.CounterVec
 }
 
 func newMgmtMetrics() *mgmtMetrics {
@@ -45,12 +51,20 @@ func newMgmtMetrics() *mgmtMetrics {
 			Name: "hellopics_sessions_total",
 			Help: "Component sessions by event: established, ended.",
 		}, []string{"event"}),
+		haRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hellopics_mgmt_ha_refused_total",
+			Help: "Connections and messages from mgmt peers refused, by reason: unknown_peer, source, epoch_range, epoch_jump, handover, field, malformed.",
+		}, []string{"reason"}),
+		haSendErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hellopics_mgmt_ha_send_errors_total",
+			Help: "Messages to mgmt peers not sent although the peer is connected (too large, queue full), by type.",
+		}, []string{"type"}),
 	}
 }
 
 // register adds the instance's metrics to reg.
 func (s *Server) registerMetrics(reg *prometheus.Registry) {
-	reg.MustRegister(s.metrics.rtt, s.metrics.sessions, metrics.CollectorFunc(s.collect))
+	reg.MustRegister(s.metrics.rtt, s.metrics.sessions, s.metrics.haRefused, s.metrics.haSendErrors, metrics.CollectorFunc(s.collect))
 }
 
 func (s *Server) collect(ch chan<- prometheus.Metric) {
@@ -66,6 +80,9 @@ func (s *Server) collect(ch chan<- prometheus.Metric) {
 	for _, p := range st.GetMgmtPeers() {
 		metrics.Gauge(ch, descPeerAlive, metrics.Bool(p.GetAlive()), p.GetId())
 		metrics.Gauge(ch, descSyncLag, float64(p.GetSyncLag()), p.GetId())
+		if st.GetRole() == hellopicsv1.MgmtRole_MGMT_ROLE_MASTER {
+			metrics.Gauge(ch, descPeerInSync, metrics.Bool(p.GetInSync()), p.GetId())
+		}
 	}
 	for _, p := range st.GetPairs() {
 		id := p.GetPairId()

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/hellopics/hellopics/internal/metrics"
+	"github.com/hellopics/hellopics/internal/ratelog"
 	"github.com/hellopics/hellopics/mgmt/election"
 	"github.com/hellopics/hellopics/mgmt/operator"
 	"github.com/hellopics/hellopics/pkg/handshake"
@@ -42,7 +43,10 @@ type Server struct {
 	draining     bool
 	tickDeferred bool
 	redrain      bool
-	masterAddr   string
+	aligned      mastership                 // what alignMastership last applied
+	haSources    map[string]map[string]bool // peer id -> IPs it may connect from
+	syncErr      map[string]string          // peer id -> why its last sync was not sent
+	haLog        *ratelog.Limiter
 	syncVersion  uint64
 	advertised   string
 
@@ -82,6 +86,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:     cfg,
 		log:     root.Named("mgmt"),
+		haLog:   ratelog.New(root.Named("mgmt").Named("ha"), 10*time.Second),
 		started: time.Now(),
 		loop:    tier.NewLoop(4096),
 		machine: m,
@@ -289,6 +294,11 @@ func (s *Server) Status(ctx context.Context) (*hellopicsv1.GetStatusResponse, er
 		if s.el != nil {
 			es := s.el.Status()
 			st.Role, st.Epoch, st.MasterId, st.MgmtPeers = es.Role, es.Epoch, es.MasterID, es.Peers
+			for _, p := range st.MgmtPeers {
+				if st.Role == hellopicsv1.MgmtRole_MGMT_ROLE_MASTER {
+					p.SyncError = s.syncErr[p.GetId()]
+				}
+			}
 			st.SyncVersion = es.SyncVersion
 			if st.Role != hellopicsv1.MgmtRole_MGMT_ROLE_MASTER && s.syncVersion > st.SyncVersion {
 				st.SyncVersion = s.syncVersion

@@ -83,13 +83,26 @@ func ctlFormatStatus(w io.Writer, addr string, st *hellopicsv1.GetStatusResponse
 	if len(st.GetMgmtPeers()) == 0 {
 		p("no other management instance\n")
 	} else {
-		p("MGMT PEER\tADDRESS\tALIVE\tPRIORITY\tEPOCH\tSYNC LAG\n")
+		p("MGMT PEER\tADDRESS\tALIVE\tPRIORITY\tEPOCH\tSYNC LAG\tSYNC\n")
+		var syncErrs []string
 		for _, mp := range st.GetMgmtPeers() {
-			lag := "-" // only a master knows
+			lag, sync := "-", "-" // only a master knows
 			if role == hellopicsv1.MgmtRole_MGMT_ROLE_MASTER {
 				lag = fmt.Sprint(mp.GetSyncLag())
+				switch {
+				case mp.GetSyncError() != "":
+					sync = "FAILING"
+					syncErrs = append(syncErrs, fmt.Sprintf("%s: %s", mp.GetId(), mp.GetSyncError()))
+				case mp.GetInSync():
+					sync = "in sync"
+				case mp.GetAlive():
+					sync = "BEHIND"
+				}
 			}
-			p("%s\t%s\t%s\t%d\t%d\t%s\n", ctlDash(mp.GetId()), ctlDash(mp.GetAddr()), ctlYesNo(mp.GetAlive()), mp.GetPriority(), mp.GetEpoch(), lag)
+			p("%s\t%s\t%s\t%d\t%d\t%s\t%s\n", ctlDash(mp.GetId()), ctlDash(mp.GetAddr()), ctlYesNo(mp.GetAlive()), mp.GetPriority(), mp.GetEpoch(), lag, sync)
+		}
+		for _, e := range syncErrs {
+			p("sync to %s\n", e)
 		}
 	}
 	p("\n")

@@ -37,8 +37,10 @@ func ctlTestStatus() *hellopicsv1.GetStatusResponse {
 		SyncVersion:   1042,
 		Started:       ts(26*time.Hour + 3*time.Minute + 5*time.Second),
 		MgmtPeers: []*hellopicsv1.MgmtPeerStatus{
-			{Id: "mgmt-2", Addr: "10.0.0.2:7401", Alive: true, Priority: 100, Epoch: 7},
+			{Id: "mgmt-2", Addr: "10.0.0.2:7401", Alive: true, Priority: 100, Epoch: 7, InSync: true},
 			{Id: "mgmt-3", Addr: "10.0.0.3:7401", Alive: false, Priority: 50, Epoch: 6, SyncLag: 12},
+			{Id: "mgmt-4", Addr: "10.0.0.4:7401", Alive: true, Priority: 40, Epoch: 7, SyncLag: 300,
+				SyncError: "pconn: frame too large: 1100000 bytes, maximum 1048576"},
 		},
 		Pairs: []*hellopicsv1.PairStatus{
 			{

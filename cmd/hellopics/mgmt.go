@@ -45,6 +45,8 @@ func runMgmt(args []string) int {
 	fs.IntVar(&cfg.DeadMisses, "dead-misses", cfg.DeadMisses, "missed heartbeats after which a mgmt peer is dead")
 	fs.BoolVar(&cfg.NoPreempt, "nopreempt", false, "do not take over from a working master of lower priority")
 	fs.DurationVar(&cfg.PreemptDelay, "preempt-delay", 0, "wait this long before preempting a lower-priority master")
+	fs.Uint64Var(&cfg.MaxEpochJump, "max-epoch-jump", election.DefaultMaxEpochJump, "refuse a mgmt peer's epoch this far above the highest this instance knows (forged or corrupt)")
+	fs.BoolVar(&cfg.HAAnySource, "ha-any-source", false, "accept a mgmt peer's connection from any address, not only from its -peers address (NAT, multi-homed hosts)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics", envOr("HELLOPICS_METRICS_ADDR", ""), "serve Prometheus metrics on this address (/metrics); empty disables (env HELLOPICS_METRICS_ADDR)")
 	lf.Register(fs)
 	if code, ok := parseFlags(fs, args); !ok {

@@ -686,6 +686,7 @@ func (e *Election) Status() Status {
 			Priority: p.priority,
 			Epoch:    p.epoch,
 			SyncLag:  e.rep.Lag(p.id),
+			InSync:   e.role == hellopicsv1.MgmtRole_MGMT_ROLE_MASTER && e.rep.InSync(p.id),
 		})
 	}
 	return st

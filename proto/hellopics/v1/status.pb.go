@@ -442,7 +442,13 @@ type MgmtPeerStatus struct {
 	// epoch it announces.
 	Epoch uint64 `protobuf:"varint,5,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	// sync_lag is how many updates it has not acknowledged (master only).
-	SyncLag       uint64 `protobuf:"varint,6,opt,name=sync_lag,json=syncLag,proto3" json:"sync_lag,omitempty"`
+	SyncLag uint64 `protobuf:"varint,6,opt,name=sync_lag,json=syncLag,proto3" json:"sync_lag,omitempty"`
+	// in_sync is true while it holds the master's state and acknowledged
+	// every update (master only; false on a backup's view of its peers).
+	InSync bool `protobuf:"varint,7,opt,name=in_sync,json=inSync,proto3" json:"in_sync,omitempty"`
+	// sync_error is why the last state update to it could not be sent,
+	// "" once one goes out again (master only).
+	SyncError     string `protobuf:"bytes,8,opt,name=sync_error,json=syncError,proto3" json:"sync_error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -519,6 +525,20 @@ func (x *MgmtPeerStatus) GetSyncLag() uint64 {
 	return 0
 }
 
+func (x *MgmtPeerStatus) GetInSync() bool {
+	if x != nil {
+		return x.InSync
+	}
+	return false
+}
+
+func (x *MgmtPeerStatus) GetSyncError() string {
+	if x != nil {
+		return x.SyncError
+	}
+	return ""
+}
+
 var File_hellopics_v1_status_proto protoreflect.FileDescriptor
 
 const file_hellopics_v1_status_proto_rawDesc = "" +
@@ -549,14 +569,17 @@ const file_hellopics_v1_status_proto_rawDesc = "" +
 	"\x04data\x18\x03 \x01(\v2\x1d.hellopics.v1.ComponentStatusR\x04data\x12#\n" +
 	"\rcycle_running\x18\x04 \x01(\bR\fcycleRunning\x127\n" +
 	"\bcounters\x18\x05 \x01(\v2\x1b.hellopics.v1.HelloCountersR\bcounters\x12.\n" +
-	"\x05relay\x18\x06 \x01(\v2\x18.hellopics.v1.RelayStatsR\x05relay\"\x97\x01\n" +
+	"\x05relay\x18\x06 \x01(\v2\x18.hellopics.v1.RelayStatsR\x05relay\"\xcf\x01\n" +
 	"\x0eMgmtPeerStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x14\n" +
 	"\x05alive\x18\x03 \x01(\bR\x05alive\x12\x1a\n" +
 	"\bpriority\x18\x04 \x01(\rR\bpriority\x12\x14\n" +
 	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\x12\x19\n" +
-	"\bsync_lag\x18\x06 \x01(\x04R\asyncLag*\x86\x01\n" +
+	"\bsync_lag\x18\x06 \x01(\x04R\asyncLag\x12\x17\n" +
+	"\ain_sync\x18\a \x01(\bR\x06inSync\x12\x1d\n" +
+	"\n" +
+	"sync_error\x18\b \x01(\tR\tsyncError*\x86\x01\n" +
 	"\x0eComponentState\x12\x1f\n" +
 	"\x1bCOMPONENT_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14COMPONENT_STATE_DOWN\x10\x01\x12\x1e\n" +
