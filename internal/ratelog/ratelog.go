@@ -23,9 +23,13 @@ import (
 )
 
 // maxKeys bounds the kinds of events remembered: beyond it, kinds whose
-// interval has passed are forgotten. Keys should come from a small fixed
-// set (a message kind, not a peer address).
+// interval has passed are forgotten, and while none has, new kinds share
+// one interval (overflowKey). Keys should come from a small set (a
+// message kind, not a peer address).
 const maxKeys = 256
+
+// overflowKey is the key new kinds share while maxKeys are remembered.
+const overflowKey = "\x00overflow"
 
 // Logger logs through an hclog.Logger at most one line per key and
 // interval.
@@ -73,10 +77,18 @@ func (l *Logger) emit(level hclog.Level, key, msg string, args []any) {
 		l.mu.Unlock()
 		return
 	}
-	if w == nil {
+	if w == nil && len(l.keys) >= maxKeys {
+		l.forget(now)
 		if len(l.keys) >= maxKeys {
-			l.forget(now)
+			key = overflowKey
+			if w = l.keys[key]; w != nil && now.Sub(w.start) < l.interval {
+				w.suppressed++
+				l.mu.Unlock()
+				return
+			}
 		}
+	}
+	if w == nil {
 		w = &window{}
 		l.keys[key] = w
 	}

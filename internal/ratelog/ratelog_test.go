@@ -99,6 +99,18 @@ func TestKeysBounded(t *testing.T) {
 	if n := len(l.keys); n > maxKeys {
 		t.Fatalf("%d keys remembered, want at most %d", n, maxKeys)
 	}
+	// All at once, within one interval: the map stays bounded, and the
+	// kinds beyond the bound share one line per interval.
+	l, _, buf := newTestLogger()
+	for i := 0; i < 10*maxKeys; i++ {
+		l.Warn(time.Duration(i).String(), "m")
+	}
+	if n := len(l.keys); n > maxKeys+1 {
+		t.Fatalf("%d keys remembered, want at most %d", n, maxKeys+1)
+	}
+	if n := len(lines(buf)); n != maxKeys+1 {
+		t.Fatalf("%d lines, want %d", n, maxKeys+1)
+	}
 }
 
 func TestNilLoggerAndConcurrentUse(t *testing.T) {
