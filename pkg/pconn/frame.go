@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 )
 
 // Version is the only frame format version this package speaks.
@@ -159,8 +160,9 @@ const initialReadBuffer = 4 << 10
 // the next call to Next.
 type FrameReader struct {
 	r       io.Reader
-	max     int    // largest payload accepted; the session may change it between frames
-	buf     []byte // read buffer, grown up to bufMax; unread data is buf[rpos:wpos]
+	max     int           // largest payload accepted
+	lim     *atomic.Int64 // if set, replaces max: read once a header has arrived
+	buf     []byte        // read buffer, grown up to bufMax; unread data is buf[rpos:wpos]
 	rpos    int
 	wpos    int
 	bufMax  int
@@ -203,7 +205,11 @@ func (fr *FrameReader) Next() (Header, []byte, error) {
 		}
 		return Header{}, nil, truncated(Header{}, err)
 	}
-	h, err := ParseHeader(fr.buf[fr.rpos:fr.wpos], fr.max)
+	limit := fr.max
+	if fr.lim != nil {
+		limit = int(fr.lim.Load()) // Session.SetIdentified may have raised it meanwhile
+	}
+	h, err := ParseHeader(fr.buf[fr.rpos:fr.wpos], limit)
 	if err != nil {
 		return h, nil, err
 	}
