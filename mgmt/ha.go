@@ -77,6 +77,13 @@ func (s *Server) startHA(base pconn.Config) error {
 	s.haInbound = make(map[string]*pconn.Session)
 	in := hc
 	in.Handler = pconn.HandlerFunc(s.onHAFrame)
+	// An inbound session is identified by its first heartbeat naming a
+	// configured peer (onHAFrame); one that does not within the identify
+	// timeout is closed. The frame limit stays MaxFrameSize before that:
+	// a master may send a large SyncUpdate ahead of its first heartbeat,
+	// which must not cost the session (see onHAFrame).
+	in.IdentifyTimeout = s.cfg.IdentifyTimeout
+	in.MaxFrameSizeUnidentified = 0
 	in.EventHandler = pconn.EventHandlerFunc(func(ev pconn.Event) {
 		if ev.Type == pconn.EventEstablished || ev.Session == nil {
 			return
@@ -189,6 +196,11 @@ func (s *Server) onHAFrame(ps *pconn.Session, m pconn.Message) error {
 	if hb, ok := msg.(*hellopicsv1.Heartbeat); ok && from == "" {
 		from = hb.GetId()
 		ps.SetCookie(from)
+		for _, p := range s.cfg.Peers {
+			if p.ID == from {
+				ps.SetIdentified() // else pconn's IdentifyTimeout closes it
+			}
+		}
 	}
 	if from == "" {
 		// A master's client may well send a SyncUpdate before its first
