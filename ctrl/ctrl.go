@@ -133,6 +133,11 @@ func New(cfg Config) (*Ctrl, error) {
 	dc.Handler = c.loop.Handler(c.onFrame)
 	dc.EventHandler = c.loop.EventHandler(c.onDataSession)
 	dc.Logger = c.log.Named("data-listener")
+	if dc.IdentifyTimeout == 0 {
+		// A backstop behind the handshake's identify timer (idTimers): the
+		// sessions are marked identified on EventIdentified (apply).
+		dc.IdentifyTimeout = 2 * cfg.IdentifyTimeout
+	}
 	if c.dataSrv, err = pconn.Serve(ln, dc); err != nil {
 		return fail(fmt.Errorf("serve data: %w", err))
 	}
@@ -231,6 +236,11 @@ func (c *Ctrl) apply(outs []handshake.Output) {
 			c.mgmt.Redirect(o.Addr)
 		case handshake.Event:
 			tier.LogEvent(c.log, "ctrl", o)
+			if o.Kind == handshake.EventIdentified {
+				if ps := c.reg.Get(o.Session); ps != nil {
+					ps.SetIdentified() // lifts pconn's MaxFrameSizeUnidentified
+				}
+			}
 		}
 	}
 }

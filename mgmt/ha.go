@@ -89,6 +89,13 @@ func (s *Server) startHA(base pconn.Config) error {
 	}
 	in := hc
 	in.Handler = pconn.HandlerFunc(s.onHAFrame)
+	// An inbound session is identified by its first heartbeat naming a
+	// configured peer (onHAFrame); one that does not within the identify
+	// timeout is closed. The frame limit stays MaxFrameSize before that:
+	// a master may send a large SyncUpdate ahead of its first heartbeat,
+	// which must not cost the session (see onHAFrame).
+	in.IdentifyTimeout = s.cfg.IdentifyTimeout
+	in.MaxFrameSizeUnidentified = 0
 	in.EventHandler = pconn.EventHandlerFunc(func(ev pconn.Event) {
 		if ev.Type == pconn.EventEstablished || ev.Session == nil {
 			return
@@ -195,7 +202,8 @@ func haMessage(t hellopicsv1.HAMsgType) (proto.Message, bool) {
 func (s *Server) onHAFrame(ps *pconn.Session, m pconn.Message) error {
 	t, msg, err := decodeHA(m)
 	if err != nil {
-		return err
+		s.metrics.haRefused.WithLabelValues("malformed").Inc()
+		return err // pconn closes the session and logs why, rate-limited
 	}
 	from, _ := ps.Cookie().(string)
 	if hb, ok := msg.(*hellopicsv1.Heartbeat); ok && from == "" {
@@ -205,6 +213,7 @@ func (s *Server) onHAFrame(ps *pconn.Session, m pconn.Message) error {
 		}
 		from = hb.GetId()
 		ps.SetCookie(from)
+		ps.SetIdentified() // a configured peer at its address; else pconn's IdentifyTimeout closes it
 	}
 	if from == "" {
 		// A master's client may well send a SyncUpdate before its first

@@ -46,7 +46,7 @@ type Server struct {
 	aligned      mastership                 // what alignMastership last applied
 	haSources    map[string]map[string]bool // peer id -> IPs it may connect from
 	syncErr      map[string]string          // peer id -> why its last sync was not sent
-	haLog        *ratelog.Limiter
+	haLog        *ratelog.Logger
 	syncVersion  uint64
 	advertised   string
 
@@ -108,6 +108,11 @@ func New(cfg Config) (*Server, error) {
 	pc.EventHandler = s.loop.EventHandler(s.onSession)
 	pc.DeadTimeout = cfg.DeadTimeout
 	pc.Logger = s.log.Named("pconn")
+	if pc.IdentifyTimeout == 0 {
+		// A backstop behind the handshake's own identify timeout: the
+		// sessions are marked identified on EventIdentified (apply).
+		pc.IdentifyTimeout = 2 * cfg.IdentifyTimeout
+	}
 	srv, err := pconn.Listen(cfg.ListenAddr, pc)
 	if err != nil {
 		s.loop.Close()
@@ -235,6 +240,11 @@ func (s *Server) apply(outs []handshake.Output) {
 			s.reg.Close(s.log, o)
 		case handshake.Event:
 			tier.LogEvent(s.log, "mgmt", o)
+			if o.Kind == handshake.EventIdentified {
+				if ps := s.reg.Get(o.Session); ps != nil {
+					ps.SetIdentified() // lifts pconn's MaxFrameSizeUnidentified
+				}
+			}
 			if o.Kind == handshake.EventHelloReturned {
 				s.metrics.rtt.WithLabelValues(o.PairID).Observe(o.RTT.Seconds())
 			}

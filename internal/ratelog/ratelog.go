@@ -1,8 +1,18 @@
-// Package ratelog logs repeated warnings once per interval: the first
-// occurrence of a key is logged at once, the next ones are counted, and
-// when the interval has passed the next occurrence is logged with
-// suppressed=N, the number left out since the last line. A flood of bad
-// input thus costs a few log lines per interval, not one per packet.
+// Package ratelog limits repeated log lines: the first occurrence of a
+// kind of event is logged at once, later ones within an interval are
+// counted instead, and the first one after the interval is logged with a
+// "suppressed" key saying how many were left out since the previous line.
+//
+// It is meant for events a remote party can trigger at will (refused
+// connections, protocol errors, failed accepts): a flood of them must not
+// write megabytes of log, yet the operator must see that it happens and
+// roughly how often. Count the events in a metric too: a flood that stops
+// within an interval leaves its suppressed count unlogged.
+//
+//	rl := ratelog.New(logger, 10*time.Second)
+//	rl.Warn("refused-full", "connection refused: server full", "peer", addr)
+//
+// A Logger is safe for concurrent use.
 package ratelog
 
 import (
@@ -12,65 +22,90 @@ import (
 	"github.com/hashicorp/go-hclog"
 )
 
-// Limiter logs through a go-hclog logger, at most once per interval per
-// key. It is safe for concurrent use. Its memory grows with the number
-// of distinct keys: use a small fixed set (a reason, not an address).
-type Limiter struct {
+// maxKeys bounds the kinds of events remembered: beyond it, kinds whose
+// interval has passed are forgotten, and while none has, new kinds share
+// one interval (overflowKey). Keys should come from a small set (a
+// message kind, not a peer address).
+const maxKeys = 256
+
+// overflowKey is the key new kinds share while maxKeys are remembered.
+const overflowKey = "\x00overflow"
+
+// Logger logs through an hclog.Logger at most one line per key and
+// interval.
+type Logger struct {
 	log      hclog.Logger
 	interval time.Duration
-	now      func() time.Time
+	now      func() time.Time // time.Now; replaced in tests
 
 	mu   sync.Mutex
-	keys map[string]*entry
+	keys map[string]*window
 }
 
-type entry struct {
-	last       time.Time
-	suppressed uint64
+// window is one key's current interval.
+type window struct {
+	start      time.Time // when its last line was logged
+	suppressed uint64    // occurrences not logged since then
 }
 
-// New returns a Limiter that logs to log at most once per interval per
-// key. A nil log discards everything; interval 0 means 10 s.
-func New(log hclog.Logger, interval time.Duration) *Limiter {
+// New returns a Logger writing to log (nil discards) at most one line per
+// key and interval.
+func New(log hclog.Logger, interval time.Duration) *Logger {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	if interval <= 0 {
-		interval = 10 * time.Second
-	}
-	return &Limiter{log: log, interval: interval, now: time.Now, keys: map[string]*entry{}}
+	return &Logger{log: log, interval: interval, now: time.Now, keys: make(map[string]*window)}
 }
 
-// Warn logs msg with args at WARN unless key was logged less than an
-// interval ago, in which case it only counts it.
-func (l *Limiter) Warn(key, msg string, args ...any) { l.emit(hclog.Warn, key, msg, args) }
+// Warn logs msg with args at WARN level, unless a line with the same key
+// was logged less than the interval ago, in which case it only counts it.
+// A line logged after suppressed ones carries "suppressed", their number.
+func (l *Logger) Warn(key, msg string, args ...any) { l.emit(hclog.Warn, key, msg, args) }
 
 // Error is Warn at ERROR level.
-func (l *Limiter) Error(key, msg string, args ...any) { l.emit(hclog.Error, key, msg, args) }
+func (l *Logger) Error(key, msg string, args ...any) { l.emit(hclog.Error, key, msg, args) }
 
 // Info is Warn at INFO level.
-func (l *Limiter) Info(key, msg string, args ...any) { l.emit(hclog.Info, key, msg, args) }
+func (l *Logger) Info(key, msg string, args ...any) { l.emit(hclog.Info, key, msg, args) }
 
-func (l *Limiter) emit(level hclog.Level, key, msg string, args []any) {
-	if l.log.GetLevel() > level {
-		return
-	}
+func (l *Logger) emit(level hclog.Level, key, msg string, args []any) {
 	now := l.now()
 	l.mu.Lock()
-	e := l.keys[key]
-	if e == nil {
-		e = &entry{}
-		l.keys[key] = e
-	} else if now.Sub(e.last) < l.interval {
-		e.suppressed++
+	w := l.keys[key]
+	if w != nil && now.Sub(w.start) < l.interval {
+		w.suppressed++
 		l.mu.Unlock()
 		return
 	}
-	n := e.suppressed
-	e.last, e.suppressed = now, 0
+	if w == nil && len(l.keys) >= maxKeys {
+		l.forget(now)
+		if len(l.keys) >= maxKeys {
+			key = overflowKey
+			if w = l.keys[key]; w != nil && now.Sub(w.start) < l.interval {
+				w.suppressed++
+				l.mu.Unlock()
+				return
+			}
+		}
+	}
+	if w == nil {
+		w = &window{}
+		l.keys[key] = w
+	}
+	suppressed := w.suppressed
+	w.suppressed, w.start = 0, now
 	l.mu.Unlock()
-	if n > 0 {
-		args = append(args[:len(args):len(args)], "suppressed", n)
+	if suppressed > 0 {
+		args = append(args[:len(args):len(args)], "suppressed", suppressed, "interval", l.interval)
 	}
 	l.log.Log(level, msg, args...)
+}
+
+// forget drops the keys whose interval has passed; mu is held.
+func (l *Logger) forget(now time.Time) {
+	for k, w := range l.keys {
+		if now.Sub(w.start) >= l.interval {
+			delete(l.keys, k)
+		}
+	}
 }

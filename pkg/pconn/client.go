@@ -11,6 +11,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/hellopics/hellopics/internal/ratelog"
 )
 
 // Client keeps one session to a server alive: it connects on a retry
@@ -19,6 +21,7 @@ import (
 type Client struct {
 	cfg   Config
 	log   hclog.Logger
+	rl    *ratelog.Logger // its sessions' warnings a peer can trigger
 	addrs []string
 	rnd   *rand.Rand
 
@@ -47,6 +50,7 @@ func Dial(cfg Config, addrs ...string) (*Client, error) {
 	c := &Client{
 		cfg:    cfg,
 		log:    cfg.logger().Named("client"),
+		rl:     ratelog.New(cfg.logger().Named("session"), logInterval),
 		addrs:  append([]string(nil), addrs...),
 		rnd:    rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(sessionIDs.Add(1)))),
 		kick:   make(chan struct{}, 1),
@@ -168,7 +172,7 @@ func (c *Client) loop() {
 			}
 			continue
 		}
-		s := newSession(conn, &c.cfg, c.cfg.logger().Named("session"))
+		s := newSession(conn, &c.cfg, c.cfg.logger().Named("session"), nil, c.rl)
 		c.mu.Lock()
 		c.sess = s
 		c.mu.Unlock()

@@ -41,8 +41,21 @@ type Config struct {
 	// read. Default 1 MiB.
 	MaxFrameSize int
 
-	// ReadBufferSize is the read buffer per session, in bytes. Payloads
-	// that fit are handed to the Handler without a copy. Default 64 KiB.
+	// MaxFrameSizeUnidentified is the largest payload, in bytes, accepted
+	// on a server session until the application marks it identified with
+	// Session.SetIdentified (typically once the peer's first message named
+	// a known peer); MaxFrameSize applies from then on. A peer that has not
+	// shown who it is thus cannot make the server buffer more than this per
+	// connection. 0, or a value over MaxFrameSize, means no separate
+	// limit: MaxFrameSize applies from the start. Client sessions are
+	// identified from the start. Server only. Default 4 KiB.
+	MaxFrameSizeUnidentified int
+
+	// ReadBufferSize is the largest read buffer per session, in bytes.
+	// Payloads that fit (header included) are handed to the Handler
+	// without a copy. The buffer starts at 4 KiB (or this size if smaller)
+	// and doubles up to this size as data arrives, so an idle session does
+	// not cost the full size. Default 64 KiB.
 	ReadBufferSize int
 
 	// SendQueueFrames bounds the frames queued for one session and not yet
@@ -77,6 +90,22 @@ type Config struct {
 	// the limit is told why and closed. Server only. Default 1024.
 	MaxSessions int
 
+	// MaxSessionsPerHost bounds a server's concurrent connections from one
+	// remote IP address, counted from the accept (TLS handshakes
+	// included), so one host cannot take all of MaxSessions. A connection
+	// over it is told why ("pconn: too many connections from this host";
+	// with TLS it is closed without a handshake) and closed. 0 means no
+	// per-host limit. Server only. Default 64.
+	MaxSessionsPerHost int
+
+	// IdentifyTimeout closes a server session that the application has not
+	// marked identified (Session.SetIdentified) within this time of its
+	// establishment: the peer receives an error frame and the session ends
+	// with EventFailed and ErrIdentifyTimeout. Set it on servers whose
+	// application calls SetIdentified once the peer proved who it is. 0
+	// (the default) disables it. Server only.
+	IdentifyTimeout time.Duration
+
 	// RetryInterval is the client's wait between connection attempts.
 	// Client only. Default 1 s.
 	RetryInterval time.Duration
@@ -105,18 +134,20 @@ type Config struct {
 // h. Adjust fields before use.
 func DefaultConfig(h Handler) Config {
 	return Config{
-		Handler:         h,
-		MaxFrameSize:    1 << 20,          // 1 MiB, checked from the header
-		ReadBufferSize:  64 << 10,         // frames up to 64 KiB are zero-copy
-		SendQueueFrames: 4096,             // frames queued per session
-		SendQueueBytes:  8 << 20,          // bytes queued per session
-		WriteTimeout:    10 * time.Second, // a peer that stops reading is cut off
-		DeadTimeout:     3 * time.Second,  // silent peer declared dead
-		LingerTimeout:   time.Second,      // graceful close waits this long for the peer
-		MaxSessions:     1024,             // server: concurrent sessions
-		RetryInterval:   time.Second,      // client: between attempts
-		RetryJitter:     0.2,              // client: each wait 80% to 100% of the interval
-		DialTimeout:     3 * time.Second,  // client: one attempt
+		Handler:                  h,
+		MaxFrameSize:             1 << 20,          // 1 MiB, checked from the header
+		MaxFrameSizeUnidentified: 4 << 10,          // server: until Session.SetIdentified
+		ReadBufferSize:           64 << 10,         // frames up to 64 KiB are zero-copy
+		SendQueueFrames:          4096,             // frames queued per session
+		SendQueueBytes:           8 << 20,          // bytes queued per session
+		WriteTimeout:             10 * time.Second, // a peer that stops reading is cut off
+		DeadTimeout:              3 * time.Second,  // silent peer declared dead
+		LingerTimeout:            time.Second,      // graceful close waits this long for the peer
+		MaxSessions:              1024,             // server: concurrent sessions
+		MaxSessionsPerHost:       64,               // server: concurrent connections per remote IP
+		RetryInterval:            time.Second,      // client: between attempts
+		RetryJitter:              0.2,              // client: each wait 80% to 100% of the interval
+		DialTimeout:              3 * time.Second,  // client: one attempt
 	}
 }
 
@@ -134,6 +165,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxFrameSize <= 0 || c.MaxFrameSize > 1<<31-1 {
 		errs = append(errs, fmt.Errorf("MaxFrameSize %d out of range (1..2^31-1)", c.MaxFrameSize))
+	}
+	if c.MaxFrameSizeUnidentified < 0 {
+		errs = append(errs, fmt.Errorf("MaxFrameSizeUnidentified %d is negative", c.MaxFrameSizeUnidentified))
 	}
 	if c.ReadBufferSize < HeaderSize {
 		errs = append(errs, fmt.Errorf("ReadBufferSize %d below %d", c.ReadBufferSize, HeaderSize))
@@ -156,6 +190,12 @@ func (c *Config) Validate() error {
 	if c.MaxSessions <= 0 {
 		errs = append(errs, fmt.Errorf("MaxSessions %d must be positive", c.MaxSessions))
 	}
+	if c.MaxSessionsPerHost < 0 {
+		errs = append(errs, fmt.Errorf("MaxSessionsPerHost %d is negative", c.MaxSessionsPerHost))
+	}
+	if c.IdentifyTimeout < 0 {
+		errs = append(errs, fmt.Errorf("IdentifyTimeout %v is negative", c.IdentifyTimeout))
+	}
 	if c.RetryInterval <= 0 {
 		errs = append(errs, fmt.Errorf("RetryInterval %v must be positive", c.RetryInterval))
 	}
@@ -172,6 +212,15 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("pconn: invalid config: %w", err)
 	}
 	return nil
+}
+
+// unidentifiedMax is the payload limit of a server session until it is
+// identified.
+func (c *Config) unidentifiedMax() int {
+	if c.MaxFrameSizeUnidentified == 0 {
+		return c.MaxFrameSize
+	}
+	return min(c.MaxFrameSizeUnidentified, c.MaxFrameSize)
 }
 
 func (c *Config) logger() hclog.Logger {

@@ -23,7 +23,7 @@ func Connect(ctx context.Context, cfg Config, addr string) (*Session, error) {
 		return nil, err
 	}
 	c := cfg // the session keeps its own copy
-	s := newSession(conn, &c, c.logger().Named("session"))
+	s := newSession(conn, &c, c.logger().Named("session"), nil, nil)
 	go s.run()
 	return s, nil
 }

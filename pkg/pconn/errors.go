@@ -24,6 +24,12 @@ var (
 	ErrNotConnected = errors.New("pconn: not connected")
 	// ErrServerFull: the server refused a connection over MaxSessions.
 	ErrServerFull = errors.New("pconn: server full")
+	// ErrTooManyFromHost: the server refused a connection over
+	// MaxSessionsPerHost.
+	ErrTooManyFromHost = errors.New("pconn: too many connections from this host")
+	// ErrIdentifyTimeout: a server session was not marked identified
+	// (Session.SetIdentified) within Config.IdentifyTimeout.
+	ErrIdentifyTimeout = errors.New("pconn: peer not identified in time")
 	// ErrGaveUp: a Client spent its MaxRetries.
 	ErrGaveUp = errors.New("pconn: gave up connecting")
 )

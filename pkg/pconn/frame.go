@@ -1,11 +1,11 @@
 package pconn
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 )
 
 // Version is the only frame format version this package speaks.
@@ -145,28 +145,51 @@ func AppendFrame(dst []byte, t MsgType, payload []byte) []byte {
 // maxKeptScratch is the largest scratch buffer kept between frames.
 const maxKeptScratch = 256 << 10
 
+// initialReadBuffer is the size a FrameReader's read buffer starts at
+// (or its whole size when smaller). It grows, by doubling, up to the size
+// given to NewFrameReader as data arrives: when a frame that fits the
+// full size is longer, or when a read fills it (a stream of frames). So
+// an idle session costs this much, not the full size.
+const initialReadBuffer = 4 << 10
+
 // FrameReader reads frames from a byte stream. It checks each header
-// before reading or allocating the payload and does not allocate per frame
-// once warm: the payload it returns is valid until the next call to Next.
+// before reading or allocating the payload, and allocates only as bytes
+// actually arrive, never from a header's announced length alone: a peer
+// that announces a large frame and sends nothing costs nothing. It does
+// not allocate per frame once warm: the payload it returns is valid until
+// the next call to Next.
 type FrameReader struct {
-	br      *bufio.Reader
-	max     int
-	scratch []byte // for payloads larger than the bufio buffer
-	pending int    // bytes of the previous frame still to discard
+	r       io.Reader
+	max     int           // largest payload accepted
+	lim     *atomic.Int64 // if set, replaces max: read once a header has arrived
+	buf     []byte        // read buffer, grown up to bufMax; unread data is buf[rpos:wpos]
+	rpos    int
+	wpos    int
+	bufMax  int
+	full    bool   // the last read filled buf: grow it at the next one
+	err     error  // the read error met, returned once buf[rpos:wpos] runs out
+	scratch []byte // for payloads larger than bufMax
 }
 
 // NewFrameReader reads frames of at most maxPayload payload bytes from r,
-// buffering bufSize bytes (payloads that fit are returned without a copy).
+// buffering up to bufSize bytes: frames (header included) that fit are
+// returned without a copy. The buffer starts small and grows with the
+// data received.
 func NewFrameReader(r io.Reader, maxPayload, bufSize int) *FrameReader {
 	if bufSize < HeaderSize {
 		bufSize = HeaderSize
 	}
-	return &FrameReader{br: bufio.NewReaderSize(r, bufSize), max: maxPayload}
+	return &FrameReader{r: r, max: maxPayload, bufMax: bufSize}
+}
+
+// reset makes fr read from r, keeping its buffers (for tests).
+func (fr *FrameReader) reset(r io.Reader) {
+	fr.r, fr.rpos, fr.wpos, fr.err, fr.full = r, 0, 0, nil, false
 }
 
 // Buffered reports how many bytes are read from the stream but not yet
 // returned as frames.
-func (fr *FrameReader) Buffered() int { return fr.br.Buffered() - fr.pending }
+func (fr *FrameReader) Buffered() int { return fr.wpos - fr.rpos }
 
 // Next returns the next frame. The payload aliases an internal buffer and
 // is valid only until the next call. At a clean end of stream between
@@ -176,48 +199,142 @@ func (fr *FrameReader) Next() (Header, []byte, error) {
 	if cap(fr.scratch) > maxKeptScratch {
 		fr.scratch = nil // a burst of large frames does not pin memory
 	}
-	if fr.pending > 0 {
-		if _, err := fr.br.Discard(fr.pending); err != nil {
-			return Header{}, nil, err
-		}
-		fr.pending = 0
-	}
-	hb, err := fr.br.Peek(HeaderSize)
-	if err != nil {
-		if err == io.EOF && len(hb) == 0 {
+	if err := fr.fill(HeaderSize); err != nil {
+		if fr.Buffered() == 0 && err == io.EOF {
 			return Header{}, nil, io.EOF
 		}
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return Header{}, nil, &ProtocolError{Err: ErrTruncated}
-		}
-		return Header{}, nil, err
+		return Header{}, nil, truncated(Header{}, err)
 	}
-	h, err := ParseHeader(hb, fr.max)
+	limit := fr.max
+	if fr.lim != nil {
+		limit = int(fr.lim.Load()) // Session.SetIdentified may have raised it meanwhile
+	}
+	h, err := ParseHeader(fr.buf[fr.rpos:fr.wpos], limit)
 	if err != nil {
 		return h, nil, err
 	}
 	n := HeaderSize + int(h.Length)
-	if n <= fr.br.Size() {
-		b, err := fr.br.Peek(n)
-		if err != nil {
+	if n <= fr.bufMax {
+		if err := fr.fill(n); err != nil {
 			return h, nil, truncated(h, err)
 		}
-		fr.pending = n
-		return h, b[HeaderSize:n:n], nil
+		p := fr.buf[fr.rpos+HeaderSize : fr.rpos+n : fr.rpos+n]
+		fr.rpos += n
+		return h, p, nil
 	}
-	// Larger than the buffer: copy into a scratch buffer that grows up to
-	// the (already checked) announced length.
-	if _, err := fr.br.Discard(HeaderSize); err != nil {
-		return h, nil, truncated(h, err)
-	}
-	if cap(fr.scratch) < int(h.Length) {
-		fr.scratch = make([]byte, h.Length)
-	}
-	p := fr.scratch[:h.Length]
-	if _, err := io.ReadFull(fr.br, p); err != nil {
+	// Larger than the buffer: copy into a scratch buffer that grows, as
+	// the payload arrives, up to the (already checked) announced length.
+	fr.rpos += HeaderSize
+	p, err := fr.readLarge(int(h.Length))
+	if err != nil {
 		return h, nil, truncated(h, err)
 	}
 	return h, p, nil
+}
+
+// fill reads until at least n <= bufMax bytes are buffered.
+func (fr *FrameReader) fill(n int) error {
+	for fr.wpos-fr.rpos < n {
+		if fr.err != nil {
+			return fr.err
+		}
+		if fr.wpos == len(fr.buf) || fr.rpos+n > len(fr.buf) {
+			fr.makeRoom()
+		}
+		fr.read()
+	}
+	return nil
+}
+
+// makeRoom moves the unread bytes to the front of buf and grows it (by
+// doubling, up to bufMax) when they fill it, or when the last read filled
+// most of it (a stream: bigger reads save system calls). Growth is thus
+// bounded by twice the bytes received, whatever a header announces.
+func (fr *FrameReader) makeRoom() {
+	unread := fr.wpos - fr.rpos
+	size := len(fr.buf)
+	switch {
+	case size == 0:
+		size = min(initialReadBuffer, fr.bufMax)
+	case (unread == size || fr.full) && size < fr.bufMax:
+		size = min(2*size, fr.bufMax)
+	}
+	fr.full = false
+	if size != len(fr.buf) {
+		nb := make([]byte, size)
+		copy(nb, fr.buf[fr.rpos:fr.wpos])
+		fr.buf = nb
+	} else if fr.rpos > 0 {
+		copy(fr.buf, fr.buf[fr.rpos:fr.wpos])
+	}
+	fr.rpos, fr.wpos = 0, unread
+}
+
+// read does one read into the free end of buf, recording its error.
+func (fr *FrameReader) read() {
+	free := fr.buf[fr.wpos:]
+	m, err := fr.readInto(free)
+	fr.wpos += m
+	fr.full = m > 0 && fr.wpos == len(fr.buf) && 2*m >= len(fr.buf)
+	if err != nil {
+		fr.err = err
+	}
+}
+
+// readInto reads into b (not empty) like bufio.Reader: a reader that keeps
+// returning nothing and no error fails with io.ErrNoProgress.
+func (fr *FrameReader) readInto(b []byte) (int, error) {
+	for range 100 {
+		if m, err := fr.r.Read(b); m > 0 || err != nil {
+			return m, err
+		}
+	}
+	return 0, io.ErrNoProgress
+}
+
+// readLarge reads a payload of n > bufMax bytes, the bytes already
+// buffered first, into scratch, which grows (by doubling) as the payload
+// arrives, never beyond n.
+func (fr *FrameReader) readLarge(n int) ([]byte, error) {
+	p := fr.scratch[:0]
+	grow := func(need int) {
+		if cap(p) >= need {
+			return
+		}
+		c := min(n, max(2*cap(p), need, len(fr.buf)))
+		np := make([]byte, len(p), c)
+		copy(np, p)
+		p = np
+		fr.scratch = np
+	}
+	for len(p) < n {
+		if k := min(fr.wpos-fr.rpos, n-len(p)); k > 0 {
+			grow(len(p) + k)
+			p = append(p, fr.buf[fr.rpos:fr.rpos+k]...)
+			fr.rpos += k
+			continue
+		}
+		if fr.err != nil {
+			return nil, fr.err
+		}
+		if len(p) < cap(p) {
+			// Room left: read straight into it.
+			m, err := fr.readInto(p[len(p):min(cap(p), n)])
+			p = p[:len(p)+m]
+			if err != nil {
+				fr.err = err
+			}
+			continue
+		}
+		// Full (or none yet): wait for more bytes in the read buffer before
+		// growing it.
+		fr.rpos, fr.wpos = 0, 0
+		if len(fr.buf) == 0 {
+			fr.makeRoom()
+		}
+		fr.read()
+	}
+	return p, nil
 }
 
 func truncated(h Header, err error) error {

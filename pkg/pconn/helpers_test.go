@@ -80,6 +80,9 @@ func testConfig(h Handler, ev EventHandler) Config {
 	cfg := DefaultConfig(h)
 	cfg.EventHandler = ev
 	cfg.RetryInterval = 20 * time.Millisecond
+	// Most tests send large frames to servers that never call
+	// SetIdentified; limits_test.go tests the unidentified limit.
+	cfg.MaxFrameSizeUnidentified = 0
 	return cfg
 }
 

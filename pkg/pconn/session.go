@@ -15,7 +15,15 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/hellopics/hellopics/internal/ratelog"
 )
+
+// logInterval is how often at most a kind of warning that a peer can
+// trigger at will (a protocol error, a refused connection) is logged per
+// Server or Client; the occurrences in between are counted and the next
+// line says how many ("suppressed").
+const logInterval = 10 * time.Second
 
 var sessionIDs atomic.Uint64
 
@@ -26,7 +34,15 @@ type Session struct {
 	conn   net.Conn
 	cfg    *Config
 	log    hclog.Logger
+	rl     *ratelog.Logger // warnings a peer can trigger at will
+	srv    *Server         // nil on a client
 	peerID string
+
+	// identified is false on a server session until SetIdentified; maxIn
+	// is the payload limit in force (MaxFrameSizeUnidentified, then
+	// MaxFrameSize), read by the read loop before each frame.
+	identified atomic.Bool
+	maxIn      atomic.Int64
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -77,12 +93,20 @@ type Session struct {
 	done     chan struct{}
 }
 
-func newSession(conn net.Conn, cfg *Config, log hclog.Logger) *Session {
+// newSession makes a session on conn. srv is the server that accepted it,
+// nil on a client: a server session starts unidentified. rl limits the
+// warnings a peer can trigger; nil makes one for this session alone.
+func newSession(conn net.Conn, cfg *Config, log hclog.Logger, srv *Server, rl *ratelog.Logger) *Session {
 	ctx, cancel := context.WithCancel(context.Background())
+	if rl == nil {
+		rl = ratelog.New(log, logInterval)
+	}
 	s := &Session{
 		id:     sessionIDs.Add(1),
 		conn:   conn,
 		cfg:    cfg,
+		rl:     rl,
+		srv:    srv,
 		ctx:    ctx,
 		cancel: cancel,
 		wake:   make(chan struct{}, 1),
@@ -90,8 +114,15 @@ func newSession(conn net.Conn, cfg *Config, log hclog.Logger) *Session {
 		kill:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}
+	if srv == nil {
+		s.identified.Store(true)
+		s.maxIn.Store(int64(cfg.MaxFrameSize))
+	} else {
+		s.maxIn.Store(int64(cfg.unidentifiedMax()))
+	}
 	if cfg.Pull {
 		s.fr = NewFrameReader(conn, cfg.MaxFrameSize, cfg.ReadBufferSize)
+		s.fr.lim = &s.maxIn
 		s.pullEnd = make(chan error, 1)
 	}
 	if tc, ok := conn.(*tls.Conn); ok {
@@ -118,6 +149,21 @@ func (s *Session) LocalAddr() net.Addr { return s.conn.LocalAddr() }
 // PeerIdentity is the subject of the peer's TLS certificate, or "" without
 // (mutual) TLS.
 func (s *Session) PeerIdentity() string { return s.peerID }
+
+// SetIdentified marks the session identified: the application knows who
+// the peer is (its first message named a configured peer, say). From the
+// next frame on, the peer may send payloads up to Config.MaxFrameSize
+// instead of Config.MaxFrameSizeUnidentified, and Config.IdentifyTimeout
+// no longer applies. Client sessions are identified from the start. Safe
+// for concurrent use; later calls do nothing.
+func (s *Session) SetIdentified() {
+	s.maxIn.Store(int64(s.cfg.MaxFrameSize))
+	s.identified.Store(true)
+}
+
+// Identified reports whether the session is identified (see
+// SetIdentified); always true on a client session.
+func (s *Session) Identified() bool { return s.identified.Load() }
 
 // SetCookie attaches an application value to the session.
 func (s *Session) SetCookie(v any) {
@@ -409,11 +455,18 @@ func (s *Session) run() {
 	case errors.As(rerr, &perr), errors.As(rerr, &herr):
 		// The peer sent something we cannot take: tell it why, then close.
 		s.setReason(rerr)
-		what := "protocol error"
+		// One line per kind of error and logInterval: a flood of bad
+		// connections must not flood the log (Server.Stats counts them).
+		what, key := "protocol error", ""
 		if herr != nil {
-			what = "refused by the handler"
+			what, key = "refused by the handler", fmt.Sprintf("handler/%d", uint16(herr.Type))
+		} else {
+			key = "protocol/" + perr.Err.Error()
+			if s.srv != nil {
+				s.srv.stats.protocolErrors.Add(1)
+			}
 		}
-		s.log.Warn("closing session: "+what, "error", rerr)
+		s.rl.Warn(key, "closing session: "+what, "peer", s.conn.RemoteAddr().String(), "session", s.id, "error", rerr)
 		s.sendControl(TypeError, []byte(rerr.Error()))
 		s.startDrain()
 		s.waitWriter(werr, s.cfg.LingerTimeout)
@@ -456,6 +509,7 @@ func (s *Session) waitWriter(werr chan error, d time.Duration) {
 
 func (s *Session) readLoop() error {
 	fr := NewFrameReader(s.conn, s.cfg.MaxFrameSize, s.cfg.ReadBufferSize)
+	fr.lim = &s.maxIn
 	for {
 		h, p, err := s.readFrame(fr)
 		if err != nil {
@@ -490,7 +544,7 @@ func (s *Session) readFrame(fr *FrameReader) (Header, []byte, error) {
 			if len(reason) > 512 {
 				reason = reason[:512]
 			}
-			s.log.Warn("peer reported a protocol error", "reason", reason)
+			s.rl.Warn("peer-error", "peer reported a protocol error", "peer", s.conn.RemoteAddr().String(), "session", s.id, "reason", reason)
 			return h, nil, &PeerError{Reason: reason}
 		}
 		return h, p, nil
@@ -535,6 +589,12 @@ func (s *Session) Recv() (Message, error) {
 func (s *Session) writeLoop() error {
 	tick := time.NewTicker(s.cfg.DeadTimeout / 5)
 	defer tick.Stop()
+	var identify <-chan time.Time // server sessions with an IdentifyTimeout
+	if s.srv != nil && s.cfg.IdentifyTimeout > 0 && !s.identified.Load() {
+		t := time.NewTimer(s.cfg.IdentifyTimeout)
+		defer t.Stop()
+		identify = t.C
+	}
 	var spare []byte
 	lastIn, idle := s.framesIn.Load(), 0
 
@@ -587,13 +647,26 @@ func (s *Session) writeLoop() error {
 			}
 			idle++
 			if idle >= 4 {
-				s.log.Warn("peer is dead: nothing received", "dead_timeout", s.cfg.DeadTimeout)
+				s.rl.Warn("dead", "peer is dead: nothing received", "peer", s.conn.RemoteAddr().String(), "session", s.id, "dead_timeout", s.cfg.DeadTimeout)
 				return fail(fmt.Errorf("%w (%v)", ErrDeadPeer, s.cfg.DeadTimeout))
 			}
 			s.sendControl(TypePing, nil)
 			if err := flush(); err != nil {
 				return fail(err)
 			}
+		case <-identify:
+			identify = nil
+			if s.identified.Load() {
+				continue
+			}
+			s.srv.stats.identifyTimeouts.Add(1)
+			err := fmt.Errorf("%w (%v)", ErrIdentifyTimeout, s.cfg.IdentifyTimeout)
+			s.rl.Warn("identify-timeout", "closing session: peer not identified in time", "peer", s.conn.RemoteAddr().String(),
+				"session", s.id, "identify_timeout", s.cfg.IdentifyTimeout)
+			s.setReason(err)
+			s.sendControl(TypeError, []byte(err.Error()))
+			_ = flush() // tell the peer why, if it reads
+			return fail(err)
 		case <-s.drain:
 			s.qmu.Lock()
 			if s.initiated.Load() && !s.qclosed {
