@@ -9,11 +9,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/hellopics/hellopics/internal/metrics"
 	"github.com/hellopics/hellopics/pkg/handshake"
 	"github.com/hellopics/hellopics/pkg/pconn"
 	"github.com/hellopics/hellopics/pkg/tier"
@@ -77,8 +80,11 @@ type Ctrl struct {
 	ep *tier.Endpoints // metrics, health, readiness
 
 	dataSrv *pconn.Server
-	mgmt    *pconn.Client
-	advert  string
+	// dataScrape is dataSrv for the metrics scrapes, which may start
+	// before it is set.
+	dataScrape atomic.Pointer[pconn.Server]
+	mgmt       *pconn.Client
+	advert     string
 }
 
 // New validates cfg, listens for data and starts connecting to mgmt.
@@ -123,6 +129,7 @@ func New(cfg Config) (*Ctrl, error) {
 	c.ep, err = tier.StartEndpoints(tier.EndpointConfig{
 		MetricsAddr: cfg.MetricsAddr, HealthAddr: cfg.HealthAddr, Service: "hellopics.ctrl",
 		OnReadyChange: cfg.OnReadyChange,
+		Collect:       func(ch chan<- prometheus.Metric) { metrics.Listener(ch, "data", c.dataScrape.Load()) },
 	}, c.log)
 	if err != nil {
 		ln.Close()
@@ -141,6 +148,7 @@ func New(cfg Config) (*Ctrl, error) {
 	if c.dataSrv, err = pconn.Serve(ln, dc); err != nil {
 		return fail(fmt.Errorf("serve data: %w", err))
 	}
+	c.dataScrape.Store(c.dataSrv)
 
 	mc := base
 	mc.Handler = c.loop.Handler(c.onFrame)

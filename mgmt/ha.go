@@ -111,6 +111,7 @@ func (s *Server) startHA(base pconn.Config) error {
 		return fmt.Errorf("listen for mgmt peers: %w", err)
 	}
 	s.haSrv = srv
+	s.haScrape.Store(srv)
 	s.haClients = make(map[string]*pconn.Client, len(s.cfg.Peers))
 	var pending sync.WaitGroup // first attempt to each peer: connected or failed
 	for _, p := range s.cfg.Peers {

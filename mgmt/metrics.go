@@ -70,6 +70,8 @@ func (s *Server) registerMetrics(reg *prometheus.Registry) {
 func (s *Server) collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
+	metrics.Listener(ch, "components", s.srv)
+	metrics.Listener(ch, "ha", s.haScrape.Load())
 	st, err := s.Status(ctx)
 	if err != nil {
 		return

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -37,8 +38,9 @@ type Server struct {
 	// Mastership (ha.go); loop goroutine only unless noted.
 	el           *election.Election // nil for a single instance
 	haSrv        *pconn.Server
-	haClients    map[string]*pconn.Client  // set before the loop uses it
-	haInbound    map[string]*pconn.Session // peers' connections to us, by id
+	haScrape     atomic.Pointer[pconn.Server] // haSrv for metrics scrapes, which start before it is set
+	haClients    map[string]*pconn.Client     // set before the loop uses it
+	haInbound    map[string]*pconn.Session    // peers' connections to us, by id
 	epochPath    string
 	draining     bool
 	tickDeferred bool
