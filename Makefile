@@ -7,13 +7,24 @@ TOOLMOD  := -modfile=$(CURDIR)/tools/go.mod
 FUZZTIME ?= 10s
 BENCHTIME ?= 1s
 
+
+.PHONY: toolchain-check
 .PHONY: help build test test-short bench fuzz proto proto-check lint demo clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-build: ## build bin/hellopics
+build: toolchain-check ## build bin/hellopics
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/hellopics
+
+# go.mod pins the newest Go patch release (security fixes in crypto/tls,
+# crypto/x509). With GOTOOLCHAIN=local, or a Go older than 1.21, the
+# local Go builds instead: say so when it is older than the pin.
+toolchain-check: ## warn when the Go in use is older than go.mod's toolchain line
+	@want=$$(sed -n 's/^toolchain go//p' go.mod); have=$$($(GO) env GOVERSION | sed 's/^go//'); \
+	if [ -n "$$want" ] && [ "$$(printf '%s\n%s\n' "$$want" "$$have" | sort -V | head -1)" != "$$want" ]; then \
+	  echo "warning: building with Go $$have, older than the go$$want that go.mod pins (GOTOOLCHAIN=$$($(GO) env GOTOOLCHAIN)); release builds should use go$$want" >&2; \
+	fi
 
 # -p 1: one package at a time. The end-to-end suites (e2e, deploy/lab)
 # run real processes with tight failover timings; on a 2-core machine,

@@ -2,6 +2,8 @@ module github.com/hellopics/hellopics
 
 go 1.26.0
 
+toolchain go1.26.11
+
 require (
 	github.com/gosnmp/gosnmp v1.47.0
 	github.com/hashicorp/go-hclog v1.6.3
