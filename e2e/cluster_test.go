@@ -64,6 +64,8 @@ type cluster struct {
 
 	// logLevel is the -log-level of each role ("debug" when absent).
 	logLevel map[string]string
+	// mgmtFlags are extra flags for every mgmt start (such as -metrics).
+	mgmtFlags []string
 
 	mgmtAddr string // where ctrl and data find mgmt (fixed across restarts)
 	opAddr   string // mgmt's operator API
@@ -147,6 +149,7 @@ func (c *cluster) StartMgmt() *proc {
 			"-hello-interval", c.tm.hello.String(),
 			"-dead-timeout", c.tm.dead.String(),
 		}, c.logFlags("mgmt")...)
+		args = append(args, c.mgmtFlags...)
 		p := startProc(c.t, "mgmt", args...)
 		c.add(p)
 		_, _, err := p.waitFor(0, msg("listening for components"), 1, waitTimeout)
