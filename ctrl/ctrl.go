@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/hellopics/hellopics/pkg/handshake"
@@ -74,7 +75,8 @@ type Ctrl struct {
 	mgmtID   handshake.SessionID
 	idTimers map[handshake.SessionID]*time.Timer // loop goroutine only
 
-	ep *tier.Endpoints // metrics, health, readiness
+	ep      *tier.Endpoints        // metrics, health, readiness
+	refused *prometheus.CounterVec // hellopics_ctrl_refused_total
 
 	dataSrv *pconn.Server
 	mgmt    *pconn.Client
@@ -91,7 +93,7 @@ func New(cfg Config) (*Ctrl, error) {
 		root = hclog.NewNullLogger()
 	}
 	c := &Ctrl{cfg: cfg, log: root.Named("ctrl"), loop: tier.NewLoop(4096), reg: tier.NewRegistry(),
-		idTimers: make(map[handshake.SessionID]*time.Timer)}
+		idTimers: make(map[handshake.SessionID]*time.Timer), refused: tier.NewRefused("ctrl")}
 
 	base := cfg.PconnBase()
 
@@ -122,7 +124,7 @@ func New(cfg Config) (*Ctrl, error) {
 
 	c.ep, err = tier.StartEndpoints(tier.EndpointConfig{
 		MetricsAddr: cfg.MetricsAddr, HealthAddr: cfg.HealthAddr, Service: "hellopics.ctrl",
-		OnReadyChange: cfg.OnReadyChange,
+		OnReadyChange: cfg.OnReadyChange, Extra: []prometheus.Collector{c.refused},
 	}, c.log)
 	if err != nil {
 		ln.Close()
@@ -231,6 +233,9 @@ func (c *Ctrl) apply(outs []handshake.Output) {
 			c.mgmt.Redirect(o.Addr)
 		case handshake.Event:
 			tier.LogEvent(c.log, "ctrl", o)
+			if o.Refused != "" {
+				c.refused.WithLabelValues(o.Refused).Inc()
+			}
 		}
 	}
 }

@@ -73,7 +73,8 @@ type Data struct {
 	closing bool           // loop goroutine only: no new dials
 	ctrlCfg pconn.Config
 
-	ep *tier.Endpoints // metrics, health, readiness
+	ep      *tier.Endpoints        // metrics, health, readiness
+	refused *prometheus.CounterVec // hellopics_data_refused_total
 
 	mgmt   *pconn.Client
 	ctx    context.Context
@@ -100,7 +101,7 @@ func New(cfg Config) (*Data, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &Data{
 		cfg: cfg, log: root.Named("data"), loop: tier.NewLoop(4096),
-		machine: m, reg: tier.NewRegistry(), ctx: ctx, cancel: cancel,
+		machine: m, reg: tier.NewRegistry(), ctx: ctx, cancel: cancel, refused: tier.NewRefused("data"),
 	}
 	var relayLatency prometheus.Histogram
 	if cfg.Relay != nil {
@@ -134,7 +135,7 @@ func New(cfg Config) (*Data, error) {
 
 	ec := tier.EndpointConfig{
 		MetricsAddr: cfg.MetricsAddr, HealthAddr: cfg.HealthAddr, Service: "hellopics.data",
-		OnReadyChange: cfg.OnReadyChange,
+		OnReadyChange: cfg.OnReadyChange, Extra: []prometheus.Collector{d.refused},
 	}
 	if d.relay != nil {
 		ec.Collect = func(ch chan<- prometheus.Metric) { collectRelay(d.relay, ch) }
@@ -274,6 +275,9 @@ func (d *Data) apply(outs []handshake.Output) {
 			d.mgmt.Redirect(o.Addr)
 		case handshake.Event:
 			tier.LogEvent(d.log, "data", o)
+			if o.Refused != "" {
+				d.refused.WithLabelValues(o.Refused).Inc()
+			}
 		}
 	}
 	if at, ok := d.machine.NextDeadline(); ok {

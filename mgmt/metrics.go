@@ -8,6 +8,7 @@ import (
 
 	"github.com/hellopics/hellopics/internal/metrics"
 	"github.com/hellopics/hellopics/pkg/handshake"
+	"github.com/hellopics/hellopics/pkg/tier"
 	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
 
@@ -32,6 +33,7 @@ var (
 type mgmtMetrics struct {
 	rtt      *prometheus.HistogramVec
 	sessions *prometheus.CounterVec
+	refused  *prometheus.CounterVec
 }
 
 func newMgmtMetrics() *mgmtMetrics {
@@ -45,12 +47,13 @@ func newMgmtMetrics() *mgmtMetrics {
 			Name: "hellopics_sessions_total",
 			Help: "Component sessions by event: established, ended.",
 		}, []string{"event"}),
+		refused: tier.NewRefused("mgmt"),
 	}
 }
 
 // register adds the instance's metrics to reg.
 func (s *Server) registerMetrics(reg *prometheus.Registry) {
-	reg.MustRegister(s.metrics.rtt, s.metrics.sessions, metrics.CollectorFunc(s.collect))
+	reg.MustRegister(s.metrics.rtt, s.metrics.sessions, s.metrics.refused, metrics.CollectorFunc(s.collect))
 }
 
 func (s *Server) collect(ch chan<- prometheus.Metric) {

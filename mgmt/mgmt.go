@@ -71,9 +71,15 @@ func New(cfg Config) (*Server, error) {
 	if root == nil {
 		root = hclog.NewNullLogger()
 	}
+	expiry := cfg.PairExpiry
+	if expiry == 0 {
+		expiry = -1 // Config: 0 keeps pairs forever; the machine: negative
+	}
 	m, err := handshake.NewMgmt(handshake.MgmtConfig{
 		HelloInterval:   cfg.HelloInterval,
 		IdentifyTimeout: cfg.IdentifyTimeout,
+		MaxPairs:        cfg.MaxPairs,
+		PairExpiry:      expiry,
 		Backup:          true, // until the election (or a single instance) decides
 	})
 	if err != nil {
@@ -230,6 +236,9 @@ func (s *Server) apply(outs []handshake.Output) {
 			s.reg.Close(s.log, o)
 		case handshake.Event:
 			tier.LogEvent(s.log, "mgmt", o)
+			if o.Refused != "" {
+				s.metrics.refused.WithLabelValues(o.Refused).Inc()
+			}
 			if o.Kind == handshake.EventHelloReturned {
 				s.metrics.rtt.WithLabelValues(o.PairID).Observe(o.RTT.Seconds())
 			}

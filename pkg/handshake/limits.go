@@ -71,6 +71,14 @@ const (
 	RefusedAddr            = "addr"             // an invalid address in Peer or Redirect
 )
 
+// RefusalReasons lists every value Event.Refused takes, for shells to
+// initialise their counters.
+func RefusalReasons() []string {
+	return []string{RefusedRole, RefusedPairID, RefusedInstance, RefusedDataAddr, RefusedVersion, RefusedEpochRange,
+		RefusedEpochAhead, RefusedSeqRange, RefusedInUse, RefusedTooManyPairs, RefusedWrongPair, RefusedIdentityChanged,
+		RefusedNotIdentified, RefusedMalformed, RefusedIdentifyTimeout, RefusedReport, RefusedAddr}
+}
+
 // validToken reports whether s is 1 to max bytes of A-Z a-z 0-9 - _ . :
 func validToken(s string, max int) bool {
 	if s == "" || len(s) > max {

@@ -11,8 +11,8 @@ import (
 )
 
 // LogEvent writes a machine event as one line at the event's level, with
-// the keys component, peer, pair, step, seq and epoch (seq and epoch only
-// when set).
+// the keys component, peer, pair, step, seq, epoch and refused (the last
+// three only when set).
 func LogEvent(log hclog.Logger, component string, ev handshake.Event) {
 	args := []any{"component", component, "step", ev.Kind.String()}
 	if ev.Peer != hellopicsv1.Role_ROLE_UNSPECIFIED {
@@ -27,11 +27,17 @@ func LogEvent(log hclog.Logger, component string, ev handshake.Event) {
 	if ev.Epoch != 0 {
 		args = append(args, "epoch", ev.Epoch)
 	}
+	if ev.Refused != "" {
+		// Refusals of hostile input log at WARN. TODO(issue 10): rate-limit
+		// them here, keyed by component and ev.Refused, once
+		// internal/ratelog exists.
+		args = append(args, "refused", ev.Refused)
+	}
 	msg := ev.Message
 	if msg == "" {
 		msg = strings.ReplaceAll(ev.Kind.String(), "_", " ")
 	}
-	switch lvl := ev.Kind.Level(); {
+	switch lvl := ev.Level(); {
 	case lvl >= slog.LevelError:
 		log.Error(msg, args...)
 	case lvl >= slog.LevelWarn:
