@@ -243,7 +243,7 @@ func (c *Ctrl) identifyData(out *outputs, id SessionID, t hellopicsv1.MsgType, m
 	in := msg.(*hellopicsv1.Identify)
 	ds := c.dataSessions[id]
 	if in.GetRole() != hellopicsv1.Role_ROLE_DATA {
-		c.rejectData(out, id, RefusedRole, "only data may connect to ctrl", "role "+in.GetRole().String())
+		c.rejectData(out, id, RefusedRole, fmt.Sprintf("role %s may not connect to ctrl", in.GetRole()), "")
 		return
 	}
 	if refused, why := checkIdentifyFields(in); refused != "" {

@@ -367,8 +367,9 @@ func (m *Mgmt) identify(out *outputs, s *mgmtSession, in *hellopicsv1.Identify, 
 	switch role {
 	case hellopicsv1.Role_ROLE_CTRL:
 		if p.data.live {
-			m.sendPeer(out, p, p.data.session, hellopicsv1.Role_ROLE_CTRL, p.ctrl.dataAddr)
+			// ctrl first: data will dial it at once.
 			m.sendPeer(out, p, p.ctrl.session, hellopicsv1.Role_ROLE_DATA, p.data.addr)
+			m.sendPeer(out, p, p.data.session, hellopicsv1.Role_ROLE_CTRL, p.ctrl.dataAddr)
 		}
 	case hellopicsv1.Role_ROLE_DATA:
 		if p.ctrl.live {
