@@ -477,3 +477,29 @@ func TestMgmtWorstCaseSyncFits(t *testing.T) {
 		t.Fatalf("worst-case sync of %d pairs is %d bytes, over 1 MiB", DefaultMaxPairs, len(b))
 	}
 }
+
+// TestRestoreFullAndLimits: a full snapshot forgets pairs the master no
+// longer has (unless live here); pair ids beyond the limits are refused.
+func TestRestoreFullAndLimits(t *testing.T) {
+	m := newTestMgmt(t, MgmtConfig{Epoch: 1})
+	m.SessionUp(1, "10.0.0.1:1", t0)
+	m.Receive(1, msgID, dataID("live", "d"), t0)
+	if err := m.Restore(Snapshot{Pairs: []*hellopicsv1.PairStatus{{PairId: "a"}, {PairId: "b"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Restore(Snapshot{Full: true, Pairs: []*hellopicsv1.PairStatus{{PairId: "b"}}}); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, p := range m.Pairs() {
+		ids = append(ids, p.GetPairId())
+	}
+	if strings.Join(ids, ",") != "b,live" {
+		t.Fatalf("pairs after a full restore: %v", ids)
+	}
+	for _, bad := range []string{"", strings.Repeat("x", MaxPairIDLen+1), "a b"} {
+		if err := m.Restore(Snapshot{Pairs: []*hellopicsv1.PairStatus{{PairId: bad}}}); err == nil {
+			t.Fatalf("pair id %q restored", bad)
+		}
+	}
+}

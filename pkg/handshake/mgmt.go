@@ -698,6 +698,10 @@ type Snapshot struct {
 	NextSeq uint64
 	// Pairs are the registry's pairs, as Pairs returns them.
 	Pairs []*hellopicsv1.PairStatus
+	// Full marks a snapshot of the whole registry: Restore then also
+	// forgets the pairs it does not hold that have no live component here
+	// (pairs the master expired).
+	Full bool
 }
 
 // Snapshot returns the state to replicate to a backup.
@@ -714,9 +718,18 @@ var ErrBadSnapshot = errors.New("handshake: bad snapshot")
 // readiness and running cycles are not restored: components re-identify
 // with the new master and the cycles restart from the handshake.
 func (m *Mgmt) Restore(s Snapshot) error {
+	in := make(map[string]bool, len(s.Pairs))
 	for _, ps := range s.Pairs {
-		if ps.GetPairId() == "" {
-			return fmt.Errorf("%w: pair without id", ErrBadSnapshot)
+		if !ValidPairID(ps.GetPairId()) {
+			return fmt.Errorf("%w: pair id empty or beyond the limits", ErrBadSnapshot)
+		}
+		in[ps.GetPairId()] = true
+	}
+	if s.Full {
+		for id, p := range m.pairs {
+			if !in[id] && !p.ctrl.live && !p.data.live {
+				delete(m.pairs, id)
+			}
 		}
 	}
 	if s.NextSeq > m.nextSeq {
