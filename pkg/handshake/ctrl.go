@@ -155,7 +155,7 @@ func (c *Ctrl) DataDown(id SessionID, reason string) []Output {
 func (c *Ctrl) Receive(id SessionID, t hellopicsv1.MsgType, msg proto.Message) []Output {
 	var out outputs
 	if !checkMessage(t, msg) {
-		ignored(&out, hellopicsv1.Role_ROLE_UNSPECIFIED, c.cfg.PairID, id, "malformed or unknown frame type %s", t)
+		refusedMsg(&out, RefusedMalformed, hellopicsv1.Role_ROLE_UNSPECIFIED, c.cfg.PairID, id, "malformed or unknown frame type %s", t)
 		return out
 	}
 	switch ds, isData := c.dataSessions[id]; {

@@ -232,7 +232,7 @@ func (d *Data) Receive(id SessionID, t hellopicsv1.MsgType, msg proto.Message, n
 	var out outputs
 	switch {
 	case !checkMessage(t, msg):
-		ignored(&out, hellopicsv1.Role_ROLE_UNSPECIFIED, d.cfg.PairID, id, "malformed or unknown frame type %s", t)
+		refusedMsg(&out, RefusedMalformed, hellopicsv1.Role_ROLE_UNSPECIFIED, d.cfg.PairID, id, "malformed or unknown frame type %s", t)
 	case d.mgmtUp && id == d.mgmt:
 		d.fromMgmt(&out, t, msg)
 	case d.ctrlUp && id == d.ctrl:
