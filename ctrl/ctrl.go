@@ -68,16 +68,18 @@ func (c *Config) Validate() error {
 
 // Ctrl is a running control component.
 type Ctrl struct {
-	cfg  Config
-	log  hclog.Logger
-	loop *tier.Loop
+	cfg    Config
+	log    hclog.Logger
+	events *tier.EventLog // machine events; refusals rate-limited
+	loop   *tier.Loop
 
 	machine  *handshake.Ctrl // loop goroutine only
 	reg      *tier.Registry  // loop goroutine only
 	mgmtID   handshake.SessionID
 	idTimers map[handshake.SessionID]*time.Timer // loop goroutine only
 
-	ep *tier.Endpoints // metrics, health, readiness
+	ep      *tier.Endpoints        // metrics, health, readiness
+	refused *prometheus.CounterVec // hellopics_ctrl_refused_total
 
 	dataSrv *pconn.Server
 	// dataScrape is dataSrv for the metrics scrapes, which may start
@@ -96,8 +98,8 @@ func New(cfg Config) (*Ctrl, error) {
 	if root == nil {
 		root = hclog.NewNullLogger()
 	}
-	c := &Ctrl{cfg: cfg, log: root.Named("ctrl"), loop: tier.NewLoop(4096), reg: tier.NewRegistry(),
-		idTimers: make(map[handshake.SessionID]*time.Timer)}
+	c := &Ctrl{cfg: cfg, log: root.Named("ctrl"), events: tier.NewEventLog(root.Named("ctrl"), "ctrl", 10*time.Second), loop: tier.NewLoop(4096), reg: tier.NewRegistry(),
+		idTimers: make(map[handshake.SessionID]*time.Timer), refused: tier.NewRefused("ctrl")}
 
 	base := cfg.PconnBase()
 
@@ -130,6 +132,7 @@ func New(cfg Config) (*Ctrl, error) {
 		MetricsAddr: cfg.MetricsAddr, HealthAddr: cfg.HealthAddr, Service: "hellopics.ctrl",
 		OnReadyChange: cfg.OnReadyChange,
 		Collect:       func(ch chan<- prometheus.Metric) { metrics.Listener(ch, "data", c.dataScrape.Load()) },
+		Extra:         []prometheus.Collector{c.refused},
 	}, c.log)
 	if err != nil {
 		ln.Close()
@@ -243,11 +246,14 @@ func (c *Ctrl) apply(outs []handshake.Output) {
 			c.log.Info("following the master mgmt", "component", "ctrl", "peer", o.Addr, "epoch", o.Epoch, "step", "switch_mgmt")
 			c.mgmt.Redirect(o.Addr)
 		case handshake.Event:
-			tier.LogEvent(c.log, "ctrl", o)
+			c.events.Log(o)
 			if o.Kind == handshake.EventIdentified {
 				if ps := c.reg.Get(o.Session); ps != nil {
 					ps.SetIdentified() // lifts pconn's MaxFrameSizeUnidentified
 				}
+			}
+			if o.Refused != "" {
+				c.refused.WithLabelValues(o.Refused).Inc()
 			}
 		}
 	}

@@ -61,10 +61,11 @@ func (c *Config) Validate() error {
 
 // Data is a running data component.
 type Data struct {
-	cfg   Config
-	log   hclog.Logger
-	loop  *tier.Loop
-	relay *relay.Relay
+	cfg    Config
+	log    hclog.Logger
+	events *tier.EventLog // machine events; refusals rate-limited
+	loop   *tier.Loop
+	relay  *relay.Relay
 
 	machine *handshake.Data // loop goroutine only
 	reg     *tier.Registry  // loop goroutine only
@@ -73,7 +74,8 @@ type Data struct {
 	closing bool           // loop goroutine only: no new dials
 	ctrlCfg pconn.Config
 
-	ep *tier.Endpoints // metrics, health, readiness
+	ep      *tier.Endpoints        // metrics, health, readiness
+	refused *prometheus.CounterVec // hellopics_data_refused_total
 
 	mgmt   *pconn.Client
 	ctx    context.Context
@@ -99,8 +101,8 @@ func New(cfg Config) (*Data, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &Data{
-		cfg: cfg, log: root.Named("data"), loop: tier.NewLoop(4096),
-		machine: m, reg: tier.NewRegistry(), ctx: ctx, cancel: cancel,
+		cfg: cfg, log: root.Named("data"), events: tier.NewEventLog(root.Named("data"), "data", 10*time.Second), loop: tier.NewLoop(4096),
+		machine: m, reg: tier.NewRegistry(), ctx: ctx, cancel: cancel, refused: tier.NewRefused("data"),
 	}
 	var relayLatency prometheus.Histogram
 	if cfg.Relay != nil {
@@ -134,7 +136,7 @@ func New(cfg Config) (*Data, error) {
 
 	ec := tier.EndpointConfig{
 		MetricsAddr: cfg.MetricsAddr, HealthAddr: cfg.HealthAddr, Service: "hellopics.data",
-		OnReadyChange: cfg.OnReadyChange,
+		OnReadyChange: cfg.OnReadyChange, Extra: []prometheus.Collector{d.refused},
 	}
 	if d.relay != nil {
 		ec.Collect = func(ch chan<- prometheus.Metric) { collectRelay(d.relay, ch) }
@@ -273,7 +275,10 @@ func (d *Data) apply(outs []handshake.Output) {
 			d.log.Info("following the master mgmt", "component", "data", "peer", o.Addr, "epoch", o.Epoch, "step", "switch_mgmt")
 			d.mgmt.Redirect(o.Addr)
 		case handshake.Event:
-			tier.LogEvent(d.log, "data", o)
+			d.events.Log(o)
+			if o.Refused != "" {
+				d.refused.WithLabelValues(o.Refused).Inc()
+			}
 		}
 	}
 	if at, ok := d.machine.NextDeadline(); ok {

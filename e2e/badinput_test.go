@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"strings"
 	"testing"
@@ -51,7 +52,17 @@ type rawResult struct {
 // silent, as a stray or a scanner would be.
 func rawExchange(t *testing.T, addr string, b []byte) rawResult {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
+	return rawExchangeFrom(t, "", addr, b)
+}
+
+// rawExchangeFrom is rawExchange from the local IP from ("" for any).
+func rawExchangeFrom(t *testing.T, from, addr string, b []byte) rawResult {
+	t.Helper()
+	var d net.Dialer
+	if from != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
+	}
+	conn, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatalf("dial %s: %v", addr, err)
 	}
@@ -146,6 +157,9 @@ func TestBadInput(t *testing.T) {
 
 	hello := &hellopicsv1.Hello{Seq: before.lastSeq + 1000, Direction: hellopicsv1.Direction_DIRECTION_MGMT_DATA_CTRL,
 		Epoch: 1, PairId: pair, SentUnixNano: time.Now().UnixNano()}
+	live := c.PairStatus(pair).GetCtrl()
+	takeover := &hellopicsv1.Identify{Role: hellopicsv1.Role_ROLE_CTRL, PairId: pair, Instance: live.GetInstance(),
+		DataAddr: "127.0.0.2:9", Version: "e2e"}
 	id := func(role hellopicsv1.Role, pairID, dataAddr string) *hellopicsv1.Identify {
 		return &hellopicsv1.Identify{Role: role, PairId: pairID, Instance: "impostor-1", DataAddr: dataAddr, Version: "e2e"}
 	}
@@ -153,6 +167,7 @@ func TestBadInput(t *testing.T) {
 		name       string
 		target     *proc
 		addr       string
+		from       string // local IP to connect from; "" for any
 		send       []byte
 		wantReject string // substring of the Reject reason; "" for none expected
 		wantLog    match  // a line the target must log about this connection
@@ -177,13 +192,21 @@ func TestBadInput(t *testing.T) {
 			wantReject: "may not register", wantLog: step("rejected", pair), peerLogged: true},
 		{name: "mgmt/identify-empty-pair", target: m, addr: c.mgmtAddr,
 			send:       pbFrame(t, hellopicsv1.MsgType_MSG_TYPE_ID, id(hellopicsv1.Role_ROLE_CTRL, "", "127.0.0.1:1")),
-			wantReject: "empty pair id", wantLog: step("rejected", ""), peerLogged: true},
+			wantReject: "pair id must be", wantLog: step("rejected", ""), peerLogged: true},
 		{name: "mgmt/identify-ctrl-without-data-addr", target: m, addr: c.mgmtAddr,
 			send:       pbFrame(t, hellopicsv1.MsgType_MSG_TYPE_ID, id(hellopicsv1.Role_ROLE_CTRL, "pic7", "")),
-			wantReject: "without a data address", wantLog: step("rejected", "pic7"), peerLogged: true},
+			wantReject: "data address", wantLog: step("rejected", "pic7"), peerLogged: true},
 		{name: "mgmt/impostor-data-of-live-pair", target: m, addr: c.mgmtAddr,
 			send:       pbFrame(t, hellopicsv1.MsgType_MSG_TYPE_ID, id(hellopicsv1.Role_ROLE_DATA, pair, "")),
-			wantReject: "already has a live data", wantLog: step("rejected", pair), peerLogged: true},
+			wantReject: "identity in use", wantLog: step("rejected", pair), peerLogged: true},
+		// Issue 10: the live ctrl's instance id, from another address.
+		{name: "mgmt/takeover-from-another-host", target: m, addr: c.mgmtAddr, from: "127.0.0.2",
+			send:       pbFrame(t, hellopicsv1.MsgType_MSG_TYPE_ID, takeover),
+			wantReject: "identity in use", wantLog: and(step("rejected", pair), field("refused", "in_use")), peerLogged: true},
+		{name: "mgmt/last-seq-max", target: m, addr: c.mgmtAddr,
+			send: pbFrame(t, hellopicsv1.MsgType_MSG_TYPE_ID, &hellopicsv1.Identify{Role: hellopicsv1.Role_ROLE_DATA, PairId: "pic8",
+				Instance: "impostor-1", LastSeq: math.MaxUint64}),
+			wantReject: "last_seq out of range", wantLog: and(step("rejected", "pic8"), field("refused", "seq_range")), peerLogged: true},
 		{name: "mgmt/hello-before-identify", target: m, addr: c.mgmtAddr,
 			send:    pbFrame(t, hellopicsv1.MsgType_MSG_TYPE_HELLO, hello),
 			wantLog: step("ignored", ""), peerLogged: true, silentClose: true},
@@ -194,18 +217,37 @@ func TestBadInput(t *testing.T) {
 			wantReject: "may not connect to ctrl", wantLog: step("rejected", pair)},
 		{name: "ctrl/identify-empty-pair", target: ctrl, addr: ctrlDataAddr,
 			send:       pbFrame(t, hellopicsv1.MsgType_MSG_TYPE_ID, id(hellopicsv1.Role_ROLE_DATA, "", "")),
-			wantReject: "is not this ctrl's pair", wantLog: step("rejected", pair)},
+			wantReject: "pair id must be", wantLog: step("rejected", pair)},
 		{name: "ctrl/identify-other-pair", target: ctrl, addr: ctrlDataAddr,
 			send:       pbFrame(t, hellopicsv1.MsgType_MSG_TYPE_ID, id(hellopicsv1.Role_ROLE_DATA, "pic9", "")),
-			wantReject: "is not this ctrl's pair", wantLog: step("rejected", pair)},
+			wantReject: "wrong pair", wantLog: step("rejected", pair)},
+		// Issue 10: data's Identify with a huge epoch, and one just ahead
+		// of ctrl's: refused, ctrl keeps its data link and its epoch.
+		{name: "ctrl/identify-huge-epoch", target: ctrl, addr: ctrlDataAddr,
+			send: pbFrame(t, hellopicsv1.MsgType_MSG_TYPE_ID, &hellopicsv1.Identify{Role: hellopicsv1.Role_ROLE_DATA, PairId: pair,
+				Instance: "impostor-1", Epoch: math.MaxUint64}),
+			wantReject: "epoch out of range", wantLog: and(step("rejected", pair), field("refused", "epoch_range")), peerLogged: true},
+		{name: "ctrl/identify-epoch-ahead", target: ctrl, addr: ctrlDataAddr,
+			send: pbFrame(t, hellopicsv1.MsgType_MSG_TYPE_ID, &hellopicsv1.Identify{Role: hellopicsv1.Role_ROLE_DATA, PairId: pair,
+				Instance: "impostor-1", Epoch: 1 << 40}),
+			wantReject: "retry", wantLog: and(step("rejected", pair), field("refused", "epoch_ahead")), peerLogged: true},
+		{name: "ctrl/identify-new-instance-while-live", target: ctrl, addr: ctrlDataAddr,
+			send:       pbFrame(t, hellopicsv1.MsgType_MSG_TYPE_ID, id(hellopicsv1.Role_ROLE_DATA, pair, "")),
+			wantReject: "live data link", wantLog: and(step("rejected", pair), field("refused", "in_use")), peerLogged: true},
 		{name: "ctrl/hello-before-identify", target: ctrl, addr: ctrlDataAddr,
 			send:    pbFrame(t, hellopicsv1.MsgType_MSG_TYPE_HELLO, hello),
 			wantLog: step("ignored", pair), silentClose: true},
 	}
+	// Issue 10: twelve Identify frames with 100 KB pair ids.
+	for i := 0; i < 12; i++ {
+		cases = append(cases, tc{name: fmt.Sprintf("mgmt/100KB-pair-id-%d", i), target: m, addr: c.mgmtAddr,
+			send:       pbFrame(t, hellopicsv1.MsgType_MSG_TYPE_ID, id(hellopicsv1.Role_ROLE_DATA, strings.Repeat(string(rune('a'+i)), 100_000), "")),
+			wantReject: "pair id must be", wantLog: and(step("rejected", ""), field("refused", "pair_id")), peerLogged: true})
+	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			mark := tc.target.Mark()
-			res := rawExchange(t, tc.addr, tc.send)
+			res := rawExchangeFrom(t, tc.from, tc.addr, tc.send)
 			if tc.wantReject != "" {
 				if got := res.reject(t); !strings.Contains(got, tc.wantReject) {
 					t.Errorf("Reject reason %q; want one containing %q (frame types received: %v)", got, tc.wantReject, res.types)
@@ -231,8 +273,16 @@ func TestBadInput(t *testing.T) {
 		})
 	}
 
-	// The cycle went on undisturbed throughout.
+	// The cycle went on undisturbed throughout, the registry holds the
+	// one pair, its ctrl is the real one.
 	after := c.WaitReceivedGrowing(pair, 3)
+	if st, err := c.Status(); err != nil || len(st.GetPairs()) != 1 {
+		t.Errorf("registry after the bad input: %v (%v)", st.GetPairs(), err)
+	}
+	if now := c.PairStatus(pair).GetCtrl(); now.GetAddr() != live.GetAddr() || now.GetDataAddr() != live.GetDataAddr() ||
+		!proto.Equal(now.GetConnectedSince(), live.GetConnectedSince()) {
+		t.Errorf("ctrl registration changed: before %v, after %v", live, now)
+	}
 	checkConsistent(t, pair, after)
 	during := logCounters(m, mMark, pair)
 	if during.stopped != 0 || during.started != 0 || !after.running {

@@ -38,6 +38,18 @@ type Config struct {
 	// time. Default 10 s.
 	IdentifyTimeout time.Duration
 
+	// MaxPairs bounds the registry: an Identify that would register a new
+	// pair beyond it is refused (counted as
+	// hellopics_mgmt_refused_total{reason="too_many_pairs"}). Default 512
+	// (handshake.DefaultMaxPairs): at that size a registry with every
+	// string at its limit still fits in one 1 MiB state-sync frame.
+	MaxPairs int
+
+	// PairExpiry removes a pair from the registry once its ctrl and data
+	// have both been gone this long (event pair_expired). Default 10 min;
+	// 0 keeps pairs forever.
+	PairExpiry time.Duration
+
 	// DeadTimeout is pconn's dead-peer time for component sessions: a
 	// component silent this long is declared lost. Default 3 s.
 	DeadTimeout time.Duration
@@ -110,6 +122,8 @@ func DefaultConfig() Config {
 		OperatorAddr:      "127.0.0.1:7400",
 		HelloInterval:     handshake.DefaultHelloInterval,
 		IdentifyTimeout:   handshake.DefaultIdentifyTimeout,
+		MaxPairs:          handshake.DefaultMaxPairs,
+		PairExpiry:        handshake.DefaultPairExpiry,
 		DeadTimeout:       3 * time.Second,
 		Priority:          100,
 		HeartbeatInterval: 50 * time.Millisecond,
@@ -128,6 +142,12 @@ func (c *Config) Validate() error {
 	}
 	if c.IdentifyTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("IdentifyTimeout %v must be positive", c.IdentifyTimeout))
+	}
+	if c.MaxPairs < 1 {
+		errs = append(errs, fmt.Errorf("MaxPairs %d must be at least 1", c.MaxPairs))
+	}
+	if c.PairExpiry < 0 {
+		errs = append(errs, fmt.Errorf("PairExpiry %v must not be negative (0 keeps pairs forever)", c.PairExpiry))
 	}
 	if c.DeadTimeout < pconn.MinDeadTimeout {
 		errs = append(errs, fmt.Errorf("DeadTimeout %v below the minimum %v", c.DeadTimeout, pconn.MinDeadTimeout))

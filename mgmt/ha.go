@@ -420,8 +420,13 @@ func (s *Server) drainElection() {
 				}
 			}
 			for _, u := range rd.Apply {
-				if err := s.machine.Restore(handshake.Snapshot{NextSeq: u.GetNextSeq(), Pairs: u.GetPairs()}); err != nil {
-					s.log.Warn("state update not applied", "component", "mgmt", "version", u.GetVersion(), "error", err)
+				// Every update carries the whole registry (issue 14 will
+				// make them deltas): pairs it lacks were expired.
+				if err := s.machine.Restore(handshake.Snapshot{NextSeq: u.GetNextSeq(), Pairs: u.GetPairs(), Full: true}); err != nil {
+					s.metrics.haRefused.WithLabelValues("bad_state").Inc()
+					s.haLog.Warn("ha_restore", "state update from the master not applied; this backup is not in sync", "component", "mgmt",
+						"version", u.GetVersion(), "error", err)
+					continue
 				}
 				s.syncVersion = u.GetVersion()
 			}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hellopics/hellopics/internal/metrics"
 	"github.com/hellopics/hellopics/pkg/handshake"
+	"github.com/hellopics/hellopics/pkg/tier"
 	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
 
@@ -38,6 +39,7 @@ type mgmtMetrics struct {
 	// haSendErrors counts HA messages that could not be sent for
 	// another reason than the peer being away, by message type.
 	haSendErrors *prometheus.CounterVec
+	refused      *prometheus.CounterVec
 }
 
 func newMgmtMetrics() *mgmtMetrics {
@@ -59,12 +61,13 @@ func newMgmtMetrics() *mgmtMetrics {
 			Name: "hellopics_mgmt_ha_send_errors_total",
 			Help: "Messages to mgmt peers not sent although the peer is connected (too large, queue full), by type.",
 		}, []string{"type"}),
+		refused: tier.NewRefused("mgmt"),
 	}
 }
 
 // register adds the instance's metrics to reg.
 func (s *Server) registerMetrics(reg *prometheus.Registry) {
-	reg.MustRegister(s.metrics.rtt, s.metrics.sessions, s.metrics.haRefused, s.metrics.haSendErrors, metrics.CollectorFunc(s.collect))
+	reg.MustRegister(s.metrics.rtt, s.metrics.sessions, s.metrics.refused, s.metrics.haRefused, s.metrics.haSendErrors, metrics.CollectorFunc(s.collect))
 }
 
 func (s *Server) collect(ch chan<- prometheus.Metric) {

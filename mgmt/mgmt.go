@@ -28,6 +28,7 @@ import (
 type Server struct {
 	cfg     Config
 	log     hclog.Logger
+	events  *tier.EventLog // machine events; refusals rate-limited
 	started time.Time
 
 	loop    *tier.Loop
@@ -77,9 +78,15 @@ func New(cfg Config) (*Server, error) {
 	if root == nil {
 		root = hclog.NewNullLogger()
 	}
+	expiry := cfg.PairExpiry
+	if expiry == 0 {
+		expiry = -1 // Config: 0 keeps pairs forever; the machine: negative
+	}
 	m, err := handshake.NewMgmt(handshake.MgmtConfig{
 		HelloInterval:   cfg.HelloInterval,
 		IdentifyTimeout: cfg.IdentifyTimeout,
+		MaxPairs:        cfg.MaxPairs,
+		PairExpiry:      expiry,
 		Backup:          true, // until the election (or a single instance) decides
 	})
 	if err != nil {
@@ -88,6 +95,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:     cfg,
 		log:     root.Named("mgmt"),
+		events:  tier.NewEventLog(root.Named("mgmt"), "mgmt", 10*time.Second),
 		haLog:   ratelog.New(root.Named("mgmt").Named("ha"), 10*time.Second),
 		started: time.Now(),
 		loop:    tier.NewLoop(4096),
@@ -241,11 +249,14 @@ func (s *Server) apply(outs []handshake.Output) {
 		case handshake.Close:
 			s.reg.Close(s.log, o)
 		case handshake.Event:
-			tier.LogEvent(s.log, "mgmt", o)
+			s.events.Log(o)
 			if o.Kind == handshake.EventIdentified {
 				if ps := s.reg.Get(o.Session); ps != nil {
 					ps.SetIdentified() // lifts pconn's MaxFrameSizeUnidentified
 				}
+			}
+			if o.Refused != "" {
+				s.metrics.refused.WithLabelValues(o.Refused).Inc()
 			}
 			if o.Kind == handshake.EventHelloReturned {
 				s.metrics.rtt.WithLabelValues(o.PairID).Observe(o.RTT.Seconds())

@@ -34,6 +34,8 @@ func runMgmt(args []string) int {
 	fs.DurationVar(&cfg.HelloInterval, "hello-interval", cfg.HelloInterval, "Hello cycle period (at least 10ms)")
 	fs.DurationVar(&cfg.DeadTimeout, "dead-timeout", cfg.DeadTimeout, "declare a silent component lost after this long (at least 30ms)")
 	fs.DurationVar(&cfg.IdentifyTimeout, "identify-timeout", cfg.IdentifyTimeout, "close a session that does not identify itself in time")
+	fs.IntVar(&cfg.MaxPairs, "max-pairs", cfg.MaxPairs, "most ctrl/data pairs in the registry; an Identify for a new pair beyond it is refused")
+	fs.DurationVar(&cfg.PairExpiry, "pair-expiry", cfg.PairExpiry, "remove a pair from the registry once its ctrl and data have both been gone this long (0: never)")
 	var peers string
 	prio := uint(cfg.Priority)
 	fs.StringVar(&cfg.ID, "id", envOr("HELLOPICS_MGMT_ID", ""), "this instance's id among the mgmt instances (default: the host name)")

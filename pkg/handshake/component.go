@@ -15,22 +15,34 @@ type fence struct {
 	maxSeq uint64
 }
 
-// seen records a forwarded hello's number.
+// seen records a forwarded hello's number, capped below SeqLimit so that
+// what the component reports in Identify is always accepted by mgmt.
 func (f *fence) seen(seq uint64) {
+	seq = min(seq, SeqLimit-1)
 	if seq > f.maxSeq {
 		f.maxSeq = seq
 	}
 }
 
-// admit reports whether a message stamped with epoch e may be acted on,
-// and raises the fence if e is higher. On refusal it records an event.
+// admit reports whether a message stamped with epoch e may be acted on.
+// Only mgmt raises the fence (from is ROLE_MGMT): a higher epoch from ctrl
+// or data is let through without raising it, since fence epochs are
+// mgmt's to give. An epoch at or above EpochLimit is refused from anyone.
+// On refusal it records an event.
 func (f *fence) admit(out *outputs, e uint64, what string, from hellopicsv1.Role, pairID string, s SessionID, seq uint64) bool {
+	if e >= EpochLimit {
+		out.event(Event{Kind: EventIgnored, Peer: from, PairID: pairID, Session: s, Seq: seq, Epoch: e, Refused: RefusedEpochRange,
+			Message: fmt.Sprintf("dropped %s with an epoch out of range", what)})
+		return false
+	}
 	if e < f.epoch {
 		out.event(Event{Kind: EventStaleEpoch, Peer: from, PairID: pairID, Session: s, Seq: seq, Epoch: e,
 			Message: fmt.Sprintf("dropped %s with epoch %d below %d", what, e, f.epoch)})
 		return false
 	}
-	f.epoch = e
+	if from == hellopicsv1.Role_ROLE_MGMT {
+		f.epoch = e
+	}
 	return true
 }
 
@@ -38,6 +50,11 @@ func (f *fence) admit(out *outputs, e uint64, what string, from hellopicsv1.Role
 // a master is named, asks the shell to switch to it. It reports whether
 // the session was given up.
 func (f *fence) redirect(out *outputs, s SessionID, r *hellopicsv1.Redirect, pairID string) bool {
+	if a := r.GetMasterAddr(); !printable(a, MaxAddrLen, false) {
+		out.event(Event{Kind: EventIgnored, Peer: hellopicsv1.Role_ROLE_MGMT, PairID: pairID, Session: s, Epoch: r.GetEpoch(), Refused: RefusedAddr,
+			Message: "dropped redirect with an invalid master address"})
+		return false
+	}
 	if !f.admit(out, r.GetEpoch(), "redirect", hellopicsv1.Role_ROLE_MGMT, pairID, s, 0) {
 		return false
 	}
@@ -57,6 +74,11 @@ func ignored(out *outputs, from hellopicsv1.Role, pairID string, s SessionID, fo
 	out.event(Event{Kind: EventIgnored, Peer: from, PairID: pairID, Session: s, Message: fmt.Sprintf(format, args...)})
 }
 
+// refusedMsg reports a message dropped under rule refused.
+func refusedMsg(out *outputs, refused string, from hellopicsv1.Role, pairID string, s SessionID, format string, args ...any) {
+	out.event(Event{Kind: EventIgnored, Peer: from, PairID: pairID, Session: s, Refused: refused, Message: fmt.Sprintf(format, args...)})
+}
+
 // hop is one leg of a hello through ctrl or data: where it comes from,
 // where it goes, and the direction a hello on this leg must travel.
 type hop struct {
@@ -71,6 +93,10 @@ type hop struct {
 // forwardHello passes h on along hp: it must pass the epoch fence and
 // travel in hp's direction, and the next hop must be connected.
 func (f *fence) forwardHello(out *outputs, h *hellopicsv1.Hello, hp hop) {
+	if h.GetPairId() != hp.pairID {
+		refusedMsg(out, RefusedWrongPair, hp.from, hp.pairID, hp.fromSession, "dropped hello %d of another pair", h.GetSeq())
+		return
+	}
 	if !f.admit(out, h.GetEpoch(), "hello", hp.from, hp.pairID, hp.fromSession, h.GetSeq()) {
 		return
 	}

@@ -1,6 +1,7 @@
 package handshake
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -74,7 +75,9 @@ func TestCtrl(t *testing.T) {
 		{"hello from data without mgmt", func() []Output { return c.Receive(2, msgHello, helloMsg(8, dirDC, 2)) }, " | dropped"},
 		{"data ready without mgmt", func() []Output { return c.Receive(2, msgReady, &hellopicsv1.Ready{Role: roleDataPB, PairId: "p1"}) }, " | ready"},
 		{"mgmt back", func() []Output { return c.MgmtUp(4) }, "send 4 ID; send 4 READY | up"},
-		{"new data replaces old", func() []Output { c.DataUp(5, "d:2"); return c.Receive(5, msgID, dataID("p1", "d-2")) }, "close 2 | identified"},
+		{"another data refused while the link is live", func() []Output { c.DataUp(5, "d:2"); return c.Receive(5, msgID, dataID("p1", "d-2")) }, "send 5 REJECT; close 5 | rejected"},
+		{"same data instance from another host refused", func() []Output { c.DataUp(5, "e:2"); return c.Receive(5, msgID, dataID("p1", "d-1")) }, "send 5 REJECT; close 5 | rejected"},
+		{"same data instance from its host replaces old", func() []Output { c.DataUp(5, "d:2"); return c.Receive(5, msgID, dataID("p1", "d-1")) }, "close 2 | identified"},
 		{"old data's hello", func() []Output { return c.Receive(2, msgHello, helloMsg(9, dirDC, 2)) }, " | ignored"},
 		{"old data down", func() []Output { return c.DataDown(2, "eof") }, " | "},
 		{"redirect stale", func() []Output { return c.Receive(4, msgRedir, &hellopicsv1.Redirect{MasterAddr: "m2", Epoch: 1}) }, " | stale_epoch"},
@@ -90,11 +93,21 @@ func TestCtrl(t *testing.T) {
 	if c.Ready() || c.Epoch() != 3 {
 		t.Fatalf("ready=%v epoch=%d", c.Ready(), c.Epoch())
 	}
-	// The data's Identify carries the epoch it has seen: ctrl learns it.
+	// The data's Identify carries the epoch it has seen, but ctrl's fence
+	// is mgmt's to raise: data ahead of ctrl is told to retry; data at or
+	// below ctrl's epoch is accepted, and its Ready's epoch raises nothing.
 	c.DataUp(6, "d:3")
-	c.Receive(6, msgID, &hellopicsv1.Identify{Role: roleDataPB, PairId: "p1", Epoch: 7})
-	c.Receive(6, msgReady, &hellopicsv1.Ready{Role: roleDataPB, PairId: "p1", Epoch: 8})
-	if !c.Ready() || c.Epoch() != 8 {
+	outs = c.Receive(6, msgID, &hellopicsv1.Identify{Role: roleDataPB, PairId: "p1", Epoch: 7})
+	if got := summary(outs); got != "send 6 REJECT; close 6 | rejected" {
+		t.Fatalf("data ahead of ctrl: %s", got)
+	}
+	if r := sentMsg[*hellopicsv1.Reject](t, outs, msgReject); !strings.Contains(r.GetReason(), "retry") {
+		t.Fatalf("reject reason %q", r.GetReason())
+	}
+	c.DataUp(7, "d:4")
+	c.Receive(7, msgID, &hellopicsv1.Identify{Role: roleDataPB, PairId: "p1", Epoch: 3})
+	c.Receive(7, msgReady, &hellopicsv1.Ready{Role: roleDataPB, PairId: "p1", Epoch: 8})
+	if !c.Ready() || c.Epoch() != 3 {
 		t.Fatalf("ready=%v epoch=%d", c.Ready(), c.Epoch())
 	}
 }

@@ -44,10 +44,17 @@ type Ctrl struct {
 	mgmtUp bool
 
 	// dataSessions are the accepted data connections, identified or not.
-	dataSessions map[SessionID]bool // value: identified
-	data         SessionID          // the identified data session, if hasData
+	dataSessions map[SessionID]*dataSession
+	data         SessionID // the identified data session, if hasData
 	hasData      bool
 	dataReady    bool
+}
+
+// dataSession is one connection accepted on the data address.
+type dataSession struct {
+	remoteAddr string
+	identified bool
+	instance   string // once identified
 }
 
 // NewCtrl returns a Ctrl machine.
@@ -55,7 +62,7 @@ func NewCtrl(cfg CtrlConfig) (*Ctrl, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Ctrl{cfg: cfg, dataSessions: make(map[SessionID]bool)}, nil
+	return &Ctrl{cfg: cfg, dataSessions: make(map[SessionID]*dataSession)}, nil
 }
 
 // Epoch returns the highest mastership epoch seen.
@@ -104,7 +111,11 @@ func (c *Ctrl) MgmtDown(id SessionID, reason string) []Output {
 // DataUp reports a connection accepted on the data address. Nothing but an
 // Identify is accepted on it until it has identified itself.
 func (c *Ctrl) DataUp(id SessionID, remoteAddr string) []Output {
-	c.dataSessions[id] = false
+	if ds, ok := c.dataSessions[id]; ok && ds.identified && c.hasData && c.data == id {
+		// The shell reused a live ID: treat the old connection as lost.
+		c.hasData, c.dataReady = false, false
+	}
+	c.dataSessions[id] = &dataSession{remoteAddr: remoteAddr}
 	var out outputs
 	out.event(Event{Kind: EventUp, Peer: hellopicsv1.Role_ROLE_DATA, PairID: c.cfg.PairID, Session: id, Message: "data connection from " + remoteAddr})
 	return out
@@ -115,12 +126,12 @@ func (c *Ctrl) DataUp(id SessionID, remoteAddr string) []Output {
 // if it still has not, it is rejected and closed, so that connections
 // that never identify cannot pile up on the data address.
 func (c *Ctrl) IdentifyExpired(id SessionID) []Output {
-	identified, ok := c.dataSessions[id]
-	if !ok || identified {
+	ds, ok := c.dataSessions[id]
+	if !ok || ds.identified {
 		return nil
 	}
 	var out outputs
-	c.rejectData(&out, id, "no Identify within the identify timeout")
+	c.rejectData(&out, id, RefusedIdentifyTimeout, "no Identify within the identify timeout", "")
 	return out
 }
 
@@ -144,13 +155,13 @@ func (c *Ctrl) DataDown(id SessionID, reason string) []Output {
 func (c *Ctrl) Receive(id SessionID, t hellopicsv1.MsgType, msg proto.Message) []Output {
 	var out outputs
 	if !checkMessage(t, msg) {
-		ignored(&out, hellopicsv1.Role_ROLE_UNSPECIFIED, c.cfg.PairID, id, "malformed or unknown frame type %s", t)
+		refusedMsg(&out, RefusedMalformed, hellopicsv1.Role_ROLE_UNSPECIFIED, c.cfg.PairID, id, "malformed or unknown frame type %s", t)
 		return out
 	}
-	switch identified, isData := c.dataSessions[id]; {
+	switch ds, isData := c.dataSessions[id]; {
 	case c.mgmtUp && id == c.mgmt:
 		c.fromMgmt(&out, t, msg)
-	case isData && !identified:
+	case isData && !ds.identified:
 		c.identifyData(&out, id, t, msg)
 	case isData && c.hasData && id == c.data:
 		c.fromData(&out, t, msg)
@@ -169,66 +180,102 @@ func (c *Ctrl) fromMgmt(out *outputs, t hellopicsv1.MsgType, msg proto.Message) 
 			want: hellopicsv1.Direction_DIRECTION_MGMT_CTRL_DATA, pairID: c.cfg.PairID})
 	case hellopicsv1.MsgType_MSG_TYPE_PEER:
 		p := msg.(*hellopicsv1.Peer)
-		if !c.fence.admit(out, p.GetEpoch(), "peer", from, c.cfg.PairID, c.mgmt, 0) {
-			return
-		}
 		// mgmt tells us our data (re)registered with it, which reset the
 		// pair's readiness: say again that we are ready, if we are.
 		if p.GetRole() != hellopicsv1.Role_ROLE_DATA || p.GetPairId() != c.cfg.PairID {
-			ignored(out, from, c.cfg.PairID, c.mgmt, "peer %s %q", RoleName(p.GetRole()), p.GetPairId())
+			ignored(out, from, c.cfg.PairID, c.mgmt, "peer %s of another pair", RoleName(p.GetRole()))
+			return
+		}
+		if !c.fence.admit(out, p.GetEpoch(), "peer", from, c.cfg.PairID, c.mgmt, 0) {
 			return
 		}
 		if c.dataReady {
 			out.send(c.mgmt, hellopicsv1.MsgType_MSG_TYPE_READY, c.readyMsg())
 		}
 		out.event(Event{Kind: EventPeer, Peer: from, PairID: c.cfg.PairID, Session: c.mgmt, Epoch: p.GetEpoch(),
-			Message: fmt.Sprintf("mgmt registered data at %s (ready=%v)", p.GetAddr(), c.dataReady)})
+			Message: fmt.Sprintf("mgmt registered data at %s (ready=%v)", Sanitize(p.GetAddr()), c.dataReady)})
 	case hellopicsv1.MsgType_MSG_TYPE_REDIRECT:
 		if c.fence.redirect(out, c.mgmt, msg.(*hellopicsv1.Redirect), c.cfg.PairID) {
 			c.mgmtUp = false
 		}
 	case hellopicsv1.MsgType_MSG_TYPE_REJECT:
-		out.event(Event{Kind: EventRejected, Peer: from, PairID: c.cfg.PairID, Session: c.mgmt, Message: "mgmt refuses: " + msg.(*hellopicsv1.Reject).GetReason()})
+		out.event(Event{Kind: EventRejected, Peer: from, PairID: c.cfg.PairID, Session: c.mgmt, Message: "mgmt refuses: " + Sanitize(msg.(*hellopicsv1.Reject).GetReason())})
 	default:
 		ignored(out, from, c.cfg.PairID, c.mgmt, "unexpected %s from mgmt", t)
 	}
 }
 
-func (c *Ctrl) rejectData(out *outputs, id SessionID, reason string) {
-	out.send(id, hellopicsv1.MsgType_MSG_TYPE_REJECT, &hellopicsv1.Reject{Reason: reason})
+// rejectData refuses data session id under rule refused: a Reject with
+// reason (which must reveal nothing the sender did not send), a Close, and
+// an event with reason and detail.
+func (c *Ctrl) rejectData(out *outputs, id SessionID, refused, reason, detail string) {
+	out.send(id, hellopicsv1.MsgType_MSG_TYPE_REJECT, &hellopicsv1.Reject{Reason: Sanitize(reason)})
 	*out = append(*out, Close{Session: id, Reason: reason})
-	out.event(Event{Kind: EventRejected, Peer: hellopicsv1.Role_ROLE_DATA, PairID: c.cfg.PairID, Session: id, Message: reason})
+	msg := reason
+	if ds := c.dataSessions[id]; ds != nil {
+		msg = fmt.Sprintf("data from %s: %s", ds.remoteAddr, reason)
+	}
+	if detail != "" {
+		msg += " (" + detail + ")"
+	}
+	out.event(Event{Kind: EventRejected, Peer: hellopicsv1.Role_ROLE_DATA, PairID: c.cfg.PairID, Session: id, Epoch: c.fence.epoch,
+		Refused: refused, Message: msg})
 	delete(c.dataSessions, id)
 }
 
+// identifyData handles a frame on the data session id before it has
+// identified itself. The rules (docs/handshake.md, "Hostile input"):
+//
+//   - only data of this ctrl's pair, with fields within the limits;
+//   - ctrl never raises its fence from data: an Identify carrying an epoch
+//     above ctrl's is refused ("retry"); data retries after its retry
+//     delay, by which time ctrl has heard the epoch from mgmt;
+//   - while a data link is live, a new Identify replaces it only if it is
+//     the same instance from the same host (data reconnecting after losing
+//     a link ctrl has not yet seen die). Anyone else, a restarted data
+//     included, is refused until the old link is gone: closed, or dead by
+//     pconn's dead-peer timeout.
 func (c *Ctrl) identifyData(out *outputs, id SessionID, t hellopicsv1.MsgType, msg proto.Message) {
 	if t != hellopicsv1.MsgType_MSG_TYPE_ID {
-		ignored(out, hellopicsv1.Role_ROLE_DATA, c.cfg.PairID, id, "%s before identification", t)
+		refusedMsg(out, RefusedNotIdentified, hellopicsv1.Role_ROLE_DATA, c.cfg.PairID, id, "%s before identification", t)
 		return
 	}
 	in := msg.(*hellopicsv1.Identify)
-	switch {
-	case in.GetRole() != hellopicsv1.Role_ROLE_DATA:
-		c.rejectData(out, id, fmt.Sprintf("role %s may not connect to ctrl", in.GetRole()))
+	ds := c.dataSessions[id]
+	if in.GetRole() != hellopicsv1.Role_ROLE_DATA {
+		c.rejectData(out, id, RefusedRole, fmt.Sprintf("role %s may not connect to ctrl", in.GetRole()), "")
 		return
-	case in.GetPairId() != c.cfg.PairID:
-		c.rejectData(out, id, fmt.Sprintf("pair %q is not this ctrl's pair %q", in.GetPairId(), c.cfg.PairID))
+	}
+	if refused, why := checkIdentifyFields(in); refused != "" {
+		c.rejectData(out, id, refused, why, "")
+		return
+	}
+	if in.GetPairId() != c.cfg.PairID {
+		c.rejectData(out, id, RefusedWrongPair, "wrong pair", fmt.Sprintf("pair %q", in.GetPairId()))
 		return
 	}
 	if in.GetEpoch() > c.fence.epoch {
-		c.fence.epoch = in.GetEpoch()
+		c.rejectData(out, id, RefusedEpochAhead, "ctrl has not seen that epoch yet; retry",
+			fmt.Sprintf("data has seen epoch %d, ctrl %d", in.GetEpoch(), c.fence.epoch))
+		return
 	}
 	if c.hasData {
-		// A data component connects again only after a restart or after
-		// losing us; the old connection is dead or dying.
-		*out = append(*out, Close{Session: c.data, Reason: "replaced by a newer data connection"})
+		old := c.dataSessions[c.data]
+		if in.GetInstance() == "" || in.GetInstance() != old.instance || !sameHost(ds.remoteAddr, old.remoteAddr) {
+			c.rejectData(out, id, RefusedInUse, "ctrl has a live data link; retry later",
+				fmt.Sprintf("instance %q; live link from %s", in.GetInstance(), old.remoteAddr))
+			return
+		}
+		// The same data from the same host connects again: it lost the
+		// old link, which is dead or dying.
+		*out = append(*out, Close{Session: c.data, Reason: "replaced by a newer connection of the same data instance"})
 		delete(c.dataSessions, c.data)
 		c.dataReady = false
 	}
-	c.dataSessions[id] = true
+	ds.identified, ds.instance = true, in.GetInstance()
 	c.data, c.hasData = id, true
 	out.event(Event{Kind: EventIdentified, Peer: hellopicsv1.Role_ROLE_DATA, PairID: c.cfg.PairID, Session: id, Epoch: c.fence.epoch,
-		Message: "data instance " + in.GetInstance()})
+		Message: fmt.Sprintf("data instance %s from %s", in.GetInstance(), ds.remoteAddr)})
 }
 
 func (c *Ctrl) fromData(out *outputs, t hellopicsv1.MsgType, msg proto.Message) {
@@ -240,9 +287,7 @@ func (c *Ctrl) fromData(out *outputs, t hellopicsv1.MsgType, msg proto.Message) 
 			ignored(out, from, c.cfg.PairID, c.data, "ready for %s %q", RoleName(r.GetRole()), r.GetPairId())
 			return
 		}
-		if r.GetEpoch() > c.fence.epoch {
-			c.fence.epoch = r.GetEpoch()
-		}
+		// r.Epoch is data's to report, not to raise ctrl's fence with.
 		c.dataReady = true
 		out.event(Event{Kind: EventReady, Peer: from, PairID: c.cfg.PairID, Session: c.data, Epoch: c.fence.epoch,
 			Message: fmt.Sprintf("data ready; telling mgmt (connected=%v)", c.mgmtUp)})
@@ -254,7 +299,7 @@ func (c *Ctrl) fromData(out *outputs, t hellopicsv1.MsgType, msg proto.Message) 
 			fromSession: c.data, toSession: c.mgmt, toUp: c.mgmtUp,
 			want: hellopicsv1.Direction_DIRECTION_MGMT_DATA_CTRL, pairID: c.cfg.PairID})
 	case hellopicsv1.MsgType_MSG_TYPE_REJECT:
-		out.event(Event{Kind: EventRejected, Peer: from, PairID: c.cfg.PairID, Session: c.data, Message: "data refuses: " + msg.(*hellopicsv1.Reject).GetReason()})
+		out.event(Event{Kind: EventRejected, Peer: from, PairID: c.cfg.PairID, Session: c.data, Message: "data refuses: " + Sanitize(msg.(*hellopicsv1.Reject).GetReason())})
 	default:
 		ignored(out, from, c.cfg.PairID, c.data, "unexpected %s from data", t)
 	}

@@ -232,7 +232,7 @@ func (d *Data) Receive(id SessionID, t hellopicsv1.MsgType, msg proto.Message, n
 	var out outputs
 	switch {
 	case !checkMessage(t, msg):
-		ignored(&out, hellopicsv1.Role_ROLE_UNSPECIFIED, d.cfg.PairID, id, "malformed or unknown frame type %s", t)
+		refusedMsg(&out, RefusedMalformed, hellopicsv1.Role_ROLE_UNSPECIFIED, d.cfg.PairID, id, "malformed or unknown frame type %s", t)
 	case d.mgmtUp && id == d.mgmt:
 		d.fromMgmt(&out, t, msg)
 	case d.ctrlUp && id == d.ctrl:
@@ -257,7 +257,7 @@ func (d *Data) fromMgmt(out *outputs, t hellopicsv1.MsgType, msg proto.Message) 
 			d.mgmtUp = false
 		}
 	case hellopicsv1.MsgType_MSG_TYPE_REJECT:
-		out.event(Event{Kind: EventRejected, Peer: from, PairID: d.cfg.PairID, Session: d.mgmt, Message: "mgmt refuses: " + msg.(*hellopicsv1.Reject).GetReason()})
+		out.event(Event{Kind: EventRejected, Peer: from, PairID: d.cfg.PairID, Session: d.mgmt, Message: "mgmt refuses: " + Sanitize(msg.(*hellopicsv1.Reject).GetReason())})
 	default:
 		ignored(out, from, d.cfg.PairID, d.mgmt, "unexpected %s from mgmt", t)
 	}
@@ -267,11 +267,15 @@ func (d *Data) fromMgmt(out *outputs, t hellopicsv1.MsgType, msg proto.Message) 
 // because ctrl (re)registered.
 func (d *Data) peer(out *outputs, p *hellopicsv1.Peer) {
 	const from = hellopicsv1.Role_ROLE_MGMT
-	if !d.fence.admit(out, p.GetEpoch(), "peer", from, d.cfg.PairID, d.mgmt, 0) {
+	if p.GetRole() != hellopicsv1.Role_ROLE_CTRL || p.GetPairId() != d.cfg.PairID {
+		ignored(out, from, d.cfg.PairID, d.mgmt, "peer %s of another pair", RoleName(p.GetRole()))
 		return
 	}
-	if p.GetRole() != hellopicsv1.Role_ROLE_CTRL || p.GetPairId() != d.cfg.PairID || p.GetAddr() == "" {
-		ignored(out, from, d.cfg.PairID, d.mgmt, "peer %s %q at %q", RoleName(p.GetRole()), p.GetPairId(), p.GetAddr())
+	if !ValidAddr(p.GetAddr()) {
+		refusedMsg(out, RefusedAddr, from, d.cfg.PairID, d.mgmt, "peer with an invalid ctrl address")
+		return
+	}
+	if !d.fence.admit(out, p.GetEpoch(), "peer", from, d.cfg.PairID, d.mgmt, 0) {
 		return
 	}
 	d.ctrlAddr = p.GetAddr()
@@ -301,7 +305,7 @@ func (d *Data) fromCtrl(out *outputs, t hellopicsv1.MsgType, msg proto.Message) 
 			fromSession: d.ctrl, toSession: d.mgmt, toUp: d.mgmtUp,
 			want: hellopicsv1.Direction_DIRECTION_MGMT_CTRL_DATA, pairID: d.cfg.PairID})
 	case hellopicsv1.MsgType_MSG_TYPE_REJECT:
-		out.event(Event{Kind: EventRejected, Peer: from, PairID: d.cfg.PairID, Session: d.ctrl, Message: "ctrl refuses: " + msg.(*hellopicsv1.Reject).GetReason()})
+		out.event(Event{Kind: EventRejected, Peer: from, PairID: d.cfg.PairID, Session: d.ctrl, Message: "ctrl refuses: " + Sanitize(msg.(*hellopicsv1.Reject).GetReason())})
 	default:
 		ignored(out, from, d.cfg.PairID, d.ctrl, "unexpected %s from ctrl", t)
 	}

@@ -30,8 +30,10 @@
 // ignores anything else before it, and rejects a bad identity (role not
 // ctrl or data, empty pair id, ctrl without a data address, a second live
 // ctrl or data for a pair, a component that has seen a higher epoch than
-// mgmt's) with MSG_REJECT and a Close. The same instance identifying on a
-// new connection replaces its old session, which is dead.
+// mgmt's, a field beyond the limits of limits.go, a new pair beyond
+// MgmtConfig.MaxPairs) with MSG_REJECT and a Close. The same instance
+// identifying on a new connection from the same source IP replaces its old
+// session, which is dead; from another IP it is refused.
 //
 // data asks mgmt where its ctrl listens (MSG_GET_PEER); mgmt answers
 // MSG_PEER with ctrl's Identify.data_addr, at once if ctrl is registered,
@@ -62,11 +64,26 @@
 // # Fencing
 //
 // Every message mgmt sends to ctrl and data carries mgmt's epoch. ctrl
-// and data remember the highest epoch they have seen (from mgmt, or from
-// each other) and drop hellos, peers and redirects with a lower one. A
+// and data remember the highest epoch they have seen from mgmt (never
+// from each other: only mgmt raises a fence) and drop hellos, peers and
+// redirects with a lower one. ctrl refuses data that has seen a higher
+// epoch than ctrl, which retries. A
 // backup mgmt answers Identify with MSG_REDIRECT naming the master and
 // closes; ctrl and data then switch to the master and redo only Identify
 // (and Ready, and GetPeer if data has no ctrl), keeping their ctrl<->data
 // connection. Mgmt.SetMastership turns a master into a backup (redirecting
 // every component) and back.
+//
+// # Hostile input
+//
+// Peers are not authenticated: a component is what its Identify says plus
+// its source address. Bad input is refused and reported as an Event whose
+// Refused names the rule (RefusalReasons lists them) for the shell to
+// count and log at Warn; it costs the sender its connection at most. No
+// one takes over a live registration at mgmt, or ctrl's live data link,
+// unless it is the same instance from the same host. Epochs and hello
+// numbers from the wire are bounded below 2^63, so nothing wraps; every
+// string and list is bounded (limits.go); mgmt's registry holds at most
+// MaxPairs pairs and forgets a pair whose components have been gone for
+// PairExpiry. Rejects reveal nothing about other components.
 package handshake

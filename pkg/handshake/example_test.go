@@ -76,6 +76,7 @@ func Example() {
 	// Output:
 	// ctrl -> mgmt: MSG_TYPE_ID
 	// data -> mgmt: MSG_TYPE_ID
+	// mgmt -> ctrl: MSG_TYPE_PEER
 	// data -> mgmt: MSG_TYPE_GET_PEER
 	// mgmt -> data: MSG_TYPE_PEER
 	// data dials ctrl:7000

@@ -154,11 +154,12 @@ func TestMgmtRejectsBadIdentity(t *testing.T) {
 	}{
 		{"no role", &hellopicsv1.Identify{PairId: "p1", Instance: "x"}, "ROLE_UNSPECIFIED"},
 		{"mgmt role", &hellopicsv1.Identify{Role: hellopicsv1.Role_ROLE_MGMT, PairId: "p1"}, "ROLE_MGMT"},
-		{"empty pair", &hellopicsv1.Identify{Role: roleDataPB, Instance: "x"}, "empty pair id"},
+		{"empty pair", &hellopicsv1.Identify{Role: roleDataPB, Instance: "x"}, "pair id must be"},
 		{"ctrl without data addr", &hellopicsv1.Identify{Role: roleCtrlPB, PairId: "p1", Instance: "x"}, "data address"},
-		{"second ctrl", ctrlID("p1", "c-2"), "already has a live ctrl"},
-		{"second data", dataID("p1", "d-2"), "already has a live data"},
-		{"second ctrl without instance", ctrlID("p1", ""), "already has a live ctrl"},
+		{"second ctrl", ctrlID("p1", "c-2"), "identity in use"},
+		{"second data", dataID("p1", "d-2"), "identity in use"},
+		{"second ctrl without instance", ctrlID("p1", ""), "identity in use"},
+		{"live ctrl's instance from another host", ctrlID("p1", "c-1"), "identity in use"},
 		{"higher epoch", &hellopicsv1.Identify{Role: roleDataPB, PairId: "p9", Epoch: 2}, "stale master"},
 	}
 	for _, tc := range tests {
@@ -192,7 +193,7 @@ func TestMgmtReidentify(t *testing.T) {
 	// The same instance on a new connection replaces the old one, and the
 	// pair must get ready again.
 	m.SessionUp(3, "10.0.0.1:3333", t0)
-	if got := summary(m.Receive(3, msgID, ctrlID("p1", "c-1"), t0)); got != "close 1; send 2 PEER | down cycle_stopped identified peer" {
+	if got := summary(m.Receive(3, msgID, ctrlID("p1", "c-1"), t0)); got != "close 1; send 3 PEER; send 2 PEER | down cycle_stopped identified peer peer" {
 		t.Fatalf("same instance: %s", got)
 	}
 	if got := summary(m.SessionDown(1, "eof", t0)); got != " | " {
@@ -220,7 +221,12 @@ func TestMgmtPeerAndReady(t *testing.T) {
 	}
 	m.SessionUp(1, "c:1", t0)
 	outs := m.Receive(1, msgID, &hellopicsv1.Identify{Role: roleCtrlPB, PairId: "p1", Instance: "c", DataAddr: "c:7000", Epoch: 4}, t0)
-	p := sentMsg[*hellopicsv1.Peer](t, outs, msgPeer)
+	var p *hellopicsv1.Peer // the one to data; ctrl gets one too (mgmt's epoch)
+	for _, o := range outs {
+		if snd, ok := o.(Send); ok && snd.Session == 2 && snd.Type == msgPeer {
+			p = snd.Msg.(*hellopicsv1.Peer)
+		}
+	}
 	want := &hellopicsv1.Peer{Role: roleCtrlPB, PairId: "p1", Addr: "c:7000", Epoch: 4}
 	if !proto.Equal(p, want) {
 		t.Fatalf("peer %v, want %v", p, want)

@@ -3,6 +3,7 @@ package handshake
 import (
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"time"
 
@@ -44,6 +45,14 @@ type MgmtConfig struct {
 	// MasterAddr is, for a backup, the component address of the master
 	// ("" when no master is known).
 	MasterAddr string
+	// MaxPairs bounds the registry: an Identify that would create a pair
+	// beyond it is refused (RefusedTooManyPairs). Zero means
+	// DefaultMaxPairs.
+	MaxPairs int
+	// PairExpiry is how long a pair whose ctrl and data are both gone
+	// stays in the registry before Tick removes it (EventPairExpired).
+	// Zero means DefaultPairExpiry; a negative value keeps pairs forever.
+	PairExpiry time.Duration
 }
 
 func (c *MgmtConfig) validate() error {
@@ -59,6 +68,18 @@ func (c *MgmtConfig) validate() error {
 	if c.IdentifyTimeout == 0 {
 		c.IdentifyTimeout = DefaultIdentifyTimeout
 	}
+	if c.MaxPairs < 0 {
+		return fmt.Errorf("handshake: negative max pairs %d", c.MaxPairs)
+	}
+	if c.MaxPairs == 0 {
+		c.MaxPairs = DefaultMaxPairs
+	}
+	if c.PairExpiry == 0 {
+		c.PairExpiry = DefaultPairExpiry
+	}
+	if c.Epoch >= EpochLimit {
+		return fmt.Errorf("handshake: epoch %d out of range", c.Epoch)
+	}
 	return nil
 }
 
@@ -71,6 +92,9 @@ type Mgmt struct {
 	sessions map[SessionID]*mgmtSession
 	pairs    map[string]*pair
 	nextSeq  uint64
+	// unstamped counts pairs without components whose idleSince is not
+	// yet set (restored ones): the next call with a time sets it.
+	unstamped int
 }
 
 // mgmtSession is one connection to mgmt.
@@ -112,6 +136,10 @@ type pair struct {
 	lastHello                                   time.Time
 	lastRTT                                     time.Duration
 	hasLastHello                                bool
+
+	// idleSince is when the pair last had neither component live (zero
+	// while one is, or not yet known for a restored pair).
+	idleSince time.Time
 }
 
 type hello struct {
@@ -150,6 +178,7 @@ func (m *Mgmt) NextSeq() uint64 { return m.nextSeq }
 // on it but an Identify until it has identified itself.
 func (m *Mgmt) SessionUp(id SessionID, remoteAddr string, now time.Time) []Output {
 	var out outputs
+	m.stamp(now)
 	if old, ok := m.sessions[id]; ok {
 		// The shell reused a live ID: treat the old connection as lost.
 		out = append(out, m.SessionDown(old.id, "session id reused", now)...)
@@ -174,11 +203,17 @@ func (m *Mgmt) SessionDown(id SessionID, reason string, now time.Time) []Output 
 		return out
 	}
 	p := m.pairs[s.ident.GetPairId()]
+	if p == nil {
+		return out // cannot happen: an identified session's pair has a live member
+	}
 	mb := p.member(s.ident.GetRole())
 	if !mb.live || mb.session != id {
 		return out
 	}
 	mb.live, mb.ready = false, false
+	if !p.ctrl.live && !p.data.live {
+		p.idleSince = now
+	}
 	why := fmt.Sprintf("%s %s lost: %s", RoleName(s.ident.GetRole()), s.ident.GetInstance(), reason)
 	out.event(Event{Kind: EventDown, Peer: s.ident.GetRole(), PairID: p.id, Session: id, Epoch: m.cfg.Epoch, Message: why})
 	m.resetPair(&out, p, why)
@@ -207,25 +242,28 @@ func (m *Mgmt) Receive(id SessionID, t hellopicsv1.MsgType, msg proto.Message, n
 		return out
 	}
 	if !checkMessage(t, msg) {
-		out.event(Event{Kind: EventIgnored, Session: id, Message: fmt.Sprintf("malformed or unknown frame type %s", t)})
+		out.event(Event{Kind: EventIgnored, Session: id, Refused: RefusedMalformed, Message: fmt.Sprintf("malformed or unknown frame type %s from %s", t, s.remoteAddr)})
 		return out
 	}
 	if !s.identified {
 		if t != hellopicsv1.MsgType_MSG_TYPE_ID {
-			out.event(Event{Kind: EventIgnored, Session: id, Message: fmt.Sprintf("%s before identification from %s", t, s.remoteAddr)})
+			out.event(Event{Kind: EventIgnored, Session: id, Refused: RefusedNotIdentified, Message: fmt.Sprintf("%s before identification from %s", t, s.remoteAddr)})
 			return out
 		}
 		m.identify(&out, s, msg.(*hellopicsv1.Identify), now)
 		return out
 	}
 	role, p := s.ident.GetRole(), m.pairs[s.ident.GetPairId()]
+	if p == nil {
+		return out // cannot happen: an identified session's pair has a live member
+	}
 	switch t {
 	case hellopicsv1.MsgType_MSG_TYPE_ID:
 		if proto.Equal(msg, s.ident) {
 			out.event(Event{Kind: EventIgnored, Peer: role, PairID: p.id, Session: id, Message: "repeated identify"})
 			return out
 		}
-		m.reject(&out, s, msg.(*hellopicsv1.Identify), "identity changed on an identified session")
+		m.reject(&out, s, msg.(*hellopicsv1.Identify), RefusedIdentityChanged, "identity changed on an identified session", "")
 		out = append(out, m.SessionDown(id, "identity changed", now)...)
 	case hellopicsv1.MsgType_MSG_TYPE_GET_PEER:
 		m.getPeer(&out, s, p, msg.(*hellopicsv1.GetPeer))
@@ -235,24 +273,38 @@ func (m *Mgmt) Receive(id SessionID, t hellopicsv1.MsgType, msg proto.Message, n
 		m.helloBack(&out, s, p, msg.(*hellopicsv1.Hello), now)
 	case hellopicsv1.MsgType_MSG_TYPE_REPORT:
 		r := msg.(*hellopicsv1.Report)
+		if r.GetRole() != role || r.GetPairId() != p.id || !checkRelay(r.GetRelay()) {
+			out.event(Event{Kind: EventIgnored, Peer: role, PairID: p.id, Session: id, Refused: RefusedReport,
+				Message: fmt.Sprintf("report from %s not for its own pair and role, or beyond the limits (%d counters, names of at most %d bytes)",
+					RoleName(role), MaxRelayCounters, MaxCounterNameLen)})
+			return out
+		}
 		if role == hellopicsv1.Role_ROLE_DATA && r.GetRelay() != nil {
 			p.relay = proto.Clone(r.GetRelay()).(*hellopicsv1.RelayStats)
 		}
 	case hellopicsv1.MsgType_MSG_TYPE_REJECT:
-		out.event(Event{Kind: EventRejected, Peer: role, PairID: p.id, Session: id, Message: "peer refuses: " + msg.(*hellopicsv1.Reject).GetReason()})
+		out.event(Event{Kind: EventRejected, Peer: role, PairID: p.id, Session: id, Message: "peer refuses: " + Sanitize(msg.(*hellopicsv1.Reject).GetReason())})
 	default:
 		out.event(Event{Kind: EventIgnored, Peer: role, PairID: p.id, Session: id, Message: fmt.Sprintf("unexpected %s", t)})
 	}
 	return out
 }
 
-// reject refuses session s, which claims to be who: a Reject with the
-// reason, then a Close.
-func (m *Mgmt) reject(out *outputs, s *mgmtSession, who *hellopicsv1.Identify, reason string) {
-	out.send(s.id, hellopicsv1.MsgType_MSG_TYPE_REJECT, &hellopicsv1.Reject{Reason: reason})
+// reject refuses session s, which claims to be who, under rule refused:
+// a Reject with reason, then a Close. The reason goes to the stranger and
+// must reveal nothing about others; detail is for the log only.
+func (m *Mgmt) reject(out *outputs, s *mgmtSession, who *hellopicsv1.Identify, refused, reason, detail string) {
+	out.send(s.id, hellopicsv1.MsgType_MSG_TYPE_REJECT, &hellopicsv1.Reject{Reason: Sanitize(reason)})
 	*out = append(*out, Close{Session: s.id, Reason: reason})
-	out.event(Event{Kind: EventRejected, Peer: who.GetRole(), PairID: who.GetPairId(), Session: s.id, Epoch: m.cfg.Epoch,
-		Message: fmt.Sprintf("%s (instance %q from %s): %s", RoleName(who.GetRole()), who.GetInstance(), s.remoteAddr, reason)})
+	msg := fmt.Sprintf("%s (instance %q from %s): %s", RoleName(who.GetRole()), Sanitize(who.GetInstance()), s.remoteAddr, reason)
+	if detail != "" {
+		msg += " (" + detail + ")"
+	}
+	pairID := who.GetPairId()
+	if !ValidPairID(pairID) {
+		pairID = ""
+	}
+	out.event(Event{Kind: EventRejected, Peer: who.GetRole(), PairID: pairID, Session: s.id, Epoch: m.cfg.Epoch, Refused: refused, Message: msg})
 }
 
 // identify checks and registers an Identify on the unidentified session s.
@@ -264,18 +316,23 @@ func (m *Mgmt) identify(out *outputs, s *mgmtSession, in *hellopicsv1.Identify, 
 			reason = "not master; no master known"
 		}
 		*out = append(*out, Close{Session: s.id, Reason: reason})
-		out.event(Event{Kind: EventRedirect, Peer: in.GetRole(), PairID: in.GetPairId(), Session: s.id, Epoch: m.cfg.Epoch, Message: reason})
+		pairID := in.GetPairId()
+		if !ValidPairID(pairID) {
+			pairID = ""
+		}
+		out.event(Event{Kind: EventRedirect, Peer: in.GetRole(), PairID: pairID, Session: s.id, Epoch: m.cfg.Epoch, Message: reason})
 		delete(m.sessions, s.id)
 		return
 	}
-	if reason := m.checkIdentity(in); reason != "" {
-		m.reject(out, s, in, reason)
+	if refused, reason, detail := m.checkIdentity(s, in); refused != "" {
+		m.reject(out, s, in, refused, reason, detail)
 		delete(m.sessions, s.id)
 		return
 	}
 	if ls := in.GetLastSeq(); ls >= m.nextSeq {
 		// The component has forwarded numbers this master never synced
 		// (it took over without the old master's state): go past them.
+		// checkIdentity bounds ls below SeqLimit, so this cannot wrap.
 		m.nextSeq = ls + 1
 	}
 	p := m.pairs[in.GetPairId()]
@@ -283,14 +340,17 @@ func (m *Mgmt) identify(out *outputs, s *mgmtSession, in *hellopicsv1.Identify, 
 		p = &pair{id: in.GetPairId()}
 		m.pairs[p.id] = p
 	}
+	p.idleSince = time.Time{}
 	role := in.GetRole()
 	mb := p.member(role)
 	if mb.live {
-		// checkIdentity let this through: it is the same instance on a new
-		// connection, so the old one is dead whether or not we noticed.
+		// checkIdentity let this through: it is the same instance from the
+		// same host on a new connection, so the old one is dead whether or
+		// not we noticed.
 		old := mb.session
 		*out = append(*out, Close{Session: old, Reason: "superseded by a new session of the same instance"})
 		*out = append(*out, m.SessionDown(old, "superseded by a new session of the same instance", now)...)
+		p.idleSince = time.Time{}
 	}
 	s.identified = true
 	s.ident = proto.Clone(in).(*hellopicsv1.Identify)
@@ -300,43 +360,53 @@ func (m *Mgmt) identify(out *outputs, s *mgmtSession, in *hellopicsv1.Identify, 
 	// Tell the other side of the pair about the newcomer. data learns (or
 	// relearns) where ctrl listens; ctrl learns that data is back. Either
 	// re-announces its readiness if it still is ready, which is how a pair
-	// whose readiness was reset by a lost session gets going again.
+	// whose readiness was reset by a lost session gets going again. ctrl
+	// is told whenever both are registered: the Peer carries this mgmt's
+	// epoch, which ctrl must know before it accepts data that has seen it
+	// (ctrl never raises its fence from data).
 	switch role {
 	case hellopicsv1.Role_ROLE_CTRL:
 		if p.data.live {
+			// ctrl first: data will dial it at once.
+			m.sendPeer(out, p, p.ctrl.session, hellopicsv1.Role_ROLE_DATA, p.data.addr)
 			m.sendPeer(out, p, p.data.session, hellopicsv1.Role_ROLE_CTRL, p.ctrl.dataAddr)
 		}
 	case hellopicsv1.Role_ROLE_DATA:
-		// A ctrl that never reported ready on this session will do so when
-		// data connects to it; only one that did needs telling.
-		if p.ctrl.live && p.ctrl.wasReady {
+		if p.ctrl.live {
 			m.sendPeer(out, p, p.ctrl.session, hellopicsv1.Role_ROLE_DATA, p.data.addr)
 		}
 	}
 }
 
-// checkIdentity returns why in is refused, or "".
-func (m *Mgmt) checkIdentity(in *hellopicsv1.Identify) string {
+// checkIdentity returns why in, on session s, is refused: the rule, a
+// reason for the sender that reveals nothing about others, and details for
+// the log. The rule is "" when in is accepted.
+func (m *Mgmt) checkIdentity(s *mgmtSession, in *hellopicsv1.Identify) (refused, reason, detail string) {
 	role := in.GetRole()
 	if role != hellopicsv1.Role_ROLE_CTRL && role != hellopicsv1.Role_ROLE_DATA {
-		return fmt.Sprintf("role %s may not register with mgmt", role)
+		return RefusedRole, fmt.Sprintf("role %s may not register with mgmt", role), ""
 	}
-	if in.GetPairId() == "" {
-		return "empty pair id"
-	}
-	if role == hellopicsv1.Role_ROLE_CTRL && in.GetDataAddr() == "" {
-		return "ctrl without a data address"
+	if refused, why := checkIdentifyFields(in); refused != "" {
+		return refused, why, ""
 	}
 	if in.GetEpoch() > m.cfg.Epoch {
-		return fmt.Sprintf("stale master: component has seen epoch %d, this mgmt has %d", in.GetEpoch(), m.cfg.Epoch)
+		return RefusedEpochAhead, fmt.Sprintf("stale master: component has seen epoch %d, this mgmt has %d", in.GetEpoch(), m.cfg.Epoch), ""
 	}
-	if p := m.pairs[in.GetPairId()]; p != nil {
-		mb := p.member(role)
-		if mb.live && (in.GetInstance() == "" || in.GetInstance() != mb.instance) {
-			return fmt.Sprintf("pair %s already has a live %s (instance %s)", p.id, RoleName(role), mb.instance)
+	p := m.pairs[in.GetPairId()]
+	if p == nil {
+		if len(m.pairs) >= m.cfg.MaxPairs {
+			return RefusedTooManyPairs, "registry full", fmt.Sprintf("%d pairs, the maximum", len(m.pairs))
 		}
+		return "", "", ""
 	}
-	return ""
+	// A live registration is superseded only by the same instance from the
+	// same host: the component reconnecting before mgmt noticed that its
+	// old connection died. Knowing the instance id is not enough.
+	if mb := p.member(role); mb.live && (in.GetInstance() == "" || in.GetInstance() != mb.instance || !sameHost(s.remoteAddr, mb.addr)) {
+		return RefusedInUse, "identity in use; retry later",
+			fmt.Sprintf("pair %s has a live %s, instance %q from %s", p.id, RoleName(role), mb.instance, mb.addr)
+	}
+	return "", "", ""
 }
 
 // sendPeer sends a Peer describing the role component of p to session to.
@@ -349,7 +419,7 @@ func (m *Mgmt) sendPeer(out *outputs, p *pair, to SessionID, role hellopicsv1.Ro
 func (m *Mgmt) getPeer(out *outputs, s *mgmtSession, p *pair, g *hellopicsv1.GetPeer) {
 	if s.ident.GetRole() != hellopicsv1.Role_ROLE_DATA || g.GetPairId() != p.id {
 		out.event(Event{Kind: EventIgnored, Peer: s.ident.GetRole(), PairID: p.id, Session: s.id,
-			Message: fmt.Sprintf("get_peer for pair %q from %s", g.GetPairId(), RoleName(s.ident.GetRole()))})
+			Message: fmt.Sprintf("get_peer for another pair from %s", RoleName(s.ident.GetRole()))})
 		return
 	}
 	if !p.ctrl.live {
@@ -364,7 +434,7 @@ func (m *Mgmt) ready(out *outputs, s *mgmtSession, p *pair, r *hellopicsv1.Ready
 	role := s.ident.GetRole()
 	if r.GetRole() != role || r.GetPairId() != p.id {
 		out.event(Event{Kind: EventIgnored, Peer: role, PairID: p.id, Session: s.id,
-			Message: fmt.Sprintf("ready for %s %q on a %s session", RoleName(r.GetRole()), r.GetPairId(), RoleName(role))})
+			Message: fmt.Sprintf("ready for %s of another pair on a %s session", RoleName(r.GetRole()), RoleName(role))})
 		return
 	}
 	mb := p.member(role)
@@ -385,6 +455,14 @@ func (m *Mgmt) ready(out *outputs, s *mgmtSession, p *pair, r *hellopicsv1.Ready
 
 // sendHello sends p's next hello and schedules the one after.
 func (m *Mgmt) sendHello(out *outputs, p *pair, now time.Time) {
+	if m.nextSeq == math.MaxUint64 {
+		// Unreachable in practice (2^63 hellos after the highest accepted
+		// last_seq), but never wrap: stop instead.
+		p.running = false
+		p.outstanding = hello{}
+		out.event(Event{Kind: EventCycleStopped, PairID: p.id, Seq: p.lastSeq, Epoch: m.cfg.Epoch, Message: "hello numbers exhausted"})
+		return
+	}
 	h := hello{seq: m.nextSeq, dir: p.nextDir, sentAt: now}
 	m.nextSeq++
 	first, firstRole := p.ctrl.session, hellopicsv1.Role_ROLE_CTRL
@@ -395,7 +473,7 @@ func (m *Mgmt) sendHello(out *outputs, p *pair, now time.Time) {
 		p.nextDir = hellopicsv1.Direction_DIRECTION_MGMT_DATA_CTRL
 	}
 	p.outstanding = h
-	p.sent++
+	inc(&p.sent)
 	p.lastSeq = h.seq
 	p.nextDue = now.Add(m.cfg.HelloInterval)
 	out.send(first, hellopicsv1.MsgType_MSG_TYPE_HELLO, &hellopicsv1.Hello{
@@ -415,13 +493,13 @@ func (m *Mgmt) helloBack(out *outputs, s *mgmtSession, p *pair, h *hellopicsv1.H
 	o := p.outstanding
 	if !p.running || o.seq == 0 || h.GetSeq() != o.seq || h.GetDirection() != o.dir ||
 		s.ident.GetRole() != lastHop || h.GetPairId() != p.id {
-		p.outOfOrder++
+		inc(&p.outOfOrder)
 		out.event(Event{Kind: EventHelloOutOfOrder, Peer: s.ident.GetRole(), PairID: p.id, Session: s.id, Seq: h.GetSeq(), Epoch: h.GetEpoch(),
 			Message: fmt.Sprintf("hello %d %s from %s; expected %d", h.GetSeq(), h.GetDirection(), RoleName(s.ident.GetRole()), o.seq)})
 		return
 	}
 	p.outstanding = hello{}
-	p.received++
+	inc(&p.received)
 	p.lastHello = now
 	p.lastRTT = now.Sub(o.sentAt)
 	p.hasLastHello = true
@@ -445,6 +523,9 @@ func (m *Mgmt) NextDeadline() (time.Time, bool) {
 		if p.running {
 			earliest(p.nextDue)
 		}
+		if m.cfg.PairExpiry > 0 && !p.idleSince.IsZero() {
+			earliest(p.idleSince.Add(m.cfg.PairExpiry))
+		}
 	}
 	for _, s := range m.sessions {
 		if !s.identified {
@@ -460,13 +541,24 @@ func (m *Mgmt) NextDeadline() (time.Time, bool) {
 // have not identified within IdentifyTimeout are closed.
 func (m *Mgmt) Tick(now time.Time) []Output {
 	var out outputs
+	m.stamp(now)
 	for _, id := range m.sortedSessions() {
 		s := m.sessions[id]
 		if !s.identified && !now.Before(s.since.Add(m.cfg.IdentifyTimeout)) {
 			reason := fmt.Sprintf("no identify within %v", m.cfg.IdentifyTimeout)
 			out = append(out, Close{Session: id, Reason: reason})
-			out.event(Event{Kind: EventDown, Session: id, Message: s.remoteAddr + ": " + reason})
+			out.event(Event{Kind: EventDown, Session: id, Refused: RefusedIdentifyTimeout, Message: s.remoteAddr + ": " + reason})
 			delete(m.sessions, id)
+		}
+	}
+	if m.cfg.PairExpiry > 0 {
+		for _, p := range m.sortedPairs() {
+			if p.idleSince.IsZero() || now.Before(p.idleSince.Add(m.cfg.PairExpiry)) {
+				continue
+			}
+			delete(m.pairs, p.id)
+			out.event(Event{Kind: EventPairExpired, PairID: p.id, Epoch: m.cfg.Epoch,
+				Message: fmt.Sprintf("ctrl and data gone for %v; removed from the registry", now.Sub(p.idleSince))})
 		}
 	}
 	for _, p := range m.sortedPairs() {
@@ -474,7 +566,7 @@ func (m *Mgmt) Tick(now time.Time) []Output {
 			continue
 		}
 		if p.outstanding.seq != 0 {
-			p.missed++
+			inc(&p.missed)
 			out.event(Event{Kind: EventHelloMissed, PairID: p.id, Seq: p.outstanding.seq, Epoch: m.cfg.Epoch,
 				Message: fmt.Sprintf("hello %d %s not back after %v", p.outstanding.seq, p.outstanding.dir, now.Sub(p.outstanding.sentAt))})
 		}
@@ -489,7 +581,8 @@ func (m *Mgmt) Tick(now time.Time) []Output {
 // The epoch never decreases: a lower value is ignored.
 func (m *Mgmt) SetMastership(isMaster bool, epoch uint64, masterAddr string, now time.Time) []Output {
 	var out outputs
-	if epoch > m.cfg.Epoch {
+	m.stamp(now)
+	if epoch > m.cfg.Epoch && epoch < EpochLimit {
 		m.cfg.Epoch = epoch
 	}
 	wasBackup := m.cfg.Backup
@@ -510,6 +603,19 @@ func (m *Mgmt) SetMastership(isMaster bool, epoch uint64, masterAddr string, now
 		out = append(out, m.SessionDown(id, "no longer master", now)...)
 	}
 	return out
+}
+
+// stamp starts the idle time of restored pairs that have no component.
+func (m *Mgmt) stamp(now time.Time) {
+	if m.unstamped == 0 {
+		return
+	}
+	m.unstamped = 0
+	for _, p := range m.pairs {
+		if p.idleSince.IsZero() && !p.ctrl.live && !p.data.live {
+			p.idleSince = now
+		}
+	}
 }
 
 func (m *Mgmt) sortedSessions() []SessionID {
@@ -592,6 +698,10 @@ type Snapshot struct {
 	NextSeq uint64
 	// Pairs are the registry's pairs, as Pairs returns them.
 	Pairs []*hellopicsv1.PairStatus
+	// Full marks a snapshot of the whole registry: Restore then also
+	// forgets the pairs it does not hold that have no live component here
+	// (pairs the master expired).
+	Full bool
 }
 
 // Snapshot returns the state to replicate to a backup.
@@ -608,9 +718,18 @@ var ErrBadSnapshot = errors.New("handshake: bad snapshot")
 // readiness and running cycles are not restored: components re-identify
 // with the new master and the cycles restart from the handshake.
 func (m *Mgmt) Restore(s Snapshot) error {
+	in := make(map[string]bool, len(s.Pairs))
 	for _, ps := range s.Pairs {
-		if ps.GetPairId() == "" {
-			return fmt.Errorf("%w: pair without id", ErrBadSnapshot)
+		if !ValidPairID(ps.GetPairId()) {
+			return fmt.Errorf("%w: pair id empty or beyond the limits", ErrBadSnapshot)
+		}
+		in[ps.GetPairId()] = true
+	}
+	if s.Full {
+		for id, p := range m.pairs {
+			if !in[id] && !p.ctrl.live && !p.data.live {
+				delete(m.pairs, id)
+			}
 		}
 	}
 	if s.NextSeq > m.nextSeq {
@@ -619,8 +738,11 @@ func (m *Mgmt) Restore(s Snapshot) error {
 	for _, ps := range s.Pairs {
 		p := m.pairs[ps.GetPairId()]
 		if p == nil {
+			// Restored without components: its idle time starts at the
+			// next call that knows the time (see stamp).
 			p = &pair{id: ps.GetPairId()}
 			m.pairs[p.id] = p
+			m.unstamped++
 		}
 		c := ps.GetCounters()
 		p.sent, p.received, p.missed, p.outOfOrder = c.GetSent(), c.GetReceived(), c.GetMissed(), c.GetOutOfOrder()
@@ -630,7 +752,7 @@ func (m *Mgmt) Restore(s Snapshot) error {
 			p.lastHello = c.GetLastHello().AsTime()
 			p.lastRTT = c.GetLastRtt().AsDuration()
 		}
-		if p.lastSeq >= m.nextSeq {
+		if p.lastSeq >= m.nextSeq && p.lastSeq < math.MaxUint64 {
 			m.nextSeq = p.lastSeq + 1
 		}
 		if ps.GetRelay() != nil {

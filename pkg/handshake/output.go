@@ -73,6 +73,19 @@ type Event struct {
 	Message string
 	// RTT is the round-trip time of a returned hello (EventHelloReturned).
 	RTT time.Duration
+	// Refused is set when the event reports input refused under one of
+	// the rules of this package (bad input, see limits.go): one of the
+	// Refused* constants, for the shell to count. Such events log at Warn.
+	Refused string
+}
+
+// Level is the log level of the event: Warn for a refusal, else its
+// Kind's level.
+func (e Event) Level() slog.Level {
+	if e.Refused != "" && e.Kind.Level() < slog.LevelWarn {
+		return slog.LevelWarn
+	}
+	return e.Kind.Level()
 }
 
 func (Send) isOutput()       {}
@@ -83,6 +96,10 @@ func (Event) isOutput()      {}
 
 // String formats the event for tests and debugging.
 func (e Event) String() string {
+	if e.Refused != "" {
+		return fmt.Sprintf("%s peer=%s pair=%q session=%d seq=%d epoch=%d refused=%s: %s",
+			e.Kind, RoleName(e.Peer), e.PairID, e.Session, e.Seq, e.Epoch, e.Refused, e.Message)
+	}
 	return fmt.Sprintf("%s peer=%s pair=%q session=%d seq=%d epoch=%d: %s",
 		e.Kind, RoleName(e.Peer), e.PairID, e.Session, e.Seq, e.Epoch, e.Message)
 }
@@ -131,6 +148,9 @@ const (
 	EventUp
 	// EventMastership: the mgmt machine's mastership or epoch changed.
 	EventMastership
+	// EventPairExpired: mgmt removed a pair whose components had both been
+	// gone for MgmtConfig.PairExpiry.
+	EventPairExpired
 )
 
 var eventKindNames = map[EventKind]string{
@@ -152,6 +172,7 @@ var eventKindNames = map[EventKind]string{
 	EventDown:            "down",
 	EventUp:              "up",
 	EventMastership:      "mastership",
+	EventPairExpired:     "pair_expired",
 }
 
 // String returns the kind's log name, such as "hello_missed".

@@ -1,8 +1,14 @@
 package tier
 
 import (
+	"bytes"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/hellopics/hellopics/pkg/handshake"
 )
 
 func TestLoopRunsInOrder(t *testing.T) {
@@ -61,4 +67,26 @@ func TestLoopClose(t *testing.T) {
 		t.Fatal("Do reported success after Close")
 	}
 	l.Close() // twice is fine
+}
+
+func TestEventLogRateLimitsRefusals(t *testing.T) {
+	var buf bytes.Buffer
+	l := NewEventLog(hclog.New(&hclog.LoggerOptions{Output: &buf, Level: hclog.Debug}), "mgmt", time.Hour)
+	for range 500 {
+		l.Log(handshake.Event{Kind: handshake.EventRejected, Refused: "pair_id", Message: "refused"})
+	}
+	l.Log(handshake.Event{Kind: handshake.EventRejected, Refused: "in_use", Message: "refused too"})
+	for range 3 {
+		l.Log(handshake.Event{Kind: handshake.EventReady, Message: "ctrl ready"})
+	}
+	out := buf.String()
+	if n := strings.Count(out, "refused=pair_id"); n != 1 {
+		t.Errorf("%d lines for 500 pair_id refusals; want 1:\n%s", n, out)
+	}
+	if n := strings.Count(out, "refused=in_use"); n != 1 {
+		t.Errorf("%d lines for the in_use refusal; want 1", n)
+	}
+	if n := strings.Count(out, "ctrl ready"); n != 3 {
+		t.Errorf("%d ordinary events logged; want all 3", n)
+	}
 }
