@@ -72,6 +72,26 @@ type Config struct {
 	// the relay closes that client with a logged reason. Default 4096.
 	ClientQueue int
 
+	// MaxClients is how many TPCE clients the relay serves at once, on
+	// its three ports together; a connection past it is closed at once,
+	// counted (refused, reason max_clients) and logged (rate-limited).
+	// Default 256.
+	MaxClients int
+	// MaxClientsPerIP is how many of those may come from one remote IP
+	// address; past it likewise (reason max_clients_per_ip). Default 64.
+	MaxClientsPerIP int
+	// StallTimeout closes a commands client that has sent part of a
+	// message (a header, or part of a text) and then nothing more for
+	// this long: a well-behaved client sends a message whole. 0: never.
+	// Default 30 s.
+	StallTimeout time.Duration
+	// IdleTimeout closes a commands client that sends nothing at all for
+	// this long between messages. Off by default (0): a TPCE client may
+	// stay connected and silent for hours waiting for an operator, and
+	// events and status clients only listen (they are never idle-closed);
+	// MaxClients and MaxClientsPerIP bound what silent clients can take.
+	IdleTimeout time.Duration
+
 	// ReassemblyTimeout drops a transfer that stays incomplete this long.
 	// Default 5 s.
 	ReassemblyTimeout time.Duration
@@ -120,6 +140,9 @@ func DefaultConfig() Config {
 		SendQueue:         4096,
 		Backlog:           1024,
 		ClientQueue:       4096,
+		MaxClients:        256,
+		MaxClientsPerIP:   64,
+		StallTimeout:      30 * time.Second,
 		ReassemblyTimeout: 5 * time.Second,
 		MaxPending:        65536,
 		PendingTimeout:    10 * time.Minute,
@@ -152,6 +175,12 @@ func (c Config) Validate() error {
 	}
 	if c.Senders <= 0 || c.FragmentWindow <= 0 || c.SendQueue <= 0 || c.MaxPending <= 0 || c.Backlog <= 0 || c.ClientQueue <= 0 {
 		errs = append(errs, errors.New("the fields Senders, FragmentWindow, SendQueue, MaxPending, Backlog and ClientQueue must be positive"))
+	}
+	if c.MaxClients <= 0 || c.MaxClientsPerIP <= 0 {
+		errs = append(errs, fmt.Errorf("MaxClients %d and MaxClientsPerIP %d must be positive", c.MaxClients, c.MaxClientsPerIP))
+	}
+	if c.StallTimeout < 0 || c.IdleTimeout < 0 {
+		errs = append(errs, fmt.Errorf("StallTimeout %v and IdleTimeout %v must not be negative (0: off)", c.StallTimeout, c.IdleTimeout))
 	}
 	if c.ReassemblyTimeout <= 0 || c.PendingTimeout <= 0 || c.PollInterval < 0 || c.StatsInterval < 0 {
 		errs = append(errs, errors.New("the fields ReassemblyTimeout and PendingTimeout must be positive, PollInterval and StatsInterval not negative"))

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +23,7 @@ import (
 	"github.com/gosnmp/gosnmp"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/hellopics/hellopics/internal/ratelog"
 	"github.com/hellopics/hellopics/pkg/dgram"
 	"github.com/hellopics/hellopics/pkg/meds"
 )
@@ -57,6 +59,11 @@ type Relay struct {
 
 	unknownEngID uint32 // usmStatsUnknownEngineIDs; notification loop only
 	notInTime    uint32 // usmStatsNotInTimeWindows; notification loop only
+
+	connMu sync.Mutex // guards conns and perIP: the client places of MaxClients, MaxClientsPerIP
+	conns  int
+	perIP  map[netip.Addr]int
+	tcpLog *ratelog.Limiter // accept failures and refusals
 
 	c      counters
 	cancel context.CancelFunc
@@ -108,7 +115,13 @@ func New(cfg Config, logger hclog.Logger) (*Relay, error) {
 			MaxCount:   uint32((meds.HeaderLen+int(cfg.MaxText))/minData + 1),
 		}),
 		pending: newPendingTable(cfg.MaxPending),
+		perIP:   make(map[netip.Addr]int),
 	}
+	logEvery := time.Second
+	if cfg.LogEveryError {
+		logEvery = 0
+	}
+	r.tcpLog = ratelog.New(r.log, logEvery)
 	if cfg.CommandSecurity.Version == gosnmp.Version2c {
 		r.slots = make(chan struct{}, cfg.Senders+cfg.SendQueue)
 	} else {

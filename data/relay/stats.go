@@ -11,6 +11,11 @@ type PortStats struct {
 	Clients        int    // clients connected now
 	Accepted       uint64 // clients accepted since start
 	SlowClosed     uint64 // clients closed because their queue was full
+	Refused        uint64 // connections closed at once: MaxClients reached
+	RefusedPerIP   uint64 // connections closed at once: MaxClientsPerIP reached for their address
+	AcceptErrors   uint64 // accepts that failed (EMFILE...), each followed by a back-off
+	Stalled        uint64 // clients closed after StallTimeout inside a message
+	Idle           uint64 // clients closed after IdleTimeout without a message
 	Violations     uint64 // clients closed for a protocol violation
 	MessagesIn     uint64 // MEDS messages read from clients (commands)
 	BytesIn        uint64 // octets read from clients, discarded ones included
@@ -81,6 +86,7 @@ type Stats struct {
 type portCounters struct {
 	accepted, slowClosed, violations, messagesIn, bytesIn, discarded atomic.Uint64
 	messagesOut, bytesOut, backlogDropped                            atomic.Uint64
+	refusedTotal, refusedPerIP, acceptErrors, stalled, idle          atomic.Uint64
 }
 
 type counters struct {
