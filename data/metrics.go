@@ -58,6 +58,7 @@ func collectRelay(r *relay.Relay, ch chan<- prometheus.Metric) {
 	for reason, v := range map[string]uint64{
 		"decode": d.Decode, "version": d.Version, "community": d.Community, "usm": d.USM, "time_window": d.TimeWindow, "pdu": d.PDU,
 		"fragment": d.Fragment, "reassembly": d.Reassembly, "expired": d.Expired, "message": d.Message,
+		"source": d.Source, "replay": d.Replay,
 		"wrong_type": d.WrongType, "no_port": d.NoPort, "relay_error_lost": d.RelayErrorLost,
 	} {
 		metrics.Counter(ch, descRelayDrops, float64(v), reason)

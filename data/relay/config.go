@@ -3,6 +3,7 @@ package relay
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/gosnmp/gosnmp"
@@ -29,6 +30,17 @@ type Config struct {
 	// NotifyAddr is the UDP address the relay receives InformRequests and
 	// SNMPv2-Traps on. Default ":162".
 	NotifyAddr string
+	// AgentAllow are the source addresses, besides the agent's own, that
+	// notifications are accepted from. The agent's are AgentAddr's host
+	// resolved when the relay starts (every address of the name; the
+	// loopback addresses when the host is empty or unspecified). Any
+	// source port is accepted: net-snmp's snmpinform and an agent's
+	// notification socket send from a port of their own. A notification
+	// from any other address is dropped unanswered, counted (Dropped.Source)
+	// and logged (rate-limited), before it is decoded. Add the prefix of
+	// an agent that sends from another address (a multi-homed host, a
+	// NAT); 0.0.0.0/0 and ::/0 accept anyone (not recommended).
+	AgentAllow []netip.Prefix
 
 	// CommandSecurity is what SetRequests and polls are sent with:
 	// SNMPv2c and community "private" by default, or SNMPv3 USM (the

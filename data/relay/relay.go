@@ -37,6 +37,7 @@ type Relay struct {
 
 	ports  [3]*port // by portKind; nil when not configured
 	notify *net.UDPConn
+	allow  []netip.Prefix // notification sources: the agent's addresses and AgentAllow
 	dec    *meds.Decoder
 
 	reasmMu sync.Mutex
@@ -160,6 +161,9 @@ func (r *Relay) Start(ctx context.Context) (err error) {
 		closers = append(closers, func() { _ = ln.Close() })
 		r.ports[kind] = newPort(r, portKind(kind), ln)
 	}
+	if r.allow, err = agentSources(ctx, r.cfg.AgentAddr, r.cfg.AgentAllow); err != nil {
+		return err
+	}
 	ua, err := net.ResolveUDPAddr("udp", r.cfg.NotifyAddr)
 	if err != nil {
 		return fmt.Errorf("relay: notification address %q: %w", r.cfg.NotifyAddr, err)
@@ -250,8 +254,62 @@ func (r *Relay) Start(ctx context.Context) (err error) {
 	a := r.Addrs()
 	r.log.Info("relay started", "commands", addrString(a.Commands), "events", addrString(a.Events), "status", addrString(a.Status),
 		"notify", addrString(a.Notify), "agent", r.cfg.AgentAddr, "version", r.cfg.CommandSecurity.Version.String(),
-		"max_msg_size", r.cfg.MaxMsgSize, "fragment_data", r.fragSize)
+		"max_msg_size", r.cfg.MaxMsgSize, "fragment_data", r.fragSize, "notify_from", prefixesString(r.allow),
+		"max_clients", r.cfg.MaxClients, "max_clients_per_ip", r.cfg.MaxClientsPerIP)
 	return nil
+}
+
+// agentSources returns the prefixes notifications are accepted from:
+// every address of the agent's host, and extra.
+func agentSources(ctx context.Context, agent string, extra []netip.Prefix) ([]netip.Prefix, error) {
+	host, _, err := net.SplitHostPort(agent)
+	if err != nil {
+		return nil, fmt.Errorf("relay: agent address %q: %w", agent, err)
+	}
+	var ips []netip.Addr
+	if a, err := netip.ParseAddr(host); err == nil && !a.IsUnspecified() {
+		ips = []netip.Addr{a}
+	} else if host == "" || err == nil { // unspecified: this host
+		ips = []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.IPv6Loopback()}
+	} else {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if ips, err = net.DefaultResolver.LookupNetIP(ctx, "ip", host); err != nil {
+			return nil, fmt.Errorf("relay: agent host %q (notifications are accepted from its addresses): %w", host, err)
+		}
+	}
+	out := make([]netip.Prefix, 0, len(ips)+len(extra))
+	for _, a := range ips {
+		a = a.Unmap().WithZone("")
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	for _, p := range extra {
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// allowed reports whether a notification from a may be decoded.
+func (r *Relay) allowed(a netip.Addr) bool {
+	a = a.Unmap().WithZone("")
+	for _, p := range r.allow {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func prefixesString(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		if p.IsSingleIP() {
+			s[i] = p.Addr().String()
+		} else {
+			s[i] = p.String()
+		}
+	}
+	return strings.Join(s, ",")
 }
 
 // Close stops every goroutine the relay started, closes every socket and
@@ -337,6 +395,7 @@ func (r *Relay) Stats() Stats {
 		Dropped: DropStats{
 			Decode: c.dropDecode.Load(), Version: c.dropVersion.Load(), Community: c.dropCommunity.Load(),
 			USM: c.dropUSM.Load(), TimeWindow: c.dropTimeWindow.Load(), PDU: c.dropPDU.Load(), Fragment: c.dropFragment.Load(),
+			Source: c.dropSource.Load(), Replay: c.dropReplay.Load(),
 			Reassembly: c.dropReassembly.Load(), Expired: c.dropExpired.Load(), Message: c.dropMessage.Load(),
 			WrongType: c.dropWrongType.Load(), NoPort: c.dropNoPort.Load(), RelayErrorLost: c.dropRelayErrorLost.Load(),
 		},

@@ -28,6 +28,8 @@ type PortStats struct {
 
 // DropStats counts the SNMP packets and messages dropped, by reason.
 type DropStats struct {
+	Source         uint64 // notifications from an address that is not the agent's (nor in AgentAllow), not decoded
+	Replay         uint64 // authenticated SNMPv3 messages seen before (a replay) or older than the replay cache covers
 	Decode         uint64 // packets that do not decode as SNMP
 	Version        uint64 // packets of another SNMP version
 	Community      uint64 // SNMPv2c packets with a wrong community
@@ -98,7 +100,7 @@ type counters struct {
 
 	dropDecode, dropVersion, dropCommunity, dropUSM, dropTimeWindow, dropPDU, dropFragment atomic.Uint64
 	dropReassembly, dropExpired, dropMessage, dropWrongType, dropNoPort                    atomic.Uint64
-	dropRelayErrorLost                                                                     atomic.Uint64
+	dropRelayErrorLost, dropSource, dropReplay                                             atomic.Uint64
 
 	pollFailures atomic.Uint64
 }
