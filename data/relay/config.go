@@ -51,6 +51,14 @@ type Config struct {
 	// authoritative engine (NotifySecurity.EngineID).
 	NotifySecurity meds.Security
 
+	// ReplayCache is how many authenticated SNMPv3 notifications are
+	// remembered so that a replay inside the 150 s time window is
+	// refused (Dropped.Replay); when full, the oldest is forgotten and
+	// notifications not newer than it are refused too. Default
+	// meds.DefaultReplayCache (65536, about 5 MiB; 436 a second over the
+	// whole window).
+	ReplayCache int
+
 	// MaxText is the largest MEDS text accepted, in octets; a header
 	// announcing more is refused before its text is read. Default 65536.
 	MaxText uint32
@@ -143,6 +151,7 @@ func DefaultConfig() Config {
 		NotifyAddr:        ":162",
 		CommandSecurity:   meds.Security{Version: gosnmp.Version2c, Community: "private"},
 		NotifySecurity:    meds.Security{Version: gosnmp.Version2c, Community: "public"},
+		ReplayCache:       meds.DefaultReplayCache,
 		MaxText:           meds.DefaultMaxText,
 		MaxMsgSize:        meds.DefaultMaxMsgSize,
 		SNMPTimeout:       time.Second,

@@ -99,6 +99,7 @@ func New(cfg Config, logger hclog.Logger) (*Relay, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay: notification security: %w", err)
 	}
+	dec.SetReplayCache(cfg.ReplayCache)
 	// The smallest fragment a conforming agent sends sets how many
 	// fragments a message may take.
 	minData, err := meds.FragmentDataSize(meds.MinMaxMsgSize, cfg.NotifySecurity, true)

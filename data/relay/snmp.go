@@ -316,6 +316,8 @@ func (n *notifier) handleGosnmp(b []byte, from netip.AddrPort, now time.Time) {
 			r.c.dropCommunity.Add(1)
 		case errors.Is(err, meds.ErrNotInTimeWindow):
 			r.c.dropTimeWindow.Add(1)
+		case errors.Is(err, meds.ErrReplay):
+			r.c.dropReplay.Add(1)
 		case errors.Is(err, meds.ErrUSM):
 			r.c.dropUSM.Add(1)
 		case errors.Is(err, meds.ErrSNMPVersion):
