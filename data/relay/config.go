@@ -43,12 +43,12 @@ type Config struct {
 	AgentAllow []netip.Prefix
 
 	// CommandSecurity is what SetRequests and polls are sent with:
-	// SNMPv2c and community "private" by default, or SNMPv3 USM (the
-	// agent's engine is discovered).
+	// SNMPv2c with a community (no default: Validate refuses an empty
+	// one), or SNMPv3 USM (the agent's engine is discovered).
 	CommandSecurity meds.Security
-	// NotifySecurity is what notifications must carry: SNMPv2c and
-	// community "public" by default, or SNMPv3 USM with the relay as the
-	// authoritative engine (NotifySecurity.EngineID).
+	// NotifySecurity is what notifications must carry: SNMPv2c with a
+	// community (no default), or SNMPv3 USM with the relay as the
+	// authoritative engine (NotifySecurity.EngineID), recommended.
 	NotifySecurity meds.Security
 
 	// ReplayCache is how many authenticated SNMPv3 notifications are
@@ -149,8 +149,8 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		NotifyAddr:        ":162",
-		CommandSecurity:   meds.Security{Version: gosnmp.Version2c, Community: "private"},
-		NotifySecurity:    meds.Security{Version: gosnmp.Version2c, Community: "public"},
+		CommandSecurity:   meds.Security{Version: gosnmp.Version2c},
+		NotifySecurity:    meds.Security{Version: gosnmp.Version2c},
 		ReplayCache:       meds.DefaultReplayCache,
 		MaxText:           meds.DefaultMaxText,
 		MaxMsgSize:        meds.DefaultMaxMsgSize,
