@@ -412,6 +412,9 @@ func (r *Relay) logStats(msg string) {
 		"fragments_sent", s.FragmentsSent, "retries", s.Retries, "send_failures", s.SendFailures,
 		"notifications", s.Notifications, "duplicates", s.Duplicates,
 		"clients", s.Commands.Clients+s.Events.Clients+s.Status.Clients,
+		"clients_refused", s.Commands.Refused+s.Events.Refused+s.Status.Refused+s.Commands.RefusedPerIP+s.Events.RefusedPerIP+s.Status.RefusedPerIP,
+		"accept_errors", s.Commands.AcceptErrors+s.Events.AcceptErrors+s.Status.AcceptErrors,
+		"clients_stalled", s.Commands.Stalled, "clients_idle", s.Commands.Idle,
 		"dropped", fmt.Sprintf("%+v", s.Dropped), "agent_reachable", s.AgentReachable, "pending", s.PendingCommands)
 }
 
