@@ -321,7 +321,7 @@ func RelayStats(s relay.Stats) *hellopicsv1.RelayStats {
 		RelayErrors:    s.RelayErrors,
 		Drops: s.Dropped.Decode + s.Dropped.Version + s.Dropped.Community + s.Dropped.USM + s.Dropped.TimeWindow + s.Dropped.PDU +
 			s.Dropped.Fragment + s.Dropped.Reassembly + s.Dropped.Expired + s.Dropped.Message + s.Dropped.WrongType +
-			s.Dropped.NoPort + s.Commands.BacklogDropped + s.Events.BacklogDropped + s.Status.BacklogDropped,
+			s.Dropped.NoPort + s.Dropped.Source + s.Dropped.Replay + s.Commands.BacklogDropped + s.Events.BacklogDropped + s.Status.BacklogDropped,
 		Counters: map[string]uint64{
 			"fragments_sent":      s.FragmentsSent,
 			"fragments_received":  s.FragmentsReceived,

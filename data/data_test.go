@@ -28,6 +28,7 @@ func TestRelayWithoutMgmt(t *testing.T) {
 	defer agent.Close()
 
 	rc := relay.DefaultConfig()
+	rc.CommandSecurity.Community, rc.NotifySecurity.Community = "private", "public" // the simulator's
 	rc.AgentAddr = agent.Addr().String()
 	rc.NotifyAddr = "127.0.0.1:0"
 	rc.CommandsAddr = "127.0.0.1:0"

@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,6 +42,18 @@ type relayLab struct {
 	agentAddr, notify    string // UDP
 	cmds, events, status string // TCP
 	agent, tsi           *proc
+	community            string // a file holding the SNMPv2c community (there is no default)
+}
+
+// communityFile writes a fresh community to a 0600 file for agent and
+// relay to share.
+func communityFile(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "community")
+	if err := os.WriteFile(path, []byte("e2e-"+strconv.FormatInt(time.Now().UnixNano(), 36)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // freeUDPPort returns a loopback address whose port is free for TCP
@@ -65,6 +79,7 @@ func portOf(addr string) string {
 func (l *relayLab) startAgent() {
 	l.t.Helper()
 	l.agent = startProc(l.t, "agent", "agent", "-log-json", "-listen", l.agentAddr, "-notify", l.notify,
+		"-community-file", l.community,
 		"-max-msg-size", strconv.Itoa(l.mms), "-inform-timeout", "300ms",
 		"-event-interval", "20ms", "-event-size", "700", "-status-interval", "50ms", "-status-size", "2000")
 	l.agent.WaitFor(0, msg("agent simulator started"))
@@ -183,12 +198,12 @@ func (w *watcher) count() int {
 
 func relayProcesses(t *testing.T, mms int) {
 	l := &relayLab{t: t, mms: mms, agentAddr: freeUDPPort(t), notify: freeUDPPort(t),
-		cmds: freePort(t), events: freePort(t), status: freePort(t)}
+		cmds: freePort(t), events: freePort(t), status: freePort(t), community: communityFile(t)}
 	l.startAgent()
 	// tsi's own command line: ports as numbers, the agent as port@host.
 	l.tsi = startProc(t, "tsi", "tsi", "-log-json", "-listen", "127.0.0.1",
 		"-commands", portOf(l.cmds), "-events", portOf(l.events), "-status", portOf(l.status),
-		"-notify", l.notify, "-max-msg-size", strconv.Itoa(mms), "-snmp-timeout", "300ms", "-snmp-retries", "1",
+		"-notify", l.notify, "-community-file", l.community, "-max-msg-size", strconv.Itoa(mms), "-snmp-timeout", "300ms", "-snmp-retries", "1",
 		portOf(l.agentAddr)+"@127.0.0.1")
 	l.tsi.WaitFor(0, msg("relay started"))
 

@@ -28,6 +28,10 @@ rates given.
 
   snmpget -v2c -c public 127.0.0.1:1161 1.3.6.1.2.1.1.1.0
 
+The community of SetRequests and informs has no default (-community-file
+or $HELLOPICS_COMMUNITY, or SNMPv3); -read-community ("public") only
+reads the system group.
+
 Flags:
 `
 
@@ -39,18 +43,14 @@ func runAgent(args []string) int {
 	}
 	d := agentsim.DefaultConfig()
 	var (
-		lf         cli.LogFlags
-		sf         snmpFlags
-		community  string
-		notifyComm string
+		lf cli.LogFlags
+		sf snmpFlags
 	)
 	lf.Register(fs)
 	sf.register(fs)
 	fs.StringVar(&d.Addr, "listen", d.Addr, "UDP address for requests, host:port")
 	fs.StringVar(&d.NotifyAddr, "notify", d.NotifyAddr, "the relay's notification address, host:port")
-	fs.StringVar(&community, "community", d.Security.Community, "SNMPv2c community required on SetRequests (and accepted for GETs)")
 	fs.StringVar(&d.ReadCommunity, "read-community", d.ReadCommunity, "SNMPv2c community accepted for GET and GETNEXT only")
-	fs.StringVar(&notifyComm, "notify-community", d.NotifySecurity.Community, "SNMPv2c community of the informs sent")
 	fs.IntVar(&d.MaxMsgSize, "max-msg-size", d.MaxMsgSize, "largest SNMP message sent, octets")
 	fs.BoolVar(&d.UseTraps, "traps", false, "send SNMPv2-Traps instead of InformRequests")
 	fs.DurationVar(&d.InformTimeout, "inform-timeout", d.InformTimeout, "wait for the answer to an inform before sending it again")
@@ -80,11 +80,17 @@ func runAgent(args []string) int {
 	if err != nil {
 		return usage("%v", err)
 	}
-	if d.Security, err = sf.security(community, "agent"); err != nil {
+	if err := sf.resolve(); err != nil {
 		return usage("%v", err)
 	}
-	if d.NotifySecurity, err = sf.security(notifyComm, ""); err != nil {
+	if d.Security, err = sf.commandSecurity("agent"); err != nil {
 		return usage("%v", err)
+	}
+	if d.NotifySecurity, err = sf.notifySecurity(""); err != nil {
+		return usage("%v", err)
+	}
+	for _, w := range sf.warnings {
+		log.Warn(w)
 	}
 	a, err := agentsim.New(d, log)
 	if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 
 	"github.com/hellopics/hellopics/data"
@@ -19,6 +20,11 @@ reports ready, then forwards hellos. With -agent it also runs the MEDS
 relay between TPCE clients and the SNMP agent; the relay keeps working
 while management is away. Stops cleanly on SIGINT or SIGTERM.
 
+The relay's SNMP flags are those of "hellopics tsi": there is no default
+SNMPv2c community (-community-file or $HELLOPICS_COMMUNITY), SNMPv3 is
+recommended (-snmp-version 3, -v3-user, -v3-auth-pass-file,
+-v3-priv-pass-file or $HELLOPICS_SNMP_AUTH_PASS, $HELLOPICS_SNMP_PRIV_PASS).
+
 Flags:
 `
 
@@ -26,17 +32,21 @@ func runData(args []string) int {
 	cfg := data.DefaultConfig()
 	rc := relay.DefaultConfig()
 	cf := componentFlags{role: "data", peer: "ctrl", cfg: &cfg.ComponentConfig}
-	var agent string
+	var (
+		agent string
+		sf    snmpFlags
+		rf    relayFlags
+	)
 	fs := newFlagSet("data", dataUsage)
 	cf.register(fs)
+	sf.register(fs)
+	rf.register(fs, &rc)
 	fs.DurationVar(&cfg.ReportInterval, "report-interval", cfg.ReportInterval, "how often relay counters are reported to mgmt")
 	fs.StringVar(&agent, "agent", "", "SNMP agent host:port; enables the MEDS relay")
 	fs.StringVar(&rc.CommandsAddr, "commands", "", "relay: TPCE commands TCP address (host:port); not opened when empty")
 	fs.StringVar(&rc.EventsAddr, "events", "", "relay: TPCE events TCP address; not opened when empty")
 	fs.StringVar(&rc.StatusAddr, "status", "", "relay: TPCE status TCP address; not opened when empty")
 	fs.StringVar(&rc.NotifyAddr, "notify", rc.NotifyAddr, "relay: UDP address for the agent's informs and traps")
-	fs.StringVar(&rc.CommandSecurity.Community, "community", rc.CommandSecurity.Community, "relay: SNMPv2c community of SetRequests")
-	fs.StringVar(&rc.NotifySecurity.Community, "notify-community", rc.NotifySecurity.Community, "relay: SNMPv2c community required on informs")
 	fs.IntVar(&rc.MaxMsgSize, "max-msg-size", rc.MaxMsgSize, "relay: largest SNMP message sent, octets (484 to 65507)")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
@@ -48,10 +58,27 @@ func runData(args []string) int {
 	if agent != "" {
 		rc.AgentAddr = agent
 		cfg.Relay = &rc
+		err := sf.resolve()
+		if err == nil {
+			rc.CommandSecurity, err = sf.commandSecurity("")
+		}
+		if err == nil {
+			rc.NotifySecurity, err = sf.notifySecurity("data")
+		}
+		if err == nil {
+			err = rf.finish(&rc)
+		}
+		if err != nil {
+			fmt.Fprintf(fs.Output(), "hellopics data: %v\n", err)
+			return 2
+		}
 	}
 	log, err := cf.finish()
 	if err != nil {
 		return fail(os.Stderr, "data", err)
+	}
+	for _, w := range sf.warnings {
+		log.Warn(w)
 	}
 	ctx, stop := untilSignal()
 	defer stop()

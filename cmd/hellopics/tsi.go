@@ -13,11 +13,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gosnmp/gosnmp"
-
 	"github.com/hellopics/hellopics/data/relay"
 	"github.com/hellopics/hellopics/internal/cli"
-	"github.com/hellopics/hellopics/pkg/meds"
 )
 
 func init() {
@@ -36,90 +33,14 @@ takes it: 161@vxlzp1, snmp@frontend. Ports given to -commands, -events
 and -status are numbers or TCP service names; a port that is not given
 is not opened.
 
+There is no default SNMPv2c community: give it with -community-file
+or $HELLOPICS_COMMUNITY, or use SNMPv3 (-snmp-version 3, passphrases
+from -v3-auth-pass-file and -v3-priv-pass-file or $HELLOPICS_SNMP_AUTH_PASS
+and $HELLOPICS_SNMP_PRIV_PASS). Notifications are taken only from the
+agent's addresses (and -agent-allow).
+
 Flags:
 `
-
-// snmpFlags are the SNMP security flags shared by tsi and agent.
-type snmpFlags struct {
-	version                                   string
-	user, level, authProto, privProto, engine string
-	authPass, privPass                        string
-}
-
-func (s *snmpFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&s.version, "snmp-version", "2c", "SNMP version: 2c or 3")
-	fs.StringVar(&s.user, "v3-user", "", "SNMPv3 USM user name")
-	fs.StringVar(&s.level, "v3-level", "authPriv", "SNMPv3 security level: noAuthNoPriv, authNoPriv or authPriv")
-	fs.StringVar(&s.authProto, "v3-auth", "SHA-256", "SNMPv3 authentication protocol: MD5, SHA, SHA-224, SHA-256, SHA-384, SHA-512")
-	fs.StringVar(&s.privProto, "v3-priv", "AES", "SNMPv3 privacy protocol: DES, AES (AES-128), AES-192, AES-256")
-	fs.StringVar(&s.authPass, "v3-auth-pass", os.Getenv("HELLOPICS_SNMP_AUTH_PASS"), "SNMPv3 authentication passphrase (default $HELLOPICS_SNMP_AUTH_PASS)")
-	fs.StringVar(&s.privPass, "v3-priv-pass", os.Getenv("HELLOPICS_SNMP_PRIV_PASS"), "SNMPv3 privacy passphrase (default $HELLOPICS_SNMP_PRIV_PASS)")
-	fs.StringVar(&s.engine, "v3-engine-id", "", "this side's SNMPv3 engine id as hex (default: from the command and host names)")
-}
-
-// security builds the meds.Security for one direction with community.
-// role ("" when this side only sends) names the local authoritative
-// engine, whose default id is role@hostname.
-func (s *snmpFlags) security(community, role string) (meds.Security, error) {
-	switch s.version {
-	case "2c", "v2c", "2":
-		return meds.Security{Version: gosnmp.Version2c, Community: community}, nil
-	case "3", "v3":
-	default:
-		return meds.Security{}, fmt.Errorf("-snmp-version %q: want 2c or 3", s.version)
-	}
-	sec := meds.Security{Version: gosnmp.Version3, User: s.user, AuthPassphrase: s.authPass, PrivPassphrase: s.privPass}
-	switch strings.ToLower(s.level) {
-	case "noauthnopriv":
-		sec.Level = gosnmp.NoAuthNoPriv
-	case "authnopriv":
-		sec.Level = gosnmp.AuthNoPriv
-	case "authpriv":
-		sec.Level = gosnmp.AuthPriv
-	default:
-		return sec, fmt.Errorf("-v3-level %q: want noAuthNoPriv, authNoPriv or authPriv", s.level)
-	}
-	auth := map[string]gosnmp.SnmpV3AuthProtocol{"MD5": gosnmp.MD5, "SHA": gosnmp.SHA, "SHA-224": gosnmp.SHA224,
-		"SHA-256": gosnmp.SHA256, "SHA-384": gosnmp.SHA384, "SHA-512": gosnmp.SHA512}
-	priv := map[string]gosnmp.SnmpV3PrivProtocol{"DES": gosnmp.DES, "AES": gosnmp.AES, "AES-128": gosnmp.AES,
-		"AES-192": gosnmp.AES192, "AES-256": gosnmp.AES256}
-	var ok bool
-	if sec.AuthProtocol, ok = auth[strings.ToUpper(s.authProto)]; !ok {
-		return sec, fmt.Errorf("-v3-auth %q: unknown protocol", s.authProto)
-	}
-	if sec.PrivProtocol, ok = priv[strings.ToUpper(s.privProto)]; !ok {
-		return sec, fmt.Errorf("-v3-priv %q: unknown protocol", s.privProto)
-	}
-	if role != "" {
-		if s.engine != "" {
-			b, err := hexDecode(s.engine)
-			if err != nil {
-				return sec, fmt.Errorf("-v3-engine-id: %w", err)
-			}
-			sec.EngineID = string(b)
-		} else {
-			host, _ := os.Hostname()
-			sec.EngineID = meds.NewEngineID(role + "@" + host)
-		}
-	}
-	return sec, sec.Validate()
-}
-
-func hexDecode(s string) ([]byte, error) {
-	s = strings.TrimPrefix(strings.TrimPrefix(s, "0x"), "0X")
-	if len(s)%2 != 0 {
-		return nil, fmt.Errorf("%q: odd number of hex digits", s)
-	}
-	b := make([]byte, len(s)/2)
-	for i := range b {
-		v, err := strconv.ParseUint(s[2*i:2*i+2], 16, 8)
-		if err != nil {
-			return nil, fmt.Errorf("%q: not hex", s)
-		}
-		b[i] = byte(v)
-	}
-	return b, nil
-}
 
 // resolvePort turns a port number or service name into a number.
 func resolvePort(network, p string) (int, error) {
@@ -163,14 +84,15 @@ func runTSI(args []string) int {
 	var (
 		lf                       cli.LogFlags
 		sf                       snmpFlags
+		rf                       relayFlags
 		debug, vperror           bool
 		commands, events, status string
 		listen                   string
-		community, notifyComm    string
 		maxText                  uint
 	)
 	lf.Register(fs)
 	sf.register(fs)
+	rf.register(fs, &d)
 	fs.BoolVar(&debug, "debug", false, "log at debug level (same as -log-level debug)")
 	fs.BoolVar(&vperror, "vperror", false, "log every error and dropped packet, not one a second per reason")
 	fs.StringVar(&commands, "commands", "", "commands TCP port (number or service name); not opened when empty")
@@ -178,8 +100,6 @@ func runTSI(args []string) int {
 	fs.StringVar(&status, "status", "", "status TCP port (number or service name); not opened when empty")
 	fs.StringVar(&listen, "listen", "", "host or address the TCP ports listen on (default: every interface)")
 	fs.StringVar(&d.NotifyAddr, "notify", d.NotifyAddr, "UDP address for the agent's informs and traps, host:port")
-	fs.StringVar(&community, "community", d.CommandSecurity.Community, "SNMPv2c community of SetRequests and polls")
-	fs.StringVar(&notifyComm, "notify-community", d.NotifySecurity.Community, "SNMPv2c community required on informs and traps")
 	fs.UintVar(&maxText, "max-text", uint(d.MaxText), "largest MEDS text accepted, octets")
 	fs.IntVar(&d.MaxMsgSize, "max-msg-size", d.MaxMsgSize, "largest SNMP message sent, octets (484 to 65507)")
 	fs.IntVar(&d.Backlog, "backlog", d.Backlog, "messages kept per port while it has no client")
@@ -232,11 +152,20 @@ func runTSI(args []string) int {
 		}
 		*p.dst = net.JoinHostPort(listen, strconv.Itoa(n))
 	}
-	if d.CommandSecurity, err = sf.security(community, ""); err != nil {
+	if err := sf.resolve(); err != nil {
 		return usage("%v", err)
 	}
-	if d.NotifySecurity, err = sf.security(notifyComm, "tsi"); err != nil {
+	if d.CommandSecurity, err = sf.commandSecurity(""); err != nil {
 		return usage("%v", err)
+	}
+	if d.NotifySecurity, err = sf.notifySecurity("tsi"); err != nil {
+		return usage("%v", err)
+	}
+	if err := rf.finish(&d); err != nil {
+		return usage("%v", err)
+	}
+	for _, w := range sf.warnings {
+		log.Warn(w)
 	}
 	if err := d.Validate(); err != nil {
 		return usage("%v", err)

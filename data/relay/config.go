@@ -3,6 +3,7 @@ package relay
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/gosnmp/gosnmp"
@@ -29,15 +30,34 @@ type Config struct {
 	// NotifyAddr is the UDP address the relay receives InformRequests and
 	// SNMPv2-Traps on. Default ":162".
 	NotifyAddr string
+	// AgentAllow are the source addresses, besides the agent's own, that
+	// notifications are accepted from. The agent's are AgentAddr's host
+	// resolved when the relay starts (every address of the name; the
+	// loopback addresses when the host is empty or unspecified). Any
+	// source port is accepted: net-snmp's snmpinform and an agent's
+	// notification socket send from a port of their own. A notification
+	// from any other address is dropped unanswered, counted (Dropped.Source)
+	// and logged (rate-limited), before it is decoded. Add the prefix of
+	// an agent that sends from another address (a multi-homed host, a
+	// NAT); 0.0.0.0/0 and ::/0 accept anyone (not recommended).
+	AgentAllow []netip.Prefix
 
 	// CommandSecurity is what SetRequests and polls are sent with:
-	// SNMPv2c and community "private" by default, or SNMPv3 USM (the
-	// agent's engine is discovered).
+	// SNMPv2c with a community (no default: Validate refuses an empty
+	// one), or SNMPv3 USM (the agent's engine is discovered).
 	CommandSecurity meds.Security
-	// NotifySecurity is what notifications must carry: SNMPv2c and
-	// community "public" by default, or SNMPv3 USM with the relay as the
-	// authoritative engine (NotifySecurity.EngineID).
+	// NotifySecurity is what notifications must carry: SNMPv2c with a
+	// community (no default), or SNMPv3 USM with the relay as the
+	// authoritative engine (NotifySecurity.EngineID), recommended.
 	NotifySecurity meds.Security
+
+	// ReplayCache is how many authenticated SNMPv3 notifications are
+	// remembered so that a replay inside the 150 s time window is
+	// refused (Dropped.Replay); when full, the oldest is forgotten and
+	// notifications not newer than it are refused too. Default
+	// meds.DefaultReplayCache (65536, about 5 MiB; 436 a second over the
+	// whole window).
+	ReplayCache int
 
 	// MaxText is the largest MEDS text accepted, in octets; a header
 	// announcing more is refused before its text is read. Default 65536.
@@ -71,6 +91,26 @@ type Config struct {
 	// ClientQueue is how many messages a client may fall behind; past it
 	// the relay closes that client with a logged reason. Default 4096.
 	ClientQueue int
+
+	// MaxClients is how many TPCE clients the relay serves at once, on
+	// its three ports together; a connection past it is closed at once,
+	// counted (refused, reason max_clients) and logged (rate-limited).
+	// Default 256.
+	MaxClients int
+	// MaxClientsPerIP is how many of those may come from one remote IP
+	// address; past it likewise (reason max_clients_per_ip). Default 64.
+	MaxClientsPerIP int
+	// StallTimeout closes a commands client that has sent part of a
+	// message (a header, or part of a text) and then nothing more for
+	// this long: a well-behaved client sends a message whole. 0: never.
+	// Default 30 s.
+	StallTimeout time.Duration
+	// IdleTimeout closes a commands client that sends nothing at all for
+	// this long between messages. Off by default (0): a TPCE client may
+	// stay connected and silent for hours waiting for an operator, and
+	// events and status clients only listen (they are never idle-closed);
+	// MaxClients and MaxClientsPerIP bound what silent clients can take.
+	IdleTimeout time.Duration
 
 	// ReassemblyTimeout drops a transfer that stays incomplete this long.
 	// Default 5 s.
@@ -109,8 +149,9 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		NotifyAddr:        ":162",
-		CommandSecurity:   meds.Security{Version: gosnmp.Version2c, Community: "private"},
-		NotifySecurity:    meds.Security{Version: gosnmp.Version2c, Community: "public"},
+		CommandSecurity:   meds.Security{Version: gosnmp.Version2c},
+		NotifySecurity:    meds.Security{Version: gosnmp.Version2c},
+		ReplayCache:       meds.DefaultReplayCache,
 		MaxText:           meds.DefaultMaxText,
 		MaxMsgSize:        meds.DefaultMaxMsgSize,
 		SNMPTimeout:       time.Second,
@@ -120,6 +161,9 @@ func DefaultConfig() Config {
 		SendQueue:         4096,
 		Backlog:           1024,
 		ClientQueue:       4096,
+		MaxClients:        256,
+		MaxClientsPerIP:   64,
+		StallTimeout:      30 * time.Second,
 		ReassemblyTimeout: 5 * time.Second,
 		MaxPending:        65536,
 		PendingTimeout:    10 * time.Minute,
@@ -152,6 +196,12 @@ func (c Config) Validate() error {
 	}
 	if c.Senders <= 0 || c.FragmentWindow <= 0 || c.SendQueue <= 0 || c.MaxPending <= 0 || c.Backlog <= 0 || c.ClientQueue <= 0 {
 		errs = append(errs, errors.New("the fields Senders, FragmentWindow, SendQueue, MaxPending, Backlog and ClientQueue must be positive"))
+	}
+	if c.MaxClients <= 0 || c.MaxClientsPerIP <= 0 {
+		errs = append(errs, fmt.Errorf("MaxClients %d and MaxClientsPerIP %d must be positive", c.MaxClients, c.MaxClientsPerIP))
+	}
+	if c.StallTimeout < 0 || c.IdleTimeout < 0 {
+		errs = append(errs, fmt.Errorf("StallTimeout %v and IdleTimeout %v must not be negative (0: off)", c.StallTimeout, c.IdleTimeout))
 	}
 	if c.ReassemblyTimeout <= 0 || c.PendingTimeout <= 0 || c.PollInterval < 0 || c.StatsInterval < 0 {
 		errs = append(errs, errors.New("the fields ReassemblyTimeout and PendingTimeout must be positive, PollInterval and StatsInterval not negative"))

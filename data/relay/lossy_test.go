@@ -125,6 +125,7 @@ func TestLossyNetwork(t *testing.T) {
 	}
 	toAgent := newLossyProxy(t, a.Addr().String(), 5)
 	rcfg := relay.DefaultConfig()
+	rcfg.CommandSecurity.Community, rcfg.NotifySecurity.Community = "private", "public"
 	rcfg.CommandsAddr, rcfg.NotifyAddr = "127.0.0.1:0", "127.0.0.1:0"
 	rcfg.AgentAddr = toAgent.ln.LocalAddr().String()
 	rcfg.SNMPTimeout, rcfg.SNMPRetries = 50*time.Millisecond, 8

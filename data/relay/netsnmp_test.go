@@ -88,8 +88,7 @@ func TestNetSNMPInformToRelay(t *testing.T) {
 					r.NotifySecurity = usmProfile(meds.NewEngineID("relay"))
 				}
 			})
-			cfg := relay.DefaultConfig()
-			sec := cfg.NotifySecurity
+			sec := meds.Security{Version: gosnmp.Version2c, Community: "public"}
 			auth := []string{"-v2c", "-c", "public"}
 			if tc.v3 {
 				sec, auth = usmProfile(meds.NewEngineID("relay")), v3Flags

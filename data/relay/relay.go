@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +23,7 @@ import (
 	"github.com/gosnmp/gosnmp"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/hellopics/hellopics/internal/ratelog"
 	"github.com/hellopics/hellopics/pkg/dgram"
 	"github.com/hellopics/hellopics/pkg/meds"
 )
@@ -35,6 +37,7 @@ type Relay struct {
 
 	ports  [3]*port // by portKind; nil when not configured
 	notify *net.UDPConn
+	allow  []netip.Prefix // notification sources: the agent's addresses and AgentAllow
 	dec    *meds.Decoder
 
 	reasmMu sync.Mutex
@@ -57,6 +60,11 @@ type Relay struct {
 
 	unknownEngID uint32 // usmStatsUnknownEngineIDs; notification loop only
 	notInTime    uint32 // usmStatsNotInTimeWindows; notification loop only
+
+	connMu sync.Mutex // guards conns and perIP: the client places of MaxClients, MaxClientsPerIP
+	conns  int
+	perIP  map[netip.Addr]int
+	tcpLog *ratelog.Logger // accept failures and refusals
 
 	c      counters
 	cancel context.CancelFunc
@@ -91,6 +99,7 @@ func New(cfg Config, logger hclog.Logger) (*Relay, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay: notification security: %w", err)
 	}
+	dec.SetReplayCache(cfg.ReplayCache)
 	// The smallest fragment a conforming agent sends sets how many
 	// fragments a message may take.
 	minData, err := meds.FragmentDataSize(meds.MinMaxMsgSize, cfg.NotifySecurity, true)
@@ -108,7 +117,13 @@ func New(cfg Config, logger hclog.Logger) (*Relay, error) {
 			MaxCount:   uint32((meds.HeaderLen+int(cfg.MaxText))/minData + 1),
 		}),
 		pending: newPendingTable(cfg.MaxPending),
+		perIP:   make(map[netip.Addr]int),
 	}
+	logEvery := time.Second
+	if cfg.LogEveryError {
+		logEvery = 0
+	}
+	r.tcpLog = ratelog.New(r.log, logEvery)
 	if cfg.CommandSecurity.Version == gosnmp.Version2c {
 		r.slots = make(chan struct{}, cfg.Senders+cfg.SendQueue)
 	} else {
@@ -146,6 +161,9 @@ func (r *Relay) Start(ctx context.Context) (err error) {
 		}
 		closers = append(closers, func() { _ = ln.Close() })
 		r.ports[kind] = newPort(r, portKind(kind), ln)
+	}
+	if r.allow, err = agentSources(ctx, r.cfg.AgentAddr, r.cfg.AgentAllow); err != nil {
+		return err
 	}
 	ua, err := net.ResolveUDPAddr("udp", r.cfg.NotifyAddr)
 	if err != nil {
@@ -237,8 +255,62 @@ func (r *Relay) Start(ctx context.Context) (err error) {
 	a := r.Addrs()
 	r.log.Info("relay started", "commands", addrString(a.Commands), "events", addrString(a.Events), "status", addrString(a.Status),
 		"notify", addrString(a.Notify), "agent", r.cfg.AgentAddr, "version", r.cfg.CommandSecurity.Version.String(),
-		"max_msg_size", r.cfg.MaxMsgSize, "fragment_data", r.fragSize)
+		"max_msg_size", r.cfg.MaxMsgSize, "fragment_data", r.fragSize, "notify_from", prefixesString(r.allow),
+		"max_clients", r.cfg.MaxClients, "max_clients_per_ip", r.cfg.MaxClientsPerIP)
 	return nil
+}
+
+// agentSources returns the prefixes notifications are accepted from:
+// every address of the agent's host, and extra.
+func agentSources(ctx context.Context, agent string, extra []netip.Prefix) ([]netip.Prefix, error) {
+	host, _, err := net.SplitHostPort(agent)
+	if err != nil {
+		return nil, fmt.Errorf("relay: agent address %q: %w", agent, err)
+	}
+	var ips []netip.Addr
+	if a, err := netip.ParseAddr(host); err == nil && !a.IsUnspecified() {
+		ips = []netip.Addr{a}
+	} else if host == "" || err == nil { // unspecified: this host
+		ips = []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.IPv6Loopback()}
+	} else {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if ips, err = net.DefaultResolver.LookupNetIP(ctx, "ip", host); err != nil {
+			return nil, fmt.Errorf("relay: agent host %q (notifications are accepted from its addresses): %w", host, err)
+		}
+	}
+	out := make([]netip.Prefix, 0, len(ips)+len(extra))
+	for _, a := range ips {
+		a = a.Unmap().WithZone("")
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	for _, p := range extra {
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// allowed reports whether a notification from a may be decoded.
+func (r *Relay) allowed(a netip.Addr) bool {
+	a = a.Unmap().WithZone("")
+	for _, p := range r.allow {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func prefixesString(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		if p.IsSingleIP() {
+			s[i] = p.Addr().String()
+		} else {
+			s[i] = p.String()
+		}
+	}
+	return strings.Join(s, ",")
 }
 
 // Close stops every goroutine the relay started, closes every socket and
@@ -324,6 +396,7 @@ func (r *Relay) Stats() Stats {
 		Dropped: DropStats{
 			Decode: c.dropDecode.Load(), Version: c.dropVersion.Load(), Community: c.dropCommunity.Load(),
 			USM: c.dropUSM.Load(), TimeWindow: c.dropTimeWindow.Load(), PDU: c.dropPDU.Load(), Fragment: c.dropFragment.Load(),
+			Source: c.dropSource.Load(), Replay: c.dropReplay.Load(),
 			Reassembly: c.dropReassembly.Load(), Expired: c.dropExpired.Load(), Message: c.dropMessage.Load(),
 			WrongType: c.dropWrongType.Load(), NoPort: c.dropNoPort.Load(), RelayErrorLost: c.dropRelayErrorLost.Load(),
 		},
@@ -339,6 +412,9 @@ func (r *Relay) logStats(msg string) {
 		"fragments_sent", s.FragmentsSent, "retries", s.Retries, "send_failures", s.SendFailures,
 		"notifications", s.Notifications, "duplicates", s.Duplicates,
 		"clients", s.Commands.Clients+s.Events.Clients+s.Status.Clients,
+		"clients_refused", s.Commands.Refused+s.Events.Refused+s.Status.Refused+s.Commands.RefusedPerIP+s.Events.RefusedPerIP+s.Status.RefusedPerIP,
+		"accept_errors", s.Commands.AcceptErrors+s.Events.AcceptErrors+s.Status.AcceptErrors,
+		"clients_stalled", s.Commands.Stalled, "clients_idle", s.Commands.Idle,
 		"dropped", fmt.Sprintf("%+v", s.Dropped), "agent_reachable", s.AgentReachable, "pending", s.PendingCommands)
 }
 

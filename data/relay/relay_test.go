@@ -63,6 +63,8 @@ func start(t testing.TB, mod func(*relay.Config, *agentsim.Config)) *env {
 	acfg.Addr = "127.0.0.1:0"
 	acfg.NotifyAddr = ""
 	rcfg := relay.DefaultConfig()
+	// The agent simulator's communities (the relay has none by default).
+	rcfg.CommandSecurity.Community, rcfg.NotifySecurity.Community = "private", "public"
 	rcfg.CommandsAddr, rcfg.EventsAddr, rcfg.StatusAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	rcfg.NotifyAddr = "127.0.0.1:0"
 	rcfg.StatsInterval = 0

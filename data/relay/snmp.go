@@ -246,6 +246,14 @@ func (n *notifier) flush() {
 
 func (n *notifier) handle(b []byte, from netip.AddrPort) {
 	now := time.Now()
+	if !n.r.allowed(from.Addr()) {
+		// Not the agent: not decoded, not answered (an answer would make
+		// the relay a reflector), counted and logged once a second.
+		n.r.c.dropSource.Add(1)
+		n.lim.log(n.log, now, "notification from an address that is not the agent's dropped", "peer", from.String(),
+			"octets", len(b), "allowed", prefixesString(n.r.allow))
+		return
+	}
 	if n.fast {
 		if p, err := meds.ParseV2c(b); err == nil && (p.PDU == gosnmp.InformRequest || p.PDU == gosnmp.SNMPv2Trap) {
 			n.handleFast(&p, from, now)
@@ -308,6 +316,8 @@ func (n *notifier) handleGosnmp(b []byte, from netip.AddrPort, now time.Time) {
 			r.c.dropCommunity.Add(1)
 		case errors.Is(err, meds.ErrNotInTimeWindow):
 			r.c.dropTimeWindow.Add(1)
+		case errors.Is(err, meds.ErrReplay):
+			r.c.dropReplay.Add(1)
 		case errors.Is(err, meds.ErrUSM):
 			r.c.dropUSM.Add(1)
 		case errors.Is(err, meds.ErrSNMPVersion):

@@ -11,6 +11,11 @@ type PortStats struct {
 	Clients        int    // clients connected now
 	Accepted       uint64 // clients accepted since start
 	SlowClosed     uint64 // clients closed because their queue was full
+	Refused        uint64 // connections closed at once: MaxClients reached
+	RefusedPerIP   uint64 // connections closed at once: MaxClientsPerIP reached for their address
+	AcceptErrors   uint64 // accepts that failed (EMFILE...), each followed by a back-off
+	Stalled        uint64 // clients closed after StallTimeout inside a message
+	Idle           uint64 // clients closed after IdleTimeout without a message
 	Violations     uint64 // clients closed for a protocol violation
 	MessagesIn     uint64 // MEDS messages read from clients (commands)
 	BytesIn        uint64 // octets read from clients, discarded ones included
@@ -23,6 +28,8 @@ type PortStats struct {
 
 // DropStats counts the SNMP packets and messages dropped, by reason.
 type DropStats struct {
+	Source         uint64 // notifications from an address that is not the agent's (nor in AgentAllow), not decoded
+	Replay         uint64 // authenticated SNMPv3 messages seen before (a replay) or older than the replay cache covers
 	Decode         uint64 // packets that do not decode as SNMP
 	Version        uint64 // packets of another SNMP version
 	Community      uint64 // SNMPv2c packets with a wrong community
@@ -81,6 +88,7 @@ type Stats struct {
 type portCounters struct {
 	accepted, slowClosed, violations, messagesIn, bytesIn, discarded atomic.Uint64
 	messagesOut, bytesOut, backlogDropped                            atomic.Uint64
+	refusedTotal, refusedPerIP, acceptErrors, stalled, idle          atomic.Uint64
 }
 
 type counters struct {
@@ -92,7 +100,7 @@ type counters struct {
 
 	dropDecode, dropVersion, dropCommunity, dropUSM, dropTimeWindow, dropPDU, dropFragment atomic.Uint64
 	dropReassembly, dropExpired, dropMessage, dropWrongType, dropNoPort                    atomic.Uint64
-	dropRelayErrorLost                                                                     atomic.Uint64
+	dropRelayErrorLost, dropSource, dropReplay                                             atomic.Uint64
 
 	pollFailures atomic.Uint64
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,28 +64,63 @@ func (p *port) stats() PortStats {
 	p.mu.Unlock()
 	return PortStats{
 		Open: true, Clients: clients, Accepted: p.c.accepted.Load(), SlowClosed: p.c.slowClosed.Load(),
+		Refused: p.c.refusedTotal.Load(), RefusedPerIP: p.c.refusedPerIP.Load(), AcceptErrors: p.c.acceptErrors.Load(),
+		Stalled: p.c.stalled.Load(), Idle: p.c.idle.Load(),
 		Violations: p.c.violations.Load(), MessagesIn: p.c.messagesIn.Load(), BytesIn: p.c.bytesIn.Load(),
 		DiscardedBytes: p.c.discarded.Load(), MessagesOut: p.c.messagesOut.Load(), BytesOut: p.c.bytesOut.Load(),
 		Backlog: backlog, BacklogDropped: p.c.backlogDropped.Load(),
 	}
 }
 
+// Accept back-off after a failed accept (EMFILE, ENFILE, ENOBUFS...):
+// it doubles from acceptBackoffMin up to acceptBackoffMax and starts
+// again after a success, so a full file table costs a few wake-ups a
+// second rather than a spinning core.
+const (
+	acceptBackoffMin = 5 * time.Millisecond
+	acceptBackoffMax = time.Second
+)
+
 // accept runs until the listener is closed.
 func (p *port) accept(ctx context.Context) {
 	var seq uint64
+	var delay time.Duration
 	for {
 		conn, err := p.ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
 			}
-			p.log.Warn("accept failed", "error", err)
+			delay = min(max(2*delay, acceptBackoffMin), acceptBackoffMax)
+			p.c.acceptErrors.Add(1)
+			p.r.tcpLog.Warn("accept:"+p.kind.String(), "accept failed; backing off", "port", p.kind.String(),
+				"error", err, "retry_in", delay)
+			t := time.NewTimer(delay)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			continue
+		}
+		delay = 0
+		ip := remoteIP(conn)
+		if reason, limit := p.r.admit(ip); reason != "" {
+			_ = conn.Close()
+			if reason == refusedTotal {
+				p.c.refusedTotal.Add(1)
+			} else {
+				p.c.refusedPerIP.Add(1)
+			}
+			p.r.tcpLog.Warn("refused:"+p.kind.String()+":"+reason, "client refused", "port", p.kind.String(),
+				"peer", conn.RemoteAddr().String(), "reason", reason, "limit", limit)
 			continue
 		}
 		seq++
 		p.c.accepted.Add(1)
 		c := &client{
-			p: p, conn: conn, seq: seq,
+			p: p, conn: conn, seq: seq, ip: ip,
 			q:     make(chan []byte, p.r.cfg.ClientQueue),
 			done:  make(chan struct{}),
 			drain: make(chan struct{}),
@@ -97,6 +134,46 @@ func (p *port) accept(ctx context.Context) {
 		p.r.wg.Add(2)
 		go func() { defer p.r.wg.Done(); c.writeLoop(ctx) }()
 		go func() { defer p.r.wg.Done(); c.readLoop(ctx) }()
+	}
+}
+
+// Why a connection was refused (the reason label of the metric).
+const (
+	refusedTotal = "max_clients"
+	refusedPerIP = "max_clients_per_ip"
+)
+
+// remoteIP is the connection's remote address without its port, IPv4
+// addresses in IPv6 form unmapped.
+func remoteIP(conn net.Conn) netip.Addr {
+	if a, ok := conn.RemoteAddr().(*net.TCPAddr); ok {
+		return a.AddrPort().Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+// admit takes a place for a client from ip, or says which limit is
+// reached; release gives the place back.
+func (r *Relay) admit(ip netip.Addr) (reason string, limit int) {
+	r.connMu.Lock()
+	defer r.connMu.Unlock()
+	if r.conns >= r.cfg.MaxClients {
+		return refusedTotal, r.cfg.MaxClients
+	}
+	if r.perIP[ip] >= r.cfg.MaxClientsPerIP {
+		return refusedPerIP, r.cfg.MaxClientsPerIP
+	}
+	r.conns++
+	r.perIP[ip]++
+	return "", 0
+}
+
+func (r *Relay) release(ip netip.Addr) {
+	r.connMu.Lock()
+	defer r.connMu.Unlock()
+	r.conns--
+	if r.perIP[ip]--; r.perIP[ip] <= 0 {
+		delete(r.perIP, ip)
 	}
 }
 
@@ -172,6 +249,7 @@ type client struct {
 	p    *port
 	conn net.Conn
 	seq  uint64
+	ip   netip.Addr // its place in the per-IP count
 	log  hclog.Logger
 	pre  [][]byte      // backlog to write first
 	q    chan []byte   // frames to write; never closed
@@ -225,6 +303,7 @@ func (c *client) close(reason string, err error) {
 		close(c.done)
 		_ = c.conn.Close()
 		c.p.remove(c)
+		c.p.r.release(c.ip)
 		if err != nil {
 			c.log.Warn("client closed", "reason", reason, "error", err)
 		} else {
@@ -312,7 +391,9 @@ func (c *client) readLoop(ctx context.Context) {
 		}
 		return
 	}
-	rd := meds.NewReader(countingReader{c.conn, &c.p.c.bytesIn}, c.p.r.cfg.MaxText)
+	dr := &deadlineReader{conn: c.conn, n: &c.p.c.bytesIn, stall: c.p.r.cfg.StallTimeout, idle: c.p.r.cfg.IdleTimeout}
+	rd := meds.NewReader(dr, c.p.r.cfg.MaxText)
+	dr.rd = rd
 	for {
 		m, err := rd.Next()
 		if err != nil {
@@ -320,6 +401,12 @@ func (c *client) readLoop(ctx context.Context) {
 			switch {
 			case err == io.EOF:
 				c.close("client closed the connection", nil)
+			case errors.Is(err, os.ErrDeadlineExceeded) && dr.partial:
+				c.p.c.stalled.Add(1)
+				c.close(fmt.Sprintf("stalled: %d octets of a message, then nothing for %v", rd.Buffered(), dr.stall), nil)
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				c.p.c.idle.Add(1)
+				c.close(fmt.Sprintf("idle: nothing sent for %v", dr.idle), nil)
 			case errors.As(err, &pe):
 				c.p.c.violations.Add(1)
 				if errors.Is(err, meds.ErrTooLong) && pe.Header.Type == meds.TypeCommand {
@@ -346,14 +433,32 @@ func (c *client) readLoop(ctx context.Context) {
 	}
 }
 
-type countingReader struct {
-	r io.Reader
-	n *atomic.Uint64
+// deadlineReader reads a commands connection for a meds.Reader, counts
+// the octets and sets each read's deadline: StallTimeout inside a
+// message, IdleTimeout (none when 0) between messages.
+type deadlineReader struct {
+	conn        net.Conn
+	rd          *meds.Reader
+	n           *atomic.Uint64
+	stall, idle time.Duration
+	partial     bool // the last read was inside a message
 }
 
-func (cr countingReader) Read(p []byte) (int, error) {
-	n, err := cr.r.Read(p)
-	cr.n.Add(uint64(n))
+func (d *deadlineReader) Read(p []byte) (int, error) {
+	d.partial = d.rd.Buffered() > 0
+	timeout := d.idle
+	if d.partial {
+		timeout = d.stall
+	}
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	if err := d.conn.SetReadDeadline(deadline); err != nil {
+		return 0, err
+	}
+	n, err := d.conn.Read(p)
+	d.n.Add(uint64(n))
 	return n, err
 }
 

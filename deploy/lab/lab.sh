@@ -107,6 +107,17 @@ run_dir() {
 	RUN=$(cd "$RUN" && pwd)
 }
 
+# community_file: the lab's SNMPv2c community (the relay has no default
+# one), random, made once, mode 0600; prints its path. data and agent
+# read it with -community-file, so it never shows in ps.
+community_file() {
+	local f="$RUN/community"
+	if [[ ! -s $f ]]; then
+		(umask 077 && od -An -N12 -tx1 /dev/urandom | tr -d ' \n' >"$f")
+	fi
+	echo "$f"
+}
+
 has_ns() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qx "$1"; }
 has_link() { ip link show dev "$1" >/dev/null 2>&1; }
 
@@ -151,11 +162,11 @@ args() {
 		;;
 	data)
 		echo data -mgmt "$(mgmt_addrs)" -pair pic0 -dead-timeout "$DEAD_TIMEOUT" -report-interval 1s \
-			-agent "$(host_ip agent):161" -notify "$ip:162" \
+			-agent "$(host_ip agent):161" -notify "$ip:162" -community-file "$(community_file)" \
 			-commands "$ip:7001" -events "$ip:7002" -status "$ip:7003"
 		;;
 	agent)
-		echo agent -listen "$ip:161" -notify "$(host_ip data):162" -sys-name "$P-agent" \
+		echo agent -listen "$ip:161" -notify "$(host_ip data):162" -community-file "$(community_file)" -sys-name "$P-agent" \
 			-event-interval "$EVENT_INTERVAL" -status-interval "$STATUS_INTERVAL"
 		;;
 	esac

@@ -7,6 +7,8 @@ package demo
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -130,6 +132,14 @@ Stop with Ctrl-C.
 		o.HelloInterval, o.Exe, opA, opB, os.Getpid())
 
 	logFlags := []string{"-log-level", o.LogLevel}
+	// The relay has no default SNMP community: agent and data share a
+	// random one for this run, through the environment (not argv, which
+	// ps shows).
+	var rnd [12]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return fmt.Errorf("demo community: %w", err)
+	}
+	childEnv := append(os.Environ(), "HELLOPICS_COMMUNITY=demo-"+hex.EncodeToString(rnd[:]))
 	mgmtArgs := func(id, prio, listen, op, ha, peer string) []string {
 		return []string{"mgmt", "-id", id, "-priority", prio, "-listen", listen, "-operator", op,
 			"-ha-listen", ha, "-peers", peer, "-nopreempt", "-state-dir", filepath.Join(stateDir, id),
@@ -157,7 +167,7 @@ Stop with Ctrl-C.
 		if s.name != "tpce" {
 			args = append(append([]string(nil), args...), logFlags...)
 		}
-		p, err := start(o.Exe, s.name, args, prefix, out)
+		p, err := start(o.Exe, s.name, args, childEnv, prefix, out)
 		if err != nil {
 			return err
 		}
@@ -266,8 +276,9 @@ Stop with Ctrl-C.
 	return errors.Join(errs...)
 }
 
-func start(exe, name string, args []string, prefix string, out io.Writer) (*proc, error) {
+func start(exe, name string, args, env []string, prefix string, out io.Writer) (*proc, error) {
 	cmd := exec.Command(exe, args...)
+	cmd.Env = env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw

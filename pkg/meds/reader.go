@@ -39,6 +39,12 @@ func NewReader(r io.Reader, maxText uint32) *Reader {
 	return &Reader{r: r, buf: make([]byte, n), maxText: maxText}
 }
 
+// Buffered returns how many octets of the next message(s) are buffered
+// already: 0 between messages, more inside one (a partial header or
+// text). A read deadline chosen from it tells a client that stalls
+// inside a message from one that is silent between messages.
+func (r *Reader) Buffered() int { return r.end - r.start }
+
 // Offset returns the stream offset of the next message.
 func (r *Reader) Offset() int64 { return r.off }
 

@@ -172,6 +172,10 @@ var (
 	// a replay, or a sender out of step. Decode returns the packet with
 	// it; answer with TimeWindowReport so that the sender catches up.
 	ErrNotInTimeWindow = fmt.Errorf("%w: not in time window", ErrUSM)
+	// ErrReplay: an authenticated SNMPv3 message this Decoder took
+	// already (a replay within the time window), or one older than its
+	// full replay cache still covers. It gets no answer.
+	ErrReplay = fmt.Errorf("%w: replayed message", ErrUSM)
 )
 
 // TimeWindow is how far, in seconds, the engine time of an
@@ -196,6 +200,8 @@ type Decoder struct {
 	x        *gosnmp.GoSNMP
 	boots    uint32    // snmpEngineBoots
 	start    time.Time // where snmpEngineTime counts from
+	now      func() time.Time
+	replay   *replayCache // authenticated messages taken (SNMPv3)
 }
 
 // NewDecoder returns a Decoder for sec. For SNMPv3 it acts as the
@@ -206,7 +212,7 @@ func NewDecoder(sec Security) (*Decoder, error) {
 	}
 	now := time.Now()
 	d := &Decoder{sec: sec, x: &gosnmp.GoSNMP{Version: sec.Version, Community: sec.Community, Logger: gosnmp.NewLogger(nil)},
-		boots: BootsAt(now), start: now}
+		boots: BootsAt(now), start: now, now: time.Now, replay: newReplayCache(DefaultReplayCache)}
 	if sec.Version == gosnmp.Version3 {
 		d.engineID = sec.EngineID
 		if d.engineID == "" {
@@ -226,8 +232,23 @@ func NewDecoder(sec Security) (*Decoder, error) {
 func (d *Decoder) EngineID() string { return d.engineID }
 
 // SetEngineClock sets snmpEngineBoots and the moment snmpEngineTime
-// counts from (NewDecoder: BootsAt(now) and now).
-func (d *Decoder) SetEngineClock(boots uint32, start time.Time) { d.boots, d.start = boots, start }
+// counts from (NewDecoder: BootsAt(now) and now). It empties the replay
+// cache: messages of other boots fail the time window.
+func (d *Decoder) SetEngineClock(boots uint32, start time.Time) {
+	d.boots, d.start = boots, start
+	d.replay = newReplayCache(d.replay.max)
+}
+
+// SetClock replaces time.Now as the Decoder's clock (tests).
+func (d *Decoder) SetClock(now func() time.Time) { d.now = now }
+
+// SetReplayCache sets how many authenticated messages are remembered to
+// refuse their replays (DefaultReplayCache when n <= 0), emptying the
+// cache.
+func (d *Decoder) SetReplayCache(n int) { d.replay = newReplayCache(n) }
+
+// ReplayCacheLen is how many authenticated messages are remembered now.
+func (d *Decoder) ReplayCacheLen() int { return d.replay.len() }
 
 // EngineClock returns snmpEngineBoots and snmpEngineTime at now.
 func (d *Decoder) EngineClock(now time.Time) (boots, secs uint32) {
@@ -283,10 +304,18 @@ func (d *Decoder) Decode(b []byte) (p *gosnmp.SnmpPacket, discovery bool, err er
 		return nil, false, fmt.Errorf("%w: security level %s, want %s", ErrUSM, p.MsgFlags&gosnmp.AuthPriv, d.sec.Level&gosnmp.AuthPriv)
 	}
 	if p.MsgFlags&gosnmp.AuthNoPriv != 0 { // authenticated: the time window applies
-		boots, secs := d.EngineClock(time.Now())
+		boots, secs := d.EngineClock(d.now())
 		mb, mt := usm.AuthoritativeEngineBoots, usm.AuthoritativeEngineTime
 		if boots == 0x7fffffff || mb != boots || max(mt, secs)-min(mt, secs) > TimeWindow {
 			return p, false, fmt.Errorf("%w: the message says boots %d time %d, this engine is at boots %d time %d", ErrNotInTimeWindow, mb, mt, boots, secs)
+		}
+		// Authenticated and in the window: refuse it if it was taken
+		// before (RFC 3414 leaves replays inside the window to us).
+		switch d.replay.check(usm.AuthenticationParameters, int64(mt), int64(secs)) {
+		case replaySeen:
+			return nil, false, fmt.Errorf("%w: msgID %d boots %d time %d taken before", ErrReplay, p.MsgID, mb, mt)
+		case replayTooOld:
+			return nil, false, fmt.Errorf("%w: msgID %d time %d is not newer than the oldest the full replay cache forgot (%d)", ErrReplay, p.MsgID, mt, d.replay.floor)
 		}
 	}
 	return p, false, nil
@@ -308,7 +337,7 @@ func (d *Decoder) TimeWindowReport(req *gosnmp.SnmpPacket, count uint32) ([]byte
 	if !ok {
 		return nil, errors.New("meds: time window report: USM parameters do not copy")
 	}
-	sp.AuthoritativeEngineBoots, sp.AuthoritativeEngineTime = d.EngineClock(time.Now())
+	sp.AuthoritativeEngineBoots, sp.AuthoritativeEngineTime = d.EngineClock(d.now())
 	rep := &gosnmp.SnmpPacket{
 		Version: gosnmp.Version3, MsgFlags: gosnmp.AuthNoPriv, SecurityModel: gosnmp.UserSecurityModel,
 		SecurityParameters: sp, ContextEngineID: d.engineID, ContextName: req.ContextName,
@@ -326,7 +355,7 @@ func (d *Decoder) TimeWindowReport(req *gosnmp.SnmpPacket, count uint32) ([]byte
 // Report returns the Report answering an SNMPv3 discovery probe req:
 // usmStatsUnknownEngineIDs with this engine's id, boots and time.
 func (d *Decoder) Report(req *gosnmp.SnmpPacket, unknownEngineIDs uint32) ([]byte, error) {
-	boots, engineTime := d.EngineClock(time.Now())
+	boots, engineTime := d.EngineClock(d.now())
 	sp := &gosnmp.UsmSecurityParameters{
 		AuthoritativeEngineID:    d.engineID,
 		AuthoritativeEngineBoots: boots,
@@ -388,7 +417,7 @@ func (d *Decoder) Response(req *gosnmp.SnmpPacket, status gosnmp.SNMPError, inde
 			return nil, fmt.Errorf("meds: response to request %d: USM parameters do not copy", req.RequestID)
 		}
 		if usm.AuthoritativeEngineID == d.engineID {
-			sp.AuthoritativeEngineBoots, sp.AuthoritativeEngineTime = d.EngineClock(time.Now())
+			sp.AuthoritativeEngineBoots, sp.AuthoritativeEngineTime = d.EngineClock(d.now())
 		}
 		resp.SecurityParameters = sp
 		if resp.MsgFlags&gosnmp.AuthPriv == gosnmp.AuthPriv {

@@ -24,7 +24,7 @@ type EventLog struct {
 }
 
 // NewEventLog returns an EventLog for component writing to log, with
-// refusals logged at most once per interval per rule (0: 10 s).
+// refusals logged at most once per interval per rule (0 logs them all).
 func NewEventLog(log hclog.Logger, component string, interval time.Duration) *EventLog {
 	return &EventLog{log: log, component: component, refusals: ratelog.New(log, interval)}
 }
