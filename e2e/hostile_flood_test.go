@@ -109,6 +109,10 @@ func TestFloodLargeFrames(t *testing.T) {
 	skipShort(t)
 	tm := fast
 	tm.hello = 200 * time.Millisecond
+	// The strays never answer pings: with the fast 300 ms dead timeout
+	// mgmt would drop them before the measurement (a defence of its own,
+	// not the one under test).
+	tm.dead = 20 * time.Second
 	c := newCluster(t, tm)
 	met := freePort(t)
 	c.mgmtFlags = []string{"-metrics", met}
@@ -125,11 +129,11 @@ func TestFloodLargeFrames(t *testing.T) {
 	f.open(t, c.mgmtAddr, 500, 10, 63, func(int) []byte {
 		return header(uint16(hellopicsv1.MsgType_MSG_TYPE_ID), 1<<20)
 	})
-	f.open(t, c.mgmtAddr, 500, 20, 63, func(i int) []byte {
-		id := pbFrame(t, hellopicsv1.MsgType_MSG_TYPE_ID, &hellopicsv1.Identify{
+	var g flood
+	defer g.Close()
+	g.open(t, c.mgmtAddr, 500, 20, 63, func(i int) []byte {
+		return pbFrame(t, hellopicsv1.MsgType_MSG_TYPE_ID, &hellopicsv1.Identify{
 			Role: hellopicsv1.Role_ROLE_DATA, PairId: fmt.Sprintf("flood-%d", i), Instance: "x"})
-		b := append(id, header(uint16(hellopicsv1.MsgType_MSG_TYPE_REPORT), 1<<20)...)
-		return append(b, make([]byte, 1024)...)
 	})
 	// Every announce before identification is refused from its header.
 	deadline := time.Now().Add(waitTimeout)
@@ -139,13 +143,24 @@ func TestFloodLargeFrames(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	// The identified ones are registered and hold their half frames.
-	for scrape(t, met, "hellopics_listener_sessions", `listener="components"`) < 500 {
+	// The identified ones are registered; now each announces 1 MiB,
+	// sends 1 KiB of it and stalls.
+	for scrape(t, met, "hellopics_listener_sessions", `listener="components"`) < 502 {
 		if time.Now().After(deadline) {
-			t.Fatalf("sessions: %v; want 502", scrape(t, met, "hellopics_listener_sessions", `listener="components"`))
+			t.Fatalf("sessions: %v; want 502\n%s", scrape(t, met, "hellopics_listener_sessions", `listener="components"`), c.Tails())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	half := append(header(uint16(hellopicsv1.MsgType_MSG_TYPE_REPORT), 1<<20), make([]byte, 1024)...)
+	g.mu.Lock()
+	for _, conn := range g.conns {
+		_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		if _, err := conn.Write(half); err != nil {
+			t.Errorf("identified flood connection closed: %v", err)
+			break
+		}
+	}
+	g.mu.Unlock()
 	c.WaitHellos(m.Mark(), haPair, 5)
 	hwm := procKB(t, m.Pid(), "VmHWM")
 	t.Logf("mgmt RSS %d kB before, peak %d kB during the flood (%d dials, %d failed)", rss0, hwm, f.dials, f.fails)
@@ -154,7 +169,7 @@ func TestFloodLargeFrames(t *testing.T) {
 	// more.
 	limit := uint64(64 << 10)
 	if raceEnabled {
-		limit = 192 << 10
+		limit = 320 << 10
 	}
 	if hwm-rss0 > limit {
 		t.Errorf("mgmt's RSS grew by %d kB during the flood; want under %d kB", hwm-rss0, limit)
@@ -163,10 +178,11 @@ func TestFloodLargeFrames(t *testing.T) {
 	if after.missed != before.missed || after.received <= before.received {
 		t.Errorf("counters %v -> %v: want received growing, nothing missed", before, after)
 	}
-	if n := m.Count(mark, and(msg("closing session: protocol error"))); n > 20 {
+	if n := m.Count(mark, contains("protocol error")); n > 20 {
 		t.Errorf("%d log lines for 500 refusals; want a few (rate-limited)", n)
 	}
 	f.Close()
+	g.Close()
 }
 
 // TestFloodIdle holds 1,100 idle connections to mgmt from one other
