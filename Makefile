@@ -9,6 +9,7 @@ BENCHTIME ?= 1s
 
 
 .PHONY: toolchain-check
+.PHONY: soak
 .PHONY: help build test test-short bench fuzz proto proto-check lint demo clean
 
 help: ## list the targets
@@ -38,6 +39,10 @@ test-short: ## the quick tests only, no race detector
 
 bench: ## benchmarks, with allocations (long: minutes)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -timeout 60m ./...
+
+SOAK ?= 60s
+soak: ## the hostile-input soak against a running appliance (SOAK=60s; docs/security.md)
+	HELLOPICS_SOAK=$(SOAK) $(GO) test -count=1 -run '^TestSoakHostile$$' -v -timeout 30m ./e2e/
 
 fuzz: ## a short run of every fuzz target (FUZZTIME each)
 	@set -e; for pkg in $$($(GO) list ./...); do \
