@@ -98,7 +98,7 @@ func New(cfg Config) (*Ctrl, error) {
 	if root == nil {
 		root = hclog.NewNullLogger()
 	}
-	c := &Ctrl{cfg: cfg, log: root.Named("ctrl"), events: tier.NewEventLog(root.Named("ctrl"), "ctrl", 10*time.Second), loop: tier.NewLoop(4096), reg: tier.NewRegistry(),
+	c := &Ctrl{cfg: cfg, log: root.Named("ctrl"), events: tier.NewEventLog(root.Named("ctrl"), "ctrl", cfg.RefusalLogInterval), loop: tier.NewLoop(4096), reg: tier.NewRegistry(),
 		idTimers: make(map[handshake.SessionID]*time.Timer), refused: tier.NewRefused("ctrl")}
 
 	base := cfg.PconnBase()

@@ -101,7 +101,7 @@ func New(cfg Config) (*Data, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &Data{
-		cfg: cfg, log: root.Named("data"), events: tier.NewEventLog(root.Named("data"), "data", 10*time.Second), loop: tier.NewLoop(4096),
+		cfg: cfg, log: root.Named("data"), events: tier.NewEventLog(root.Named("data"), "data", cfg.RefusalLogInterval), loop: tier.NewLoop(4096),
 		machine: m, reg: tier.NewRegistry(), ctx: ctx, cancel: cancel, refused: tier.NewRefused("data"),
 	}
 	var relayLatency prometheus.Histogram

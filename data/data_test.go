@@ -66,21 +66,34 @@ func TestRelayWithoutMgmt(t *testing.T) {
 		}
 	}
 
-	resp, err := http.Get("http://" + d.MetricsAddr().String() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	text := string(b)
-	for _, want := range []string{
+	// The first failed attempt to reach mgmt may still be under way:
+	// scrape until everything is there, or give up after a while.
+	wants := []string{
 		`hellopics_relay_messages_total{direction="in",port="commands"} 3`,
 		`hellopics_relay_response_seconds_count 3`,
 		`hellopics_handshake_ready 0`,
 		`hellopics_sessions_total{event="connect_failed",link="mgmt"} `,
-	} {
-		if !strings.Contains(text, want) {
-			t.Errorf("metrics lack %q", want)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + d.MetricsAddr().String() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
 		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var missing []string
+		for _, want := range wants {
+			if !strings.Contains(string(b), want) {
+				missing = append(missing, want)
+			}
+		}
+		if len(missing) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics lack %q", missing)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

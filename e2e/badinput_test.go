@@ -143,6 +143,10 @@ func TestBadInput(t *testing.T) {
 	tm := fast
 	tm.hello = 200 * time.Millisecond
 	c := newCluster(t, tm)
+	// Every refusal logged, not one per kind and 10 s: each case looks
+	// for its own line.
+	c.mgmtFlags = []string{"-log-refusals-every", "0"}
+	c.componentFlags = []string{"-log-refusals-every", "0"}
 	m := c.StartMgmt()
 	ctrl := c.StartCtrl(pair)
 	data := c.StartData(pair)
@@ -238,10 +242,15 @@ func TestBadInput(t *testing.T) {
 			send:    pbFrame(t, hellopicsv1.MsgType_MSG_TYPE_HELLO, hello),
 			wantLog: step("ignored", pair), silentClose: true},
 	}
-	// Issue 10: twelve Identify frames with 100 KB pair ids.
+	// Issue 10: twelve Identify frames with 100 KB pair ids: over the
+	// 4 KiB frame limit before identification, refused from the header;
+	// and twelve that fit a frame but not the pair id rules.
 	for i := 0; i < 12; i++ {
 		cases = append(cases, tc{name: fmt.Sprintf("mgmt/100KB-pair-id-%d", i), target: m, addr: c.mgmtAddr,
-			send:       pbFrame(t, hellopicsv1.MsgType_MSG_TYPE_ID, id(hellopicsv1.Role_ROLE_DATA, strings.Repeat(string(rune('a'+i)), 100_000), "")),
+			send:    pbFrame(t, hellopicsv1.MsgType_MSG_TYPE_ID, id(hellopicsv1.Role_ROLE_DATA, strings.Repeat(string(rune('a'+i)), 100_000), "")),
+			wantLog: closedFor("frame too large"), peerLogged: true})
+		cases = append(cases, tc{name: fmt.Sprintf("mgmt/65B-pair-id-%d", i), target: m, addr: c.mgmtAddr,
+			send:       pbFrame(t, hellopicsv1.MsgType_MSG_TYPE_ID, id(hellopicsv1.Role_ROLE_DATA, strings.Repeat(string(rune('a'+i)), 65), "")),
 			wantReject: "pair id must be", wantLog: and(step("rejected", ""), field("refused", "pair_id")), peerLogged: true})
 	}
 	for _, tc := range cases {

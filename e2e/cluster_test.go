@@ -64,8 +64,9 @@ type cluster struct {
 
 	// logLevel is the -log-level of each role ("debug" when absent).
 	logLevel map[string]string
-	// mgmtFlags are extra flags for every mgmt start (such as -metrics).
-	mgmtFlags []string
+	// mgmtFlags are extra flags for every mgmt start (such as -metrics);
+	// componentFlags for every ctrl and data start.
+	mgmtFlags, componentFlags []string
 
 	mgmtAddr string // where ctrl and data find mgmt (fixed across restarts)
 	opAddr   string // mgmt's operator API
@@ -194,6 +195,7 @@ func (c *cluster) startComponent(role, pair string, into map[string]*proc, extra
 		"-retry", c.tm.retry.String(),
 		"-dead-timeout", c.tm.dead.String(),
 	}, extra...)
+	args = append(args, c.componentFlags...)
 	args = append(args, c.logFlags(role)...)
 	p := startProc(c.t, role+"-"+pair, args...)
 	c.add(p)

@@ -107,6 +107,13 @@ type Config struct {
 	// default, 65,536.
 	MaxEpochJump uint64
 
+	// RefusalLogInterval is how often at most each kind of refused input
+	// (a rule of the handshake or of the election, a transport error) is
+	// logged; the ones in between are counted in the metrics and the
+	// next line says how many ("suppressed"). 0 logs every one. Default
+	// 10 s.
+	RefusalLogInterval time.Duration
+
 	// HAAnySource accepts a mgmt peer's connection from any address.
 	// By default a connection whose first heartbeat names peer X must
 	// come from an IP address of X's configured HA address, so that a
@@ -128,6 +135,8 @@ func DefaultConfig() Config {
 		Priority:          100,
 		HeartbeatInterval: 50 * time.Millisecond,
 		DeadMisses:        3,
+
+		RefusalLogInterval: 10 * time.Second,
 	}
 }
 
@@ -157,6 +166,9 @@ func (c *Config) Validate() error {
 	}
 	if c.HeartbeatInterval <= 0 {
 		errs = append(errs, fmt.Errorf("HeartbeatInterval %v must be positive", c.HeartbeatInterval))
+	}
+	if c.RefusalLogInterval < 0 {
+		errs = append(errs, fmt.Errorf("RefusalLogInterval %v is negative", c.RefusalLogInterval))
 	}
 	if c.DeadMisses < 1 {
 		errs = append(errs, fmt.Errorf("DeadMisses %d must be at least 1", c.DeadMisses))

@@ -95,8 +95,8 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:     cfg,
 		log:     root.Named("mgmt"),
-		events:  tier.NewEventLog(root.Named("mgmt"), "mgmt", 10*time.Second),
-		haLog:   ratelog.New(root.Named("mgmt").Named("ha"), 10*time.Second),
+		events:  tier.NewEventLog(root.Named("mgmt"), "mgmt", cfg.RefusalLogInterval),
+		haLog:   ratelog.New(root.Named("mgmt").Named("ha"), cfg.RefusalLogInterval),
 		started: time.Now(),
 		loop:    tier.NewLoop(4096),
 		machine: m,
@@ -117,6 +117,7 @@ func New(cfg Config) (*Server, error) {
 	pc.Handler = s.loop.Handler(s.onFrame)
 	pc.EventHandler = s.loop.EventHandler(s.onSession)
 	pc.DeadTimeout = cfg.DeadTimeout
+	pc.LogInterval = cfg.RefusalLogInterval
 	pc.Logger = s.log.Named("pconn")
 	if pc.IdentifyTimeout == 0 {
 		// A backstop behind the handshake's own identify timeout: the

@@ -104,12 +104,14 @@ func (c *componentFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&cfg.HealthAddr, "health", envOr("HELLOPICS_HEALTH_ADDR", ""), "serve the gRPC health service (SERVING once the handshake is complete) on this address; empty disables (env HELLOPICS_HEALTH_ADDR)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics", envOr("HELLOPICS_METRICS_ADDR", ""), "serve Prometheus metrics on this address (/metrics); empty disables (env HELLOPICS_METRICS_ADDR)")
 	c.log.Register(fs)
+	c.log.RegisterRefusals(fs)
 }
 
 // finish completes the configuration after parsing and returns the logger.
 func (c *componentFlags) finish() (hclog.Logger, error) {
 	c.cfg.MgmtAddrs = splitList(c.mgmtAddrs)
 	c.cfg.Version = version
+	c.cfg.RefusalLogInterval = c.log.RefusalsEvery
 	log, err := c.log.Logger("hellopics", nil)
 	if err != nil {
 		return nil, err

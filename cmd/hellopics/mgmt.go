@@ -51,6 +51,7 @@ func runMgmt(args []string) int {
 	fs.BoolVar(&cfg.HAAnySource, "ha-any-source", false, "accept a mgmt peer's connection from any address, not only from its -peers address (NAT, multi-homed hosts)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics", envOr("HELLOPICS_METRICS_ADDR", ""), "serve Prometheus metrics on this address (/metrics); empty disables (env HELLOPICS_METRICS_ADDR)")
 	lf.Register(fs)
+	lf.RegisterRefusals(fs)
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -59,6 +60,7 @@ func runMgmt(args []string) int {
 		return 2
 	}
 	cfg.Priority = uint32(prio)
+	cfg.RefusalLogInterval = lf.RefusalsEvery
 	cfg.Version = version
 	for _, p := range splitList(peers) {
 		id, addr, ok := strings.Cut(p, "=")

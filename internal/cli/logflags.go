@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -18,6 +19,16 @@ type LogFlags struct {
 	Level string
 	// JSON selects JSON lines instead of the human format.
 	JSON bool
+	// RefusalsEvery is how often at most each kind of refused input is
+	// logged (-log-refusals-every; daemons only).
+	RefusalsEvery time.Duration
+}
+
+// RegisterRefusals adds -log-refusals-every to fs, for the daemons that
+// refuse input from the network.
+func (l *LogFlags) RegisterRefusals(fs *flag.FlagSet) {
+	fs.DurationVar(&l.RefusalsEvery, "log-refusals-every", 10*time.Second,
+		"log each kind of refused network input at most this often; the rest are counted in the metrics (0: log every one)")
 }
 
 // Register adds -log-level and -log-json to fs.

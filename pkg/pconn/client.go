@@ -50,7 +50,7 @@ func Dial(cfg Config, addrs ...string) (*Client, error) {
 	c := &Client{
 		cfg:    cfg,
 		log:    cfg.logger().Named("client"),
-		rl:     ratelog.New(cfg.logger().Named("session"), logInterval),
+		rl:     ratelog.New(cfg.logger().Named("session"), cfg.LogInterval),
 		addrs:  append([]string(nil), addrs...),
 		rnd:    rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(sessionIDs.Add(1)))),
 		kick:   make(chan struct{}, 1),

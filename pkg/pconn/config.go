@@ -36,6 +36,13 @@ type Config struct {
 	// named "session" with a "peer" key. Nil discards them.
 	Logger hclog.Logger
 
+	// LogInterval is how often at most a kind of warning that a peer can
+	// trigger at will (a protocol error, a refused connection) is logged
+	// per Server or Client; the occurrences in between are counted and
+	// the next line says how many ("suppressed"). 0 logs every one (for
+	// debugging; a flood then floods the log). Default 10 s.
+	LogInterval time.Duration
+
 	// MaxFrameSize is the largest payload, in bytes, accepted from a peer
 	// and allowed in Send. Checked from the header, before the payload is
 	// read. Default 1 MiB.
@@ -148,6 +155,7 @@ func DefaultConfig(h Handler) Config {
 		RetryInterval:            time.Second,      // client: between attempts
 		RetryJitter:              0.2,              // client: each wait 80% to 100% of the interval
 		DialTimeout:              3 * time.Second,  // client: one attempt
+		LogInterval:              logInterval,      // a peer's flood of errors: a line per kind and 10 s
 	}
 }
 
@@ -204,6 +212,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxRetries < 0 {
 		errs = append(errs, fmt.Errorf("MaxRetries %d is negative", c.MaxRetries))
+	}
+	if c.LogInterval < 0 {
+		errs = append(errs, fmt.Errorf("LogInterval %v is negative", c.LogInterval))
 	}
 	if c.DialTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("DialTimeout %v must be positive", c.DialTimeout))

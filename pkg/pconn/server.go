@@ -120,8 +120,8 @@ func Serve(ln net.Listener, cfg Config) (*Server, error) {
 		acceptDone: make(chan struct{}),
 		quit:       make(chan struct{}),
 	}
-	s.rl = ratelog.New(s.log, logInterval)
-	s.srl = ratelog.New(cfg.logger().Named("session"), logInterval)
+	s.rl = ratelog.New(s.log, cfg.LogInterval)
+	s.srl = ratelog.New(cfg.logger().Named("session"), cfg.LogInterval)
 	s.wg.Add(1)
 	go s.acceptLoop()
 	s.log.Debug("listening", "addr", ln.Addr().String(), "tls", cfg.TLS != nil)

@@ -19,10 +19,7 @@ import (
 	"github.com/hellopics/hellopics/internal/ratelog"
 )
 
-// logInterval is how often at most a kind of warning that a peer can
-// trigger at will (a protocol error, a refused connection) is logged per
-// Server or Client; the occurrences in between are counted and the next
-// line says how many ("suppressed").
+// logInterval is Config.LogInterval's default.
 const logInterval = 10 * time.Second
 
 var sessionIDs atomic.Uint64
@@ -99,7 +96,7 @@ type Session struct {
 func newSession(conn net.Conn, cfg *Config, log hclog.Logger, srv *Server, rl *ratelog.Logger) *Session {
 	ctx, cancel := context.WithCancel(context.Background())
 	if rl == nil {
-		rl = ratelog.New(log, logInterval)
+		rl = ratelog.New(log, cfg.LogInterval)
 	}
 	s := &Session{
 		id:     sessionIDs.Add(1),

@@ -53,6 +53,12 @@ type ComponentConfig struct {
 	// (SERVING while the handshake is complete); "" disables it.
 	HealthAddr string
 
+	// RefusalLogInterval is how often at most each kind of refused input
+	// (a rule of the handshake, a transport error) is logged; the ones in
+	// between are counted in the metrics and the next line says how many
+	// ("suppressed"). 0 logs every one. Default 10 s.
+	RefusalLogInterval time.Duration
+
 	// OnReadyChange, if set, is called (on the component's loop, so it
 	// must not block) each time the handshake completes (true) or is
 	// undone by a loss (false). The daemon uses it for systemd readiness.
@@ -67,6 +73,8 @@ func DefaultComponentConfig() ComponentConfig {
 		RetryInterval:   time.Second,
 		DeadTimeout:     3 * time.Second,
 		MgmtDeadTimeout: 300 * time.Millisecond,
+
+		RefusalLogInterval: 10 * time.Second,
 	}
 }
 
@@ -85,6 +93,9 @@ func (c *ComponentConfig) Problems() []error {
 	if c.DeadTimeout < pconn.MinDeadTimeout {
 		errs = append(errs, fmt.Errorf("DeadTimeout %v below the minimum %v", c.DeadTimeout, pconn.MinDeadTimeout))
 	}
+	if c.RefusalLogInterval < 0 {
+		errs = append(errs, fmt.Errorf("RefusalLogInterval %v is negative", c.RefusalLogInterval))
+	}
 	if c.MgmtDeadTimeout < pconn.MinDeadTimeout {
 		errs = append(errs, fmt.Errorf("MgmtDeadTimeout %v below the minimum %v", c.MgmtDeadTimeout, pconn.MinDeadTimeout))
 	}
@@ -101,5 +112,6 @@ func (c *ComponentConfig) PconnBase() pconn.Config {
 	}
 	base.DeadTimeout = c.DeadTimeout
 	base.RetryInterval = c.RetryInterval
+	base.LogInterval = c.RefusalLogInterval
 	return base
 }
