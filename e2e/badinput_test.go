@@ -46,16 +46,11 @@ type rawResult struct {
 	closed time.Duration
 }
 
-// rawExchange connects to addr, writes b and reads frames until the
-// server closes the connection. It fails the test if the server does not
-// close it within waitTimeout. It never answers pings: a raw client is
-// silent, as a stray or a scanner would be.
-func rawExchange(t *testing.T, addr string, b []byte) rawResult {
-	t.Helper()
-	return rawExchangeFrom(t, "", addr, b)
-}
-
-// rawExchangeFrom is rawExchange from the local IP from ("" for any).
+// rawExchangeFrom connects to addr from the local IP from ("" for any),
+// writes b and reads frames until the server closes the connection. It
+// fails the test if the server does not close it within waitTimeout. It
+// never answers pings: a raw client is silent, as a stray or a scanner
+// would be.
 func rawExchangeFrom(t *testing.T, from, addr string, b []byte) rawResult {
 	t.Helper()
 	var d net.Dialer
