@@ -61,10 +61,11 @@ type Relay struct {
 	unknownEngID uint32 // usmStatsUnknownEngineIDs; notification loop only
 	notInTime    uint32 // usmStatsNotInTimeWindows; notification loop only
 
-	connMu sync.Mutex // guards conns and perIP: the client places of MaxClients, MaxClientsPerIP
-	conns  int
-	perIP  map[netip.Addr]int
-	tcpLog *ratelog.Logger // accept failures and refusals
+	connMu   sync.Mutex // guards conns and perIP: the client places of MaxClients, MaxClientsPerIP
+	conns    int
+	perIP    map[netip.Addr]int
+	tcpLog   *ratelog.Logger // accept failures and refusals
+	logEvery time.Duration   // how often at most a kind of line a peer can trigger is logged
 
 	c      counters
 	cancel context.CancelFunc
@@ -119,11 +120,11 @@ func New(cfg Config, logger hclog.Logger) (*Relay, error) {
 		pending: newPendingTable(cfg.MaxPending),
 		perIP:   make(map[netip.Addr]int),
 	}
-	logEvery := time.Second
+	r.logEvery = time.Second
 	if cfg.LogEveryError {
-		logEvery = 0
+		r.logEvery = 0
 	}
-	r.tcpLog = ratelog.New(r.log, logEvery)
+	r.tcpLog = ratelog.New(r.log, r.logEvery)
 	if cfg.CommandSecurity.Version == gosnmp.Version2c {
 		r.slots = make(chan struct{}, cfg.Senders+cfg.SendQueue)
 	} else {

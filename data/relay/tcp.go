@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/hellopics/hellopics/internal/ratelog"
 	"github.com/hellopics/hellopics/pkg/meds"
 )
 
@@ -37,7 +38,10 @@ type port struct {
 	kind portKind
 	ln   net.Listener
 	log  hclog.Logger
-	c    portCounters
+	// lifeLog logs clients coming and going, at most once per second
+	// each (anyone can connect and leave in a loop).
+	lifeLog *ratelog.Logger
+	c       portCounters
 
 	mu      sync.Mutex
 	clients map[*client]struct{}
@@ -47,9 +51,11 @@ type port struct {
 }
 
 func newPort(r *Relay, kind portKind, ln net.Listener) *port {
+	log := r.log.Named(kind.String())
 	return &port{
 		r: r, kind: kind, ln: ln,
-		log:     r.log.Named(kind.String()),
+		log:     log,
+		lifeLog: ratelog.New(log, r.logEvery),
 		clients: make(map[*client]struct{}),
 		backlog: make([][]byte, r.cfg.Backlog),
 	}
@@ -130,7 +136,7 @@ func (p *port) accept(ctx context.Context) {
 		c.pre = p.drainLocked()
 		p.clients[c] = struct{}{}
 		p.mu.Unlock()
-		c.log.Info("client connected", "backlog_delivered", len(c.pre))
+		p.lifeLog.Info("connected", "client connected", "peer", conn.RemoteAddr().String(), "client", seq, "backlog_delivered", len(c.pre))
 		p.r.wg.Add(2)
 		go func() { defer p.r.wg.Done(); c.writeLoop(ctx) }()
 		go func() { defer p.r.wg.Done(); c.readLoop(ctx) }()
@@ -304,10 +310,11 @@ func (c *client) close(reason string, err error) {
 		_ = c.conn.Close()
 		c.p.remove(c)
 		c.p.r.release(c.ip)
+		peer := c.conn.RemoteAddr().String()
 		if err != nil {
-			c.log.Warn("client closed", "reason", reason, "error", err)
+			c.p.lifeLog.Warn("closed-error", "client closed", "peer", peer, "client", c.seq, "reason", reason, "error", err)
 		} else {
-			c.log.Info("client closed", "reason", reason)
+			c.p.lifeLog.Info("closed", "client closed", "peer", peer, "client", c.seq, "reason", reason)
 		}
 	})
 }

@@ -79,11 +79,17 @@ type Event struct {
 	Refused string
 }
 
-// Level is the log level of the event: Warn for a refusal, else its
+// Level is the log level of the event: Warn for a refusal, Debug for the loss of a session that never identified, else its
 // Kind's level.
 func (e Event) Level() slog.Level {
 	if e.Refused != "" && e.Kind.Level() < slog.LevelWarn {
 		return slog.LevelWarn
+	}
+	if e.Kind == EventDown && e.PairID == "" {
+		// A connection that never identified: a scanner, a stray or a
+		// flood. The transport logs and counts what it did wrong,
+		// rate-limited; one line each here would undo that.
+		return slog.LevelDebug
 	}
 	return e.Kind.Level()
 }

@@ -14,7 +14,8 @@ import (
 
 // EventLog writes a component's machine events like LogEvent, but
 // refusals of bad or hostile input (Event.Refused set) at most once per
-// interval per rule, the next line carrying suppressed=N: a flood of
+// interval per rule, and a backup's redirects at most once per interval
+// per pair and role, the next line carrying suppressed=N: a flood of
 // forged frames costs a few lines, not one per frame. Safe for
 // concurrent use.
 type EventLog struct {
@@ -31,12 +32,19 @@ func NewEventLog(log hclog.Logger, component string, interval time.Duration) *Ev
 
 // Log writes ev.
 func (l *EventLog) Log(ev handshake.Event) {
-	if ev.Refused == "" {
+	switch {
+	case ev.Refused != "":
+		msg, args := eventLine(l.component, ev)
+		l.refusals.Warn(ev.Refused, msg, args...)
+	case ev.Kind == handshake.EventRedirect && ev.Level() >= slog.LevelInfo:
+		// A backup redirects whoever identifies; a stranger can make it
+		// do so in a loop. Each component's redirect is still logged:
+		// the key is its pair and role.
+		msg, args := eventLine(l.component, ev)
+		l.refusals.Info("redirect:"+ev.PairID+":"+ev.Peer.String(), msg, args...)
+	default:
 		LogEvent(l.log, l.component, ev)
-		return
 	}
-	msg, args := eventLine(l.component, ev)
-	l.refusals.Warn(ev.Refused, msg, args...)
 }
 
 // LogEvent writes a machine event as one line at the event's level, with
