@@ -253,8 +253,15 @@ func TestBadInput(t *testing.T) {
 			mark := tc.target.Mark()
 			res := rawExchangeFrom(t, tc.from, tc.addr, tc.send)
 			if tc.wantReject != "" {
-				if got := res.reject(t); !strings.Contains(got, tc.wantReject) {
+				got := res.reject(t)
+				if !strings.Contains(got, tc.wantReject) {
 					t.Errorf("Reject reason %q; want one containing %q (frame types received: %v)", got, tc.wantReject, res.types)
+				}
+				// A Reject tells a stranger nothing about the others.
+				for _, secret := range []string{live.GetInstance(), live.GetAddr(), live.GetDataAddr()} {
+					if secret != "" && strings.Contains(got, secret) {
+						t.Errorf("Reject reason %q reveals %q", got, secret)
+					}
 				}
 			}
 			want := tc.wantLog

@@ -63,6 +63,41 @@ func haPB(t *testing.T, ty hellopicsv1.HAMsgType, m proto.Message) []byte {
 	return frame(uint16(ty), b)
 }
 
+// haPinger connects to addr and sends a pconn ping every 50 ms, and
+// nothing else, until the server closes the connection (true) or
+// waitTimeout passes (false).
+func haPinger(t *testing.T, addr string) bool {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	defer conn.Close()
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		buf := make([]byte, 512)
+		for {
+			if _, err := conn.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(waitTimeout)
+	for {
+		select {
+		case <-closed:
+			return true
+		case <-deadline:
+			return false
+		case <-tick.C:
+			_, _ = conn.Write(frame(0xFF01, nil)) // pconn's ping
+		}
+	}
+}
+
 // refusedHA matches mgmt's rate-limited WARN for a refused HA
 // connection or message with the given reason.
 func refusedHA(reason string) match {
@@ -84,8 +119,9 @@ func TestHAForgedHeartbeats(t *testing.T) {
 	tm.hello = 200 * time.Millisecond // the test asserts no hello is missed: room for a stalled process
 	h := newHACluster(t, tm, haSpec{id: "a", priority: 200, flags: steady}, haSpec{id: "b", priority: 100, flags: steady})
 	metA, metB := freePort(t), freePort(t)
-	a := h.StartMgmt("a", "-metrics", metA)
-	b := h.StartMgmt("b", "-metrics", metB)
+	// A short identify timeout, for the connection that sends nothing.
+	a := h.StartMgmt("a", "-metrics", metA, "-identify-timeout", "1s")
+	b := h.StartMgmt("b", "-metrics", metB, "-identify-timeout", "1s")
 	h.StartPair(haPair)
 	if m, sts := h.WaitMaster(); m.id != "a" {
 		t.Fatalf("master is %s; want a: %s", m.id, summarize(sts))
@@ -128,6 +164,20 @@ func TestHAForgedHeartbeats(t *testing.T) {
 			t.Errorf("%s: refusals with reason %s went from %v to %v; want one more", at.name, at.reason, before, n)
 		}
 	}
+	// A connection that never identifies but keeps the link alive with
+	// pings (a silent one is dropped sooner, by the dead-peer timer) is
+	// closed after the identify timeout, and counted.
+	idle := max(0, scrape(t, metA, "hellopics_listener_refused_total", `listener="ha",reason="identify_timeout"`))
+	start := time.Now()
+	if !haPinger(t, h.M("a").ha) {
+		t.Errorf("an unidentified connection to the HA port was not closed within %v", waitTimeout)
+	} else if el := time.Since(start); el < 900*time.Millisecond {
+		t.Errorf("the unidentified connection was closed after %v, before the identify timeout", el)
+	}
+	if n := scrape(t, metA, "hellopics_listener_refused_total", `listener="ha",reason="identify_timeout"`); n != idle+1 {
+		t.Errorf("HA identify timeouts went from %v to %v; want one more", idle, n)
+	}
+
 	// Counted every time, logged once per reason and interval.
 	if n := a.Count(aMark, refusedHA("epoch_range")); n != 1 {
 		t.Errorf("a logged %d refusals for epoch_range; want 1 (rate-limited)", n)
