@@ -139,31 +139,43 @@ func TestHAForgedHeartbeats(t *testing.T) {
 		return haPB(t, hellopicsv1.HAMsgType_HA_MSG_TYPE_HEARTBEAT, &hellopicsv1.Heartbeat{
 			Id: id, Priority: 255, Epoch: ep, MasterId: master, ComponentAddr: forged})
 	}
+	// Where each refusal is counted: the election's refusals by reason,
+	// or the HA listener's for connections from an address that is no
+	// peer's (closed before anything is read).
+	haRefused := func(reason string) (string, string) {
+		return "hellopics_mgmt_ha_refused_total", `reason="` + reason + `"`
+	}
+	filtered := func() (string, string) {
+		return "hellopics_listener_refused_total", `listener="ha",reason="filter"`
+	}
+	type counter func() (string, string)
 	attacks := []struct {
 		name, src, to string
 		frames        [][]byte
 		metrics       string
-		reason        string
+		counted       counter
 	}{
-		{"epoch 2^64-1 in b's name", "127.0.0.1", h.M("a").ha, [][]byte{hb("b", 1<<64-1, "b")}, metA, "epoch_range"},
-		{"epoch 2^63 in b's name", "127.0.0.1", h.M("a").ha, [][]byte{hb("b", 1<<63, "b")}, metA, "epoch_range"},
-		{"epoch beyond the window", "127.0.0.1", h.M("a").ha, [][]byte{hb("b", epoch+election.DefaultMaxEpochJump+1, "b")}, metA, "epoch_jump"},
-		{"b's name from another host", "127.0.0.2", h.M("a").ha, [][]byte{hb("b", epoch+1, "b")}, metA, "source"},
-		{"a stranger's name", "127.0.0.1", h.M("a").ha, [][]byte{hb("mallory", epoch+1, "mallory")}, metA, "unknown_peer"},
+		{"epoch 2^64-1 in b's name", "127.0.0.1", h.M("a").ha, [][]byte{hb("b", 1<<64-1, "b")}, metA, func() (string, string) { return haRefused("epoch_range") }},
+		{"epoch 2^63 in b's name", "127.0.0.1", h.M("a").ha, [][]byte{hb("b", 1<<63, "b")}, metA, func() (string, string) { return haRefused("epoch_range") }},
+		{"epoch beyond the window", "127.0.0.1", h.M("a").ha, [][]byte{hb("b", epoch+election.DefaultMaxEpochJump+1, "b")}, metA, func() (string, string) { return haRefused("epoch_jump") }},
+		{"a stranger's name", "127.0.0.1", h.M("a").ha, [][]byte{hb("mallory", epoch+1, "mallory")}, metA, func() (string, string) { return haRefused("unknown_peer") }},
+		{"b's name from another host", "127.0.0.2", h.M("a").ha, [][]byte{hb("b", epoch+1, "b")}, metA, filtered},
 		{"handover in a's name from another host", "127.0.0.3", h.M("b").ha, [][]byte{
 			hb("a", epoch, "a"),
 			haPB(t, hellopicsv1.HAMsgType_HA_MSG_TYPE_HANDOVER, &hellopicsv1.Handover{Epoch: epoch + 1, FromId: "a"}),
-		}, metB, "source"},
+		}, metB, filtered},
 	}
 	for _, at := range attacks {
-		before := max(0, scrape(t, at.metrics, "hellopics_mgmt_ha_refused_total", `reason="`+at.reason+`"`))
+		name, labels := at.counted()
+		before := max(0, scrape(t, at.metrics, name, labels))
 		if !haAttack(t, at.src, at.to, at.frames...) {
 			t.Errorf("%s: the connection was not closed within %v", at.name, waitTimeout)
 		}
-		if n := scrape(t, at.metrics, "hellopics_mgmt_ha_refused_total", `reason="`+at.reason+`"`); n != before+1 {
-			t.Errorf("%s: refusals with reason %s went from %v to %v; want one more", at.name, at.reason, before, n)
+		if n := scrape(t, at.metrics, name, labels); n != before+1 {
+			t.Errorf("%s: %s{%s} went from %v to %v; want one more", at.name, name, labels, before, n)
 		}
 	}
+
 	// A connection that never identifies but keeps the link alive with
 	// pings (a silent one is dropped sooner, by the dead-peer timer) is
 	// closed after the identify timeout, and counted.

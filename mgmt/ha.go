@@ -96,6 +96,12 @@ func (s *Server) startHA(base pconn.Config) error {
 	// which must not cost the session (see onHAFrame).
 	in.IdentifyTimeout = s.cfg.IdentifyTimeout
 	in.MaxFrameSizeUnidentified = 0
+	if !s.cfg.HAAnySource {
+		// Only the peers' addresses may connect at all: whatever a
+		// stranger would send is never read, and the frame limit above
+		// costs memory only on the peers' hosts.
+		in.AcceptFilter = s.haAcceptFilter
+	}
 	in.EventHandler = pconn.EventHandlerFunc(func(ev pconn.Event) {
 		if ev.Type == pconn.EventEstablished || ev.Session == nil {
 			return
@@ -353,6 +359,26 @@ func (s *Server) checkHASource(id string, remote net.Addr) (reason string, err e
 		return "source", fmt.Errorf("a connection from %s claims to be mgmt peer %s, which is configured at another address (-ha-any-source lifts this check)", host, id)
 	}
 	return "", nil
+}
+
+// haAcceptFilter refuses an HA connection from an address that is none
+// of the peers'.
+func (s *Server) haAcceptFilter(remote net.Addr) error {
+	host, _, err := net.SplitHostPort(remote.String())
+	if err != nil {
+		return err
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return err
+	}
+	key := ip.Unmap().String()
+	for _, ips := range s.haSources {
+		if ips[key] {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s is not the address of a mgmt peer (-peers; -ha-any-source lifts this check)", key)
 }
 
 // refuseHA counts a refused HA connection or message, logs it

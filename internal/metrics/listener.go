@@ -13,7 +13,7 @@ var (
 		"Connections accepted by a pconn listener, refused ones included.", []string{"listener"}, nil)
 	descListenerRefused = prometheus.NewDesc("hellopics_listener_refused_total",
 		"Connections and sessions a pconn listener refused or closed for what the peer did, by reason: "+
-			"full (MaxSessions), per_host (MaxSessionsPerHost), protocol (an invalid frame), identify_timeout, tls, accept_error.",
+			"full (MaxSessions), per_host (MaxSessionsPerHost), filter (an address not allowed), protocol (an invalid frame), identify_timeout, tls, accept_error.",
 		[]string{"listener", "reason"}, nil)
 )
 
@@ -33,6 +33,7 @@ func Listener(ch chan<- prometheus.Metric, listener string, srv *pconn.Server) {
 	}{
 		{"full", st.RefusedFull},
 		{"per_host", st.RefusedPerHost},
+		{"filter", st.RefusedFilter},
 		{"protocol", st.ProtocolErrors},
 		{"identify_timeout", st.IdentifyTimeouts},
 		{"tls", st.TLSHandshakeFailures},

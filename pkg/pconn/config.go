@@ -93,6 +93,14 @@ type Config struct {
 	// certificate subject becomes Session.PeerIdentity.
 	TLS *tls.Config
 
+	// AcceptFilter, when set, is asked about every accepted connection
+	// before anything is read from it; a non-nil error closes it at once,
+	// without a word to the peer (counted in ServerStats.RefusedFilter
+	// and logged, rate-limited, with the error). Use it to accept only
+	// known addresses. It must be quick and safe for concurrent use.
+	// Server only.
+	AcceptFilter func(remote net.Addr) error
+
 	// MaxSessions bounds a server's concurrent sessions; a connection over
 	// the limit is told why and closed. Server only. Default 1024.
 	MaxSessions int

@@ -486,3 +486,39 @@ func TestStalledLargeFramesCostLittle(t *testing.T) {
 	}
 	srv.Close()
 }
+
+// TestAcceptFilter: a connection the filter refuses is closed before
+// anything is read or written, counted, and frees its per-host slot; one
+// it lets through is served.
+func TestAcceptFilter(t *testing.T) {
+	checkNoLeaks(t)
+	srvEv := newRecorder()
+	cfg := DefaultConfig(echo)
+	cfg.EventHandler = srvEv
+	cfg.MaxSessionsPerHost = 1
+	cfg.AcceptFilter = func(a net.Addr) error {
+		if strings.HasPrefix(a.String(), "127.0.0.2:") {
+			return errors.New("not a peer")
+		}
+		return nil
+	}
+	srv := listen(t, cfg)
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: waitFor}
+	for range 3 {
+		c, err := d.Dial("tcp", srv.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(waitFor))
+		if n, err := c.Read(make([]byte, 64)); n != 0 || err == nil {
+			t.Fatalf("a filtered connection read %d bytes, %v; want a close and nothing", n, err)
+		}
+		c.Close()
+	}
+	rawConn(t, srv.Addr())
+	srvEv.next(t, EventEstablished)
+	if st := srv.Stats(); st.RefusedFilter != 3 || st.RefusedPerHost != 0 || st.Sessions != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	srv.Close()
+}

@@ -40,6 +40,7 @@ type Server struct {
 // serverCounters are the counters behind ServerStats.
 type serverCounters struct {
 	accepted, refusedFull, refusedPerHost atomic.Uint64
+	refusedFilter                         atomic.Uint64
 	protocolErrors, identifyTimeouts      atomic.Uint64
 	tlsFailures, acceptErrors             atomic.Uint64
 }
@@ -55,6 +56,9 @@ type ServerStats struct {
 	// RefusedFull counts connections refused because MaxSessions sessions
 	// were established (logged "connection refused: server full").
 	RefusedFull uint64
+	// RefusedFilter counts connections AcceptFilter refused (logged
+	// "connection refused by the accept filter").
+	RefusedFilter uint64
 	// RefusedPerHost counts connections refused over MaxSessionsPerHost
 	// (logged "connection refused: too many connections from this host").
 	RefusedPerHost uint64
@@ -85,6 +89,7 @@ func (s *Server) Stats() ServerStats {
 		Accepted:             s.stats.accepted.Load(),
 		RefusedFull:          s.stats.refusedFull.Load(),
 		RefusedPerHost:       s.stats.refusedPerHost.Load(),
+		RefusedFilter:        s.stats.refusedFilter.Load(),
 		ProtocolErrors:       s.stats.protocolErrors.Load(),
 		IdentifyTimeouts:     s.stats.identifyTimeouts.Load(),
 		TLSHandshakeFailures: s.stats.tlsFailures.Load(),
@@ -250,6 +255,17 @@ func refuse(c net.Conn, why error) {
 func (s *Server) serveConn(c net.Conn, host string, admitted bool) {
 	defer s.wg.Done()
 	peer := c.RemoteAddr().String()
+	if f := s.cfg.AcceptFilter; f != nil {
+		if err := f(c.RemoteAddr()); err != nil {
+			if admitted {
+				s.releaseHost(host)
+			}
+			s.stats.refusedFilter.Add(1)
+			s.rl.Warn("refused-filter", "connection refused by the accept filter", "peer", peer, "error", err)
+			c.Close() // nothing is read or written: not even why
+			return
+		}
+	}
 	if !admitted {
 		s.stats.refusedPerHost.Add(1)
 		s.rl.Warn("refused-per-host", "connection refused: too many connections from this host", "peer", peer,
