@@ -136,21 +136,10 @@ func TestFloodLargeFrames(t *testing.T) {
 			Role: hellopicsv1.Role_ROLE_DATA, PairId: fmt.Sprintf("flood-%d", i), Instance: "x"})
 	})
 	// Every announce before identification is refused from its header.
-	deadline := time.Now().Add(waitTimeout)
-	for scrape(t, met, "hellopics_listener_refused_total", `listener="components",reason="protocol"`) < 500 {
-		if time.Now().After(deadline) {
-			t.Fatalf("refusals: %v; want 500\n%s", scrape(t, met, "hellopics_listener_refused_total", `listener="components",reason="protocol"`), c.Tails())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitScrape(t, met, "hellopics_listener_refused_total", `listener="components",reason="protocol"`, 500, c.Tails)
 	// The identified ones are registered; now each announces 1 MiB,
 	// sends 1 KiB of it and stalls.
-	for scrape(t, met, "hellopics_listener_sessions", `listener="components"`) < 502 {
-		if time.Now().After(deadline) {
-			t.Fatalf("sessions: %v; want 502\n%s", scrape(t, met, "hellopics_listener_sessions", `listener="components"`), c.Tails())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitScrape(t, met, "hellopics_listener_sessions", `listener="components"`, 502, c.Tails)
 	half := append(header(uint16(hellopicsv1.MsgType_MSG_TYPE_REPORT), 1<<20), make([]byte, 1024)...)
 	g.mu.Lock()
 	for _, conn := range g.conns {
@@ -203,21 +192,12 @@ func TestFloodIdle(t *testing.T) {
 	var f flood
 	defer f.Close()
 	f.open(t, c.mgmtAddr, 1100, 2, 1100, func(int) []byte { return nil })
-	refused := func() float64 {
-		return scrape(t, met, "hellopics_listener_refused_total", `listener="components",reason="per_host"`)
-	}
-	deadline := time.Now().Add(waitTimeout)
-	for refused() < 1100-64 {
-		if time.Now().After(deadline) {
-			t.Fatalf("per-host refusals: %v; want %d", refused(), 1100-64)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	refused := waitScrape(t, met, "hellopics_listener_refused_total", `listener="components",reason="per_host"`, 1100-64, c.Tails)
 	mark := m.Mark()
 	c.Ctrl(haPair).Kill()
 	c.StartCtrl(haPair)
 	c.WaitRunning(mark, haPair, 3)
 	if n := m.Count(mark, contains("too many connections from this host")); n > 3 {
-		t.Errorf("%d log lines for %v refusals; want a few (rate-limited)", n, refused())
+		t.Errorf("%d log lines for %v refusals; want a few (rate-limited)", n, refused)
 	}
 }

@@ -254,6 +254,23 @@ func TestEpochFileForged(t *testing.T) {
 	}
 }
 
+// waitScrape polls the sample of scrape until it reaches at least want,
+// and returns it; it fails the test with context() after waitTimeout.
+func waitScrape(t *testing.T, addr, name, labels string, want float64, context func() string) float64 {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		v := scrape(t, addr, name, labels)
+		if v >= want {
+			return v
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s{%s} is %v after %v; want at least %v\n%s", name, labels, v, waitTimeout, want, context())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // scrape fetches a Prometheus text exposition from http://addr/metrics
 // and returns the value of the sample whose name and labels (as printed,
 // e.g. `reason="source"`) are given, or -1 if there is none.

@@ -42,32 +42,44 @@ func value(text, prefix string) float64 {
 	return -1
 }
 
-// TestMetrics runs the three tiers in-process with metrics on and checks,
-// through real scrapes, that the hello counters, the round-trip histogram,
-// mastership and readiness are exported under Prometheus names.
-func TestMetrics(t *testing.T) {
+// startTiers runs mgmt, ctrl and data in-process on loopback, with
+// metrics on for mgmt and ctrl (and data if dataMetrics), closed when the
+// test ends.
+func startTiers(t *testing.T, hello time.Duration, dataMetrics bool) (*mgmt.Server, *ctrl.Ctrl, *data.Data) {
+	t.Helper()
 	mc := mgmt.DefaultConfig()
 	mc.ListenAddr, mc.OperatorAddr, mc.MetricsAddr = "127.0.0.1:0", "", "127.0.0.1:0"
-	mc.HelloInterval = 20 * time.Millisecond
+	mc.HelloInterval = hello
 	m, err := mgmt.New(mc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m.Close()
+	t.Cleanup(func() { m.Close() })
 	cc := ctrl.DefaultConfig()
 	cc.MgmtAddrs, cc.ListenAddr, cc.MetricsAddr = []string{m.Addr().String()}, "127.0.0.1:0", "127.0.0.1:0"
 	c, err := ctrl.New(cc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	dc := data.DefaultConfig()
-	dc.MgmtAddrs, dc.MetricsAddr = []string{m.Addr().String()}, "127.0.0.1:0"
+	dc.MgmtAddrs = []string{m.Addr().String()}
+	if dataMetrics {
+		dc.MetricsAddr = "127.0.0.1:0"
+	}
 	d, err := data.New(dc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer d.Close()
+	t.Cleanup(func() { d.Close() })
+	return m, c, d
+}
+
+// TestMetrics runs the three tiers in-process with metrics on and checks,
+// through real scrapes, that the hello counters, the round-trip histogram,
+// mastership and readiness are exported under Prometheus names.
+func TestMetrics(t *testing.T) {
+	m, c, d := startTiers(t, 20*time.Millisecond, true)
 
 	var text string
 	deadline := time.Now().Add(20 * time.Second)

@@ -13,8 +13,6 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/hellopics/hellopics/ctrl"
-	"github.com/hellopics/hellopics/data"
 	"github.com/hellopics/hellopics/mgmt"
 	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
@@ -93,28 +91,7 @@ func waitMetric(t *testing.T, addr, prefix string, want float64) {
 // with the forged Identify frames of issue 10: each is refused and
 // counted, and the real pair keeps its registration and its Hello cycle.
 func TestHostileIdentify(t *testing.T) {
-	mc := mgmt.DefaultConfig()
-	mc.ListenAddr, mc.OperatorAddr, mc.MetricsAddr = "127.0.0.1:0", "", "127.0.0.1:0"
-	mc.HelloInterval = 50 * time.Millisecond
-	m, err := mgmt.New(mc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	cc := ctrl.DefaultConfig()
-	cc.MgmtAddrs, cc.ListenAddr, cc.MetricsAddr = []string{m.Addr().String()}, "127.0.0.1:0", "127.0.0.1:0"
-	c, err := ctrl.New(cc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	dc := data.DefaultConfig()
-	dc.MgmtAddrs = []string{m.Addr().String()}
-	d, err := data.New(dc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	m, c, d := startTiers(t, 50*time.Millisecond, false)
 	mAddr, cAddr := m.MetricsAddr().String(), c.MetricsAddr().String()
 	waitMetric(t, mAddr, `hellopics_hellos_received_total{pair="pic0"}`, 2)
 
