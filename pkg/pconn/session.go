@@ -3,6 +3,7 @@ package pconn
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -27,13 +28,14 @@ var sessionIDs atomic.Uint64
 // Session is one framed connection, on a server or a client. Its methods
 // are safe for concurrent use.
 type Session struct {
-	id     uint64
-	conn   net.Conn
-	cfg    *Config
-	log    hclog.Logger
-	rl     *ratelog.Logger // warnings a peer can trigger at will
-	srv    *Server         // nil on a client
-	peerID string
+	id       uint64
+	conn     net.Conn
+	cfg      *Config
+	log      hclog.Logger
+	rl       *ratelog.Logger // warnings a peer can trigger at will
+	srv      *Server         // nil on a client
+	peerID   string
+	peerCert *x509.Certificate
 
 	// identified is false on a server session until SetIdentified; maxIn
 	// is the payload limit in force (MaxFrameSizeUnidentified, then
@@ -125,6 +127,7 @@ func newSession(conn net.Conn, cfg *Config, log hclog.Logger, srv *Server, rl *r
 	if tc, ok := conn.(*tls.Conn); ok {
 		if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
 			s.peerID = certs[0].Subject.String()
+			s.peerCert = certs[0]
 		}
 	}
 	s.log = log.With("peer", conn.RemoteAddr().String(), "session", s.id)
@@ -146,6 +149,10 @@ func (s *Session) LocalAddr() net.Addr { return s.conn.LocalAddr() }
 // PeerIdentity is the subject of the peer's TLS certificate, or "" without
 // (mutual) TLS.
 func (s *Session) PeerIdentity() string { return s.peerID }
+
+// PeerCertificate is the leaf certificate the peer presented in the TLS
+// handshake (verified by it), or nil without (mutual) TLS.
+func (s *Session) PeerCertificate() *x509.Certificate { return s.peerCert }
 
 // SetIdentified marks the session identified: the application knows who
 // the peer is (its first message named a configured peer, say). From the
