@@ -3,12 +3,18 @@
 // Switchover) with the standard health service and server reflection, and
 // the Broker that fans events out to the WatchEvents streams.
 //
+// With WithTLS, clients present a certificate and every RPC is
+// authorised from its identity (package identity): reading needs an
+// operator or a mgmt peer, Switchover an operator admin. Refusals are
+// PermissionDenied, logged rate-limited and counted in
+// hellopics_operator_refused_total (Collectors).
+//
 // The management daemon implements Backend, publishes its events to a
 // Broker and calls Server.SetServing(true) while it is the master and
 // ready, SetServing(false) otherwise:
 //
 //	br := operator.NewBroker(0)
-//	srv := operator.New(daemon, br, log)
+//	srv := operator.New(daemon, br, log, operator.WithTLS(tlsSource.ServerConfig(nil)))
 //	ln, err := net.Listen("tcp", operator.DefaultAddr)
 //	go srv.Serve(ln)
 //	defer srv.GracefulStop()
@@ -25,14 +31,17 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	"github.com/hellopics/hellopics/internal/ratelog"
 	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
 
@@ -74,6 +83,10 @@ type Server struct {
 	grpc    *grpc.Server
 	health  *health.Server
 
+	tls      bool // RPCs are authorised from the client's certificate
+	refused  *prometheus.CounterVec
+	refusals *ratelog.Logger
+
 	mu       sync.Mutex
 	ln       net.Listener
 	done     chan struct{} // closed by Stop and GracefulStop: ends WatchEvents
@@ -83,13 +96,18 @@ type Server struct {
 // New returns a server answering from b and streaming the events of br
 // (a nil br streams nothing). The health service says NOT_SERVING until
 // SetServing(true). A nil log discards the logs; the server logs to its
-// sub-logger "operator".
-func New(b Backend, br *Broker, log hclog.Logger) *Server {
+// sub-logger "operator". Without WithTLS, it serves plaintext and allows
+// every RPC.
+func New(b Backend, br *Broker, log hclog.Logger, opts ...Option) *Server {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
 	if br == nil {
 		br = NewBroker(0)
+	}
+	o := options{logInterval: DefaultRefusalLogInterval}
+	for _, opt := range opts {
+		opt(&o)
 	}
 	s := &Server{
 		backend: b,
@@ -97,11 +115,20 @@ func New(b Backend, br *Broker, log hclog.Logger) *Server {
 		log:     log.Named("operator"),
 		health:  health.NewServer(),
 		done:    make(chan struct{}),
+		tls:     o.tls != nil,
+		refused: newRefusedCounter(),
 	}
-	s.grpc = grpc.NewServer(
-		grpc.ChainUnaryInterceptor(s.logUnary),
-		grpc.ChainStreamInterceptor(s.logStream),
-	)
+	s.refusals = ratelog.New(s.log, o.logInterval)
+	sopts := []grpc.ServerOption{
+		// Authorisation inside the logging, so that refusals are
+		// logged at DEBUG like any RPC.
+		grpc.ChainUnaryInterceptor(s.logUnary, s.authUnary),
+		grpc.ChainStreamInterceptor(s.logStream, s.authStream),
+	}
+	if o.tls != nil {
+		sopts = append(sopts, grpc.Creds(countingCreds{TransportCredentials: credentials.NewTLS(o.tls), s: s}))
+	}
+	s.grpc = grpc.NewServer(sopts...)
 	hellopicsv1.RegisterOperatorServiceServer(s.grpc, s)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
@@ -115,7 +142,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	s.ln = ln
 	s.mu.Unlock()
-	s.log.Info("operator API listening", "addr", ln.Addr().String())
+	s.log.Info("operator API listening", "addr", ln.Addr().String(), "tls", s.tls)
 	err := s.grpc.Serve(ln)
 	if err == nil || errors.Is(err, grpc.ErrServerStopped) {
 		return nil
@@ -198,16 +225,17 @@ func (s *Server) GetStatus(ctx context.Context, _ *hellopicsv1.GetStatusRequest)
 
 // Switchover implements hellopicsv1.OperatorServiceServer.
 func (s *Server) Switchover(ctx context.Context, req *hellopicsv1.SwitchoverRequest) (*hellopicsv1.SwitchoverResponse, error) {
-	s.log.Info("switchover requested", "target", req.GetTargetId(), "peer", peerAddr(ctx))
+	who := whoArgs(ctx)
+	s.log.Info("switchover requested", append([]any{"target", req.GetTargetId(), "peer", peerAddr(ctx)}, who...)...)
 	resp, err := s.backend.Switchover(ctx, req.GetTargetId())
 	if err != nil {
-		s.log.Warn("switchover failed", "target", req.GetTargetId(), "error", err)
+		s.log.Warn("switchover failed", append([]any{"target", req.GetTargetId(), "error", err}, who...)...)
 		return nil, toStatus(err)
 	}
 	if resp == nil {
 		return nil, status.Error(codes.Internal, "backend returned no switchover result")
 	}
-	s.log.Info("switchover done", "new_master", resp.GetNewMasterId(), "epoch", resp.GetEpoch())
+	s.log.Info("switchover done", append([]any{"new_master", resp.GetNewMasterId(), "epoch", resp.GetEpoch()}, who...)...)
 	return resp, nil
 }
 
@@ -255,7 +283,7 @@ func (s *Server) logUnary(ctx context.Context, req any, info *grpc.UnaryServerIn
 func (s *Server) logStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 	ctx := ss.Context()
 	t0 := time.Now()
-	s.log.Debug("rpc stream begins", "method", info.FullMethod, "peer", peerAddr(ctx))
+	s.log.Debug("rpc stream begins", append([]any{"method", info.FullMethod, "peer", peerAddr(ctx)}, whoArgs(ctx)...)...)
 	err := h(srv, ss)
 	s.log.Debug("rpc stream ends", rpcLogArgs(ctx, info.FullMethod, t0, err)...)
 	return err
@@ -271,7 +299,8 @@ func peerAddr(ctx context.Context) string {
 // rpcLogArgs are the key-value pairs logged for a finished RPC.
 func rpcLogArgs(ctx context.Context, method string, t0 time.Time, err error) []any {
 	st := status.Convert(err)
-	args := []any{"method", method, "peer", peerAddr(ctx), "code", st.Code().String(), "duration", time.Since(t0)}
+	args := append([]any{"method", method, "peer", peerAddr(ctx)}, whoArgs(ctx)...)
+	args = append(args, "code", st.Code().String(), "duration", time.Since(t0))
 	if err != nil {
 		args = append(args, "error", st.Message())
 	}
