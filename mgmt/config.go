@@ -1,6 +1,7 @@
 package mgmt
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"time"
@@ -25,6 +26,16 @@ type Config struct {
 	// OperatorAddr is where the operator gRPC API listens; "" disables it.
 	// Default "127.0.0.1:7400".
 	OperatorAddr string
+
+	// OperatorTLS, when set, serves the operator API over mutual TLS
+	// with it, and every RPC is authorised from the client certificate's
+	// identity (operator.WithTLS): reading needs an operator or a mgmt
+	// peer, Switchover an operator admin. Give it a configuration that
+	// accepts any identity of the trust domain, such as
+	// tlsSource.ServerConfig(nil), so that a certificate of the wrong
+	// role is told why (PermissionDenied) and counted. Nil is plaintext,
+	// every RPC allowed.
+	OperatorTLS *tls.Config
 
 	// MetricsAddr is where Prometheus metrics are served (/metrics); ""
 	// disables them.

@@ -156,7 +156,8 @@ func New(cfg Config) (*Server, error) {
 		s.opAddr = ln.Addr()
 		s.broker = operator.NewBroker(256)
 		s.OnEvent(s.broker.Publish)
-		s.op = operator.New(s, s.broker, s.log)
+		s.op = operator.New(s, s.broker, s.log, operator.WithTLS(cfg.OperatorTLS),
+			operator.WithRefusalLogInterval(cfg.RefusalLogInterval))
 		s.opDone = make(chan struct{})
 		go func() {
 			defer close(s.opDone)
