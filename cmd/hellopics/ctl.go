@@ -17,11 +17,15 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/hellopics/hellopics/internal/cli"
 	"github.com/hellopics/hellopics/mgmt/operator"
+	"github.com/hellopics/hellopics/pkg/identity"
+	"github.com/hellopics/hellopics/pkg/tlsconf"
 	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
 
@@ -43,6 +47,13 @@ Commands:
 each of them; watch uses the first that answers; switchover tries each
 until the master accepts. The flags below may also follow the command.
 
+With -tls-cert, -tls-key and -tls-ca (or HELLOPICS_TLS_*), ctl speaks
+mutual TLS, presents its certificate (an operator's: read for status,
+watch and health, admin for switchover) and accepts only a server whose
+certificate names a mgmt of the CA's trust domain. Without them it
+speaks plaintext, to any address: the server decides whether it allows
+that (mgmt serves plaintext only on loopback or with -insecure).
+
 Exit status: 0 on success, 1 on failure, 2 on bad usage.
 
 Flags:
@@ -54,13 +65,53 @@ type ctlOptions struct {
 	timeout time.Duration
 	output  string
 
-	addrs []string // addr split
+	tls      cli.TLSFlags
+	tlsFlags []*flag.Flag // tls's -tls-cert, -tls-key, -tls-ca
+
+	addrs []string                         // addr split
+	creds credentials.TransportCredentials // from tls; nil: plaintext
+}
+
+// newCtlOptions returns the options with their defaults, from the
+// environment where it says.
+func newCtlOptions() *ctlOptions {
+	o := &ctlOptions{addr: operator.DefaultAddr, timeout: 3 * time.Second, output: "text"}
+	if v := os.Getenv("HELLOPICS_OPERATOR_ADDR"); v != "" {
+		o.addr = v
+	}
+	// The daemons' TLS flags, registered once (they read the environment
+	// then) and added to each flag set by register. ctl has no
+	// -insecure: as a client it may speak plaintext anywhere (the
+	// server refuses it where it should).
+	all := flag.NewFlagSet("tls", flag.ContinueOnError)
+	o.tls.Register(all)
+	for _, name := range []string{"tls-cert", "tls-key", "tls-ca"} {
+		o.tlsFlags = append(o.tlsFlags, all.Lookup(name))
+	}
+	return o
 }
 
 func (o *ctlOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.addr, "addr", o.addr, "operator API address host:port, or a comma-separated list (env HELLOPICS_OPERATOR_ADDR)")
 	fs.DurationVar(&o.timeout, "timeout", o.timeout, "time allowed for each request (for watch: to subscribe)")
 	fs.StringVar(&o.output, "o", o.output, "output format: text (for people) or json (for scripts)")
+	for _, f := range o.tlsFlags {
+		fs.Var(f.Value, f.Name, f.Usage)
+	}
+}
+
+// loadTLS reads the certificate files, if given, into o.creds: mutual
+// TLS, the server's certificate checked to name a mgmt.
+func (o *ctlOptions) loadTLS() error {
+	if !o.tls.Files.Set() {
+		return nil
+	}
+	src, err := tlsconf.Load(o.tls.Files, nil)
+	if err != nil {
+		return err
+	}
+	o.creds = credentials.NewTLS(src.ClientConfig(tlsconf.Roles(identity.RoleMgmt)))
+	return nil
 }
 
 func (o *ctlOptions) check() error {
@@ -84,7 +135,7 @@ func (o *ctlOptions) check() error {
 	if o.output != "text" && o.output != "json" {
 		return fmt.Errorf("bad -o %q: want text or json", o.output)
 	}
-	return nil
+	return o.tls.Files.Validate()
 }
 
 func runCtl(args []string) int {
@@ -96,10 +147,7 @@ func runCtl(args []string) int {
 // ctlMain runs `hellopics ctl args` until ctx is done and returns the exit
 // status.
 func ctlMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	o := ctlOptions{addr: operator.DefaultAddr, timeout: 3 * time.Second, output: "text"}
-	if v := os.Getenv("HELLOPICS_OPERATOR_ADDR"); v != "" {
-		o.addr = v
-	}
+	o := newCtlOptions()
 	fs := flag.NewFlagSet("hellopics ctl", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -168,13 +216,21 @@ func ctlMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "hellopics ctl: %v\n", err)
 		return 2
 	}
-	return run(ctx, &o, stdout, stderr)
+	if err := o.loadTLS(); err != nil {
+		fmt.Fprintf(stderr, "hellopics ctl: %v\n", err)
+		return 1
+	}
+	return run(ctx, o, stdout, stderr)
 }
 
-// ctlDial returns a client connection to addr. It connects lazily: errors
-// show at the first call.
-func ctlDial(addr string) (*grpc.ClientConn, error) {
-	cc, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+// ctlDial returns a client connection to addr, over mutual TLS if o says
+// so. It connects lazily: errors show at the first call.
+func ctlDial(o *ctlOptions, addr string) (*grpc.ClientConn, error) {
+	creds := o.creds
+	if creds == nil {
+		creds = insecure.NewCredentials()
+	}
+	cc, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, fmt.Errorf("mgmt at %s: %w", addr, err)
 	}
@@ -189,7 +245,7 @@ func ctlEach[T any](ctx context.Context, o *ctlOptions, f func(ctx context.Conte
 	var wg sync.WaitGroup
 	for i, addr := range o.addrs {
 		wg.Go(func() {
-			cc, err := ctlDial(addr)
+			cc, err := ctlDial(o, addr)
 			if err != nil {
 				errs[i] = err
 				return
@@ -199,7 +255,7 @@ func ctlEach[T any](ctx context.Context, o *ctlOptions, f func(ctx context.Conte
 			defer cancel()
 			res[i], err = f(cctx, cc)
 			if err != nil {
-				errs[i] = ctlRPCError(addr, o.timeout, err)
+				errs[i] = ctlRPCError(o, addr, err)
 			}
 		})
 	}
@@ -361,7 +417,7 @@ func ctlWatch(ctx context.Context, o *ctlOptions, stdout, stderr io.Writer) int 
 // ctlSubscribe opens a WatchEvents stream to addr and waits, up to
 // -timeout, until the server has subscribed it.
 func ctlSubscribe(ctx context.Context, o *ctlOptions, addr string) (grpc.ServerStreamingClient[hellopicsv1.WatchEventsResponse], func(), error) {
-	cc, err := ctlDial(addr)
+	cc, err := ctlDial(o, addr)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -381,7 +437,7 @@ func ctlSubscribe(ctx context.Context, o *ctlOptions, addr string) (grpc.ServerS
 	}
 	if err != nil {
 		cleanup()
-		return nil, nil, ctlRPCError(addr, o.timeout, err)
+		return nil, nil, ctlRPCError(o, addr, err)
 	}
 	return st, cleanup, nil
 }
@@ -397,7 +453,7 @@ func ctlStream(ctx context.Context, o *ctlOptions, addr string, st grpc.ServerSt
 				fmt.Fprintf(stderr, "hellopics ctl: mgmt at %s ended the event stream\n", addr)
 				return 1
 			}
-			fmt.Fprintf(stderr, "hellopics ctl: event stream from mgmt at %s ended: %v\n", addr, ctlRPCError(addr, o.timeout, err))
+			fmt.Fprintf(stderr, "hellopics ctl: event stream from mgmt at %s ended: %v\n", addr, ctlRPCError(o, addr, err))
 			return 1
 		}
 		if o.output == "json" {
@@ -422,7 +478,7 @@ func ctlSwitchover(ctx context.Context, o *ctlOptions, target string, stdout, st
 	var errs []error
 	for _, addr := range o.addrs {
 		resp, err := func() (*hellopicsv1.SwitchoverResponse, error) {
-			cc, err := ctlDial(addr)
+			cc, err := ctlDial(o, addr)
 			if err != nil {
 				return nil, err
 			}
@@ -431,7 +487,7 @@ func ctlSwitchover(ctx context.Context, o *ctlOptions, target string, stdout, st
 			defer cancel()
 			resp, err := hellopicsv1.NewOperatorServiceClient(cc).Switchover(cctx, &hellopicsv1.SwitchoverRequest{TargetId: target})
 			if err != nil {
-				return nil, ctlRPCError(addr, o.timeout, err)
+				return nil, ctlRPCError(o, addr, err)
 			}
 			return resp, nil
 		}()
@@ -473,7 +529,7 @@ func (e *ctlError) Unwrap() error { return e.err }
 
 // ctlRPCError describes a failed call to the mgmt at addr: what happened
 // and, where it helps, what to do.
-func ctlRPCError(addr string, timeout time.Duration, err error) error {
+func ctlRPCError(o *ctlOptions, addr string, err error) error {
 	var ce *ctlError
 	if errors.As(err, &ce) {
 		return err
@@ -483,17 +539,38 @@ func ctlRPCError(addr string, timeout time.Duration, err error) error {
 	var s string
 	switch st.Code() {
 	case codes.Unavailable:
-		if strings.Contains(msg, "dial") || strings.Contains(msg, "connection") || strings.Contains(msg, "transport") {
+		switch {
+		case strings.Contains(msg, "authentication handshake failed: "):
+			// We refused the server's certificate.
+			s = fmt.Sprintf("TLS with mgmt at %s failed: %s (is -tls-ca the CA of mgmt's certificate, and addr a mgmt?)",
+				addr, strings.TrimRight(msg[strings.Index(msg, "authentication handshake failed: ")+len("authentication handshake failed: "):], `"`))
+		case strings.Contains(msg, "remote error: tls:"):
+			// The server refused ours.
+			s = fmt.Sprintf("TLS with mgmt at %s failed: mgmt refused our certificate (%s): is -tls-cert issued by the CA mgmt trusts, for its trust domain, and still valid?",
+				addr, strings.TrimRight(msg[strings.Index(msg, "remote error: tls:")+len("remote error: "):], `"`))
+		case o.creds != nil && (strings.Contains(msg, "broken pipe") || strings.Contains(msg, "connection reset") || strings.Contains(msg, "EOF")):
+			// The same, when the connection closed before its alert
+			// was read.
+			s = fmt.Sprintf("TLS with mgmt at %s failed: mgmt closed the connection (%s), most likely refusing our certificate: is -tls-cert issued by the CA mgmt trusts, for its trust domain, and still valid?",
+				addr, ctlDialReason(msg))
+		case o.creds == nil && (strings.Contains(msg, "connection reset") || strings.Contains(msg, "EOF") || strings.Contains(msg, "preface")):
+			s = fmt.Sprintf("mgmt at %s closed the connection before answering: %s (does it require TLS? give -tls-cert, -tls-key and -tls-ca)",
+				addr, ctlDialReason(msg))
+		case strings.Contains(msg, "dial") || strings.Contains(msg, "connection") || strings.Contains(msg, "transport"):
 			s = fmt.Sprintf("cannot reach mgmt at %s: %s (is `hellopics mgmt` running? set -addr)", addr, ctlDialReason(msg))
-		} else {
+		default:
 			s = fmt.Sprintf("mgmt at %s is unavailable: %s", addr, msg)
 		}
 	case codes.DeadlineExceeded:
-		s = fmt.Sprintf("no answer from mgmt at %s within %v (is it reachable? raise -timeout)", addr, timeout)
+		s = fmt.Sprintf("no answer from mgmt at %s within %v (is it reachable? raise -timeout)", addr, o.timeout)
 	case codes.Unimplemented:
 		s = fmt.Sprintf("%s does not serve the hellopics operator API (%s); check -addr", addr, msg)
 	case codes.Canceled:
 		s = fmt.Sprintf("call to mgmt at %s canceled", addr)
+	case codes.PermissionDenied:
+		s = fmt.Sprintf("mgmt at %s refused: permission denied: %s", addr, msg)
+	case codes.Unauthenticated:
+		s = fmt.Sprintf("mgmt at %s refused: unauthenticated: %s (give -tls-cert, -tls-key and -tls-ca)", addr, msg)
 	case codes.FailedPrecondition, codes.NotFound, codes.ResourceExhausted:
 		s = fmt.Sprintf("mgmt at %s: %s", addr, msg)
 	default:
@@ -507,7 +584,7 @@ func ctlRPCError(addr string, timeout time.Duration, err error) error {
 // 127.0.0.1:7400: connect: connection refused"`, to its cause.
 func ctlDialReason(msg string) string {
 	msg = strings.TrimRight(msg, `"`)
-	for _, known := range []string{"connection refused", "no such host", "i/o timeout", "network is unreachable", "no route to host", "connection reset by peer"} {
+	for _, known := range []string{"connection refused", "broken pipe", "no such host", "i/o timeout", "network is unreachable", "no route to host", "connection reset by peer"} {
 		if strings.Contains(msg, known) {
 			return known
 		}
