@@ -143,6 +143,11 @@ alive() {
 mgmt_addrs() { echo "$(host_ip mgmt-a):7300,$(host_ip mgmt-b):7300"; }
 operator_addrs() { echo "$(host_ip mgmt-a):7400,$(host_ip mgmt-b):7400"; }
 
+# tls_flags HOST: the mutual-TLS flags of the component on HOST.
+tls_flags() {
+	echo -insecure
+}
+
 # args HOST: the command line of the component on HOST.
 args() {
 	local ip
@@ -155,15 +160,15 @@ args() {
 			-listen "$ip:7300" -ha-listen "$ip:7310" -operator "$ip:7400" \
 			-peers "$other=$(host_ip "$other"):7310" \
 			-state-dir "$RUN/state/$1" -hello-interval "$HELLO_INTERVAL" \
-			-dead-misses "$DEAD_MISSES"
+			-dead-misses "$DEAD_MISSES" $(tls_flags "$1")
 		;;
 	ctrl)
-		echo ctrl -mgmt "$(mgmt_addrs)" -listen "$ip:7301" -pair pic0 -dead-timeout "$DEAD_TIMEOUT"
+		echo ctrl -mgmt "$(mgmt_addrs)" -listen "$ip:7301" -pair pic0 -dead-timeout "$DEAD_TIMEOUT" $(tls_flags ctrl)
 		;;
 	data)
 		echo data -mgmt "$(mgmt_addrs)" -pair pic0 -dead-timeout "$DEAD_TIMEOUT" -report-interval 1s \
 			-agent "$(host_ip agent):161" -notify "$ip:162" -community-file "$(community_file)" \
-			-commands "$ip:7001" -events "$ip:7002" -status "$ip:7003"
+			-commands "$ip:7001" -events "$ip:7002" -status "$ip:7003" $(tls_flags data)
 		;;
 	agent)
 		echo agent -listen "$ip:161" -notify "$(host_ip data):162" -community-file "$(community_file)" -sys-name "$P-agent" \
