@@ -19,9 +19,9 @@ import (
 	"github.com/hellopics/hellopics/internal/metrics"
 	"github.com/hellopics/hellopics/pkg/handshake"
 	"github.com/hellopics/hellopics/pkg/identity"
-	"github.com/hellopics/hellopics/pkg/tlsconf"
 	"github.com/hellopics/hellopics/pkg/pconn"
 	"github.com/hellopics/hellopics/pkg/tier"
+	"github.com/hellopics/hellopics/pkg/tlsconf"
 	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
 
