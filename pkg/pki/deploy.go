@@ -102,7 +102,7 @@ func Deploy(dir string, d Deployment) (trustDomain string, issued []Issued, err 
 		if id.Role != identity.RoleOperator {
 			opts.Hosts = d.Hosts
 		}
-		c, k, err := ca.Issue(id, opts, dir)
+		c, k, err := ca.Issue(id, opts)
 		if err != nil {
 			return "", issued, err
 		}

@@ -72,6 +72,9 @@ type CA struct {
 	Key crypto.Signer
 	// TrustDomain is the SPIFFE trust domain the CA certificate names.
 	TrustDomain string
+	// Dir is the directory the CA was loaded from, where Issue writes
+	// when IssueOptions.OutDir is empty.
+	Dir string
 }
 
 // IssueOptions tune Issue. The zero value issues a 1-year certificate
@@ -190,7 +193,7 @@ func LoadCA(dir string) (*CA, error) {
 	if !ok || !pub.Equal(cert.PublicKey) {
 		return nil, fmt.Errorf("pki: %s does not match %s", keyPath, certPath)
 	}
-	return &CA{Cert: cert, Key: key, TrustDomain: td}, nil
+	return &CA{Cert: cert, Key: key, TrustDomain: td, Dir: dir}, nil
 }
 
 // Issue signs a certificate for id with the CA of dir and writes it to
@@ -208,11 +211,13 @@ func Issue(dir string, id identity.ID, opts IssueOptions) (certPath, keyPath str
 	if err != nil {
 		return "", "", err
 	}
-	return ca.Issue(id, opts, dir)
+	return ca.Issue(id, opts)
 }
 
-// Issue is Issue with a loaded CA; an empty opts.OutDir means defDir.
-func (ca *CA) Issue(id identity.ID, opts IssueOptions, defDir string) (certPath, keyPath string, err error) {
+// Issue is the function Issue with a loaded CA, for issuing several
+// certificates without reading the CA each time; an empty opts.OutDir
+// means ca.Dir.
+func (ca *CA) Issue(id identity.ID, opts IssueOptions) (certPath, keyPath string, err error) {
 	switch id.TrustDomain {
 	case "":
 		id.TrustDomain = ca.TrustDomain
@@ -238,7 +243,7 @@ func (ca *CA) Issue(id identity.ID, opts IssueOptions, defDir string) (certPath,
 	}
 	outDir := opts.OutDir
 	if outDir == "" {
-		outDir = defDir
+		outDir = ca.Dir
 	}
 	tmpl := &x509.Certificate{
 		Subject:               pkix.Name{Organization: []string{"hellopics"}},
@@ -484,13 +489,22 @@ func writeFile(path string, data []byte, perm fs.FileMode, replace bool) (err er
 		return err
 	}
 	if replace {
-		return os.Rename(tmp, path)
+		err = os.Rename(tmp, path)
+	} else if err = os.Link(tmp, path); errors.Is(err, fs.ErrExist) {
+		err = fmt.Errorf("%w: %s exists", ErrCAExists, path)
 	}
-	if err := os.Link(tmp, path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("%w: %s exists", ErrCAExists, path)
-		}
+	if err != nil {
 		return err
 	}
+	syncDir(filepath.Dir(path))
 	return nil
+}
+
+// syncDir makes a rename or link in dir durable, as far as the file
+// system allows; failures are ignored (the file is in place).
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
 }

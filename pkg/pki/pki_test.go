@@ -1,12 +1,19 @@
 package pki
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
+	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -454,6 +461,72 @@ func TestDeploy(t *testing.T) {
 		}
 		if entries, _ := os.ReadDir(empty); len(entries) != 0 {
 			t.Errorf("Deploy(%+v) wrote %d files before refusing", bad, len(entries))
+		}
+	}
+}
+
+// TestBringYourOwnCA: a CA made elsewhere, RSA with a PKCS#1 key or
+// ECDSA with a SEC 1 key, is loaded and issues if its certificate names
+// the trust domain with a URI SAN spiffe://<td>; without one it is
+// refused.
+func TestBringYourOwnCA(t *testing.T) {
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecKey, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecDER, err := x509.MarshalECPrivateKey(ecKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		key     crypto.Signer
+		keyPEM  *pem.Block
+		uris    []*url.URL
+		wantErr string
+	}{
+		{"rsa", rsaKey, &pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(rsaKey)}, []*url.URL{{Scheme: "spiffe", Host: td}}, ""},
+		{"ec-sec1", ecKey, &pem.Block{Type: "EC PRIVATE KEY", Bytes: ecDER}, []*url.URL{{Scheme: "spiffe", Host: td}}, ""},
+		{"no-td", ecKey, &pem.Block{Type: "EC PRIVATE KEY", Bytes: ecDER}, nil, "no trust domain"},
+	} {
+		dir := t.TempDir()
+		tmpl := &x509.Certificate{
+			SerialNumber:          big.NewInt(1),
+			Subject:               pkix.Name{CommonName: "someone else's CA"},
+			NotBefore:             time.Now().Add(-time.Hour),
+			NotAfter:              time.Now().Add(time.Hour),
+			KeyUsage:              x509.KeyUsageCertSign,
+			BasicConstraintsValid: true,
+			IsCA:                  true,
+			URIs:                  tc.uris,
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, tc.key.Public(), tc.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dir, CACertFile), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+		os.WriteFile(filepath.Join(dir, CAKeyFile), pem.EncodeToMemory(tc.keyPEM), 0o600)
+		certPath, _, err := Issue(dir, identity.ID{Role: identity.RoleData, Name: "p"}, IssueOptions{})
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%s: %v, want an error saying %q", tc.name, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		c := loadCert(t, certPath)
+		if _, err := c.Verify(x509.VerifyOptions{Roots: caPool(t, dir), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+		if !c.NotAfter.Equal(tmpl.NotAfter.Truncate(time.Second)) {
+			t.Errorf("%s: NotAfter %v, want the CA's %v", tc.name, c.NotAfter, tmpl.NotAfter)
 		}
 	}
 }
