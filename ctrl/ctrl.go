@@ -18,8 +18,10 @@ import (
 
 	"github.com/hellopics/hellopics/internal/metrics"
 	"github.com/hellopics/hellopics/pkg/handshake"
+	"github.com/hellopics/hellopics/pkg/identity"
 	"github.com/hellopics/hellopics/pkg/pconn"
 	"github.com/hellopics/hellopics/pkg/tier"
+	"github.com/hellopics/hellopics/pkg/tlsconf"
 	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
 
@@ -107,6 +109,9 @@ func New(cfg Config) (*Ctrl, error) {
 		c.stopEarly()
 		return nil, fmt.Errorf("ctrl: %w", err)
 	}
+	if err := tier.CheckOwn(cfg.TLS, identity.RoleCtrl, cfg.PairID); err != nil {
+		return fail(err)
+	}
 	// Listen first, to learn the address to advertise; serve only once
 	// the machine exists, since sessions are handed to it at once.
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
@@ -132,7 +137,7 @@ func New(cfg Config) (*Ctrl, error) {
 		MetricsAddr: cfg.MetricsAddr, HealthAddr: cfg.HealthAddr, Service: "hellopics.ctrl",
 		OnReadyChange: cfg.OnReadyChange,
 		Collect:       func(ch chan<- prometheus.Metric) { metrics.Listener(ch, "data", c.dataScrape.Load()) },
-		Extra:         []prometheus.Collector{c.refused},
+		Extra:         append([]prometheus.Collector{c.refused}, tlsCollectors(cfg.TLS)...),
 	}, c.log)
 	if err != nil {
 		ln.Close()
@@ -143,6 +148,11 @@ func New(cfg Config) (*Ctrl, error) {
 	dc.Handler = c.loop.Handler(c.onFrame)
 	dc.EventHandler = c.loop.EventHandler(c.onDataSession)
 	dc.Logger = c.log.Named("data-listener")
+	if cfg.TLS != nil {
+		// Only this pair's data may connect; the Identify is checked
+		// against the certificate too (onFrame).
+		dc.TLS = cfg.TLS.ServerConfig(tlsconf.Exactly(identity.RoleData, cfg.PairID))
+	}
 	if dc.IdentifyTimeout == 0 {
 		// A backstop behind the handshake's identify timer (idTimers): the
 		// sessions are marked identified on EventIdentified (apply).
@@ -158,6 +168,9 @@ func New(cfg Config) (*Ctrl, error) {
 	mc.EventHandler = c.loop.EventHandler(c.onMgmtSession)
 	mc.DeadTimeout = cfg.MgmtDeadTimeout
 	mc.Logger = c.log.Named("mgmt-client")
+	if cfg.TLS != nil {
+		mc.TLS = cfg.TLS.ClientConfig(tlsconf.Roles(identity.RoleMgmt))
+	}
 	c.log.Info("starting", "component", "ctrl", "pair", cfg.PairID, "data_listen", ln.Addr().String(),
 		"data_advertised", c.advert, "mgmt", cfg.MgmtAddrs)
 	// Dial on the loop goroutine: the client's frames are handled there,
@@ -231,6 +244,10 @@ func (c *Ctrl) onFrame(ps *pconn.Session, t hellopicsv1.MsgType, msg proto.Messa
 	if c.reg.Get(id) == nil {
 		return
 	}
+	if refuse := tier.CheckIdentify(ps, t, msg); refuse != nil {
+		c.apply(refuse)
+		return
+	}
 	c.apply(c.machine.Receive(id, t, msg))
 }
 
@@ -286,3 +303,12 @@ func (c *Ctrl) stopEarly() {
 
 // HealthAddr is where the gRPC health service is served, or nil.
 func (c *Ctrl) HealthAddr() net.Addr { return c.ep.HealthAddr() }
+
+// tlsCollectors are the metrics of src (the certificate's expiry), none
+// without TLS.
+func tlsCollectors(src *tlsconf.Source) []prometheus.Collector {
+	if src == nil {
+		return nil
+	}
+	return []prometheus.Collector{src.Collector()}
+}

@@ -15,8 +15,10 @@ import (
 
 	"github.com/hellopics/hellopics/data/relay"
 	"github.com/hellopics/hellopics/pkg/handshake"
+	"github.com/hellopics/hellopics/pkg/identity"
 	"github.com/hellopics/hellopics/pkg/pconn"
 	"github.com/hellopics/hellopics/pkg/tier"
+	"github.com/hellopics/hellopics/pkg/tlsconf"
 	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
 
@@ -93,6 +95,9 @@ func New(cfg Config) (*Data, error) {
 	if root == nil {
 		root = hclog.NewNullLogger()
 	}
+	if err := tier.CheckOwn(cfg.TLS, identity.RoleData, cfg.PairID); err != nil {
+		return nil, fmt.Errorf("data: %w", err)
+	}
 	m, err := handshake.NewData(handshake.DataConfig{
 		PairID: cfg.PairID, Instance: tier.NewInstance(), Version: cfg.Version, RetryDelay: cfg.RetryInterval,
 	})
@@ -133,10 +138,18 @@ func New(cfg Config) (*Data, error) {
 	d.ctrlCfg.Handler = d.loop.Handler(d.onFrame)
 	d.ctrlCfg.EventHandler = d.loop.EventHandler(d.onCtrlSession)
 	d.ctrlCfg.Logger = d.log.Named("ctrl-client")
+	if cfg.TLS != nil {
+		// data dials the address mgmt gave it; the server there must be
+		// this pair's ctrl.
+		d.ctrlCfg.TLS = cfg.TLS.ClientConfig(tlsconf.Exactly(identity.RoleCtrl, cfg.PairID))
+	}
 
 	ec := tier.EndpointConfig{
 		MetricsAddr: cfg.MetricsAddr, HealthAddr: cfg.HealthAddr, Service: "hellopics.data",
 		OnReadyChange: cfg.OnReadyChange, Extra: []prometheus.Collector{d.refused},
+	}
+	if cfg.TLS != nil {
+		ec.Extra = append(ec.Extra, cfg.TLS.Collector())
 	}
 	if d.relay != nil {
 		ec.Collect = func(ch chan<- prometheus.Metric) { collectRelay(d.relay, ch) }
@@ -154,6 +167,9 @@ func New(cfg Config) (*Data, error) {
 	mc.EventHandler = d.loop.EventHandler(d.onMgmtSession)
 	mc.DeadTimeout = cfg.MgmtDeadTimeout
 	mc.Logger = d.log.Named("mgmt-client")
+	if cfg.TLS != nil {
+		mc.TLS = cfg.TLS.ClientConfig(tlsconf.Roles(identity.RoleMgmt))
+	}
 	d.log.Info("starting", "component", "data", "pair", cfg.PairID, "mgmt", cfg.MgmtAddrs, "relay", d.relay != nil)
 	// Dial on the loop goroutine: the client's frames are handled there,
 	// and apply reads d.mgmt (SwitchMgmt), so it must be set first.

@@ -11,6 +11,7 @@ import (
 	"github.com/hellopics/hellopics/mgmt/election"
 	"github.com/hellopics/hellopics/pkg/handshake"
 	"github.com/hellopics/hellopics/pkg/pconn"
+	"github.com/hellopics/hellopics/pkg/tlsconf"
 )
 
 // Config configures a management instance. Start from DefaultConfig.
@@ -65,9 +66,16 @@ type Config struct {
 	// component silent this long is declared lost. Default 3 s.
 	DeadTimeout time.Duration
 
-	// Transport, if set, is the base pconn configuration (TLS, limits);
-	// its handlers are replaced.
+	// Transport, if set, is the base pconn configuration (limits); its
+	// handlers are replaced.
 	Transport *pconn.Config
+
+	// TLS, when set, puts the component port and the HA links under
+	// mutual TLS 1.3 with identities checked (docs/security.md): ctrl
+	// and data may identify only as the role and pair their certificate
+	// names, a peer only as the mgmt id its certificate names. This
+	// instance's own certificate must name mgmt/ID. Nil is plaintext.
+	TLS *tlsconf.Source
 
 	// Logger is the root logger; the instance logs under "mgmt". Nil
 	// discards logs.

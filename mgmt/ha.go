@@ -16,7 +16,9 @@ import (
 	"github.com/hellopics/hellopics/mgmt/election"
 	"github.com/hellopics/hellopics/mgmt/operator"
 	"github.com/hellopics/hellopics/pkg/handshake"
+	"github.com/hellopics/hellopics/pkg/identity"
 	"github.com/hellopics/hellopics/pkg/pconn"
+	"github.com/hellopics/hellopics/pkg/tlsconf"
 	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
 
@@ -94,6 +96,9 @@ func (s *Server) startHA(base pconn.Config) error {
 	// timeout is closed. The frame limit stays MaxFrameSize before that:
 	// a master may send a large SyncUpdate ahead of its first heartbeat,
 	// which must not cost the session (see onHAFrame).
+	if s.cfg.TLS != nil {
+		in.TLS = s.cfg.TLS.ServerConfig(tlsconf.Roles(identity.RoleMgmt))
+	}
 	in.IdentifyTimeout = s.cfg.IdentifyTimeout
 	in.MaxFrameSizeUnidentified = 0
 	if !s.cfg.HAAnySource {
@@ -126,6 +131,9 @@ func (s *Server) startHA(base pconn.Config) error {
 		// Frames may come back on our own connection too: a peer whose
 		// connection to us is not up (yet) answers on ours.
 		out := hc
+		if s.cfg.TLS != nil {
+			out.TLS = s.cfg.TLS.ClientConfig(tlsconf.Exactly(identity.RoleMgmt, p.ID))
+		}
 		out.Handler = pconn.HandlerFunc(func(_ *pconn.Session, m pconn.Message) error {
 			t, msg, err := decodeHA(m)
 			if err != nil {
@@ -217,6 +225,14 @@ func (s *Server) onHAFrame(ps *pconn.Session, m pconn.Message) error {
 		if reason, err := s.checkHASource(hb.GetId(), ps.RemoteAddr()); err != nil {
 			s.refuseHA(reason, "mgmt peer connection refused", ps, err)
 			return err
+		}
+		if cert := ps.PeerCertificate(); cert != nil {
+			// With mutual TLS, a peer speaks only in its certificate's name.
+			if id, err := identity.FromCert(cert); err != nil || id.Name != hb.GetId() {
+				err := fmt.Errorf("a heartbeat in %.64q's name on a connection whose certificate names %s", hb.GetId(), id)
+				s.refuseHA("certificate", "mgmt peer connection refused", ps, err)
+				return err
+			}
 		}
 		from = hb.GetId()
 		ps.SetCookie(from)

@@ -67,6 +67,9 @@ func newMgmtMetrics() *mgmtMetrics {
 
 // register adds the instance's metrics to reg.
 func (s *Server) registerMetrics(reg *prometheus.Registry) {
+	if s.cfg.TLS != nil {
+		reg.MustRegister(s.cfg.TLS.Collector())
+	}
 	reg.MustRegister(s.metrics.rtt, s.metrics.sessions, s.metrics.refused, s.metrics.haRefused, s.metrics.haSendErrors, metrics.CollectorFunc(s.collect))
 	if s.op != nil {
 		reg.MustRegister(s.op.Collectors()...)

@@ -19,8 +19,10 @@ import (
 	"github.com/hellopics/hellopics/mgmt/election"
 	"github.com/hellopics/hellopics/mgmt/operator"
 	"github.com/hellopics/hellopics/pkg/handshake"
+	"github.com/hellopics/hellopics/pkg/identity"
 	"github.com/hellopics/hellopics/pkg/pconn"
 	"github.com/hellopics/hellopics/pkg/tier"
+	"github.com/hellopics/hellopics/pkg/tlsconf"
 	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
 
@@ -113,6 +115,13 @@ func New(cfg Config) (*Server, error) {
 	pc := pconn.DefaultConfig(nil)
 	if cfg.Transport != nil {
 		pc = *cfg.Transport
+	}
+	if cfg.TLS != nil {
+		if err := tier.CheckOwn(cfg.TLS, identity.RoleMgmt, s.cfg.ID); err != nil {
+			s.loop.Close()
+			return nil, fmt.Errorf("mgmt: %w (set -id to the name in the certificate)", err)
+		}
+		pc.TLS = cfg.TLS.ServerConfig(tlsconf.Roles(identity.RoleCtrl, identity.RoleData))
 	}
 	pc.Handler = s.loop.Handler(s.onFrame)
 	pc.EventHandler = s.loop.EventHandler(s.onSession)
@@ -236,6 +245,10 @@ func (s *Server) onFrame(ps *pconn.Session, t hellopicsv1.MsgType, msg proto.Mes
 	id := handshake.SessionID(ps.ID())
 	if s.reg.Get(id) == nil {
 		return // a frame that raced with its session's end
+	}
+	if refuse := tier.CheckIdentify(ps, t, msg); refuse != nil {
+		s.apply(refuse)
+		return
 	}
 	s.apply(s.machine.Receive(id, t, msg, time.Now()))
 }

@@ -35,12 +35,13 @@ func runCtrl(args []string) int {
 		fs.Usage()
 		return 2
 	}
-	log, err := cf.finish()
+	log, err := cf.finish(cfg.ListenAddr)
 	if err != nil {
 		return fail(os.Stderr, "ctrl", err)
 	}
 	ctx, stop := untilSignal()
 	defer stop()
+	watchTLS(ctx, cfg.TLS, log)
 	c, err := ctrl.New(cfg)
 	if err != nil {
 		return fail(os.Stderr, "ctrl", err)

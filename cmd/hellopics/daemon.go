@@ -9,12 +9,14 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/hellopics/hellopics/internal/cli"
 	"github.com/hellopics/hellopics/pkg/sdnotify"
 	"github.com/hellopics/hellopics/pkg/tier"
+	"github.com/hellopics/hellopics/pkg/tlsconf"
 )
 
 // newFlagSet returns a flag set that prints usage (the text, then the
@@ -92,6 +94,7 @@ type componentFlags struct {
 	cfg        *tier.ComponentConfig
 	mgmtAddrs  string
 	log        cli.LogFlags
+	tls        cli.TLSFlags
 }
 
 func (c *componentFlags) register(fs *flag.FlagSet) {
@@ -105,10 +108,13 @@ func (c *componentFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&cfg.MetricsAddr, "metrics", envOr("HELLOPICS_METRICS_ADDR", ""), "serve Prometheus metrics on this address (/metrics); empty disables (env HELLOPICS_METRICS_ADDR)")
 	c.log.Register(fs)
 	c.log.RegisterRefusals(fs)
+	c.tls.Register(fs)
 }
 
 // finish completes the configuration after parsing and returns the logger.
-func (c *componentFlags) finish() (hclog.Logger, error) {
+// listen are the component's own listen addresses, for the rule that
+// plaintext needs loopback or -insecure.
+func (c *componentFlags) finish(listen ...string) (hclog.Logger, error) {
 	c.cfg.MgmtAddrs = splitList(c.mgmtAddrs)
 	c.cfg.Version = version
 	c.cfg.RefusalLogInterval = c.log.RefusalsEvery
@@ -118,7 +124,37 @@ func (c *componentFlags) finish() (hclog.Logger, error) {
 	}
 	c.cfg.Logger = log
 	c.cfg.OnReadyChange = systemdReady(c.role)
+	if c.cfg.TLS, err = c.tls.Load(log, append(listen, c.cfg.MgmtAddrs...)...); err != nil {
+		return nil, err
+	}
 	return log, nil
+}
+
+// watchTLS keeps src current until ctx ends: its files are read again
+// when they change and on SIGHUP. Nothing without TLS. The goroutine it
+// starts ends with ctx.
+func watchTLS(ctx context.Context, src *tlsconf.Source, log hclog.Logger) {
+	if src == nil {
+		return
+	}
+	go src.Watch(ctx, 5*time.Second)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if err := src.Reload(); err != nil {
+					log.Warn("SIGHUP: TLS files not reloaded; keeping the current ones", "error", err)
+				} else {
+					log.Info("SIGHUP: TLS files reloaded", "identity", src.ID().String())
+				}
+			}
+		}
+	}()
 }
 
 // serveUntilSignal waits for SIGINT or SIGTERM, then tells systemd and

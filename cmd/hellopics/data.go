@@ -82,6 +82,7 @@ func runData(args []string) int {
 	}
 	ctx, stop := untilSignal()
 	defer stop()
+	watchTLS(ctx, cfg.TLS, log)
 	d, err := data.New(cfg)
 	if err != nil {
 		return fail(os.Stderr, "data", err)

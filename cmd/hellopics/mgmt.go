@@ -27,6 +27,7 @@ Flags:
 func runMgmt(args []string) int {
 	cfg := mgmt.DefaultConfig()
 	var lf cli.LogFlags
+	var tf cli.TLSFlags
 	fs := newFlagSet("mgmt", mgmtUsage)
 	fs.StringVar(&cfg.ListenAddr, "listen", envOr("HELLOPICS_MGMT_LISTEN", cfg.ListenAddr), "address for ctrl and data to connect to (env HELLOPICS_MGMT_LISTEN)")
 	fs.StringVar(&cfg.AdvertiseAddr, "advertise", cfg.AdvertiseAddr, "address components use for this instance (default: -listen, or when it names no host, this host's address toward the first peer)")
@@ -52,6 +53,7 @@ func runMgmt(args []string) int {
 	fs.StringVar(&cfg.MetricsAddr, "metrics", envOr("HELLOPICS_METRICS_ADDR", ""), "serve Prometheus metrics on this address (/metrics); empty disables (env HELLOPICS_METRICS_ADDR)")
 	lf.Register(fs)
 	lf.RegisterRefusals(fs)
+	tf.Register(fs)
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -75,8 +77,16 @@ func runMgmt(args []string) int {
 		return fail(os.Stderr, "mgmt", err)
 	}
 	cfg.Logger = log
+	addrs := []string{cfg.ListenAddr, cfg.HAListenAddr, cfg.OperatorAddr}
+	for _, p := range cfg.Peers {
+		addrs = append(addrs, p.Addr)
+	}
+	if cfg.TLS, err = tf.Load(log, addrs...); err != nil {
+		return fail(os.Stderr, "mgmt", err)
+	}
 	ctx, stop := untilSignal()
 	defer stop()
+	watchTLS(ctx, cfg.TLS, log)
 	d, err := mgmt.New(cfg)
 	if err != nil {
 		return fail(os.Stderr, "mgmt", err)

@@ -107,17 +107,6 @@ run_dir() {
 	RUN=$(cd "$RUN" && pwd)
 }
 
-# community_file: the lab's SNMPv2c community (the relay has no default
-# one), random, made once, mode 0600; prints its path. data and agent
-# read it with -community-file, so it never shows in ps.
-community_file() {
-	local f="$RUN/community"
-	if [[ ! -s $f ]]; then
-		(umask 077 && od -An -N12 -tx1 /dev/urandom | tr -d ' \n' >"$f")
-	fi
-	echo "$f"
-}
-
 has_ns() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qx "$1"; }
 has_link() { ip link show dev "$1" >/dev/null 2>&1; }
 
@@ -143,6 +132,42 @@ alive() {
 mgmt_addrs() { echo "$(host_ip mgmt-a):7300,$(host_ip mgmt-b):7300"; }
 operator_addrs() { echo "$(host_ip mgmt-a):7400,$(host_ip mgmt-b):7400"; }
 
+# pki_dir: the lab's PKI (a CA and every certificate, made once by
+# 'hellopics pki deployment'); prints its path.
+pki_dir() {
+	local d="$RUN/pki"
+	if [[ ! -s $d/data-pic0.crt ]]; then
+		"$BIN" pki deployment -dir "$d" -mgmt mgmt-a,mgmt-b -pairs pic0 -operators admin:lab >/dev/null ||
+			die "cannot make the lab's PKI in $d"
+	fi
+	echo "$d"
+}
+
+# tls_flags HOST: the mutual-TLS flags of the component on HOST (every
+# link of the lab runs mutual TLS).
+tls_flags() {
+	local d base
+	d=$(pki_dir)
+	case $1 in
+	mgmt-*) base=mgmt-$1 ;;
+	ctrl) base=ctrl-pic0 ;;
+	data) base=data-pic0 ;;
+	esac
+	echo -tls-cert "$d/$base.crt" -tls-key "$d/$base.key" -tls-ca "$d/ca.crt"
+}
+
+# snmp_flags: SNMPv3 authPriv for the relay and the agent, with random
+# passphrases made once in files of mode 0600 (never on the command line).
+snmp_flags() {
+	local f
+	for f in auth priv; do
+		if [[ ! -s $RUN/snmp-$f ]]; then
+			(umask 077 && od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$RUN/snmp-$f")
+		fi
+	done
+	echo -snmp-version 3 -v3-user lab -v3-auth-pass-file "$RUN/snmp-auth" -v3-priv-pass-file "$RUN/snmp-priv"
+}
+
 # args HOST: the command line of the component on HOST.
 args() {
 	local ip
@@ -155,18 +180,18 @@ args() {
 			-listen "$ip:7300" -ha-listen "$ip:7310" -operator "$ip:7400" \
 			-peers "$other=$(host_ip "$other"):7310" \
 			-state-dir "$RUN/state/$1" -hello-interval "$HELLO_INTERVAL" \
-			-dead-misses "$DEAD_MISSES"
+			-dead-misses "$DEAD_MISSES" $(tls_flags "$1")
 		;;
 	ctrl)
-		echo ctrl -mgmt "$(mgmt_addrs)" -listen "$ip:7301" -pair pic0 -dead-timeout "$DEAD_TIMEOUT"
+		echo ctrl -mgmt "$(mgmt_addrs)" -listen "$ip:7301" -pair pic0 -dead-timeout "$DEAD_TIMEOUT" $(tls_flags ctrl)
 		;;
 	data)
 		echo data -mgmt "$(mgmt_addrs)" -pair pic0 -dead-timeout "$DEAD_TIMEOUT" -report-interval 1s \
-			-agent "$(host_ip agent):161" -notify "$ip:162" -community-file "$(community_file)" \
-			-commands "$ip:7001" -events "$ip:7002" -status "$ip:7003"
+			-agent "$(host_ip agent):161" -notify "$ip:162" $(snmp_flags) \
+			-commands "$ip:7001" -events "$ip:7002" -status "$ip:7003" $(tls_flags data)
 		;;
 	agent)
-		echo agent -listen "$ip:161" -notify "$(host_ip data):162" -community-file "$(community_file)" -sys-name "$P-agent" \
+		echo agent -listen "$ip:161" -notify "$(host_ip data):162" $(snmp_flags) -sys-name "$P-agent" \
 			-event-interval "$EVENT_INTERVAL" -status-interval "$STATUS_INTERVAL"
 		;;
 	esac

@@ -72,6 +72,8 @@ func TestExecStartFlags(t *testing.T) {
 	if err != nil || len(src) == 0 {
 		t.Fatalf("cmd/hellopics sources: %v", err)
 	}
+	shared, _ := filepath.Glob("../../internal/cli/*.go") // the flags every daemon shares
+	src = append(src, shared...)
 	readEnv := regexp.MustCompile(`(?:envOr|Getenv|LookupEnv)\("(HELLOPICS_[A-Z0-9_]+)"`)
 	daemonVars := map[string]bool{}
 	for _, f := range src {

@@ -23,6 +23,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/hellopics/hellopics/pkg/identity"
+	"github.com/hellopics/hellopics/pkg/pki"
 	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
 
@@ -140,18 +142,28 @@ Stop with Ctrl-C.
 		return fmt.Errorf("demo community: %w", err)
 	}
 	childEnv := append(os.Environ(), "HELLOPICS_COMMUNITY=demo-"+hex.EncodeToString(rnd[:]))
+	// Every link runs mutual TLS, with a PKI made for this run.
+	pkiDir := filepath.Join(stateDir, "pki")
+	if _, _, err := pki.Deploy(pkiDir, pki.Deployment{Mgmt: []string{"mgmt-a", "mgmt-b"}, Pairs: []string{"pic0"},
+		Operators: []identity.ID{{Role: identity.RoleOperator, Perm: identity.PermAdmin, Name: "demo"}}}); err != nil {
+		return fmt.Errorf("demo PKI: %w", err)
+	}
+	tlsFlags := func(base string) []string {
+		return []string{"-tls-cert", filepath.Join(pkiDir, base+".crt"), "-tls-key", filepath.Join(pkiDir, base+".key"),
+			"-tls-ca", filepath.Join(pkiDir, "ca.crt")}
+	}
 	mgmtArgs := func(id, prio, listen, op, ha, peer string) []string {
-		return []string{"mgmt", "-id", id, "-priority", prio, "-listen", listen, "-operator", op,
+		return append([]string{"mgmt", "-id", id, "-priority", prio, "-listen", listen, "-operator", op,
 			"-ha-listen", ha, "-peers", peer, "-nopreempt", "-state-dir", filepath.Join(stateDir, id),
-			"-hello-interval", o.HelloInterval.String()}
+			"-hello-interval", o.HelloInterval.String()}, tlsFlags("mgmt-"+id)...)
 	}
 	specs := []spec{
 		{"agent", []string{"agent", "-listen", agentAddr, "-notify", notifyAddr, "-event-interval", "5s", "-status-interval", "10s"}},
 		{"mgmt-a", mgmtArgs("mgmt-a", "200", mgmtA, opA, haA, "mgmt-b="+haB)},
 		{"mgmt-b", mgmtArgs("mgmt-b", "100", mgmtB, opB, haB, "mgmt-a="+haA)},
-		{"ctrl", []string{"ctrl", "-mgmt", mgmts, "-listen", ctrlAddr}},
-		{"data", []string{"data", "-mgmt", mgmts, "-agent", agentAddr, "-notify", notifyAddr,
-			"-commands", cmdAddr, "-events", evAddr, "-status", stAddr}},
+		{"ctrl", append([]string{"ctrl", "-mgmt", mgmts, "-listen", ctrlAddr}, tlsFlags("ctrl-pic0")...)},
+		{"data", append([]string{"data", "-mgmt", mgmts, "-agent", agentAddr, "-notify", notifyAddr,
+			"-commands", cmdAddr, "-events", evAddr, "-status", stAddr}, tlsFlags("data-pic0")...)},
 		{"tpce", []string{"tpce", "-commands", cmdAddr, "-events", evAddr, "-status", stAddr, "-follow"}},
 	}
 	colors := []string{"\x1b[36m", "\x1b[35m", "\x1b[95m", "\x1b[33m", "\x1b[32m", "\x1b[34m"}

@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/hellopics/hellopics/pkg/pconn"
+	"github.com/hellopics/hellopics/pkg/tlsconf"
 )
 
 // ComponentConfig is the configuration every component that connects to
@@ -37,8 +38,13 @@ type ComponentConfig struct {
 	// 300 ms.
 	MgmtDeadTimeout time.Duration
 
-	// Transport, if set, is the base pconn configuration (TLS, limits).
+	// Transport, if set, is the base pconn configuration (limits).
 	Transport *pconn.Config
+
+	// TLS, when set, puts every link of the component under mutual TLS
+	// 1.3 with identities checked (docs/security.md): its own
+	// certificate must name its role and PairID. Nil is plaintext.
+	TLS *tlsconf.Source
 
 	// Logger is the root logger; the component logs under its role name.
 	Logger hclog.Logger

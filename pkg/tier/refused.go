@@ -17,5 +17,6 @@ func NewRefused(component string) *prometheus.CounterVec {
 	for _, r := range handshake.RefusalReasons() {
 		v.WithLabelValues(r)
 	}
+	v.WithLabelValues(RefusedCertificate)
 	return v
 }
