@@ -10,7 +10,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -94,11 +93,23 @@ func (h *tlsHarness) as(t *testing.T, role identity.Role, name string) *grpc.Cli
 
 func (h *tlsHarness) refused(t *testing.T, reason string) float64 {
 	t.Helper()
-	var m dto.Metric
-	if err := h.srv.refused.WithLabelValues(reason).Write(&m); err != nil {
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(h.srv.Collectors()...)
+	fams, err := reg.Gather()
+	if err != nil {
 		t.Fatal(err)
 	}
-	return m.GetCounter().GetValue()
+	for _, f := range fams {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" && l.GetValue() == reason {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no hellopics_operator_refused_total{reason=%q}", reason)
+	return 0
 }
 
 // reads calls every read-only RPC and returns their errors by name.
