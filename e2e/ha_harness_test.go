@@ -12,6 +12,7 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -74,6 +76,9 @@ type haCluster struct {
 	mgmts []*haMgmt // in the order given
 	// mgmtLevel is the mgmt instances' -log-level ("debug" if empty).
 	mgmtLevel string
+	// opTLS, when set, is the client configuration for the operator API
+	// of instances started with certificates.
+	opTLS *tls.Config
 }
 
 // newHACluster allocates the ports and state directories of the mgmt
@@ -213,16 +218,21 @@ func (h *haCluster) Running() []*haMgmt {
 	return out
 }
 
-// dialOp connects to an operator API address.
-func dialOp(addr string) (*grpc.ClientConn, error) {
-	return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+// dialOp connects to an operator API address, in plaintext or, with
+// tc, over TLS.
+func dialOp(addr string, tc ...*tls.Config) (*grpc.ClientConn, error) {
+	creds := insecure.NewCredentials()
+	if len(tc) > 0 && tc[0] != nil {
+		creds = credentials.NewTLS(tc[0])
+	}
+	return grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 }
 
 // Status calls GetStatus on instance id, on a fresh connection (a
 // restarted instance listens on the same address; a fresh client does not
 // inherit gRPC's reconnect backoff).
 func (h *haCluster) Status(id string) (*hellopicsv1.GetStatusResponse, error) {
-	cc, err := dialOp(h.M(id).op)
+	cc, err := dialOp(h.M(id).op, h.opTLS)
 	if err != nil {
 		return nil, err
 	}
@@ -244,7 +254,7 @@ func (h *haCluster) MustStatus(id string) *hellopicsv1.GetStatusResponse {
 
 // Health calls the standard health check on instance id.
 func (h *haCluster) Health(id string) (healthpb.HealthCheckResponse_ServingStatus, error) {
-	cc, err := dialOp(h.M(id).op)
+	cc, err := dialOp(h.M(id).op, h.opTLS)
 	if err != nil {
 		return 0, err
 	}
@@ -257,7 +267,7 @@ func (h *haCluster) Health(id string) (healthpb.HealthCheckResponse_ServingStatu
 
 // Switchover asks instance id to hand mastership to target.
 func (h *haCluster) Switchover(id, target string) (*hellopicsv1.SwitchoverResponse, error) {
-	cc, err := dialOp(h.M(id).op)
+	cc, err := dialOp(h.M(id).op, h.opTLS)
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/hellopics/hellopics/pkg/identity"
 	"github.com/hellopics/hellopics/pkg/pki"
+	"github.com/hellopics/hellopics/pkg/tlsconf"
 	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
 
@@ -50,6 +52,18 @@ func (p *testPKI) issue(id identity.ID, name string, validity time.Duration) str
 		p.t.Fatal(err)
 	}
 	return name
+}
+
+// clientConfig is a TLS client configuration with base's certificate
+// that accepts any mgmt of the deployment.
+func (p *testPKI) clientConfig(base string) *tls.Config {
+	p.t.Helper()
+	src, err := tlsconf.Load(tlsconf.Files{Cert: filepath.Join(p.dir, base+".crt"), Key: filepath.Join(p.dir, base+".key"),
+		CA: filepath.Join(p.dir, "ca.crt")}, nil)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return src.ClientConfig(tlsconf.Roles(identity.RoleMgmt))
 }
 
 func (p *testPKI) keyPair(base string) tls.Certificate {
@@ -135,6 +149,7 @@ func TestMutualTLS(t *testing.T) {
 	p := newTestPKI(t, []string{"a", "b"}, []string{haPair})
 	h := newHACluster(t, tm, haSpec{id: "a", priority: 200, flags: steady}, haSpec{id: "b", priority: 100, flags: steady})
 	metA, metB := freePort(t), freePort(t)
+	h.opTLS = p.clientConfig("operator-e2e")
 	a := h.StartMgmt("a", append(p.flags("mgmt-a"), "-metrics", metA)...)
 	h.StartMgmt("b", append(p.flags("mgmt-b"), "-metrics", metB)...)
 	ctrl := h.startComponent("ctrl", haPair, h.ctrl, append(p.flags("ctrl-"+haPair), "-listen", "127.0.0.1:0")...)
@@ -201,6 +216,22 @@ func TestMutualTLS(t *testing.T) {
 		}
 	}
 	waitScrape(t, metA, "hellopics_listener_refused_total", `listener="components",reason="tls"`, t0+3, h.Tails)
+
+	// 7. A read-only operator asks for a switchover through ctl: refused,
+	// counted, and mastership stays where it is.
+	reader := p.issue(identity.ID{Role: identity.RoleOperator, Perm: identity.PermRead, Name: "viewer"}, "operator-viewer", 0)
+	o0 := certRefused("hellopics_operator_refused_total", `reason="permission"`)
+	out, err := exec.Command(binPath, append([]string{"ctl", "-addr", h.M("a").op}, append(p.flags(reader), "switchover")...)...).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "operator/admin") {
+		t.Errorf("a read-only operator's switchover: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(binPath, append([]string{"ctl", "-addr", h.M("a").op}, append(p.flags(reader), "status")...)...).CombinedOutput(); err != nil {
+		t.Errorf("a read-only operator's status: %v\n%s", err, out)
+	}
+	waitScrape(t, metA, "hellopics_operator_refused_total", `reason="permission"`, o0+1, h.Tails)
+	if st := h.MustStatus("a"); st.GetRole() != roleMaster {
+		t.Errorf("a is %v after the refused switchover", st.GetRole())
+	}
 
 	// The appliance did not notice.
 	if a.Count(aMark, step("cycle_stopped", haPair)) > 0 || ctrl.Count(ctrlMark, step("down", "")) > 0 || data.Count(dataMark, step("down", "")) > 0 {

@@ -84,6 +84,12 @@ func runMgmt(args []string) int {
 	if cfg.TLS, err = tf.Load(log, addrs...); err != nil {
 		return fail(os.Stderr, "mgmt", err)
 	}
+	if cfg.TLS != nil {
+		// Any identity of the trust domain gets through the handshake;
+		// each call is then authorised from it, so that a ctrl
+		// certificate is told why (PermissionDenied) rather than cut off.
+		cfg.OperatorTLS = cfg.TLS.ServerConfig(nil)
+	}
 	ctx, stop := untilSignal()
 	defer stop()
 	watchTLS(ctx, cfg.TLS, log)

@@ -156,6 +156,14 @@ tls_flags() {
 	echo -tls-cert "$d/$base.crt" -tls-key "$d/$base.key" -tls-ca "$d/ca.crt"
 }
 
+# ctl_tls: the flags of 'hellopics ctl' with the lab's operator
+# certificate (an admin).
+ctl_tls() {
+	local d
+	d=$(pki_dir)
+	echo -tls-cert "$d/operator-lab.crt" -tls-key "$d/operator-lab.key" -tls-ca "$d/ca.crt"
+}
+
 # snmp_flags: SNMPv3 authPriv for the relay and the agent, with random
 # passphrases made once in files of mode 0600 (never on the command line).
 snmp_flags() {
@@ -328,7 +336,7 @@ cmd_up() {
 		alive "$h" >/dev/null || die "$h exited at once; see $RUN/$h.log:
 $(tail -n 5 "$RUN/$h.log")"
 	done
-	say "lab up: hellopics ctl -addr $(operator_addrs) status"
+	say "lab up: hellopics ctl -addr $(operator_addrs) $(ctl_tls) status"
 	say "TPCE:    $0 exec tpce $BIN tpce -commands $(host_ip data):7001 \"show version\""
 }
 
@@ -427,7 +435,8 @@ cmd_down() {
 master() {
 	local h
 	for h in mgmt-a mgmt-b; do
-		if "$BIN" ctl -addr "$(host_ip "$h"):7400" -timeout 2s status -o json 2>/dev/null |
+		# shellcheck disable=SC2046 # the flags split on purpose
+		if "$BIN" ctl -addr "$(host_ip "$h"):7400" $(ctl_tls) -timeout 2s status -o json 2>/dev/null |
 			grep -q '"role": *"MGMT_ROLE_MASTER"'; then
 			echo "$h"
 			return 0
@@ -493,7 +502,8 @@ cmd_status() {
 	done
 	if has_ns "$(ns mgmt-a)" && [[ -x $BIN ]]; then
 		echo
-		"$BIN" ctl -addr "$(operator_addrs)" -timeout 2s status || true
+		# shellcheck disable=SC2046 # the flags split on purpose
+		"$BIN" ctl -addr "$(operator_addrs)" $(ctl_tls) -timeout 2s status || true
 	fi
 }
 

@@ -112,7 +112,10 @@ func (l *labEnv) status(host string) (mgmtStatus, error) {
 	var st mgmtStatus
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, l.bin, "ctl", "-addr", l.ip(host)+":7400", "-timeout", "2s", "status", "-o", "json").Output()
+	pki := filepath.Join(l.run, "pki")
+	out, err := exec.CommandContext(ctx, l.bin, "ctl", "-addr", l.ip(host)+":7400", "-timeout", "2s",
+		"-tls-cert", filepath.Join(pki, "operator-lab.crt"), "-tls-key", filepath.Join(pki, "operator-lab.key"),
+		"-tls-ca", filepath.Join(pki, "ca.crt"), "status", "-o", "json").Output()
 	if err != nil {
 		return st, fmt.Errorf("ctl status at %s: %w", host, err)
 	}

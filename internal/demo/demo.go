@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -16,15 +17,18 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/hellopics/hellopics/pkg/identity"
 	"github.com/hellopics/hellopics/pkg/pki"
+	"github.com/hellopics/hellopics/pkg/tlsconf"
 	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
 
@@ -56,9 +60,13 @@ type spec struct {
 
 // masterIndex asks each operator address for its role and returns the
 // index of the master, or -1.
-func masterIndex(ctx context.Context, ops []string) int {
+func masterIndex(ctx context.Context, ops []string, tc *tls.Config) int {
+	creds := insecure.NewCredentials()
+	if tc != nil {
+		creds = credentials.NewTLS(tc)
+	}
 	for i, addr := range ops {
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 		if err != nil {
 			continue
 		}
@@ -114,6 +122,24 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer os.RemoveAll(stateDir)
 
+	// Every link runs mutual TLS, with a PKI made for this run.
+	pkiDir := filepath.Join(stateDir, "pki")
+	if _, _, err := pki.Deploy(pkiDir, pki.Deployment{Mgmt: []string{"mgmt-a", "mgmt-b"}, Pairs: []string{"pic0"},
+		Operators: []identity.ID{{Role: identity.RoleOperator, Perm: identity.PermAdmin, Name: "demo"}}}); err != nil {
+		return fmt.Errorf("demo PKI: %w", err)
+	}
+	tlsFlags := func(base string) []string {
+		return []string{"-tls-cert", filepath.Join(pkiDir, base+".crt"), "-tls-key", filepath.Join(pkiDir, base+".key"),
+			"-tls-ca", filepath.Join(pkiDir, "ca.crt")}
+	}
+	// The demo asks the operator API who is master, as operator "demo".
+	opSrc, err := tlsconf.Load(tlsconf.Files{Cert: filepath.Join(pkiDir, "operator-demo.crt"),
+		Key: filepath.Join(pkiDir, "operator-demo.key"), CA: filepath.Join(pkiDir, "ca.crt")}, nil)
+	if err != nil {
+		return fmt.Errorf("demo PKI: %w", err)
+	}
+	opTLS := opSrc.ClientConfig(tlsconf.Roles(identity.RoleMgmt))
+
 	out := &lockedWriter{w: o.Out}
 	fmt.Fprintf(out, `hellopics demo: the appliance as separate processes on this machine
 
@@ -125,13 +151,14 @@ func Run(ctx context.Context, o Options) error {
   tpce     a TPCE client sending a command every %v
 
 Watch the readiness handshake below, then the Hello cycle every %v.
-In another terminal:  %s ctl -addr %s,%s status
+Every link runs mutual TLS (certificates in %s). In another terminal:
+  %s ctl -addr %s,%s %s status
 Fail the master over: type f and Enter here, or: kill -USR1 %d
 (the master is killed with SIGKILL and restarted 3s later; it comes back as a backup).
 Stop with Ctrl-C.
 
 `, mgmtA, opA, mgmtB, opB, ctrlAddr, cmdAddr, evAddr, stAddr, agentAddr, notifyAddr, o.CommandInterval,
-		o.HelloInterval, o.Exe, opA, opB, os.Getpid())
+		o.HelloInterval, pkiDir, o.Exe, opA, opB, strings.Join(tlsFlags("operator-demo"), " "), os.Getpid())
 
 	logFlags := []string{"-log-level", o.LogLevel}
 	// The relay has no default SNMP community: agent and data share a
@@ -142,16 +169,6 @@ Stop with Ctrl-C.
 		return fmt.Errorf("demo community: %w", err)
 	}
 	childEnv := append(os.Environ(), "HELLOPICS_COMMUNITY=demo-"+hex.EncodeToString(rnd[:]))
-	// Every link runs mutual TLS, with a PKI made for this run.
-	pkiDir := filepath.Join(stateDir, "pki")
-	if _, _, err := pki.Deploy(pkiDir, pki.Deployment{Mgmt: []string{"mgmt-a", "mgmt-b"}, Pairs: []string{"pic0"},
-		Operators: []identity.ID{{Role: identity.RoleOperator, Perm: identity.PermAdmin, Name: "demo"}}}); err != nil {
-		return fmt.Errorf("demo PKI: %w", err)
-	}
-	tlsFlags := func(base string) []string {
-		return []string{"-tls-cert", filepath.Join(pkiDir, base+".crt"), "-tls-key", filepath.Join(pkiDir, base+".key"),
-			"-tls-ca", filepath.Join(pkiDir, "ca.crt")}
-	}
 	mgmtArgs := func(id, prio, listen, op, ha, peer string) []string {
 		return append([]string{"mgmt", "-id", id, "-priority", prio, "-listen", listen, "-operator", op,
 			"-ha-listen", ha, "-peers", peer, "-nopreempt", "-state-dir", filepath.Join(stateDir, id),
@@ -224,7 +241,7 @@ Stop with Ctrl-C.
 			}
 			i := -1
 			for try := 0; i < 0 && try < 50 && ctx.Err() == nil; try++ {
-				if i = masterIndex(ctx, []string{opA, opB}); i < 0 {
+				if i = masterIndex(ctx, []string{opA, opB}, opTLS); i < 0 {
 					time.Sleep(100 * time.Millisecond) // an election may be under way
 				}
 			}
