@@ -14,15 +14,62 @@ import (
 // restarted each time, stays backup and the kills alternate. Also
 // reported: the time to the backup's became_master (detection and
 // election) and to its cycle_started (components re-registered).
+//
+// Sub-benchmarks: plaintext, and mtls, where every link (the components'
+// and the HA peers') runs mutual TLS 1.3 with certificates made by
+// pkg/pki (haBenchCluster); run side by side, they give the cost of TLS
+// in a failover (the new master's sessions with ctrl and data are new TLS
+// connections; ctrl and data may resume their sessions with it if they
+// held one before).
 // Run it with: go test -run '^$' -bench HAFailover -benchtime 20x ./e2e/
 func BenchmarkHAFailover(b *testing.B) {
 	skipShort(b)
-	h := newHACluster(b, fast,
-		haSpec{id: "a", priority: 200, flags: []string{"-nopreempt"}},
-		haSpec{id: "b", priority: 100, flags: []string{"-nopreempt"}})
+	for _, sec := range haBenchSecurity {
+		b.Run(sec, func(b *testing.B) { benchHAFailover(b, sec == "mtls") })
+	}
+}
+
+// haBenchSecurity are the sub-benchmarks of the HA benchmarks.
+var haBenchSecurity = []string{"plaintext", "mtls"}
+
+// haBenchCluster starts the two mgmt instances of the HA benchmarks (a at
+// priority 200, b at 100, both -nopreempt) and the pair, with mutual TLS
+// on every link if mtls: each mgmt with its own certificate (kept across
+// its restarts), ctrl and data with theirs, all from one pki.Deploy in a
+// temporary directory.
+func haBenchCluster(b *testing.B, tm timing, mtls bool) *haCluster {
+	b.Helper()
+	specs := []haSpec{
+		{id: "a", priority: 200, flags: []string{"-nopreempt"}},
+		{id: "b", priority: 100, flags: []string{"-nopreempt"}},
+	}
+	var p *testPKI
+	if mtls {
+		p = newTestPKI(b, []string{"a", "b"}, []string{haPair})
+		for i := range specs {
+			specs[i].flags = append(specs[i].flags, p.flags("mgmt-"+specs[i].id)...)
+		}
+	}
+	h := newHACluster(b, tm, specs...)
 	h.StartMgmt("a")
 	h.StartMgmt("b")
-	h.StartPair(haPair)
+	if !mtls {
+		h.StartPair(haPair)
+		return h
+	}
+	h.startComponent("ctrl", haPair, h.ctrl, append(p.flags("ctrl-"+haPair), "-listen", "127.0.0.1:0")...)
+	h.startComponent("data", haPair, h.data, p.flags("data-"+haPair)...)
+	// Every process runs with its certificate.
+	for _, pr := range []*proc{h.M("a").p, h.M("b").p, h.Ctrl(haPair), h.Data(haPair)} {
+		if pr.Count(0, msg("TLS certificate loaded")) == 0 {
+			b.Fatalf("%s did not load its TLS certificate\n%s", pr.name, h.Tails())
+		}
+	}
+	return h
+}
+
+func benchHAFailover(b *testing.B, mtls bool) {
+	h := haBenchCluster(b, fast, mtls)
 	master, _ := h.WaitMaster()
 	h.WaitCycle(master.id, 0, haPair, 3)
 	var toHello, toMaster, toCycle []time.Duration
@@ -67,17 +114,19 @@ func BenchmarkHAFailover(b *testing.B) {
 // counters, which each new master continues) and those logged during
 // the switchovers (from the request to the fifth hello under the new
 // master; each is logged with -v).
+// Sub-benchmarks plaintext and mtls, as for BenchmarkHAFailover.
 // Run it with: go test -run '^$' -bench HASwitchover -benchtime 20x ./e2e/
 func BenchmarkHASwitchover(b *testing.B) {
 	skipShort(b)
+	for _, sec := range haBenchSecurity {
+		b.Run(sec, func(b *testing.B) { benchHASwitchover(b, sec == "mtls") })
+	}
+}
+
+func benchHASwitchover(b *testing.B, mtls bool) {
 	tm := fast
 	tm.hello = 10 * time.Millisecond
-	h := newHACluster(b, tm,
-		haSpec{id: "a", priority: 200, flags: []string{"-nopreempt"}},
-		haSpec{id: "b", priority: 100, flags: []string{"-nopreempt"}})
-	h.StartMgmt("a")
-	h.StartMgmt("b")
-	h.StartPair(haPair)
+	h := haBenchCluster(b, tm, mtls)
 	master, _ := h.WaitMaster()
 	h.WaitCycle(master.id, 0, haPair, 10)
 	first := pairOf(h.MustStatus(master.id), haPair).GetCounters()

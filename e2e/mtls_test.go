@@ -23,11 +23,11 @@ import (
 
 // testPKI is a deployment's certificates, made with pkg/pki.
 type testPKI struct {
-	t   *testing.T
+	t   testing.TB
 	dir string
 }
 
-func newTestPKI(t *testing.T, mgmt []string, pairs []string) *testPKI {
+func newTestPKI(t testing.TB, mgmt []string, pairs []string) *testPKI {
 	t.Helper()
 	p := &testPKI{t: t, dir: filepath.Join(t.TempDir(), "pki")}
 	if _, _, err := pki.Deploy(p.dir, pki.Deployment{Mgmt: mgmt, Pairs: pairs,
