@@ -61,6 +61,11 @@ type Session struct {
 	// saves a goroutine hand-off per frame on request/response traffic;
 	// back-to-back Sends still queue up and are written in batches.
 	raw      syscall.RawConn    // nil: no direct writes
+	tlsRaw   syscall.RawConn    // TLS over TCP: the socket under it, for direct TLS writes
+	sndBuf   int                // its send buffer size
+	outqFn   func(uintptr)      // s.readOutq, bound once
+	outq     int                // qmu: what outqFn read
+	wdl      time.Time          // the write deadline last set (writer, or a direct write under qmu)
 	directFn func(uintptr) bool // s.directWriteFD, bound once
 	dbuf     []byte             // qmu: what directFn writes
 	dn       int                // qmu: what directFn wrote
@@ -133,6 +138,12 @@ func newSession(conn net.Conn, cfg *Config, log hclog.Logger, srv *Server, rl *r
 	s.log = log.With("peer", conn.RemoteAddr().String(), "session", s.id)
 	if s.raw = rawConnOf(conn); s.raw != nil {
 		s.directFn = s.directWriteFD
+	}
+	if s.tlsRaw = tlsRawConnOf(conn); s.tlsRaw != nil {
+		if s.sndBuf = sendBufSize(s.tlsRaw); s.sndBuf == 0 {
+			s.tlsRaw = nil
+		}
+		s.outqFn = s.readOutq
 	}
 	return s
 }
@@ -294,7 +305,7 @@ func monoSince() time.Duration { return time.Since(epoch) }
 // directly when it can, and reports whether the writer must be woken.
 func (s *Session) queued(wasEmpty bool) bool {
 	s.qframes++
-	if s.raw == nil || !wasEmpty || s.writing {
+	if (s.raw == nil && s.tlsRaw == nil) || !wasEmpty || s.writing {
 		return wasEmpty
 	}
 	// The clock is read only here: a Send that finds frames queued is part
@@ -305,7 +316,52 @@ func (s *Session) queued(wasEmpty bool) bool {
 	if !quiet {
 		return true
 	}
+	if s.tlsRaw != nil {
+		return !s.writeDirectTLS()
+	}
 	return !s.writeDirect()
+}
+
+// maxDirectTLS is the largest queue a direct TLS write takes: a few
+// records, well within any socket's send buffer.
+const maxDirectTLS = 16 << 10
+
+// tlsOverhead bounds what TLS adds to the bytes written directly (record
+// headers and AEAD tags, a record per 16 KiB).
+const tlsOverhead = 256
+
+// writeDirectTLS writes the whole queue through TLS on the caller's
+// goroutine when the socket's send buffer has room for it, so that the
+// write cannot block (qmu is held and no batch is being written). It
+// reports whether everything was written; otherwise the queue is left as
+// it was, for the writer. A TLS write that fails leaves the connection
+// broken: the writer then fails too, and reports it.
+func (s *Session) writeDirectTLS() bool {
+	n := len(s.qbuf)
+	if n > maxDirectTLS {
+		return false
+	}
+	// Room in the socket's send buffer for all of it: the write cannot
+	// block.
+	if err := s.tlsRaw.Control(s.outqFn); err != nil || s.outq < 0 || s.sndBuf-s.outq < n+tlsOverhead {
+		return false
+	}
+	// A TLS connection is broken for good by a write past its deadline:
+	// make sure the one in force is far enough away (renewed when half of
+	// WriteTimeout is gone, which spares a call per frame).
+	if now := time.Now(); now.After(s.wdl.Add(-s.cfg.WriteTimeout / 2)) {
+		s.wdl = now.Add(s.cfg.WriteTimeout)
+		if err := s.conn.SetWriteDeadline(s.wdl); err != nil {
+			return false
+		}
+	}
+	if w, err := s.conn.Write(s.qbuf); err != nil || w != n {
+		return false
+	}
+	s.bytesOut.Add(uint64(n))
+	s.framesOut.Add(uint64(s.qframes))
+	s.qbuf, s.qframes = s.qbuf[:0], 0
+	return true
 }
 
 // writeDirect tries one non-blocking write of the whole queue; qmu is
@@ -614,7 +670,8 @@ func (s *Session) writeLoop() error {
 			s.qbuf, s.qframes = spare[:0], 0
 			s.writing = true // no direct write may overtake this batch
 			s.qmu.Unlock()
-			if err := s.conn.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout)); err != nil {
+			s.wdl = time.Now().Add(s.cfg.WriteTimeout)
+			if err := s.conn.SetWriteDeadline(s.wdl); err != nil {
 				return err
 			}
 			if _, err := s.conn.Write(buf); err != nil {
