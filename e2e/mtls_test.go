@@ -244,6 +244,9 @@ func TestMutualTLS(t *testing.T) {
 	p.issue(identity.ID{Role: identity.RoleCtrl, Name: haPair}, "ctrl-"+haPair, 0)
 	ctrl.WaitForIn(t, rot, msg("TLS certificate loaded"))
 	a.WaitForN(a.Mark(), step("hello_returned", haPair), 3)
+	if rc := pairOf(h.MustStatus("a"), haPair).GetCounters(); rc.GetMissed() != before.GetMissed() || rc.GetOutOfOrder() != before.GetOutOfOrder() {
+		t.Errorf("hellos missed or out of order across the attacks and the rotation: %v -> %v", before, rc)
+	}
 	// data reconnects to ctrl: the new certificate is accepted.
 	data.Kill()
 	data = h.startComponent("data", haPair, h.data, p.flags("data-"+haPair)...)
