@@ -95,7 +95,7 @@ func (id ID) Validate() error {
 		return fmt.Errorf("identity: unknown role %.16q: want mgmt, ctrl, data or operator", id.Role)
 	}
 	if !validName(id.Name) {
-		return fmt.Errorf("identity: name %.64q: want 1 to %d bytes of letters, digits and -_.:", id.Name, MaxNameLen)
+		return fmt.Errorf("identity: name %.64q: want 1 to %d bytes of letters, digits and any of \"-_.:\"", id.Name, MaxNameLen)
 	}
 	return nil
 }
