@@ -188,18 +188,18 @@ args() {
 			-listen "$ip:7300" -ha-listen "$ip:7310" -operator "$ip:7400" \
 			-peers "$other=$(host_ip "$other"):7310" \
 			-state-dir "$RUN/state/$1" -hello-interval "$HELLO_INTERVAL" \
-			-dead-misses "$DEAD_MISSES" $(tls_flags "$1")
+			-dead-misses "$DEAD_MISSES" "$(tls_flags "$1")"
 		;;
 	ctrl)
-		echo ctrl -mgmt "$(mgmt_addrs)" -listen "$ip:7301" -pair pic0 -dead-timeout "$DEAD_TIMEOUT" $(tls_flags ctrl)
+		echo ctrl -mgmt "$(mgmt_addrs)" -listen "$ip:7301" -pair pic0 -dead-timeout "$DEAD_TIMEOUT" "$(tls_flags ctrl)"
 		;;
 	data)
 		echo data -mgmt "$(mgmt_addrs)" -pair pic0 -dead-timeout "$DEAD_TIMEOUT" -report-interval 1s \
-			-agent "$(host_ip agent):161" -notify "$ip:162" $(snmp_flags) \
-			-commands "$ip:7001" -events "$ip:7002" -status "$ip:7003" $(tls_flags data)
+			-agent "$(host_ip agent):161" -notify "$ip:162" "$(snmp_flags)" \
+			-commands "$ip:7001" -events "$ip:7002" -status "$ip:7003" "$(tls_flags data)"
 		;;
 	agent)
-		echo agent -listen "$ip:161" -notify "$(host_ip data):162" $(snmp_flags) -sys-name "$P-agent" \
+		echo agent -listen "$ip:161" -notify "$(host_ip data):162" "$(snmp_flags)" -sys-name "$P-agent" \
 			-event-interval "$EVENT_INTERVAL" -status-interval "$STATUS_INTERVAL"
 		;;
 	esac

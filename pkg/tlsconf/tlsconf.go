@@ -303,6 +303,7 @@ type PeerError struct {
 	Err      error
 }
 
+// Error says whose certificate was refused and why.
 func (e *PeerError) Error() string {
 	if e.Identity != "" {
 		return fmt.Sprintf("tlsconf: peer %s refused: %v", e.Identity, e.Err)
@@ -310,6 +311,7 @@ func (e *PeerError) Error() string {
 	return fmt.Sprintf("tlsconf: peer refused: %v", e.Err)
 }
 
+// Unwrap returns the reason.
 func (e *PeerError) Unwrap() error { return e.Err }
 
 func (s *Source) verifyPeer(cs tls.ConnectionState, usage x509.ExtKeyUsage, check Check) (identity.ID, error) {
