@@ -41,10 +41,10 @@ func (f *ctlFakeBackend) Switchover(_ context.Context, target string) (*hellopic
 }
 
 // ctlServe runs an operator API on a loopback port until the test ends.
-func ctlServe(t *testing.T, b operator.Backend) (*operator.Server, *operator.Broker, string) {
+func ctlServe(t *testing.T, b operator.Backend, opts ...operator.Option) (*operator.Server, *operator.Broker, string) {
 	t.Helper()
 	br := operator.NewBroker(0)
-	srv := operator.New(b, br, nil)
+	srv := operator.New(b, br, nil, opts...)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,23 +16,8 @@ import (
 func ctlServeTLS(t *testing.T, b operator.Backend, ca *testpki.CA, serverRole identity.Role, serverName string) (*operator.Server, string) {
 	t.Helper()
 	src := ca.Source(t, ca.ID(t, serverRole, serverName))
-	br := operator.NewBroker(0)
-	srv := operator.New(b, br, nil, operator.WithTLS(src.ServerConfig(nil)))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		srv.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		srv.Stop()
-		<-done
-		br.Close()
-	})
-	return srv, ln.Addr().String()
+	srv, _, addr := ctlServe(t, b, operator.WithTLS(src.ServerConfig(nil)))
+	return srv, addr
 }
 
 // ctlCertArgs returns the TLS flags of a certificate of ca for role/name.
