@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -81,13 +80,14 @@ func (s *Server) startHA(base pconn.Config) error {
 
 	s.haInbound = make(map[string]*pconn.Session)
 	s.syncErr = make(map[string]string)
-	s.haSources = make(map[string]map[string]bool, len(s.cfg.Peers))
-	for _, p := range s.cfg.Peers {
-		ips, err := peerIPs(p.Addr)
-		if err != nil {
-			return fmt.Errorf("mgmt peer %s: %w", p.ID, err)
-		}
-		s.haSources[p.ID] = ips
+	if s.haSources, err = newPeerAddrs(s.cfg.Peers); err != nil {
+		return err
+	}
+	if err := s.haSources.refresh(); err != nil && !s.cfg.HAAnySource {
+		// Not fatal: a name may resolve later (DNS at boot, a container
+		// not up yet); it is looked up again when a connection comes.
+		s.log.Warn("cannot resolve a mgmt peer's address yet; its connections are refused until it resolves",
+			"component", "mgmt", "error", err)
 	}
 	in := hc
 	in.Handler = pconn.HandlerFunc(s.onHAFrame)
@@ -336,43 +336,20 @@ func (s *Server) sendHA(m election.Message) {
 	}
 }
 
-// peerIPs resolves the host of a peer's HA address to the set of IP
-// addresses its connections may come from.
-func peerIPs(addr string) (map[string]bool, error) {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, fmt.Errorf("address %q: %w", addr, err)
-	}
-	addrs, err := net.DefaultResolver.LookupNetIP(context.Background(), "ip", host)
-	if err != nil {
-		return nil, fmt.Errorf("resolve %q: %w", host, err)
-	}
-	ips := make(map[string]bool, len(addrs))
-	for _, a := range addrs {
-		ips[a.Unmap().String()] = true
-	}
-	return ips, nil
-}
-
 // checkHASource refuses a connection whose first heartbeat names id
 // unless id is a configured peer and the connection comes from that
 // peer's configured address (Config.HAAnySource lifts the address
 // check, for peers behind NAT or multi-homed hosts).
 func (s *Server) checkHASource(id string, remote net.Addr) (reason string, err error) {
-	ips, ok := s.haSources[id]
-	if !ok {
+	if !s.haSources.known(id) {
 		return "unknown_peer", fmt.Errorf("%w: %.64q", election.ErrUnknownPeer, id)
 	}
 	if s.cfg.HAAnySource {
 		return "", nil
 	}
-	host, _, err := net.SplitHostPort(remote.String())
-	if err != nil {
-		return "source", fmt.Errorf("mgmt peer %s: remote address %s: %w", id, remote, err)
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil || !ips[ip.Unmap().String()] {
-		return "source", fmt.Errorf("a connection from %s claims to be mgmt peer %s, which is configured at another address (-ha-any-source lifts this check)", host, id)
+	ip, err := remoteIP(remote)
+	if err != nil || !s.haSources.from(id, ip) {
+		return "source", fmt.Errorf("a connection from %s claims to be mgmt peer %s, which is configured at another address (-ha-any-source lifts this check)", remote, id)
 	}
 	return "", nil
 }
@@ -380,21 +357,14 @@ func (s *Server) checkHASource(id string, remote net.Addr) (reason string, err e
 // haAcceptFilter refuses an HA connection from an address that is none
 // of the peers'.
 func (s *Server) haAcceptFilter(remote net.Addr) error {
-	host, _, err := net.SplitHostPort(remote.String())
+	ip, err := remoteIP(remote)
 	if err != nil {
 		return err
 	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		return err
+	if !s.haSources.from("", ip) {
+		return fmt.Errorf("%s is not the address of a mgmt peer (-peers; -ha-any-source lifts this check)", ip)
 	}
-	key := ip.Unmap().String()
-	for _, ips := range s.haSources {
-		if ips[key] {
-			return nil
-		}
-	}
-	return fmt.Errorf("%s is not the address of a mgmt peer (-peers; -ha-any-source lifts this check)", key)
+	return nil
 }
 
 // refuseHA counts a refused HA connection or message, logs it

@@ -48,9 +48,9 @@ type Server struct {
 	draining     bool
 	tickDeferred bool
 	redrain      bool
-	aligned      mastership                 // what alignMastership last applied
-	haSources    map[string]map[string]bool // peer id -> IPs it may connect from
-	syncErr      map[string]string          // peer id -> why its last sync was not sent
+	aligned      mastership        // what alignMastership last applied
+	haSources    *peerAddrs        // where each peer's connections may come from
+	syncErr      map[string]string // peer id -> why its last sync was not sent
 	haLog        *ratelog.Logger
 	syncVersion  uint64
 	advertised   string
