@@ -97,6 +97,20 @@ func header(ty uint16, n uint32) []byte {
 	return b
 }
 
+// floodTarget starts mgmt (metrics on the returned address), ctrl and
+// data, and waits for the pair's cycle.
+func floodTarget(t *testing.T, tm timing) (c *cluster, m *proc, metrics string) {
+	t.Helper()
+	c = newCluster(t, tm)
+	metrics = freePort(t)
+	c.mgmtFlags = []string{"-metrics", metrics}
+	m = c.StartMgmt()
+	c.StartCtrl(haPair)
+	c.StartData(haPair)
+	c.WaitRunning(0, haPair, 3)
+	return c, m, metrics
+}
+
 // TestFloodLargeFrames opens 1,000 connections to a running mgmt from
 // 16 "hosts": 500 announce a 1 MiB frame before identifying, 500
 // identify as the data component of a pair of their own and then
@@ -113,13 +127,7 @@ func TestFloodLargeFrames(t *testing.T) {
 	// mgmt would drop them before the measurement (a defence of its own,
 	// not the one under test).
 	tm.dead = 20 * time.Second
-	c := newCluster(t, tm)
-	met := freePort(t)
-	c.mgmtFlags = []string{"-metrics", met}
-	m := c.StartMgmt()
-	c.StartCtrl(haPair)
-	c.StartData(haPair)
-	c.WaitRunning(0, haPair, 3)
+	c, m, met := floodTarget(t, tm)
 	before := c.Counters(haPair)
 	rss0 := procKB(t, m.Pid(), "VmRSS")
 	mark := m.Mark()
@@ -180,14 +188,7 @@ func TestFloodLargeFrames(t *testing.T) {
 // waiting for the strays' identify timeout.
 func TestFloodIdle(t *testing.T) {
 	skipShort(t)
-	tm := fast
-	c := newCluster(t, tm)
-	met := freePort(t)
-	c.mgmtFlags = []string{"-metrics", met}
-	m := c.StartMgmt()
-	c.StartCtrl(haPair)
-	c.StartData(haPair)
-	c.WaitRunning(0, haPair, 3)
+	c, m, met := floodTarget(t, fast)
 
 	var f flood
 	defer f.Close()

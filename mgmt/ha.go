@@ -486,10 +486,8 @@ type mastership struct {
 // what it told the machine last, not with what the machine reports, so
 // a value the machine would not take cannot make it repeat for ever.
 func (s *Server) alignMastership() {
-	now := mastership{master: s.el.Role() == hellopicsv1.MgmtRole_MGMT_ROLE_MASTER, epoch: s.el.Epoch()}
-	if !now.master {
-		now.addr = s.el.MasterComponentAddr()
-	}
+	now := mastership{master: s.el.Role() == hellopicsv1.MgmtRole_MGMT_ROLE_MASTER, epoch: s.el.Epoch(),
+		addr: s.el.MasterComponentAddr()}
 	if now == s.aligned {
 		return
 	}

@@ -117,9 +117,11 @@ func TestMaxEpochJumpConfig(t *testing.T) {
 	}
 }
 
-func TestHandoverOnlyFromMaster(t *testing.T) {
-	cfg := DefaultConfig("b", 100, Peer{ID: "a"}, Peer{ID: "c"})
-	e, err := New(cfg, 0)
+// followingA returns instance b of members {a, b, c}, following a at
+// epoch 3, with c a backup like b.
+func followingA(t *testing.T) (*Election, time.Time) {
+	t.Helper()
+	e, err := New(DefaultConfig("b", 100, Peer{ID: "a"}, Peer{ID: "c"}), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,6 +133,11 @@ func TestHandoverOnlyFromMaster(t *testing.T) {
 		t.Fatalf("master %q, want a", e.Master())
 	}
 	e.Ready()
+	return e, now
+}
+
+func TestHandoverOnlyFromMaster(t *testing.T) {
+	e, now := followingA(t)
 	next := NextEpoch(3, 1, 3) // b's slot among a, b, c
 	// c is a member but not the master: its handover is refused.
 	refused(t, e, now, "c", &hellopicsv1.Handover{Epoch: next, FromId: "c"}, "handover")
@@ -154,16 +161,7 @@ func TestHandoverOnlyFromMaster(t *testing.T) {
 }
 
 func TestSyncOnlyFromMaster(t *testing.T) {
-	cfg := DefaultConfig("b", 100, Peer{ID: "a"}, Peer{ID: "c"})
-	e, err := New(cfg, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Unix(1000, 0)
-	e.Tick(now)
-	mustStep(t, e, now, "a", &hellopicsv1.Heartbeat{Id: "a", Priority: 200, Epoch: 3, MasterId: "a"})
-	mustStep(t, e, now, "c", &hellopicsv1.Heartbeat{Id: "c", Priority: 50, Epoch: 3, MasterId: "a"})
-	e.Ready()
+	e, now := followingA(t)
 	forged := &hellopicsv1.SyncUpdate{Epoch: 3, Version: 9, Full: true, NextSeq: 1 << 40,
 		Pairs: []*hellopicsv1.PairStatus{{PairId: "forged"}}}
 	mustStep(t, e, now, "c", forged)
