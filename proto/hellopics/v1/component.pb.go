@@ -46,6 +46,9 @@ const (
 	MsgType_MSG_TYPE_REPORT MsgType = 7
 	// MSG_TYPE_REJECT carries Reject: why the sender is about to close.
 	MsgType_MSG_TYPE_REJECT MsgType = 8
+	// MSG_TYPE_APP carries AppMessage: an application's own message
+	// (docs/framework.md), in either direction on any link.
+	MsgType_MSG_TYPE_APP MsgType = 9
 )
 
 // Enum value maps for MsgType.
@@ -60,6 +63,7 @@ var (
 		6: "MSG_TYPE_REDIRECT",
 		7: "MSG_TYPE_REPORT",
 		8: "MSG_TYPE_REJECT",
+		9: "MSG_TYPE_APP",
 	}
 	MsgType_value = map[string]int32{
 		"MSG_TYPE_UNSPECIFIED": 0,
@@ -71,6 +75,7 @@ var (
 		"MSG_TYPE_REDIRECT":    6,
 		"MSG_TYPE_REPORT":      7,
 		"MSG_TYPE_REJECT":      8,
+		"MSG_TYPE_APP":         9,
 	}
 )
 
@@ -685,6 +690,92 @@ func (x *Reject) GetReason() string {
 	return ""
 }
 
+// AppMessage carries one message of an application built on hellopics
+// (pkg/appliance). The framework fills it; applications never see it.
+type AppMessage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// type is the full protobuf name of body's message ("acme.v1.SetConfig").
+	// Empty on a reply that carries only an error.
+	Type string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	// body is the application's message in protobuf encoding.
+	Body []byte `protobuf:"bytes,2,opt,name=body,proto3" json:"body,omitempty"`
+	// call, when not zero, numbers a request that expects one reply with the
+	// same number (on a request), or names the request answered (on a reply).
+	Call uint64 `protobuf:"varint,3,opt,name=call,proto3" json:"call,omitempty"`
+	// reply marks an answer to call, or (with call 0) a refusal of a
+	// one-way message, explained in error.
+	Reply bool `protobuf:"varint,4,opt,name=reply,proto3" json:"reply,omitempty"`
+	// error is why the request failed or the message was refused.
+	Error         string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppMessage) Reset() {
+	*x = AppMessage{}
+	mi := &file_hellopics_v1_component_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppMessage) ProtoMessage() {}
+
+func (x *AppMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_hellopics_v1_component_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppMessage.ProtoReflect.Descriptor instead.
+func (*AppMessage) Descriptor() ([]byte, []int) {
+	return file_hellopics_v1_component_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *AppMessage) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *AppMessage) GetBody() []byte {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+func (x *AppMessage) GetCall() uint64 {
+	if x != nil {
+		return x.Call
+	}
+	return 0
+}
+
+func (x *AppMessage) GetReply() bool {
+	if x != nil {
+		return x.Reply
+	}
+	return false
+}
+
+func (x *AppMessage) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 // Report is MSG_REPORT: a component's status, sent to mgmt periodically.
 type Report struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -702,7 +793,7 @@ type Report struct {
 
 func (x *Report) Reset() {
 	*x = Report{}
-	mi := &file_hellopics_v1_component_proto_msgTypes[7]
+	mi := &file_hellopics_v1_component_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -714,7 +805,7 @@ func (x *Report) String() string {
 func (*Report) ProtoMessage() {}
 
 func (x *Report) ProtoReflect() protoreflect.Message {
-	mi := &file_hellopics_v1_component_proto_msgTypes[7]
+	mi := &file_hellopics_v1_component_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -727,7 +818,7 @@ func (x *Report) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Report.ProtoReflect.Descriptor instead.
 func (*Report) Descriptor() ([]byte, []int) {
-	return file_hellopics_v1_component_proto_rawDescGZIP(), []int{7}
+	return file_hellopics_v1_component_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Report) GetRole() Role {
@@ -785,7 +876,7 @@ type RelayStats struct {
 
 func (x *RelayStats) Reset() {
 	*x = RelayStats{}
-	mi := &file_hellopics_v1_component_proto_msgTypes[8]
+	mi := &file_hellopics_v1_component_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -797,7 +888,7 @@ func (x *RelayStats) String() string {
 func (*RelayStats) ProtoMessage() {}
 
 func (x *RelayStats) ProtoReflect() protoreflect.Message {
-	mi := &file_hellopics_v1_component_proto_msgTypes[8]
+	mi := &file_hellopics_v1_component_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -810,7 +901,7 @@ func (x *RelayStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RelayStats.ProtoReflect.Descriptor instead.
 func (*RelayStats) Descriptor() ([]byte, []int) {
-	return file_hellopics_v1_component_proto_rawDescGZIP(), []int{8}
+	return file_hellopics_v1_component_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RelayStats) GetAgentReachable() bool {
@@ -911,7 +1002,14 @@ const file_hellopics_v1_component_proto_rawDesc = "" +
 	"masterAddr\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\" \n" +
 	"\x06Reject\x12\x16\n" +
-	"\x06reason\x18\x01 \x01(\tR\x06reason\"\xa9\x01\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"t\n" +
+	"\n" +
+	"AppMessage\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
+	"\x04body\x18\x02 \x01(\fR\x04body\x12\x12\n" +
+	"\x04call\x18\x03 \x01(\x04R\x04call\x12\x14\n" +
+	"\x05reply\x18\x04 \x01(\bR\x05reply\x12\x14\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\"\xa9\x01\n" +
 	"\x06Report\x12&\n" +
 	"\x04role\x18\x01 \x01(\x0e2\x12.hellopics.v1.RoleR\x04role\x12\x17\n" +
 	"\apair_id\x18\x02 \x01(\tR\x06pairId\x12.\n" +
@@ -930,7 +1028,7 @@ const file_hellopics_v1_component_proto_rawDesc = "" +
 	"\bcounters\x18\t \x03(\v2&.hellopics.v1.RelayStats.CountersEntryR\bcounters\x1a;\n" +
 	"\rCountersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01*\xc7\x01\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01*\xd9\x01\n" +
 	"\aMsgType\x12\x18\n" +
 	"\x14MSG_TYPE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vMSG_TYPE_ID\x10\x01\x12\x15\n" +
@@ -940,7 +1038,8 @@ const file_hellopics_v1_component_proto_rawDesc = "" +
 	"\x0eMSG_TYPE_HELLO\x10\x05\x12\x15\n" +
 	"\x11MSG_TYPE_REDIRECT\x10\x06\x12\x13\n" +
 	"\x0fMSG_TYPE_REPORT\x10\a\x12\x13\n" +
-	"\x0fMSG_TYPE_REJECT\x10\b*I\n" +
+	"\x0fMSG_TYPE_REJECT\x10\b\x12\x10\n" +
+	"\fMSG_TYPE_APP\x10\t*I\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tROLE_MGMT\x10\x01\x12\r\n" +
@@ -964,7 +1063,7 @@ func file_hellopics_v1_component_proto_rawDescGZIP() []byte {
 }
 
 var file_hellopics_v1_component_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_hellopics_v1_component_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_hellopics_v1_component_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_hellopics_v1_component_proto_goTypes = []any{
 	(MsgType)(0),                  // 0: hellopics.v1.MsgType
 	(Role)(0),                     // 1: hellopics.v1.Role
@@ -976,10 +1075,11 @@ var file_hellopics_v1_component_proto_goTypes = []any{
 	(*Hello)(nil),                 // 7: hellopics.v1.Hello
 	(*Redirect)(nil),              // 8: hellopics.v1.Redirect
 	(*Reject)(nil),                // 9: hellopics.v1.Reject
-	(*Report)(nil),                // 10: hellopics.v1.Report
-	(*RelayStats)(nil),            // 11: hellopics.v1.RelayStats
-	nil,                           // 12: hellopics.v1.RelayStats.CountersEntry
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(*AppMessage)(nil),            // 10: hellopics.v1.AppMessage
+	(*Report)(nil),                // 11: hellopics.v1.Report
+	(*RelayStats)(nil),            // 12: hellopics.v1.RelayStats
+	nil,                           // 13: hellopics.v1.RelayStats.CountersEntry
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
 }
 var file_hellopics_v1_component_proto_depIdxs = []int32{
 	1,  // 0: hellopics.v1.Identify.role:type_name -> hellopics.v1.Role
@@ -987,9 +1087,9 @@ var file_hellopics_v1_component_proto_depIdxs = []int32{
 	1,  // 2: hellopics.v1.Ready.role:type_name -> hellopics.v1.Role
 	2,  // 3: hellopics.v1.Hello.direction:type_name -> hellopics.v1.Direction
 	1,  // 4: hellopics.v1.Report.role:type_name -> hellopics.v1.Role
-	13, // 5: hellopics.v1.Report.time:type_name -> google.protobuf.Timestamp
-	11, // 6: hellopics.v1.Report.relay:type_name -> hellopics.v1.RelayStats
-	12, // 7: hellopics.v1.RelayStats.counters:type_name -> hellopics.v1.RelayStats.CountersEntry
+	14, // 5: hellopics.v1.Report.time:type_name -> google.protobuf.Timestamp
+	12, // 6: hellopics.v1.Report.relay:type_name -> hellopics.v1.RelayStats
+	13, // 7: hellopics.v1.RelayStats.counters:type_name -> hellopics.v1.RelayStats.CountersEntry
 	8,  // [8:8] is the sub-list for method output_type
 	8,  // [8:8] is the sub-list for method input_type
 	8,  // [8:8] is the sub-list for extension type_name
@@ -1008,7 +1108,7 @@ func file_hellopics_v1_component_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hellopics_v1_component_proto_rawDesc), len(file_hellopics_v1_component_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

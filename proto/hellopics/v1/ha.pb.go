@@ -186,7 +186,16 @@ type SyncUpdate struct {
 	// pairs are the registry's pairs with their counters.
 	Pairs []*PairStatus `protobuf:"bytes,4,rep,name=pairs,proto3" json:"pairs,omitempty"`
 	// next_seq is the next hello number the master would use.
-	NextSeq       uint64 `protobuf:"varint,5,opt,name=next_seq,json=nextSeq,proto3" json:"next_seq,omitempty"`
+	NextSeq uint64 `protobuf:"varint,5,opt,name=next_seq,json=nextSeq,proto3" json:"next_seq,omitempty"`
+	// app_only marks an update of the application's state alone: pairs
+	// and next_seq are absent and the registry did not change.
+	AppOnly bool `protobuf:"varint,6,opt,name=app_only,json=appOnly,proto3" json:"app_only,omitempty"`
+	// app are the application's state updates since the last version, in
+	// the order the master applied them (pkg/appliance State.Apply).
+	App [][]byte `protobuf:"bytes,7,rep,name=app,proto3" json:"app,omitempty"`
+	// app_snapshot, on a full update, is the application's whole state
+	// (State.Snapshot); app then holds nothing.
+	AppSnapshot   []byte `protobuf:"bytes,8,opt,name=app_snapshot,json=appSnapshot,proto3" json:"app_snapshot,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -254,6 +263,27 @@ func (x *SyncUpdate) GetNextSeq() uint64 {
 		return x.NextSeq
 	}
 	return 0
+}
+
+func (x *SyncUpdate) GetAppOnly() bool {
+	if x != nil {
+		return x.AppOnly
+	}
+	return false
+}
+
+func (x *SyncUpdate) GetApp() [][]byte {
+	if x != nil {
+		return x.App
+	}
+	return nil
+}
+
+func (x *SyncUpdate) GetAppSnapshot() []byte {
+	if x != nil {
+		return x.AppSnapshot
+	}
+	return nil
 }
 
 // SyncAck acknowledges a SyncUpdate.
@@ -377,14 +407,17 @@ const file_hellopics_v1_ha_proto_rawDesc = "" +
 	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12\x1b\n" +
 	"\tmaster_id\x18\x04 \x01(\tR\bmasterId\x12%\n" +
 	"\x0ecomponent_addr\x18\x05 \x01(\tR\rcomponentAddr\x12\x1c\n" +
-	"\tnopreempt\x18\x06 \x01(\bR\tnopreempt\"\x9b\x01\n" +
+	"\tnopreempt\x18\x06 \x01(\bR\tnopreempt\"\xeb\x01\n" +
 	"\n" +
 	"SyncUpdate\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x12\n" +
 	"\x04full\x18\x03 \x01(\bR\x04full\x12.\n" +
 	"\x05pairs\x18\x04 \x03(\v2\x18.hellopics.v1.PairStatusR\x05pairs\x12\x19\n" +
-	"\bnext_seq\x18\x05 \x01(\x04R\anextSeq\"9\n" +
+	"\bnext_seq\x18\x05 \x01(\x04R\anextSeq\x12\x19\n" +
+	"\bapp_only\x18\x06 \x01(\bR\aappOnly\x12\x10\n" +
+	"\x03app\x18\a \x03(\fR\x03app\x12!\n" +
+	"\fapp_snapshot\x18\b \x01(\fR\vappSnapshot\"9\n" +
 	"\aSyncAck\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\"9\n" +

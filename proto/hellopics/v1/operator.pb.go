@@ -408,6 +408,116 @@ func (x *SwitchoverResponse) GetEpoch() uint64 {
 	return 0
 }
 
+// AppCallRequest is a request to the application in mgmt.
+type AppCallRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// type is the full protobuf name of body's message.
+	Type string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	// body is the request in protobuf encoding.
+	Body          []byte `protobuf:"bytes,2,opt,name=body,proto3" json:"body,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppCallRequest) Reset() {
+	*x = AppCallRequest{}
+	mi := &file_hellopics_v1_operator_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppCallRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppCallRequest) ProtoMessage() {}
+
+func (x *AppCallRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hellopics_v1_operator_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppCallRequest.ProtoReflect.Descriptor instead.
+func (*AppCallRequest) Descriptor() ([]byte, []int) {
+	return file_hellopics_v1_operator_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *AppCallRequest) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *AppCallRequest) GetBody() []byte {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+// AppCallResponse is the application's answer.
+type AppCallResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// type is the full protobuf name of body's message.
+	Type string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	// body is the answer in protobuf encoding.
+	Body          []byte `protobuf:"bytes,2,opt,name=body,proto3" json:"body,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppCallResponse) Reset() {
+	*x = AppCallResponse{}
+	mi := &file_hellopics_v1_operator_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppCallResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppCallResponse) ProtoMessage() {}
+
+func (x *AppCallResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hellopics_v1_operator_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppCallResponse.ProtoReflect.Descriptor instead.
+func (*AppCallResponse) Descriptor() ([]byte, []int) {
+	return file_hellopics_v1_operator_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *AppCallResponse) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *AppCallResponse) GetBody() []byte {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
 var File_hellopics_v1_operator_proto protoreflect.FileDescriptor
 
 const file_hellopics_v1_operator_proto_rawDesc = "" +
@@ -438,12 +548,19 @@ const file_hellopics_v1_operator_proto_rawDesc = "" +
 	"\ttarget_id\x18\x01 \x01(\tR\btargetId\"N\n" +
 	"\x12SwitchoverResponse\x12\"\n" +
 	"\rnew_master_id\x18\x01 \x01(\tR\vnewMasterId\x12\x14\n" +
-	"\x05epoch\x18\x02 \x01(\x04R\x05epoch2\x86\x02\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\"8\n" +
+	"\x0eAppCallRequest\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
+	"\x04body\x18\x02 \x01(\fR\x04body\"9\n" +
+	"\x0fAppCallResponse\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
+	"\x04body\x18\x02 \x01(\fR\x04body2\xce\x02\n" +
 	"\x0fOperatorService\x12L\n" +
 	"\tGetStatus\x12\x1e.hellopics.v1.GetStatusRequest\x1a\x1f.hellopics.v1.GetStatusResponse\x12T\n" +
 	"\vWatchEvents\x12 .hellopics.v1.WatchEventsRequest\x1a!.hellopics.v1.WatchEventsResponse0\x01\x12O\n" +
 	"\n" +
-	"Switchover\x12\x1f.hellopics.v1.SwitchoverRequest\x1a .hellopics.v1.SwitchoverResponseB?Z=github.com/hellopics/hellopics/proto/hellopics/v1;hellopicsv1b\x06proto3"
+	"Switchover\x12\x1f.hellopics.v1.SwitchoverRequest\x1a .hellopics.v1.SwitchoverResponse\x12F\n" +
+	"\aAppCall\x12\x1c.hellopics.v1.AppCallRequest\x1a\x1d.hellopics.v1.AppCallResponseB?Z=github.com/hellopics/hellopics/proto/hellopics/v1;hellopicsv1b\x06proto3"
 
 var (
 	file_hellopics_v1_operator_proto_rawDescOnce sync.Once
@@ -457,7 +574,7 @@ func file_hellopics_v1_operator_proto_rawDescGZIP() []byte {
 	return file_hellopics_v1_operator_proto_rawDescData
 }
 
-var file_hellopics_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_hellopics_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_hellopics_v1_operator_proto_goTypes = []any{
 	(*GetStatusRequest)(nil),      // 0: hellopics.v1.GetStatusRequest
 	(*GetStatusResponse)(nil),     // 1: hellopics.v1.GetStatusResponse
@@ -465,28 +582,32 @@ var file_hellopics_v1_operator_proto_goTypes = []any{
 	(*WatchEventsResponse)(nil),   // 3: hellopics.v1.WatchEventsResponse
 	(*SwitchoverRequest)(nil),     // 4: hellopics.v1.SwitchoverRequest
 	(*SwitchoverResponse)(nil),    // 5: hellopics.v1.SwitchoverResponse
-	(MgmtRole)(0),                 // 6: hellopics.v1.MgmtRole
-	(*PairStatus)(nil),            // 7: hellopics.v1.PairStatus
-	(*MgmtPeerStatus)(nil),        // 8: hellopics.v1.MgmtPeerStatus
-	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
+	(*AppCallRequest)(nil),        // 6: hellopics.v1.AppCallRequest
+	(*AppCallResponse)(nil),       // 7: hellopics.v1.AppCallResponse
+	(MgmtRole)(0),                 // 8: hellopics.v1.MgmtRole
+	(*PairStatus)(nil),            // 9: hellopics.v1.PairStatus
+	(*MgmtPeerStatus)(nil),        // 10: hellopics.v1.MgmtPeerStatus
+	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
 }
 var file_hellopics_v1_operator_proto_depIdxs = []int32{
-	6, // 0: hellopics.v1.GetStatusResponse.role:type_name -> hellopics.v1.MgmtRole
-	7, // 1: hellopics.v1.GetStatusResponse.pairs:type_name -> hellopics.v1.PairStatus
-	8, // 2: hellopics.v1.GetStatusResponse.mgmt_peers:type_name -> hellopics.v1.MgmtPeerStatus
-	9, // 3: hellopics.v1.GetStatusResponse.started:type_name -> google.protobuf.Timestamp
-	9, // 4: hellopics.v1.WatchEventsResponse.time:type_name -> google.protobuf.Timestamp
-	0, // 5: hellopics.v1.OperatorService.GetStatus:input_type -> hellopics.v1.GetStatusRequest
-	2, // 6: hellopics.v1.OperatorService.WatchEvents:input_type -> hellopics.v1.WatchEventsRequest
-	4, // 7: hellopics.v1.OperatorService.Switchover:input_type -> hellopics.v1.SwitchoverRequest
-	1, // 8: hellopics.v1.OperatorService.GetStatus:output_type -> hellopics.v1.GetStatusResponse
-	3, // 9: hellopics.v1.OperatorService.WatchEvents:output_type -> hellopics.v1.WatchEventsResponse
-	5, // 10: hellopics.v1.OperatorService.Switchover:output_type -> hellopics.v1.SwitchoverResponse
-	8, // [8:11] is the sub-list for method output_type
-	5, // [5:8] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	8,  // 0: hellopics.v1.GetStatusResponse.role:type_name -> hellopics.v1.MgmtRole
+	9,  // 1: hellopics.v1.GetStatusResponse.pairs:type_name -> hellopics.v1.PairStatus
+	10, // 2: hellopics.v1.GetStatusResponse.mgmt_peers:type_name -> hellopics.v1.MgmtPeerStatus
+	11, // 3: hellopics.v1.GetStatusResponse.started:type_name -> google.protobuf.Timestamp
+	11, // 4: hellopics.v1.WatchEventsResponse.time:type_name -> google.protobuf.Timestamp
+	0,  // 5: hellopics.v1.OperatorService.GetStatus:input_type -> hellopics.v1.GetStatusRequest
+	2,  // 6: hellopics.v1.OperatorService.WatchEvents:input_type -> hellopics.v1.WatchEventsRequest
+	4,  // 7: hellopics.v1.OperatorService.Switchover:input_type -> hellopics.v1.SwitchoverRequest
+	6,  // 8: hellopics.v1.OperatorService.AppCall:input_type -> hellopics.v1.AppCallRequest
+	1,  // 9: hellopics.v1.OperatorService.GetStatus:output_type -> hellopics.v1.GetStatusResponse
+	3,  // 10: hellopics.v1.OperatorService.WatchEvents:output_type -> hellopics.v1.WatchEventsResponse
+	5,  // 11: hellopics.v1.OperatorService.Switchover:output_type -> hellopics.v1.SwitchoverResponse
+	7,  // 12: hellopics.v1.OperatorService.AppCall:output_type -> hellopics.v1.AppCallResponse
+	9,  // [9:13] is the sub-list for method output_type
+	5,  // [5:9] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_hellopics_v1_operator_proto_init() }
@@ -501,7 +622,7 @@ func file_hellopics_v1_operator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hellopics_v1_operator_proto_rawDesc), len(file_hellopics_v1_operator_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,6 +22,7 @@ const (
 	OperatorService_GetStatus_FullMethodName   = "/hellopics.v1.OperatorService/GetStatus"
 	OperatorService_WatchEvents_FullMethodName = "/hellopics.v1.OperatorService/WatchEvents"
 	OperatorService_Switchover_FullMethodName  = "/hellopics.v1.OperatorService/Switchover"
+	OperatorService_AppCall_FullMethodName     = "/hellopics.v1.OperatorService/AppCall"
 )
 
 // OperatorServiceClient is the client API for OperatorService service.
@@ -36,6 +37,10 @@ type OperatorServiceClient interface {
 	WatchEvents(ctx context.Context, in *WatchEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchEventsResponse], error)
 	// Switchover hands mastership to the best backup (master only).
 	Switchover(ctx context.Context, in *SwitchoverRequest, opts ...grpc.CallOption) (*SwitchoverResponse, error)
+	// AppCall hands a request to the application running in mgmt
+	// (pkg/appliance HandleOperator) and returns its answer. Handlers
+	// registered as read-only need read permission, others admin.
+	AppCall(ctx context.Context, in *AppCallRequest, opts ...grpc.CallOption) (*AppCallResponse, error)
 }
 
 type operatorServiceClient struct {
@@ -85,6 +90,16 @@ func (c *operatorServiceClient) Switchover(ctx context.Context, in *SwitchoverRe
 	return out, nil
 }
 
+func (c *operatorServiceClient) AppCall(ctx context.Context, in *AppCallRequest, opts ...grpc.CallOption) (*AppCallResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AppCallResponse)
+	err := c.cc.Invoke(ctx, OperatorService_AppCall_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OperatorServiceServer is the server API for OperatorService service.
 // All implementations must embed UnimplementedOperatorServiceServer
 // for forward compatibility.
@@ -97,6 +112,10 @@ type OperatorServiceServer interface {
 	WatchEvents(*WatchEventsRequest, grpc.ServerStreamingServer[WatchEventsResponse]) error
 	// Switchover hands mastership to the best backup (master only).
 	Switchover(context.Context, *SwitchoverRequest) (*SwitchoverResponse, error)
+	// AppCall hands a request to the application running in mgmt
+	// (pkg/appliance HandleOperator) and returns its answer. Handlers
+	// registered as read-only need read permission, others admin.
+	AppCall(context.Context, *AppCallRequest) (*AppCallResponse, error)
 	mustEmbedUnimplementedOperatorServiceServer()
 }
 
@@ -115,6 +134,9 @@ func (UnimplementedOperatorServiceServer) WatchEvents(*WatchEventsRequest, grpc.
 }
 func (UnimplementedOperatorServiceServer) Switchover(context.Context, *SwitchoverRequest) (*SwitchoverResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Switchover not implemented")
+}
+func (UnimplementedOperatorServiceServer) AppCall(context.Context, *AppCallRequest) (*AppCallResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AppCall not implemented")
 }
 func (UnimplementedOperatorServiceServer) mustEmbedUnimplementedOperatorServiceServer() {}
 func (UnimplementedOperatorServiceServer) testEmbeddedByValue()                         {}
@@ -184,6 +206,24 @@ func _OperatorService_Switchover_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _OperatorService_AppCall_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AppCallRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServiceServer).AppCall(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OperatorService_AppCall_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServiceServer).AppCall(ctx, req.(*AppCallRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // OperatorService_ServiceDesc is the grpc.ServiceDesc for OperatorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -198,6 +238,10 @@ var OperatorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Switchover",
 			Handler:    _OperatorService_Switchover_Handler,
+		},
+		{
+			MethodName: "AppCall",
+			Handler:    _OperatorService_AppCall_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

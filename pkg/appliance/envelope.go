@@ -1,0 +1,139 @@
+package appliance
+
+import (
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+)
+
+// MaxTypeName bounds the type name of an application message: longer
+// names are refused before any lookup.
+const MaxTypeName = 256
+
+// maxErrorText bounds the error text of a reply, both ways.
+const maxErrorText = 1024
+
+// envelope is a decoded AppMessage (hellopics.v1.AppMessage), parsed in
+// place: typ, body and errText alias the frame's bytes.
+type envelope struct {
+	typ     []byte
+	body    []byte
+	call    uint64
+	reply   bool
+	errText []byte
+}
+
+// The AppMessage field numbers (proto/hellopics/v1/component.proto).
+const (
+	fieldType  = 1
+	fieldBody  = 2
+	fieldCall  = 3
+	fieldReply = 4
+	fieldError = 5
+)
+
+var errEnvelope = errors.New("malformed application message")
+
+// parseEnvelope parses an AppMessage without allocating. Unknown fields
+// are skipped, as protobuf does; a field of the wrong wire type, a
+// truncated one, a type name over MaxTypeName or an error text over the
+// limit is an error.
+func parseEnvelope(b []byte) (envelope, error) {
+	var e envelope
+	for len(b) > 0 {
+		num, wt, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return e, fmt.Errorf("%w: %v", errEnvelope, protowire.ParseError(n))
+		}
+		b = b[n:]
+		switch {
+		case (num == fieldType || num == fieldBody || num == fieldError) && wt == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return e, fmt.Errorf("%w: field %d: %v", errEnvelope, num, protowire.ParseError(n))
+			}
+			switch num {
+			case fieldType:
+				e.typ = v
+			case fieldBody:
+				e.body = v
+			default:
+				e.errText = v
+			}
+			b = b[n:]
+		case (num == fieldCall || num == fieldReply) && wt == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return e, fmt.Errorf("%w: field %d: %v", errEnvelope, num, protowire.ParseError(n))
+			}
+			if num == fieldCall {
+				e.call = v
+			} else {
+				e.reply = v != 0
+			}
+			b = b[n:]
+		case num == fieldType || num == fieldBody || num == fieldError || num == fieldCall || num == fieldReply:
+			return e, fmt.Errorf("%w: field %d has wire type %d", errEnvelope, num, wt)
+		default:
+			n := protowire.ConsumeFieldValue(num, wt, b)
+			if n < 0 {
+				return e, fmt.Errorf("%w: field %d: %v", errEnvelope, num, protowire.ParseError(n))
+			}
+			b = b[n:]
+		}
+	}
+	if len(e.typ) > MaxTypeName {
+		return e, fmt.Errorf("%w: type name of %d bytes (limit %d)", errEnvelope, len(e.typ), MaxTypeName)
+	}
+	if !utf8.Valid(e.typ) {
+		return e, fmt.Errorf("%w: type name is not UTF-8", errEnvelope)
+	}
+	if len(e.errText) > maxErrorText {
+		e.errText = e.errText[:maxErrorText]
+	}
+	if len(e.typ) == 0 && !e.reply {
+		return e, fmt.Errorf("%w: no type", errEnvelope)
+	}
+	return e, nil
+}
+
+// appendEnvelope appends an AppMessage carrying m (nil for none) to dst.
+func appendEnvelope(dst []byte, typ string, m proto.Message, call uint64, reply bool, errText string) ([]byte, error) {
+	if typ != "" {
+		dst = protowire.AppendTag(dst, fieldType, protowire.BytesType)
+		dst = protowire.AppendString(dst, typ)
+	}
+	if m != nil {
+		size := proto.Size(m)
+		dst = protowire.AppendTag(dst, fieldBody, protowire.BytesType)
+		dst = protowire.AppendVarint(dst, uint64(size))
+		start := len(dst)
+		var err error
+		dst, err = proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(dst, m)
+		if err != nil {
+			return dst, fmt.Errorf("appliance: marshal %s: %w", typ, err)
+		}
+		if len(dst)-start != size {
+			return dst, fmt.Errorf("appliance: marshal %s: message changed while being sent", typ)
+		}
+	}
+	if call != 0 {
+		dst = protowire.AppendTag(dst, fieldCall, protowire.VarintType)
+		dst = protowire.AppendVarint(dst, call)
+	}
+	if reply {
+		dst = protowire.AppendTag(dst, fieldReply, protowire.VarintType)
+		dst = protowire.AppendVarint(dst, 1)
+	}
+	if errText != "" {
+		if len(errText) > maxErrorText {
+			errText = errText[:maxErrorText]
+		}
+		dst = protowire.AppendTag(dst, fieldError, protowire.BytesType)
+		dst = protowire.AppendString(dst, errText)
+	}
+	return dst, nil
+}
