@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/hellopics/hellopics/pkg/appliance"
 	"github.com/hellopics/hellopics/internal/metrics"
 	"github.com/hellopics/hellopics/pkg/handshake"
 	"github.com/hellopics/hellopics/pkg/identity"
@@ -30,6 +31,10 @@ type Config struct {
 	// ComponentConfig holds what ctrl shares with data: the mgmt
 	// addresses, pair id, timers, transport, logger, metrics and health.
 	tier.ComponentConfig
+
+	// App is the application running in ctrl (pkg/appliance). Nil runs
+	// none.
+	App *appliance.App
 
 	// ListenAddr is where the data component connects. Default ":7301".
 	ListenAddr string

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/hellopics/hellopics/pkg/appliance"
 	"github.com/hellopics/hellopics/data/relay"
 	"github.com/hellopics/hellopics/pkg/handshake"
 	"github.com/hellopics/hellopics/pkg/identity"
@@ -27,6 +28,10 @@ type Config struct {
 	// ComponentConfig holds what data shares with ctrl: the mgmt
 	// addresses, pair id, timers, transport, logger, metrics and health.
 	tier.ComponentConfig
+
+	// App is the application running in data (pkg/appliance). Nil runs
+	// none.
+	App *appliance.App
 
 	// ReportInterval is how often the relay's counters are reported to
 	// mgmt. Default 5 s.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/hellopics/hellopics/pkg/appliance"
 	"github.com/hellopics/hellopics/mgmt/election"
 	"github.com/hellopics/hellopics/pkg/handshake"
 	"github.com/hellopics/hellopics/pkg/pconn"
@@ -16,6 +17,10 @@ import (
 
 // Config configures a management instance. Start from DefaultConfig.
 type Config struct {
+	// App is the application running in mgmt (pkg/appliance): its
+	// handlers, hooks and replicated State. Nil runs none.
+	App *appliance.App
+
 	// ListenAddr is where ctrl and data connect (host:port). Default ":7300".
 	ListenAddr string
 
