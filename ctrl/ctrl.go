@@ -16,8 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/hellopics/hellopics/pkg/appliance"
 	"github.com/hellopics/hellopics/internal/metrics"
+	"github.com/hellopics/hellopics/pkg/appliance"
 	"github.com/hellopics/hellopics/pkg/handshake"
 	"github.com/hellopics/hellopics/pkg/identity"
 	"github.com/hellopics/hellopics/pkg/pconn"

@@ -13,8 +13,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/hellopics/hellopics/pkg/appliance"
 	"github.com/hellopics/hellopics/data/relay"
+	"github.com/hellopics/hellopics/pkg/appliance"
 	"github.com/hellopics/hellopics/pkg/handshake"
 	"github.com/hellopics/hellopics/pkg/identity"
 	"github.com/hellopics/hellopics/pkg/pconn"
