@@ -91,6 +91,9 @@ func parseEnvelope(b []byte) (envelope, error) {
 	if !utf8.Valid(e.typ) {
 		return e, fmt.Errorf("%w: type name is not UTF-8", errEnvelope)
 	}
+	if !utf8.Valid(e.errText) {
+		return e, fmt.Errorf("%w: error text is not UTF-8", errEnvelope)
+	}
 	if len(e.errText) > maxErrorText {
 		e.errText = e.errText[:maxErrorText]
 	}
