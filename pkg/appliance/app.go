@@ -115,6 +115,9 @@ type App struct {
 	// OnStart is called once, before anything else, with the component
 	// the application runs in: keep n to send messages from hooks.
 	OnStart func(n *Node)
+	// OnStop is called once when the component stops, after which sends
+	// fail with ErrStopped: stop the application's timers here.
+	OnStop func()
 
 	// OnPeerReady (ctrl and data) reports that the other half of the
 	// pair is connected and ready: Send to it works from now on.

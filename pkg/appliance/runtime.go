@@ -187,6 +187,9 @@ func (r *Runtime) Stop() {
 		return
 	}
 	r.stopped = true
+	if r.started && r.app.OnStop != nil {
+		r.app.OnStop()
+	}
 	for id, c := range r.calls {
 		r.finishCall(id, c, nil, ErrStopped)
 	}
