@@ -39,8 +39,9 @@ type mgmtApp struct {
 	config  *countersv1.Config
 	pairs   map[string]*countersv1.PairTotal
 	applied map[string]uint64 // pair -> config version its data applies; not replicated
-	// committed is, per pair, the last report every live backup holds:
-	// only those are acknowledged again when data resends them.
+	// committed is, per pair and data instance ("pair/instance"), the
+	// last report every live backup holds: only those are acknowledged
+	// again when data resends them.
 	committed map[string]uint64
 }
 
@@ -63,7 +64,7 @@ func Mgmt() *appliance.App {
 		OnMastership: func(master bool, _ uint64) {
 			if master {
 				for id, p := range a.pairs {
-					a.committed[id] = p.GetSeq()
+					a.committed[id+"/"+p.GetInstance()] = p.GetSeq()
 				}
 			}
 		},
@@ -116,7 +117,7 @@ func (a *mgmtApp) delta(c *appliance.Context, m *countersv1.Delta) error {
 	pair := c.From.PairID
 	p := a.pairs[pair]
 	if p != nil && p.GetInstance() == m.GetInstance() && m.GetSeq() <= p.GetSeq() {
-		if m.GetSeq() > a.committed[pair] {
+		if m.GetSeq() > a.committed[pair+"/"+m.GetInstance()] {
 			return fmt.Errorf("report %d is being replicated; send it again", m.GetSeq())
 		}
 		return c.Reply(&countersv1.DeltaAck{Seq: m.GetSeq()})
@@ -129,7 +130,8 @@ func (a *mgmtApp) delta(c *appliance.Context, m *countersv1.Delta) error {
 			_ = c.ReplyError(cm.Err) // data sends it again, to whoever is master
 			return
 		}
-		a.committed[pair] = max(a.committed[pair], m.GetSeq())
+		key := pair + "/" + m.GetInstance()
+		a.committed[key] = max(a.committed[key], m.GetSeq())
 		_ = c.Reply(&countersv1.DeltaAck{Seq: m.GetSeq()})
 	})
 }
