@@ -54,10 +54,11 @@ fuzz: ## a short run of every fuzz target (FUZZTIME each)
 
 proto: ## regenerate the Go code from proto/ (pinned generators)
 	cd proto && $(GO) tool $(TOOLMOD) buf lint && $(GO) tool $(TOOLMOD) buf generate
+	cd examples/counters/proto && $(GO) tool $(TOOLMOD) buf lint && $(GO) tool $(TOOLMOD) buf generate
 
 proto-check: proto ## fail if the committed generated code is stale
-	@git diff --exit-code -- proto || { echo "generated code in proto/ is stale: run 'make proto' and commit"; exit 1; }
-	@test -z "$$(git status --porcelain -- proto)" || { echo "make proto made new files:"; git status --porcelain -- proto; exit 1; }
+	@git diff --exit-code -- proto examples/counters/proto || { echo "generated code is stale: run 'make proto' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- proto examples/counters/proto)" || { echo "make proto made new files:"; git status --porcelain -- proto examples/counters/proto; exit 1; }
 
 lint: ## gofmt, go vet and staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); test -z "$$out" || { echo "gofmt needed:"; echo "$$out"; exit 1; }
