@@ -10,6 +10,7 @@ BENCHTIME ?= 1s
 
 .PHONY: toolchain-check
 .PHONY: soak
+.PHONY: example example-demo
 .PHONY: help build test test-short bench fuzz proto proto-check lint demo clean
 
 help: ## list the targets
@@ -64,10 +65,16 @@ lint: ## gofmt, go vet and staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); test -z "$$out" || { echo "gofmt needed:"; echo "$$out"; exit 1; }
 	$(GO) vet ./...
 	$(GO) tool $(TOOLMOD) staticcheck ./...
-	@if command -v shellcheck >/dev/null; then shellcheck deploy/lab/lab.sh deploy/systemd/verify.sh; else echo "shellcheck not installed: scripts not checked"; fi
+	@if command -v shellcheck >/dev/null; then shellcheck deploy/lab/lab.sh deploy/systemd/verify.sh examples/counters/demo.sh; else echo "shellcheck not installed: scripts not checked"; fi
 
 demo: build ## run mgmt, ctrl and data on this machine until Ctrl-C
 	$(BIN) demo
+
+example: ## build the counters example appliance into bin/counters
+	$(GO) build -o bin/counters ./examples/counters/cmd/counters
+
+example-demo: example ## run the counters example (two mgmt, a pair, a SIGKILL of the master)
+	BIN=bin/counters sh examples/counters/demo.sh
 
 clean: ## remove build output
 	rm -rf bin

@@ -7,8 +7,10 @@ bin=${BIN:-bin/counters}
 dir=$(mktemp -d /tmp/counters-demo.XXXXXX)
 pids=""
 cleanup() {
-	# shellcheck disable=SC2086
-	[ -n "$pids" ] && kill $pids 2>/dev/null || true
+	if [ -n "$pids" ]; then
+		# shellcheck disable=SC2086
+		kill $pids 2>/dev/null || true
+	fi
 	wait 2>/dev/null || true
 	echo "logs: $dir"
 }
