@@ -4,6 +4,7 @@ import (
 	"os"
 
 	"github.com/hellopics/hellopics/ctrl"
+	"github.com/hellopics/hellopics/internal/cli"
 )
 
 func init() {
@@ -23,12 +24,12 @@ Flags:
 func runCtrl(args []string) int {
 	cfg := ctrl.DefaultConfig()
 	cf := componentFlags{role: "ctrl", peer: "data", cfg: &cfg.ComponentConfig}
-	fs := newFlagSet("ctrl", ctrlUsage)
+	fs := cli.NewFlagSet("hellopics ctrl", ctrlUsage)
 	cf.register(fs)
 	fs.StringVar(&cfg.ListenAddr, "listen", cfg.ListenAddr, "address for the data component to connect to")
 	fs.StringVar(&cfg.AdvertiseAddr, "advertise", cfg.AdvertiseAddr, "address data is told to dial (default: -listen, or this host's address toward mgmt)")
 	fs.DurationVar(&cfg.IdentifyTimeout, "identify-timeout", cfg.IdentifyTimeout, "close a data connection that does not identify itself in time")
-	if code, ok := parseFlags(fs, args); !ok {
+	if code, ok := cli.ParseFlags(fs, args); !ok {
 		return code
 	}
 	if fs.NArg() > 0 {
@@ -37,14 +38,14 @@ func runCtrl(args []string) int {
 	}
 	log, err := cf.finish(cfg.ListenAddr)
 	if err != nil {
-		return fail(os.Stderr, "ctrl", err)
+		return cli.Fail(os.Stderr, "hellopics ctrl", err)
 	}
-	ctx, stop := untilSignal()
+	ctx, stop := cli.UntilSignal()
 	defer stop()
 	watchTLS(ctx, cfg.TLS, log)
 	c, err := ctrl.New(cfg)
 	if err != nil {
-		return fail(os.Stderr, "ctrl", err)
+		return cli.Fail(os.Stderr, "hellopics ctrl", err)
 	}
 	return serveUntilSignal(ctx, log, "ctrl", c)
 }

@@ -3,11 +3,8 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
-	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -18,52 +15,6 @@ import (
 	"github.com/hellopics/hellopics/pkg/tier"
 	"github.com/hellopics/hellopics/pkg/tlsconf"
 )
-
-// newFlagSet returns a flag set that prints usage (the text, then the
-// flags) on -h and reports errors without exiting.
-func newFlagSet(name, usage string) *flag.FlagSet {
-	fs := flag.NewFlagSet("hellopics "+name, flag.ContinueOnError)
-	fs.Usage = func() {
-		w := fs.Output()
-		fmt.Fprint(w, usage)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-// parseFlags parses args; it returns the exit code to use and false when
-// the command should stop (help asked: 0, bad usage: 2).
-func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return 0, false
-		}
-		return 2, false
-	}
-	return 0, true
-}
-
-// splitList splits a comma-separated list, dropping empty items.
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// untilSignal returns a context cancelled by SIGINT or SIGTERM.
-func untilSignal() (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-}
-
-// fail prints a one-line error for the named command and returns 1.
-func fail(w io.Writer, name string, err error) int {
-	fmt.Fprintf(w, "hellopics %s: %v\n", name, err)
-	return 1
-}
 
 // envOr returns the environment variable's value, or def.
 func envOr(key, def string) string {
@@ -115,7 +66,7 @@ func (c *componentFlags) register(fs *flag.FlagSet) {
 // listen are the component's own listen addresses, for the rule that
 // plaintext needs loopback or -insecure.
 func (c *componentFlags) finish(listen ...string) (hclog.Logger, error) {
-	c.cfg.MgmtAddrs = splitList(c.mgmtAddrs)
+	c.cfg.MgmtAddrs = cli.SplitList(c.mgmtAddrs)
 	c.cfg.Version = version
 	c.cfg.RefusalLogInterval = c.log.RefusalsEvery
 	log, err := c.log.Logger("hellopics", nil)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/hellopics/hellopics/data"
 	"github.com/hellopics/hellopics/data/relay"
+	"github.com/hellopics/hellopics/internal/cli"
 )
 
 func init() {
@@ -34,13 +35,13 @@ func runData(args []string) int {
 	cf := componentFlags{role: "data", peer: "ctrl", cfg: &cfg.ComponentConfig}
 	var (
 		agent string
-		sf    snmpFlags
-		rf    relayFlags
+		sf    cli.SNMPFlags
+		rf    cli.RelayFlags
 	)
-	fs := newFlagSet("data", dataUsage)
+	fs := cli.NewFlagSet("hellopics data", dataUsage)
 	cf.register(fs)
-	sf.register(fs)
-	rf.register(fs, &rc)
+	sf.Register(fs)
+	rf.Register(fs, &rc)
 	fs.DurationVar(&cfg.ReportInterval, "report-interval", cfg.ReportInterval, "how often relay counters are reported to mgmt")
 	fs.StringVar(&agent, "agent", "", "SNMP agent host:port; enables the MEDS relay")
 	fs.StringVar(&rc.CommandsAddr, "commands", "", "relay: TPCE commands TCP address (host:port); not opened when empty")
@@ -48,7 +49,7 @@ func runData(args []string) int {
 	fs.StringVar(&rc.StatusAddr, "status", "", "relay: TPCE status TCP address; not opened when empty")
 	fs.StringVar(&rc.NotifyAddr, "notify", rc.NotifyAddr, "relay: UDP address for the agent's informs and traps")
 	fs.IntVar(&rc.MaxMsgSize, "max-msg-size", rc.MaxMsgSize, "relay: largest SNMP message sent, octets (484 to 65507)")
-	if code, ok := parseFlags(fs, args); !ok {
+	if code, ok := cli.ParseFlags(fs, args); !ok {
 		return code
 	}
 	if fs.NArg() > 0 {
@@ -58,15 +59,15 @@ func runData(args []string) int {
 	if agent != "" {
 		rc.AgentAddr = agent
 		cfg.Relay = &rc
-		err := sf.resolve()
+		err := sf.Resolve()
 		if err == nil {
-			rc.CommandSecurity, err = sf.commandSecurity("")
+			rc.CommandSecurity, err = sf.CommandSecurity("")
 		}
 		if err == nil {
-			rc.NotifySecurity, err = sf.notifySecurity("data")
+			rc.NotifySecurity, err = sf.NotifySecurity("data")
 		}
 		if err == nil {
-			err = rf.finish(&rc)
+			err = rf.Finish(&rc)
 		}
 		if err != nil {
 			fmt.Fprintf(fs.Output(), "hellopics data: %v\n", err)
@@ -75,17 +76,17 @@ func runData(args []string) int {
 	}
 	log, err := cf.finish()
 	if err != nil {
-		return fail(os.Stderr, "data", err)
+		return cli.Fail(os.Stderr, "hellopics data", err)
 	}
-	for _, w := range sf.warnings {
+	for _, w := range sf.Warnings {
 		log.Warn(w)
 	}
-	ctx, stop := untilSignal()
+	ctx, stop := cli.UntilSignal()
 	defer stop()
 	watchTLS(ctx, cfg.TLS, log)
 	d, err := data.New(cfg)
 	if err != nil {
-		return fail(os.Stderr, "data", err)
+		return cli.Fail(os.Stderr, "hellopics data", err)
 	}
 	return serveUntilSignal(ctx, log, "data", d)
 }

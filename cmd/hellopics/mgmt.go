@@ -28,7 +28,7 @@ func runMgmt(args []string) int {
 	cfg := mgmt.DefaultConfig()
 	var lf cli.LogFlags
 	var tf cli.TLSFlags
-	fs := newFlagSet("mgmt", mgmtUsage)
+	fs := cli.NewFlagSet("hellopics mgmt", mgmtUsage)
 	fs.StringVar(&cfg.ListenAddr, "listen", envOr("HELLOPICS_MGMT_LISTEN", cfg.ListenAddr), "address for ctrl and data to connect to (env HELLOPICS_MGMT_LISTEN)")
 	fs.StringVar(&cfg.AdvertiseAddr, "advertise", cfg.AdvertiseAddr, "address components use for this instance (default: -listen, or when it names no host, this host's address toward the first peer)")
 	fs.StringVar(&cfg.OperatorAddr, "operator", envOr("HELLOPICS_OPERATOR_ADDR", cfg.OperatorAddr), "operator gRPC API address; empty disables it (env HELLOPICS_OPERATOR_ADDR)")
@@ -54,7 +54,7 @@ func runMgmt(args []string) int {
 	lf.Register(fs)
 	lf.RegisterRefusals(fs)
 	tf.Register(fs)
-	if code, ok := parseFlags(fs, args); !ok {
+	if code, ok := cli.ParseFlags(fs, args); !ok {
 		return code
 	}
 	if fs.NArg() > 0 {
@@ -64,7 +64,7 @@ func runMgmt(args []string) int {
 	cfg.Priority = uint32(prio)
 	cfg.RefusalLogInterval = lf.RefusalsEvery
 	cfg.Version = version
-	for _, p := range splitList(peers) {
+	for _, p := range cli.SplitList(peers) {
 		id, addr, ok := strings.Cut(p, "=")
 		if !ok || id == "" || addr == "" {
 			fmt.Fprintf(os.Stderr, "hellopics mgmt: -peers: %q is not id=host:port\n", p)
@@ -74,7 +74,7 @@ func runMgmt(args []string) int {
 	}
 	log, err := lf.Logger("hellopics", nil)
 	if err != nil {
-		return fail(os.Stderr, "mgmt", err)
+		return cli.Fail(os.Stderr, "hellopics mgmt", err)
 	}
 	cfg.Logger = log
 	addrs := []string{cfg.ListenAddr, cfg.HAListenAddr, cfg.OperatorAddr}
@@ -82,7 +82,7 @@ func runMgmt(args []string) int {
 		addrs = append(addrs, p.Addr)
 	}
 	if cfg.TLS, err = tf.Load(log, addrs...); err != nil {
-		return fail(os.Stderr, "mgmt", err)
+		return cli.Fail(os.Stderr, "hellopics mgmt", err)
 	}
 	if cfg.TLS != nil {
 		// Any identity of the trust domain gets through the handshake;
@@ -90,12 +90,12 @@ func runMgmt(args []string) int {
 		// certificate is told why (PermissionDenied) rather than cut off.
 		cfg.OperatorTLS = cfg.TLS.ServerConfig(nil)
 	}
-	ctx, stop := untilSignal()
+	ctx, stop := cli.UntilSignal()
 	defer stop()
 	watchTLS(ctx, cfg.TLS, log)
 	d, err := mgmt.New(cfg)
 	if err != nil {
-		return fail(os.Stderr, "mgmt", err)
+		return cli.Fail(os.Stderr, "hellopics mgmt", err)
 	}
 	// mgmt is ready once it serves: components and the operator API.
 	_ = sdnotify.Ready()
@@ -106,7 +106,7 @@ func runMgmt(args []string) int {
 		_ = sdnotify.Stopping()
 	case err := <-d.Failed():
 		d.Close()
-		return fail(os.Stderr, "mgmt", err)
+		return cli.Fail(os.Stderr, "hellopics mgmt", err)
 	}
 	d.Close()
 	return 0
