@@ -15,9 +15,6 @@ func TestNoDefaultCommunity(t *testing.T) {
 			t.Errorf("tsi %q without a community: exit %d, want 2", args, got)
 		}
 	}
-	if got := runData([]string{"-mgmt", "127.0.0.1:1", "-agent", "127.0.0.1:161", "-commands", "127.0.0.1:0"}); got != 2 {
-		t.Errorf("data with a relay and no community: exit %d, want 2", got)
-	}
 	if got := runAgent([]string{"-listen", "127.0.0.1:0"}); got != 2 {
 		t.Errorf("agent without a community: exit %d, want 2", got)
 	}

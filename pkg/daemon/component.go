@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -37,15 +37,19 @@ func systemdReady(name string) func(bool) {
 	}
 }
 
-// componentFlags registers the flags ctrl and data share on fs, for the
-// component named role whose peer component is named peer. Call
-// finish after parsing: it fills in what the flags give indirectly.
+// componentFlags are the flags ctrl and data share, for the component
+// of role whose peer component is peer, run as the command name: register
+// adds them to a flag set, finish completes the configuration after
+// parsing.
 type componentFlags struct {
-	role, peer string
-	cfg        *tier.ComponentConfig
-	mgmtAddrs  string
-	log        cli.LogFlags
-	tls        cli.TLSFlags
+	name, role, peer string
+	version          string
+	cfg              *tier.ComponentConfig
+	mgmtAddrs        string
+	logFlags         cli.LogFlags
+	tls              cli.TLSFlags
+	// log is the component's logger, built by finish.
+	log hclog.Logger
 }
 
 func (c *componentFlags) register(fs *flag.FlagSet) {
@@ -57,28 +61,29 @@ func (c *componentFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&cfg.MgmtDeadTimeout, "mgmt-dead-timeout", cfg.MgmtDeadTimeout, "declare a silent mgmt lost after this long and move on to the next (at least 30ms)")
 	fs.StringVar(&cfg.HealthAddr, "health", envOr("HELLOPICS_HEALTH_ADDR", ""), "serve the gRPC health service (SERVING once the handshake is complete) on this address; empty disables (env HELLOPICS_HEALTH_ADDR)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics", envOr("HELLOPICS_METRICS_ADDR", ""), "serve Prometheus metrics on this address (/metrics); empty disables (env HELLOPICS_METRICS_ADDR)")
-	c.log.Register(fs)
-	c.log.RegisterRefusals(fs)
+	c.logFlags.Register(fs)
+	c.logFlags.RegisterRefusals(fs)
 	c.tls.Register(fs)
 }
 
-// finish completes the configuration after parsing and returns the logger.
-// listen are the component's own listen addresses, for the rule that
-// plaintext needs loopback or -insecure.
-func (c *componentFlags) finish(listen ...string) (hclog.Logger, error) {
+// finish completes the configuration after parsing and builds the
+// logger (c.log). listen are the component's own listen addresses, for
+// the rule that plaintext needs loopback or -insecure.
+func (c *componentFlags) finish(listen ...string) error {
 	c.cfg.MgmtAddrs = cli.SplitList(c.mgmtAddrs)
-	c.cfg.Version = version
-	c.cfg.RefusalLogInterval = c.log.RefusalsEvery
-	log, err := c.log.Logger("hellopics", nil)
+	c.cfg.Version = c.version
+	c.cfg.RefusalLogInterval = c.logFlags.RefusalsEvery
+	log, err := c.logFlags.Logger(logName(c.name), nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
+	c.log = log
 	c.cfg.Logger = log
 	c.cfg.OnReadyChange = systemdReady(c.role)
 	if c.cfg.TLS, err = c.tls.Load(log, append(listen, c.cfg.MgmtAddrs...)...); err != nil {
-		return nil, err
+		return err
 	}
-	return log, nil
+	return nil
 }
 
 // watchTLS keeps src current until ctx ends: its files are read again

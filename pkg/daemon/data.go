@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"fmt"
@@ -9,11 +9,7 @@ import (
 	"github.com/hellopics/hellopics/internal/cli"
 )
 
-func init() {
-	register(&command{name: "data", summary: "run the data component (and its MEDS relay)", run: runData})
-}
-
-const dataUsage = `Usage: hellopics data [flags]
+const dataUsage = `Usage: %s [flags]
 
 Runs the data component: it connects to management (retrying until it
 answers), learns where its control component listens, connects to it and
@@ -29,16 +25,39 @@ recommended (-snmp-version 3, -v3-user, -v3-auth-pass-file,
 Flags:
 `
 
-func runData(args []string) int {
+// RunData runs the data component (and, with -agent, its MEDS relay)
+// with apps.Data as its application until SIGINT or SIGTERM,
+// configured by args (the flags of "hellopics data", and their
+// environment variables), and returns the process exit code as RunMgmt
+// does. name is the command as its usage and errors show it ("counters
+// data"); its first word names the logger.
+func RunData(name string, args []string, apps Apps) int {
+	cfg, cf, code, ok := dataConfig(name, args, apps)
+	if !ok {
+		return code
+	}
+	ctx, stop := cli.UntilSignal()
+	defer stop()
+	watchTLS(ctx, cfg.TLS, cf.log)
+	d, err := data.New(cfg)
+	if err != nil {
+		return cli.Fail(os.Stderr, name, err)
+	}
+	return serveUntilSignal(ctx, cf.log, "data", d)
+}
+
+// dataConfig parses args into data's configuration and builds its
+// logger; when it returns false, the command stops with code.
+func dataConfig(name string, args []string, apps Apps) (data.Config, *componentFlags, int, bool) {
 	cfg := data.DefaultConfig()
 	rc := relay.DefaultConfig()
-	cf := componentFlags{role: "data", peer: "ctrl", cfg: &cfg.ComponentConfig}
+	cf := &componentFlags{name: name, role: "data", peer: "ctrl", version: apps.version(), cfg: &cfg.ComponentConfig}
 	var (
 		agent string
 		sf    cli.SNMPFlags
 		rf    cli.RelayFlags
 	)
-	fs := cli.NewFlagSet("hellopics data", dataUsage)
+	fs := cli.NewFlagSet(name, fmt.Sprintf(dataUsage, name))
 	cf.register(fs)
 	sf.Register(fs)
 	rf.Register(fs, &rc)
@@ -50,11 +69,11 @@ func runData(args []string) int {
 	fs.StringVar(&rc.NotifyAddr, "notify", rc.NotifyAddr, "relay: UDP address for the agent's informs and traps")
 	fs.IntVar(&rc.MaxMsgSize, "max-msg-size", rc.MaxMsgSize, "relay: largest SNMP message sent, octets (484 to 65507)")
 	if code, ok := cli.ParseFlags(fs, args); !ok {
-		return code
+		return cfg, nil, code, false
 	}
 	if fs.NArg() > 0 {
 		fs.Usage()
-		return 2
+		return cfg, nil, 2, false
 	}
 	if agent != "" {
 		rc.AgentAddr = agent
@@ -70,23 +89,16 @@ func runData(args []string) int {
 			err = rf.Finish(&rc)
 		}
 		if err != nil {
-			fmt.Fprintf(fs.Output(), "hellopics data: %v\n", err)
-			return 2
+			fmt.Fprintf(fs.Output(), "%s: %v\n", name, err)
+			return cfg, nil, 2, false
 		}
 	}
-	log, err := cf.finish()
-	if err != nil {
-		return cli.Fail(os.Stderr, "hellopics data", err)
+	cfg.App = apps.Data
+	if err := cf.finish(); err != nil {
+		return cfg, nil, cli.Fail(os.Stderr, name, err), false
 	}
 	for _, w := range sf.Warnings {
-		log.Warn(w)
+		cf.log.Warn(w)
 	}
-	ctx, stop := cli.UntilSignal()
-	defer stop()
-	watchTLS(ctx, cfg.TLS, log)
-	d, err := data.New(cfg)
-	if err != nil {
-		return cli.Fail(os.Stderr, "hellopics data", err)
-	}
-	return serveUntilSignal(ctx, log, "data", d)
+	return cfg, cf, 0, true
 }
