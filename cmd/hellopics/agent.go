@@ -44,10 +44,10 @@ func runAgent(args []string) int {
 	d := agentsim.DefaultConfig()
 	var (
 		lf cli.LogFlags
-		sf snmpFlags
+		sf cli.SNMPFlags
 	)
 	lf.Register(fs)
-	sf.register(fs)
+	sf.Register(fs)
 	fs.StringVar(&d.Addr, "listen", d.Addr, "UDP address for requests, host:port")
 	fs.StringVar(&d.NotifyAddr, "notify", d.NotifyAddr, "the relay's notification address, host:port")
 	fs.StringVar(&d.ReadCommunity, "read-community", d.ReadCommunity, "SNMPv2c community accepted for GET and GETNEXT only")
@@ -80,16 +80,16 @@ func runAgent(args []string) int {
 	if err != nil {
 		return usage("%v", err)
 	}
-	if err := sf.resolve(); err != nil {
+	if err := sf.Resolve(); err != nil {
 		return usage("%v", err)
 	}
-	if d.Security, err = sf.commandSecurity("agent"); err != nil {
+	if d.Security, err = sf.CommandSecurity("agent"); err != nil {
 		return usage("%v", err)
 	}
-	if d.NotifySecurity, err = sf.notifySecurity(""); err != nil {
+	if d.NotifySecurity, err = sf.NotifySecurity(""); err != nil {
 		return usage("%v", err)
 	}
-	for _, w := range sf.warnings {
+	for _, w := range sf.Warnings {
 		log.Warn(w)
 	}
 	a, err := agentsim.New(d, log)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/hellopics/hellopics/internal/cli"
 	"github.com/hellopics/hellopics/internal/demo"
 )
 
@@ -30,12 +31,12 @@ Flags:
 
 func runDemo(args []string) int {
 	o := demo.Options{Out: os.Stdout}
-	fs := newFlagSet("demo", demoUsage)
+	fs := cli.NewFlagSet("hellopics demo", demoUsage)
 	fs.DurationVar(&o.HelloInterval, "hello-interval", 0, "Hello cycle period (default 1s)")
 	fs.DurationVar(&o.CommandInterval, "command-interval", 0, "time between TPCE commands (default 1s)")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "log level of every process")
 	color := fs.Bool("color", isTerminal(os.Stdout), "color the process names (default: when writing to a terminal)")
-	if code, ok := parseFlags(fs, args); !ok {
+	if code, ok := cli.ParseFlags(fs, args); !ok {
 		return code
 	}
 	if fs.NArg() > 0 {
@@ -45,14 +46,14 @@ func runDemo(args []string) int {
 	o.Color = *color
 	exe, err := os.Executable()
 	if err != nil {
-		return fail(os.Stderr, "demo", err)
+		return cli.Fail(os.Stderr, "hellopics demo", err)
 	}
 	o.Exe = exe
-	ctx, stop := untilSignal()
+	ctx, stop := cli.UntilSignal()
 	defer stop()
 	o.Failover = failoverRequests(ctx)
 	if err := demo.Run(ctx, o); err != nil {
-		return fail(os.Stderr, "demo", err)
+		return cli.Fail(os.Stderr, "hellopics demo", err)
 	}
 	return 0
 }

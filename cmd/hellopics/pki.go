@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hellopics/hellopics/internal/cli"
 	"github.com/hellopics/hellopics/pkg/identity"
 	"github.com/hellopics/hellopics/pkg/pki"
 )
@@ -89,21 +90,21 @@ func pkiMain(args []string, stdout, stderr io.Writer) int {
 	return run(args[1:], stdout, stderr)
 }
 
-// pkiFlagSet is newFlagSet writing to stderr.
+// pkiFlagSet is cli.NewFlagSet writing to stderr.
 func pkiFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
-	fs := newFlagSet("pki "+name, usage)
+	fs := cli.NewFlagSet("hellopics pki "+name, usage)
 	fs.SetOutput(stderr)
 	return fs
 }
 
 // parseInterspersed parses args allowing flags after positional
 // arguments (as in "issue mgmt a -dir x"); "--" ends the flags. It
-// returns the positional arguments, and like parseFlags the exit code
+// returns the positional arguments, and like cli.ParseFlags the exit code
 // and false when the command should stop.
 func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, int, bool) {
 	var pos []string
 	for {
-		if code, ok := parseFlags(fs, args); !ok {
+		if code, ok := cli.ParseFlags(fs, args); !ok {
 			return nil, code, false
 		}
 		rest := fs.Args()
@@ -235,7 +236,7 @@ func pkiIssue(args []string, stdout, stderr io.Writer) int {
 	if err := (identity.ID{TrustDomain: pki.DefaultTrustDomain, Role: id.Role, Name: id.Name, Perm: id.Perm}).Validate(); err != nil {
 		return pkiUsageErr(fs, "%v", err)
 	}
-	certPath, keyPath, err := pki.Issue(*dir, id, pki.IssueOptions{Hosts: splitList(*hosts), Validity: validity, OutDir: *out, Name: *name})
+	certPath, keyPath, err := pki.Issue(*dir, id, pki.IssueOptions{Hosts: cli.SplitList(*hosts), Validity: validity, OutDir: *out, Name: *name})
 	if err != nil {
 		pkiFail(stderr, "issue", err)
 		return 1
@@ -284,7 +285,7 @@ func pkiDeployment(args []string, stdout, stderr io.Writer) int {
 	if len(pos) != 0 {
 		return pkiUsageErr(fs, "unexpected arguments %q", pos)
 	}
-	d := pki.Deployment{TrustDomain: *td, Mgmt: splitList(*mgmt), Pairs: splitList(*pairs), Hosts: splitList(*hosts)}
+	d := pki.Deployment{TrustDomain: *td, Mgmt: cli.SplitList(*mgmt), Pairs: cli.SplitList(*pairs), Hosts: cli.SplitList(*hosts)}
 	switch {
 	case *dir == "":
 		return pkiUsageErr(fs, "-dir is required")
@@ -299,7 +300,7 @@ func pkiDeployment(args []string, stdout, stderr io.Writer) int {
 	if d.CAValidity, ok = daysDuration(fs, *caDays); !ok {
 		return 2
 	}
-	for _, o := range splitList(*ops) {
+	for _, o := range cli.SplitList(*ops) {
 		perm, name, found := strings.Cut(o, ":")
 		if !found || (perm != string(identity.PermRead) && perm != string(identity.PermAdmin)) || name == "" {
 			return pkiUsageErr(fs, "-operators %q: want PERM:NAME with PERM read or admin", o)

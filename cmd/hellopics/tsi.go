@@ -83,16 +83,16 @@ func runTSI(args []string) int {
 	d := relay.DefaultConfig()
 	var (
 		lf                       cli.LogFlags
-		sf                       snmpFlags
-		rf                       relayFlags
+		sf                       cli.SNMPFlags
+		rf                       cli.RelayFlags
 		debug, vperror           bool
 		commands, events, status string
 		listen                   string
 		maxText                  uint
 	)
 	lf.Register(fs)
-	sf.register(fs)
-	rf.register(fs, &d)
+	sf.Register(fs)
+	rf.Register(fs, &d)
 	fs.BoolVar(&debug, "debug", false, "log at debug level (same as -log-level debug)")
 	fs.BoolVar(&vperror, "vperror", false, "log every error and dropped packet, not one a second per reason")
 	fs.StringVar(&commands, "commands", "", "commands TCP port (number or service name); not opened when empty")
@@ -152,19 +152,19 @@ func runTSI(args []string) int {
 		}
 		*p.dst = net.JoinHostPort(listen, strconv.Itoa(n))
 	}
-	if err := sf.resolve(); err != nil {
+	if err := sf.Resolve(); err != nil {
 		return usage("%v", err)
 	}
-	if d.CommandSecurity, err = sf.commandSecurity(""); err != nil {
+	if d.CommandSecurity, err = sf.CommandSecurity(""); err != nil {
 		return usage("%v", err)
 	}
-	if d.NotifySecurity, err = sf.notifySecurity("tsi"); err != nil {
+	if d.NotifySecurity, err = sf.NotifySecurity("tsi"); err != nil {
 		return usage("%v", err)
 	}
-	if err := rf.finish(&d); err != nil {
+	if err := rf.Finish(&d); err != nil {
 		return usage("%v", err)
 	}
-	for _, w := range sf.warnings {
+	for _, w := range sf.Warnings {
 		log.Warn(w)
 	}
 	if err := d.Validate(); err != nil {

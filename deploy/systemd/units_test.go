@@ -74,6 +74,8 @@ func TestExecStartFlags(t *testing.T) {
 	}
 	shared, _ := filepath.Glob("../../internal/cli/*.go") // the flags every daemon shares
 	src = append(src, shared...)
+	daemons, _ := filepath.Glob("../../pkg/daemon/*.go") // mgmt, ctrl and data
+	src = append(src, daemons...)
 	readEnv := regexp.MustCompile(`(?:envOr|Getenv|LookupEnv)\("(HELLOPICS_[A-Z0-9_]+)"`)
 	daemonVars := map[string]bool{}
 	for _, f := range src {

@@ -1,5 +1,6 @@
-// Package cli holds what the hellopics subcommands share on their command
-// lines: the logging flags and the logger they build.
+// Package cli holds what the hellopics subcommands (and pkg/daemon, the
+// command line of the three daemons) share on their command lines: the
+// logging, TLS and SNMP flags, and the small helpers of flag parsing.
 package cli
 
 import (

@@ -1,13 +1,10 @@
-package main
+package daemon
 
 import (
 	"context"
 	"flag"
-	"fmt"
-	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -18,52 +15,6 @@ import (
 	"github.com/hellopics/hellopics/pkg/tier"
 	"github.com/hellopics/hellopics/pkg/tlsconf"
 )
-
-// newFlagSet returns a flag set that prints usage (the text, then the
-// flags) on -h and reports errors without exiting.
-func newFlagSet(name, usage string) *flag.FlagSet {
-	fs := flag.NewFlagSet("hellopics "+name, flag.ContinueOnError)
-	fs.Usage = func() {
-		w := fs.Output()
-		fmt.Fprint(w, usage)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-// parseFlags parses args; it returns the exit code to use and false when
-// the command should stop (help asked: 0, bad usage: 2).
-func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return 0, false
-		}
-		return 2, false
-	}
-	return 0, true
-}
-
-// splitList splits a comma-separated list, dropping empty items.
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// untilSignal returns a context cancelled by SIGINT or SIGTERM.
-func untilSignal() (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-}
-
-// fail prints a one-line error for the named command and returns 1.
-func fail(w io.Writer, name string, err error) int {
-	fmt.Fprintf(w, "hellopics %s: %v\n", name, err)
-	return 1
-}
 
 // envOr returns the environment variable's value, or def.
 func envOr(key, def string) string {
@@ -86,15 +37,19 @@ func systemdReady(name string) func(bool) {
 	}
 }
 
-// componentFlags registers the flags ctrl and data share on fs, for the
-// component named role whose peer component is named peer. Call
-// finish after parsing: it fills in what the flags give indirectly.
+// componentFlags are the flags ctrl and data share, for the component
+// of role whose peer component is peer, run as the command name: register
+// adds them to a flag set, finish completes the configuration after
+// parsing.
 type componentFlags struct {
-	role, peer string
-	cfg        *tier.ComponentConfig
-	mgmtAddrs  string
-	log        cli.LogFlags
-	tls        cli.TLSFlags
+	name, role, peer string
+	version          string
+	cfg              *tier.ComponentConfig
+	mgmtAddrs        string
+	logFlags         cli.LogFlags
+	tls              cli.TLSFlags
+	// log is the component's logger, built by finish.
+	log hclog.Logger
 }
 
 func (c *componentFlags) register(fs *flag.FlagSet) {
@@ -106,28 +61,29 @@ func (c *componentFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&cfg.MgmtDeadTimeout, "mgmt-dead-timeout", cfg.MgmtDeadTimeout, "declare a silent mgmt lost after this long and move on to the next (at least 30ms)")
 	fs.StringVar(&cfg.HealthAddr, "health", envOr("HELLOPICS_HEALTH_ADDR", ""), "serve the gRPC health service (SERVING once the handshake is complete) on this address; empty disables (env HELLOPICS_HEALTH_ADDR)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics", envOr("HELLOPICS_METRICS_ADDR", ""), "serve Prometheus metrics on this address (/metrics); empty disables (env HELLOPICS_METRICS_ADDR)")
-	c.log.Register(fs)
-	c.log.RegisterRefusals(fs)
+	c.logFlags.Register(fs)
+	c.logFlags.RegisterRefusals(fs)
 	c.tls.Register(fs)
 }
 
-// finish completes the configuration after parsing and returns the logger.
-// listen are the component's own listen addresses, for the rule that
-// plaintext needs loopback or -insecure.
-func (c *componentFlags) finish(listen ...string) (hclog.Logger, error) {
-	c.cfg.MgmtAddrs = splitList(c.mgmtAddrs)
-	c.cfg.Version = version
-	c.cfg.RefusalLogInterval = c.log.RefusalsEvery
-	log, err := c.log.Logger("hellopics", nil)
+// finish completes the configuration after parsing and builds the
+// logger (c.log). listen are the component's own listen addresses, for
+// the rule that plaintext needs loopback or -insecure.
+func (c *componentFlags) finish(listen ...string) error {
+	c.cfg.MgmtAddrs = cli.SplitList(c.mgmtAddrs)
+	c.cfg.Version = c.version
+	c.cfg.RefusalLogInterval = c.logFlags.RefusalsEvery
+	log, err := c.logFlags.Logger(logName(c.name), nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
+	c.log = log
 	c.cfg.Logger = log
 	c.cfg.OnReadyChange = systemdReady(c.role)
 	if c.cfg.TLS, err = c.tls.Load(log, append(listen, c.cfg.MgmtAddrs...)...); err != nil {
-		return nil, err
+		return err
 	}
-	return log, nil
+	return nil
 }
 
 // watchTLS keeps src current until ctx ends: its files are read again

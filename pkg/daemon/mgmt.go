@@ -1,9 +1,11 @@
-package main
+package daemon
 
 import (
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/hellopics/hellopics/internal/cli"
 	"github.com/hellopics/hellopics/mgmt"
@@ -11,11 +13,7 @@ import (
 	"github.com/hellopics/hellopics/pkg/sdnotify"
 )
 
-func init() {
-	register(&command{name: "mgmt", summary: "run the management component", run: runMgmt})
-}
-
-const mgmtUsage = `Usage: hellopics mgmt [flags]
+const mgmtUsage = `Usage: %s [flags]
 
 Runs the management component: it accepts the control and data
 components, tells each where its peer is, and runs the Hello cycle of
@@ -24,11 +22,47 @@ every pair that is ready. Stops cleanly on SIGINT or SIGTERM.
 Flags:
 `
 
-func runMgmt(args []string) int {
+// RunMgmt runs the management component with apps.Mgmt as its
+// application until SIGINT or SIGTERM, configured by args (the flags of
+// "hellopics mgmt", and their environment variables), and returns the
+// process exit code: 0 after a clean stop or -h, 1 on failure, 2 on bad
+// usage. name is the command as its usage and errors show it: the
+// program and the subcommand ("counters mgmt"), or the program alone
+// for a binary that runs only mgmt; its first word names the logger.
+func RunMgmt(name string, args []string, apps Apps) int {
+	cfg, log, code, ok := mgmtConfig(name, args, apps)
+	if !ok {
+		return code
+	}
+	ctx, stop := cli.UntilSignal()
+	defer stop()
+	watchTLS(ctx, cfg.TLS, log)
+	d, err := mgmt.New(cfg)
+	if err != nil {
+		return cli.Fail(os.Stderr, name, err)
+	}
+	// mgmt is ready once it serves: components and the operator API.
+	_ = sdnotify.Ready()
+	_ = sdnotify.Status("mgmt: serving components at " + d.Addr().String())
+	select {
+	case <-ctx.Done():
+		log.Info("signal received; stopping", "component", "mgmt")
+		_ = sdnotify.Stopping()
+	case err := <-d.Failed():
+		d.Close()
+		return cli.Fail(os.Stderr, name, err)
+	}
+	d.Close()
+	return 0
+}
+
+// mgmtConfig parses args into mgmt's configuration and builds its
+// logger; when it returns false, the command stops with code.
+func mgmtConfig(name string, args []string, apps Apps) (mgmt.Config, hclog.Logger, int, bool) {
 	cfg := mgmt.DefaultConfig()
 	var lf cli.LogFlags
 	var tf cli.TLSFlags
-	fs := newFlagSet("mgmt", mgmtUsage)
+	fs := cli.NewFlagSet(name, fmt.Sprintf(mgmtUsage, name))
 	fs.StringVar(&cfg.ListenAddr, "listen", envOr("HELLOPICS_MGMT_LISTEN", cfg.ListenAddr), "address for ctrl and data to connect to (env HELLOPICS_MGMT_LISTEN)")
 	fs.StringVar(&cfg.AdvertiseAddr, "advertise", cfg.AdvertiseAddr, "address components use for this instance (default: -listen, or when it names no host, this host's address toward the first peer)")
 	fs.StringVar(&cfg.OperatorAddr, "operator", envOr("HELLOPICS_OPERATOR_ADDR", cfg.OperatorAddr), "operator gRPC API address; empty disables it (env HELLOPICS_OPERATOR_ADDR)")
@@ -54,27 +88,28 @@ func runMgmt(args []string) int {
 	lf.Register(fs)
 	lf.RegisterRefusals(fs)
 	tf.Register(fs)
-	if code, ok := parseFlags(fs, args); !ok {
-		return code
+	if code, ok := cli.ParseFlags(fs, args); !ok {
+		return cfg, nil, code, false
 	}
 	if fs.NArg() > 0 {
 		fs.Usage()
-		return 2
+		return cfg, nil, 2, false
 	}
 	cfg.Priority = uint32(prio)
 	cfg.RefusalLogInterval = lf.RefusalsEvery
-	cfg.Version = version
-	for _, p := range splitList(peers) {
+	cfg.Version = apps.version()
+	cfg.App = apps.Mgmt
+	for _, p := range cli.SplitList(peers) {
 		id, addr, ok := strings.Cut(p, "=")
 		if !ok || id == "" || addr == "" {
-			fmt.Fprintf(os.Stderr, "hellopics mgmt: -peers: %q is not id=host:port\n", p)
-			return 2
+			fmt.Fprintf(os.Stderr, "%s: -peers: %q is not id=host:port\n", name, p)
+			return cfg, nil, 2, false
 		}
 		cfg.Peers = append(cfg.Peers, election.Peer{ID: id, Addr: addr})
 	}
-	log, err := lf.Logger("hellopics", nil)
+	log, err := lf.Logger(logName(name), nil)
 	if err != nil {
-		return fail(os.Stderr, "mgmt", err)
+		return cfg, nil, cli.Fail(os.Stderr, name, err), false
 	}
 	cfg.Logger = log
 	addrs := []string{cfg.ListenAddr, cfg.HAListenAddr, cfg.OperatorAddr}
@@ -82,7 +117,7 @@ func runMgmt(args []string) int {
 		addrs = append(addrs, p.Addr)
 	}
 	if cfg.TLS, err = tf.Load(log, addrs...); err != nil {
-		return fail(os.Stderr, "mgmt", err)
+		return cfg, nil, cli.Fail(os.Stderr, name, err), false
 	}
 	if cfg.TLS != nil {
 		// Any identity of the trust domain gets through the handshake;
@@ -90,24 +125,5 @@ func runMgmt(args []string) int {
 		// certificate is told why (PermissionDenied) rather than cut off.
 		cfg.OperatorTLS = cfg.TLS.ServerConfig(nil)
 	}
-	ctx, stop := untilSignal()
-	defer stop()
-	watchTLS(ctx, cfg.TLS, log)
-	d, err := mgmt.New(cfg)
-	if err != nil {
-		return fail(os.Stderr, "mgmt", err)
-	}
-	// mgmt is ready once it serves: components and the operator API.
-	_ = sdnotify.Ready()
-	_ = sdnotify.Status("mgmt: serving components at " + d.Addr().String())
-	select {
-	case <-ctx.Done():
-		log.Info("signal received; stopping", "component", "mgmt")
-		_ = sdnotify.Stopping()
-	case err := <-d.Failed():
-		d.Close()
-		return fail(os.Stderr, "mgmt", err)
-	}
-	d.Close()
-	return 0
+	return cfg, log, 0, true
 }

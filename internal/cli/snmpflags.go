@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"errors"
@@ -18,25 +18,25 @@ import (
 // Environment variables holding the SNMP secrets, read when neither the
 // flag nor its -file form is given.
 const (
-	envCommunity       = "HELLOPICS_COMMUNITY"
-	envNotifyCommunity = "HELLOPICS_NOTIFY_COMMUNITY"
-	envAuthPass        = "HELLOPICS_SNMP_AUTH_PASS"
-	envPrivPass        = "HELLOPICS_SNMP_PRIV_PASS"
+	EnvCommunity       = "HELLOPICS_COMMUNITY"
+	EnvNotifyCommunity = "HELLOPICS_NOTIFY_COMMUNITY"
+	EnvAuthPass        = "HELLOPICS_SNMP_AUTH_PASS"
+	EnvPrivPass        = "HELLOPICS_SNMP_PRIV_PASS"
 )
 
-// snmpFlags are the SNMP flags shared by tsi, data and agent: version,
+// SNMPFlags are the SNMP flags shared by tsi, data and agent: version,
 // SNMPv2c communities and SNMPv3 USM, each secret from a file, the
 // environment or (visible in ps, kept for compatibility) the command
 // line. There is no default community.
-type snmpFlags struct {
+type SNMPFlags struct {
 	version                                   string
 	user, level, authProto, privProto, engine string
 
 	community, notifyComm, authPass, privPass secret
 
-	// warnings are what resolve found worth a WARN line once the logger
+	// Warnings are what Resolve found worth a WARN line once the logger
 	// exists: secrets on the command line, secret files others can read.
-	warnings []string
+	Warnings []string
 }
 
 // secret is one secret's three sources.
@@ -46,17 +46,18 @@ type secret struct {
 	value           string // resolved
 }
 
-func (s *snmpFlags) register(fs *flag.FlagSet) {
+// Register adds the SNMP flags to fs.
+func (s *SNMPFlags) Register(fs *flag.FlagSet) {
 	fs.StringVar(&s.version, "snmp-version", "2c", "SNMP version: 2c or 3 (recommended: authPriv)")
 	fs.StringVar(&s.user, "v3-user", "", "SNMPv3 USM user name")
 	fs.StringVar(&s.level, "v3-level", "authPriv", "SNMPv3 security level: noAuthNoPriv, authNoPriv or authPriv")
 	fs.StringVar(&s.authProto, "v3-auth", "SHA-256", "SNMPv3 authentication protocol: MD5, SHA, SHA-224, SHA-256, SHA-384, SHA-512")
 	fs.StringVar(&s.privProto, "v3-priv", "AES", "SNMPv3 privacy protocol: DES, AES (AES-128), AES-192, AES-256")
 	fs.StringVar(&s.engine, "v3-engine-id", "", "this side's SNMPv3 engine id as hex (default: from the command and host names)")
-	s.community = secret{flag: "community", file: "community-file", env: envCommunity}
-	s.notifyComm = secret{flag: "notify-community", file: "notify-community-file", env: envNotifyCommunity}
-	s.authPass = secret{flag: "v3-auth-pass", file: "v3-auth-pass-file", env: envAuthPass}
-	s.privPass = secret{flag: "v3-priv-pass", file: "v3-priv-pass-file", env: envPrivPass}
+	s.community = secret{flag: "community", file: "community-file", env: EnvCommunity}
+	s.notifyComm = secret{flag: "notify-community", file: "notify-community-file", env: EnvNotifyCommunity}
+	s.authPass = secret{flag: "v3-auth-pass", file: "v3-auth-pass-file", env: EnvAuthPass}
+	s.privPass = secret{flag: "v3-priv-pass", file: "v3-priv-pass-file", env: EnvPrivPass}
 	for _, x := range []struct {
 		sec  *secret
 		what string
@@ -71,17 +72,17 @@ func (s *snmpFlags) register(fs *flag.FlagSet) {
 	}
 }
 
-// resolve reads the secrets after fs.Parse: the flag, else the file,
+// Resolve reads the secrets after fs.Parse: the flag, else the file,
 // else the environment variable. It records warnings for secrets on the
 // command line and for secret files readable by group or others.
-func (s *snmpFlags) resolve() error {
+func (s *SNMPFlags) Resolve() error {
 	for _, x := range []*secret{&s.community, &s.notifyComm, &s.authPass, &s.privPass} {
 		switch {
 		case x.argv != "" && x.path != "":
 			return fmt.Errorf("-%s and -%s both given: give one", x.flag, x.file)
 		case x.argv != "":
 			x.value = x.argv
-			s.warnings = append(s.warnings, fmt.Sprintf("-%s puts a secret on the command line, where every user of this host sees it (ps, /proc); use -%s or $%s",
+			s.Warnings = append(s.Warnings, fmt.Sprintf("-%s puts a secret on the command line, where every user of this host sees it (ps, /proc); use -%s or $%s",
 				x.flag, x.file, x.env))
 		case x.path != "":
 			v, warn, err := readSecretFile(x.path)
@@ -89,7 +90,7 @@ func (s *snmpFlags) resolve() error {
 				return fmt.Errorf("-%s: %w", x.file, err)
 			}
 			if warn != "" {
-				s.warnings = append(s.warnings, "-"+x.file+": "+warn)
+				s.Warnings = append(s.Warnings, "-"+x.file+": "+warn)
 			}
 			x.value = v
 		default:
@@ -106,13 +107,13 @@ func (s *snmpFlags) resolve() error {
 // deploy/systemd's tests see which variables hellopics reads).
 func secretFromEnv(name string) string {
 	switch name {
-	case envCommunity:
+	case EnvCommunity:
 		return os.Getenv("HELLOPICS_COMMUNITY")
-	case envNotifyCommunity:
+	case EnvNotifyCommunity:
 		return os.Getenv("HELLOPICS_NOTIFY_COMMUNITY")
-	case envAuthPass:
+	case EnvAuthPass:
 		return os.Getenv("HELLOPICS_SNMP_AUTH_PASS")
-	case envPrivPass:
+	case EnvPrivPass:
 		return os.Getenv("HELLOPICS_SNMP_PRIV_PASS")
 	}
 	return ""
@@ -140,35 +141,35 @@ func readSecretFile(path string) (value, warn string, err error) {
 	return v, warn, nil
 }
 
-// errNoCommunity is the usage error of SNMPv2c without a community.
-var errNoCommunity = errors.New(`SNMPv2c needs a community and there is no default (anyone who can send a
+// ErrNoCommunity is the usage error of SNMPv2c without a community.
+var ErrNoCommunity = errors.New(`SNMPv2c needs a community and there is no default (anyone who can send a
 datagram and guesses "public" could inject events and forge responses).
-Give it with -community-file PATH (mode 0600) or $` + envCommunity + `
+Give it with -community-file PATH (mode 0600) or $` + EnvCommunity + `
 (-community works too but is visible in ps), the same on the other side;
 better, use SNMPv3 with authentication and privacy:
   -snmp-version 3 -v3-user NAME -v3-auth-pass-file PATH -v3-priv-pass-file PATH`)
 
-// commandSecurity is the security of what this side sends as requests
+// CommandSecurity is the security of what this side sends as requests
 // (tsi, data: SetRequests and polls) or takes as requests (agent, whose
 // engine is role@host).
-func (s *snmpFlags) commandSecurity(role string) (meds.Security, error) {
+func (s *SNMPFlags) CommandSecurity(role string) (meds.Security, error) {
 	return s.security(s.community.value, role)
 }
 
-// notifySecurity is the security of the notifications: required on
+// NotifySecurity is the security of the notifications: required on
 // receipt (tsi, data: role names the local engine) or sent (agent: "").
-func (s *snmpFlags) notifySecurity(role string) (meds.Security, error) {
+func (s *SNMPFlags) NotifySecurity(role string) (meds.Security, error) {
 	return s.security(s.notifyComm.value, role)
 }
 
 // security builds the meds.Security for one direction with community.
 // role ("" when this side only sends) names the local authoritative
 // engine, whose default id is role@hostname.
-func (s *snmpFlags) security(community, role string) (meds.Security, error) {
+func (s *SNMPFlags) security(community, role string) (meds.Security, error) {
 	switch s.version {
 	case "2c", "v2c", "2":
 		if community == "" {
-			return meds.Security{}, errNoCommunity
+			return meds.Security{}, ErrNoCommunity
 		}
 		return meds.Security{Version: gosnmp.Version2c, Community: community}, nil
 	case "3", "v3":
@@ -210,7 +211,7 @@ func (s *snmpFlags) security(community, role string) (meds.Security, error) {
 		}
 	}
 	if err := sec.Validate(); err != nil {
-		return sec, fmt.Errorf("%w (passphrases: -v3-auth-pass-file, -v3-priv-pass-file or $%s, $%s)", err, envAuthPass, envPrivPass)
+		return sec, fmt.Errorf("%w (passphrases: -v3-auth-pass-file, -v3-priv-pass-file or $%s, $%s)", err, EnvAuthPass, EnvPrivPass)
 	}
 	return sec, nil
 }
@@ -231,13 +232,15 @@ func hexDecode(s string) ([]byte, error) {
 	return b, nil
 }
 
-// relayFlags are the relay's hostile-input limits, shared by tsi and
+// RelayFlags are the relay's hostile-input limits, shared by tsi and
 // data.
-type relayFlags struct {
+type RelayFlags struct {
 	allow string
 }
 
-func (f *relayFlags) register(fs *flag.FlagSet, c *relay.Config) {
+// Register adds -agent-allow and the limit flags to fs, with c's
+// values as defaults and c as their destination.
+func (f *RelayFlags) Register(fs *flag.FlagSet, c *relay.Config) {
 	fs.StringVar(&f.allow, "agent-allow", "", "more source addresses or prefixes notifications are accepted from, comma-separated (CIDR or IP); the agent's own addresses always are")
 	fs.IntVar(&c.MaxClients, "max-clients", c.MaxClients, "TPCE clients served at once, all ports together; more are refused")
 	fs.IntVar(&c.MaxClientsPerIP, "max-clients-per-ip", c.MaxClientsPerIP, "TPCE clients served at once from one address")
@@ -245,10 +248,10 @@ func (f *relayFlags) register(fs *flag.FlagSet, c *relay.Config) {
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "close a commands client silent this long between messages (0: never; listeners never are)")
 }
 
-// finish puts the parsed values into c.
-func (f *relayFlags) finish(c *relay.Config) error {
+// Finish puts the parsed values into c.
+func (f *RelayFlags) Finish(c *relay.Config) error {
 	c.AgentAllow = nil
-	for _, p := range splitList(f.allow) {
+	for _, p := range SplitList(f.allow) {
 		pfx, err := netip.ParsePrefix(p)
 		if err != nil {
 			a, aerr := netip.ParseAddr(p)
