@@ -80,6 +80,7 @@ func (s *Server) startHA(base pconn.Config) error {
 	hc.Logger = s.log.Named("ha")
 
 	s.haInbound = make(map[string]*pconn.Session)
+	s.haGreeted = make(map[string]*pconn.Session)
 	s.syncErr = make(map[string]string)
 	if s.haSources, err = newPeerAddrs(s.cfg.Peers); err != nil {
 		return err
@@ -309,6 +310,16 @@ func (s *Server) sendHA(m election.Message) {
 	c := s.haClients[m.To]
 	if c == nil {
 		return
+	}
+	if sess := c.Session(); sess != nil && s.haGreeted[m.To] != sess {
+		// A new connection: the peer attributes its frames from its
+		// first heartbeat on and drops what comes before (onHAFrame).
+		// Lead with one, so that a SyncAck (which nothing resends)
+		// or a snapshot is not lost.
+		s.haGreeted[m.To] = sess
+		if m.Type != hellopicsv1.HAMsgType_HA_MSG_TYPE_HEARTBEAT {
+			_ = sess.SendProto(pconn.MsgType(hellopicsv1.HAMsgType_HA_MSG_TYPE_HEARTBEAT), s.el.Heartbeat())
+		}
 	}
 	err := c.SendProto(pconn.MsgType(m.Type), m.Body)
 	if errors.Is(err, pconn.ErrNotConnected) {

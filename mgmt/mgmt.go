@@ -46,6 +46,7 @@ type Server struct {
 	haScrape     atomic.Pointer[pconn.Server] // haSrv for metrics scrapes, which start before it is set
 	haClients    map[string]*pconn.Client     // set before the loop uses it
 	haInbound    map[string]*pconn.Session    // peers' connections to us, by id
+	haGreeted    map[string]*pconn.Session    // our connection to each peer that carried a heartbeat
 	epochPath    string
 	draining     bool
 	tickDeferred bool

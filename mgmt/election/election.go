@@ -609,6 +609,11 @@ func (e *Election) Reject(rd *Ready, u *hellopicsv1.SyncUpdate) {
 	e.rep.Reject(u, rd.Messages)
 }
 
+// Heartbeat is the heartbeat this instance sends now. The shell may send
+// it ahead of other frames on a new connection, so that the peer knows
+// whose they are; it changes nothing in the machine.
+func (e *Election) Heartbeat() *hellopicsv1.Heartbeat { return e.heartbeat() }
+
 func (e *Election) heartbeat() *hellopicsv1.Heartbeat {
 	return &hellopicsv1.Heartbeat{
 		Id:            e.cfg.ID,
