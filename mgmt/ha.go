@@ -54,6 +54,7 @@ func (s *Server) startHA(base pconn.Config) error {
 		s.loop.Do(func() {
 			s.log.Info("single management instance: master", "component", "mgmt", "epoch", epoch, "step", "mastership")
 			s.apply(s.machine.SetMastership(true, epoch, s.advertise(), time.Now()))
+			s.rt.SetMastership(true, epoch)
 		})
 		s.setServing(true)
 		return nil
@@ -79,6 +80,7 @@ func (s *Server) startHA(base pconn.Config) error {
 	hc.Logger = s.log.Named("ha")
 
 	s.haInbound = make(map[string]*pconn.Session)
+	s.haGreeted = make(map[string]*pconn.Session)
 	s.syncErr = make(map[string]string)
 	if s.haSources, err = newPeerAddrs(s.cfg.Peers); err != nil {
 		return err
@@ -274,6 +276,7 @@ func (s *Server) stepHA(from string, t hellopicsv1.HAMsgType, msg proto.Message,
 	if s.el == nil {
 		return // still reaching the peers; their next heartbeat will do
 	}
+	s.flushApp() // before a step can take a version or hand over
 	if err := s.el.Step(time.Now(), from, msg); err != nil {
 		reason := "invalid"
 		var r *election.Refusal
@@ -307,6 +310,16 @@ func (s *Server) sendHA(m election.Message) {
 	c := s.haClients[m.To]
 	if c == nil {
 		return
+	}
+	if sess := c.Session(); sess != nil && s.haGreeted[m.To] != sess {
+		// A new connection: the peer attributes its frames from its
+		// first heartbeat on and drops what comes before (onHAFrame).
+		// Lead with one, so that a SyncAck (which nothing resends)
+		// or a snapshot is not lost.
+		s.haGreeted[m.To] = sess
+		if m.Type != hellopicsv1.HAMsgType_HA_MSG_TYPE_HEARTBEAT {
+			_ = sess.SendProto(pconn.MsgType(hellopicsv1.HAMsgType_HA_MSG_TYPE_HEARTBEAT), s.el.Heartbeat())
+		}
 	}
 	err := c.SendProto(pconn.MsgType(m.Type), m.Body)
 	if errors.Is(err, pconn.ErrNotConnected) {
@@ -394,6 +407,7 @@ func (s *Server) electionTick(due time.Time) {
 		return
 	}
 	s.tickDeferred = false
+	s.flushApp() // before a tick can take a version or hand over
 	s.el.Tick(time.Now())
 	s.drainElection()
 }
@@ -411,6 +425,7 @@ func (s *Server) drainElection() {
 		return
 	}
 	s.draining = true
+	defer s.reportCommits() // after draining is over: the callbacks may replicate
 	defer func() { s.draining = false }()
 	for round := 0; ; round++ {
 		if round == maxDrainRounds {
@@ -431,13 +446,27 @@ func (s *Server) drainElection() {
 					return
 				}
 			}
+			unsynced := false // an application update failed: wait for a snapshot
 			for _, u := range rd.Apply {
-				// Every update carries the whole registry (issue 14 will
-				// make them deltas): pairs it lacks were expired.
-				if err := s.machine.Restore(handshake.Snapshot{NextSeq: u.GetNextSeq(), Pairs: u.GetPairs(), Full: true}); err != nil {
-					s.metrics.haRefused.WithLabelValues("bad_state").Inc()
-					s.haLog.Warn("ha_restore", "state update from the master not applied; this backup is not in sync", "component", "mgmt",
-						"version", u.GetVersion(), "error", err)
+				if unsynced && !u.GetFull() {
+					continue
+				}
+				if !u.GetAppOnly() {
+					// Every update carries the whole registry (issue 14 will
+					// make them deltas): pairs it lacks were expired.
+					if err := s.machine.Restore(handshake.Snapshot{NextSeq: u.GetNextSeq(), Pairs: u.GetPairs(), Full: true}); err != nil {
+						s.metrics.haRefused.WithLabelValues("bad_state").Inc()
+						s.haLog.Warn("ha_restore", "state update from the master not applied; this backup is not in sync", "component", "mgmt",
+							"version", u.GetVersion(), "error", err)
+						continue
+					}
+				}
+				if err := s.applyApp(u); err != nil {
+					s.appSyncErrors.Inc()
+					s.haLog.Warn("ha_apply_app", "application state from the master not applied; asking for a snapshot", "component", "mgmt",
+						"version", u.GetVersion(), "epoch", u.GetEpoch(), "error", err)
+					s.el.Reject(&rd, u)
+					unsynced = true
 					continue
 				}
 				s.syncVersion = u.GetVersion()
@@ -445,9 +474,25 @@ func (s *Server) drainElection() {
 			for _, m := range rd.Messages {
 				s.sendHA(m)
 			}
-			for _, id := range rd.Snapshots {
-				if err := s.el.Snapshot(id, s.machine.Pairs(), s.machine.NextSeq()+seqReserve); err != nil {
-					s.log.Debug("snapshot not sent", "peer", id, "error", err)
+			if len(rd.Snapshots) > 0 || rd.Flush {
+				// The application updates applied so far must go out
+				// first: a snapshot holds them, and a switchover's
+				// target must have them before the barrier.
+				s.flushApp()
+			}
+			if len(rd.Snapshots) > 0 {
+				app, err := s.appSnapshot()
+				if err != nil {
+					s.haLog.Error("ha_snapshot_app", "snapshot not sent: the application cannot snapshot its state", "component", "mgmt", "error", err)
+				}
+				for _, id := range rd.Snapshots {
+					if err != nil {
+						break
+					}
+					body := &hellopicsv1.SyncUpdate{Pairs: s.machine.Pairs(), NextSeq: s.machine.NextSeq() + seqReserve, AppSnapshot: app}
+					if err := s.el.SnapshotWith(id, body); err != nil {
+						s.log.Debug("snapshot not sent", "peer", id, "error", err)
+					}
 				}
 			}
 			if rd.Flush {
@@ -493,6 +538,7 @@ func (s *Server) alignMastership() {
 	}
 	s.aligned = now
 	s.apply(s.machine.SetMastership(now.master, now.epoch, now.addr, time.Now()))
+	s.rt.SetMastership(now.master, now.epoch)
 	s.setServing(now.master)
 }
 
@@ -502,6 +548,7 @@ func (s *Server) syncState() {
 	if s.el == nil || s.el.Role() != hellopicsv1.MgmtRole_MGMT_ROLE_MASTER {
 		return
 	}
+	s.flushApp() // their version comes first
 	if _, err := s.el.Sync(s.machine.Pairs(), s.machine.NextSeq()+seqReserve); err != nil {
 		s.haLog.Warn("ha_sync", "state not synced to the backups", "component", "mgmt", "error", err)
 	}

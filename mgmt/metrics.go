@@ -74,6 +74,8 @@ func (s *Server) registerMetrics(reg *prometheus.Registry) {
 	if s.op != nil {
 		reg.MustRegister(s.op.Collectors()...)
 	}
+	reg.MustRegister(s.rt.Collectors()...)
+	reg.MustRegister(s.appSyncErrors)
 }
 
 func (s *Server) collect(ch chan<- prometheus.Metric) {

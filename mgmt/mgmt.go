@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/hellopics/hellopics/internal/ratelog"
 	"github.com/hellopics/hellopics/mgmt/election"
 	"github.com/hellopics/hellopics/mgmt/operator"
+	"github.com/hellopics/hellopics/pkg/appliance"
 	"github.com/hellopics/hellopics/pkg/handshake"
 	"github.com/hellopics/hellopics/pkg/identity"
 	"github.com/hellopics/hellopics/pkg/pconn"
@@ -44,6 +46,7 @@ type Server struct {
 	haScrape     atomic.Pointer[pconn.Server] // haSrv for metrics scrapes, which start before it is set
 	haClients    map[string]*pconn.Client     // set before the loop uses it
 	haInbound    map[string]*pconn.Session    // peers' connections to us, by id
+	haGreeted    map[string]*pconn.Session    // our connection to each peer that carried a heartbeat
 	epochPath    string
 	draining     bool
 	tickDeferred bool
@@ -57,6 +60,14 @@ type Server struct {
 
 	metrics *mgmtMetrics
 	metSrv  *metrics.Server
+
+	// The application (app.go); loop goroutine only unless noted.
+	rt                *appliance.Runtime // any goroutine (its own rules)
+	appPending        [][]byte           // updates not yet sent to the backups
+	appPendingVersion uint64             // the version that will carry them
+	appVersion        uint64             // a single instance's update count
+	appCommitPosted   bool
+	appSyncErrors     prometheus.Counter
 
 	op     *operator.Server
 	opAddr net.Addr
@@ -105,6 +116,8 @@ func New(cfg Config) (*Server, error) {
 		reg:     tier.NewRegistry(),
 		fail:    make(chan error, 1),
 		metrics: newMgmtMetrics(),
+
+		appSyncErrors: newAppSyncErrors(),
 	}
 	if s.cfg.ID == "" {
 		s.cfg.ID, _ = os.Hostname()
@@ -123,7 +136,14 @@ func New(cfg Config) (*Server, error) {
 		}
 		pc.TLS = cfg.TLS.ServerConfig(tlsconf.Roles(identity.RoleCtrl, identity.RoleData))
 	}
-	pc.Handler = s.loop.Handler(s.onFrame)
+	s.rt = appliance.NewRuntime(appliance.RuntimeConfig{
+		Role: appliance.Mgmt, App: cfg.App, Link: appLink{s}, Loop: s.loop, Logger: s.log,
+		RefusalLogInterval: cfg.RefusalLogInterval,
+	})
+	s.loop.Do(s.rt.Start)
+	// Application frames are taken out before tier.Decode, which knows
+	// only the handshake's.
+	pc.Handler = s.rt.Handler(s.loop.Handler(s.onFrame), s.appFrom)
 	pc.EventHandler = s.loop.EventHandler(s.onSession)
 	pc.DeadTimeout = cfg.DeadTimeout
 	pc.LogInterval = cfg.RefusalLogInterval
@@ -166,7 +186,7 @@ func New(cfg Config) (*Server, error) {
 		s.broker = operator.NewBroker(256)
 		s.OnEvent(s.broker.Publish)
 		s.op = operator.New(s, s.broker, s.log, operator.WithTLS(cfg.OperatorTLS),
-			operator.WithRefusalLogInterval(cfg.RefusalLogInterval))
+			operator.WithRefusalLogInterval(cfg.RefusalLogInterval), operator.WithAppCall(s.appCall))
 		s.opDone = make(chan struct{})
 		go func() {
 			defer close(s.opDone)
@@ -237,7 +257,12 @@ func (s *Server) onSession(ev pconn.Event) {
 			reason = ev.Err.Error()
 		}
 		s.log.Debug("component session ended", "component", "mgmt", "peer", ev.Addr.String(), "reason", reason)
-		s.apply(s.machine.SessionDown(handshake.SessionID(ev.Session.ID()), reason, now))
+		id := handshake.SessionID(ev.Session.ID())
+		pair, role, identified := s.machine.Component(id)
+		s.apply(s.machine.SessionDown(id, reason, now))
+		if identified {
+			s.rt.LinkLost(appliance.To(appliance.RoleOf(role), pair))
+		}
 	}
 }
 
@@ -275,6 +300,12 @@ func (s *Server) apply(outs []handshake.Output) {
 			}
 			if o.Kind == handshake.EventHelloReturned {
 				s.metrics.rtt.WithLabelValues(o.PairID).Observe(o.RTT.Seconds())
+			}
+			switch o.Kind {
+			case handshake.EventCycleStarted:
+				s.rt.PairReady(o.PairID, o.Epoch)
+			case handshake.EventCycleStopped:
+				s.rt.PairLost(o.PairID, o.Message)
 			}
 			if o.Kind.Level() >= slog.LevelInfo {
 				s.publish(&hellopicsv1.WatchEventsResponse{Kind: o.Kind.String(), PairId: o.PairID, Message: o.String(), Epoch: o.Epoch})
@@ -367,6 +398,7 @@ func (s *Server) Close() error {
 	if s.metSrv != nil {
 		s.metSrv.Close()
 	}
+	s.loop.Do(s.rt.Stop)
 	s.loop.Close()
 	s.log.Info("stopped", "component", "mgmt")
 	return err

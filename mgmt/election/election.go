@@ -559,14 +559,60 @@ func (e *Election) Sync(pairs []*hellopicsv1.PairStatus, nextSeq uint64) (uint64
 	return v, err
 }
 
+// SyncApp assigns the next version to a batch of application state
+// updates and queues it for every backup in sync, as one SyncUpdate with
+// app_only set; it returns the version. It is never a switchover's
+// barrier: flush the pending application updates with SyncApp before the
+// Sync that Ready.Flush asks for. Master only.
+func (e *Election) SyncApp(updates [][]byte) (uint64, error) {
+	if e.role != hellopicsv1.MgmtRole_MGMT_ROLE_MASTER {
+		return 0, ErrNotMaster
+	}
+	return e.rep.UpdateApp(updates)
+}
+
 // Snapshot queues a full snapshot of the registry for backup to; call
 // it for every id in Ready.Snapshots. Master only.
 func (e *Election) Snapshot(to string, pairs []*hellopicsv1.PairStatus, nextSeq uint64) error {
+	return e.SnapshotWith(to, &hellopicsv1.SyncUpdate{Pairs: pairs, NextSeq: nextSeq})
+}
+
+// SnapshotWith is Snapshot with a body the shell builds: the registry
+// and the application's whole state (app_snapshot), both as of the last
+// version. Master only.
+func (e *Election) SnapshotWith(to string, body *hellopicsv1.SyncUpdate) error {
 	if e.role != hellopicsv1.MgmtRole_MGMT_ROLE_MASTER {
 		return ErrNotMaster
 	}
-	return e.rep.Snapshot(to, pairs, nextSeq)
+	return e.rep.SnapshotWith(to, body)
 }
+
+// Version is the last state version assigned (master) or applied
+// (backup). A master's next Sync or SyncApp takes Version()+1.
+func (e *Election) Version() uint64 { return e.rep.Version() }
+
+// Committed is the highest version every live backup with a baseline
+// acknowledged, and how many they are (see Replicator.Committed); the
+// last version and 0 with none. 0, 0 unless master.
+func (e *Election) Committed() (version uint64, backups int) {
+	if e.role != hellopicsv1.MgmtRole_MGMT_ROLE_MASTER {
+		return 0, 0
+	}
+	return e.rep.Committed()
+}
+
+// Reject reports that the shell could not apply u, one of rd.Apply
+// (backup): the backup asks for a full snapshot instead of
+// acknowledging u and what follows (see Replicator.Reject). Call it
+// before sending rd.Messages.
+func (e *Election) Reject(rd *Ready, u *hellopicsv1.SyncUpdate) {
+	e.rep.Reject(u, rd.Messages)
+}
+
+// Heartbeat is the heartbeat this instance sends now. The shell may send
+// it ahead of other frames on a new connection, so that the peer knows
+// whose they are; it changes nothing in the machine.
+func (e *Election) Heartbeat() *hellopicsv1.Heartbeat { return e.heartbeat() }
 
 func (e *Election) heartbeat() *hellopicsv1.Heartbeat {
 	return &hellopicsv1.Heartbeat{

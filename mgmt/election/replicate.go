@@ -121,12 +121,28 @@ func (r *Replicator) requestSnapshot(id string, f *follower) {
 	}
 }
 
-// Update assigns the next version to a change of state and addresses it
-// to every backup that holds a baseline; backups waiting for a snapshot
-// skip it (the snapshot will include it). A backup whose lag then
-// exceeds the limit is switched to a snapshot. Update returns the
-// assigned version. Master only.
+// Update assigns the next version to a change of the registry and
+// addresses it to every backup that holds a baseline; backups waiting
+// for a snapshot skip it (the snapshot will include it). A backup whose
+// lag then exceeds the limit is switched to a snapshot. Update returns
+// the assigned version. Master only.
 func (r *Replicator) Update(pairs []*hellopicsv1.PairStatus, nextSeq uint64) (uint64, error) {
+	return r.UpdateWith(&hellopicsv1.SyncUpdate{Pairs: pairs, NextSeq: nextSeq})
+}
+
+// UpdateApp assigns the next version to a batch of application state
+// updates (pkg/appliance State) and addresses them, as one SyncUpdate
+// with app_only set and the registry absent, to the backups like
+// Update. Master only.
+func (r *Replicator) UpdateApp(updates [][]byte) (uint64, error) {
+	return r.UpdateWith(&hellopicsv1.SyncUpdate{AppOnly: true, App: updates})
+}
+
+// UpdateWith is Update for a body the shell builds: its pairs,
+// next_seq, app_only and app are sent; the machine sets epoch and
+// version (full is never set). The backups' copies share the body's
+// slices, which belong to the shell. Master only.
+func (r *Replicator) UpdateWith(body *hellopicsv1.SyncUpdate) (uint64, error) {
 	if !r.master {
 		return 0, ErrNotMaster
 	}
@@ -140,17 +156,32 @@ func (r *Replicator) Update(pairs []*hellopicsv1.PairStatus, nextSeq uint64) (ui
 			r.requestSnapshot(id, f)
 			continue
 		}
-		r.msgs = append(r.msgs, Message{To: id, Type: hellopicsv1.HAMsgType_HA_MSG_TYPE_SYNC, Body: &hellopicsv1.SyncUpdate{
-			Epoch: r.epoch, Version: r.version, Pairs: pairs, NextSeq: nextSeq,
-		}})
+		r.msgs = append(r.msgs, Message{To: id, Type: hellopicsv1.HAMsgType_HA_MSG_TYPE_SYNC, Body: r.stamp(body, false)})
 	}
 	return r.version, nil
+}
+
+// stamp returns a copy of body at the current epoch and version.
+func (r *Replicator) stamp(body *hellopicsv1.SyncUpdate, full bool) *hellopicsv1.SyncUpdate {
+	u := &hellopicsv1.SyncUpdate{Epoch: r.epoch, Version: r.version, Full: full, AppOnly: body.GetAppOnly() && !full,
+		Pairs: body.GetPairs(), NextSeq: body.GetNextSeq(), AppSnapshot: body.GetAppSnapshot()}
+	if !full {
+		u.App = body.GetApp()
+	}
+	return u
 }
 
 // Snapshot addresses a full snapshot of the current state (as of the
 // last version) to backup to. Call it for every id in
 // Ready.Snapshots. Master only.
 func (r *Replicator) Snapshot(to string, pairs []*hellopicsv1.PairStatus, nextSeq uint64) error {
+	return r.SnapshotWith(to, &hellopicsv1.SyncUpdate{Pairs: pairs, NextSeq: nextSeq})
+}
+
+// SnapshotWith is Snapshot for a body the shell builds: its pairs,
+// next_seq and app_snapshot (the application's whole state as of the
+// last version) are sent as a full update. Master only.
+func (r *Replicator) SnapshotWith(to string, body *hellopicsv1.SyncUpdate) error {
 	if !r.master {
 		return ErrNotMaster
 	}
@@ -160,10 +191,46 @@ func (r *Replicator) Snapshot(to string, pairs []*hellopicsv1.PairStatus, nextSe
 	}
 	f.pending = false
 	f.baseline = true
-	r.msgs = append(r.msgs, Message{To: to, Type: hellopicsv1.HAMsgType_HA_MSG_TYPE_SYNC, Body: &hellopicsv1.SyncUpdate{
-		Epoch: r.epoch, Version: r.version, Full: true, Pairs: pairs, NextSeq: nextSeq,
-	}})
+	r.msgs = append(r.msgs, Message{To: to, Type: hellopicsv1.HAMsgType_HA_MSG_TYPE_SYNC, Body: r.stamp(body, true)})
 	return nil
+}
+
+// Committed is what every live backup holds (master): the highest
+// version acknowledged by every live backup that has a baseline, and
+// how many such backups there are. With none, it is the last version
+// assigned and 0: nothing is waiting. A backup waiting for a snapshot
+// does not count: the snapshot will carry everything. 0, 0 on a backup.
+func (r *Replicator) Committed() (version uint64, backups int) {
+	if !r.master {
+		return 0, 0
+	}
+	version = r.version
+	for _, f := range r.backups {
+		if !f.baseline {
+			continue
+		}
+		backups++
+		version = min(version, f.acked)
+	}
+	return version, backups
+}
+
+// Reject reports, on a backup, that the shell could not apply u (one of
+// Ready.Apply): the backup holds no consistent state until the next full
+// snapshot. msgs are the Messages of the same Ready, not yet sent: the
+// acknowledgements in them of u's version and later become requests for
+// a snapshot (version 0), so that the master never counts an update this
+// backup does not hold. Updates after u are refused until the snapshot.
+func (r *Replicator) Reject(u *hellopicsv1.SyncUpdate, msgs []Message) {
+	if r.master {
+		return
+	}
+	r.needFull = true
+	for _, m := range msgs {
+		if a, ok := m.Body.(*hellopicsv1.SyncAck); ok && a.GetEpoch() == u.GetEpoch() && a.GetVersion() >= u.GetVersion() {
+			a.Version = 0
+		}
+	}
 }
 
 // StepAck handles a SyncAck from a backup. An ack of version 0 asks for

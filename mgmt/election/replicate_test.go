@@ -196,3 +196,136 @@ func TestSyncRejoin(t *testing.T) {
 		t.Fatalf("after rejoin: applied %d (last full=%v), lag %d", len(b.applied), b.applied[len(b.applied)-1].GetFull(), lag())
 	}
 }
+
+// TestReplicatorApp: application updates travel as app_only SyncUpdates
+// in version order with the registry's, snapshots carry the
+// application's state, and Committed follows the acks of the live
+// backups that hold a baseline.
+func TestReplicatorApp(t *testing.T) {
+	m := NewReplicator("m", 16)
+	b1 := NewReplicator("b1", 16)
+	b2 := NewReplicator("b2", 16)
+	nodes := map[string]*Replicator{"m": m, "b1": b1, "b2": b2}
+	if _, err := b1.UpdateApp([][]byte{[]byte("x")}); !errors.Is(err, ErrNotMaster) {
+		t.Fatalf("UpdateApp on a backup: %v", err)
+	}
+	if v, n := b1.Committed(); v != 0 || n != 0 {
+		t.Fatalf("Committed on a backup = %d, %d", v, n)
+	}
+	m.BecomeMaster(1, []string{"b1", "b2"})
+	b1.BecomeBackup(1)
+	b2.BecomeBackup(1)
+	m.take()
+	// No backup holds a baseline yet: everything is committed at once.
+	v, _ := m.UpdateApp([][]byte{[]byte("a")})
+	if c, n := m.Committed(); c != v || n != 0 {
+		t.Fatalf("Committed without baselines = %d, %d; want %d, 0", c, n, v)
+	}
+	if err := m.SnapshotWith("b1", &hellopicsv1.SyncUpdate{AppSnapshot: []byte("snap")}); err != nil {
+		t.Fatal(err)
+	}
+	if c, n := m.Committed(); c != 0 || n != 1 {
+		t.Fatalf("Committed before b1's ack = %d, %d; want 0, 1", c, n)
+	}
+	pipe(t, "m", nodes, nil)
+	apply := takeApply(b1)
+	if len(apply) != 1 || !apply[0].GetFull() || string(apply[0].GetAppSnapshot()) != "snap" || apply[0].GetAppOnly() {
+		t.Fatalf("b1 applied %v, want the full snapshot with the app state", apply)
+	}
+	pipe(t, "b1", nodes, nil)
+	if c, n := m.Committed(); c != v || n != 1 {
+		t.Fatalf("Committed after b1's ack = %d, %d; want %d, 1", c, n, v)
+	}
+
+	v2, _ := m.UpdateApp([][]byte{[]byte("b"), []byte("c")})
+	v3, _ := m.Update(nil, 7)
+	if v2 != v+1 || v3 != v2+1 {
+		t.Fatalf("versions %d, %d after %d", v2, v3, v)
+	}
+	pipe(t, "m", nodes, nil)
+	apply = takeApply(b1)
+	if len(apply) != 2 || !apply[0].GetAppOnly() || len(apply[0].GetApp()) != 2 || string(apply[0].GetApp()[1]) != "c" ||
+		apply[1].GetAppOnly() || apply[1].GetNextSeq() != 7 {
+		t.Fatalf("b1 applied %v", apply)
+	}
+	if c, _ := m.Committed(); c != v {
+		t.Fatalf("Committed before the acks = %d, want %d", c, v)
+	}
+	pipe(t, "b1", nodes, nil)
+	if c, n := m.Committed(); c != v3 || n != 1 {
+		t.Fatalf("Committed = %d, %d; want %d, 1", c, n, v3)
+	}
+	// A dead backup no longer holds commits back.
+	m.AddBackup("b1")
+	m.RemoveBackup("b1")
+	if c, n := m.Committed(); c != v3 || n != 0 {
+		t.Fatalf("Committed without live backups = %d, %d", c, n)
+	}
+}
+
+// TestReplicatorReject: a backup that cannot apply an update asks for a
+// snapshot instead of acknowledging it, refuses the updates after it,
+// and is whole again after the snapshot.
+func TestReplicatorReject(t *testing.T) {
+	m := NewReplicator("m", 16)
+	b := NewReplicator("b", 16)
+	nodes := map[string]*Replicator{"m": m, "b": b}
+	m.BecomeMaster(1, []string{"b"})
+	b.BecomeBackup(1)
+	m.take()
+	if err := m.Snapshot("b", nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	pipe(t, "m", nodes, nil)
+	b.take()
+	pipe(t, "b", nodes, nil)
+	m.UpdateApp([][]byte{[]byte("ok")})
+	bad, _ := m.UpdateApp([][]byte{[]byte("bad")})
+	pipe(t, "m", nodes, nil)
+	msgs, _, apply := b.take()
+	if len(apply) != 2 || len(msgs) != 2 {
+		t.Fatalf("apply %d, msgs %d", len(apply), len(msgs))
+	}
+	b.Reject(apply[1], msgs)
+	if a := msgs[0].Body.(*hellopicsv1.SyncAck); a.GetVersion() != bad-1 {
+		t.Fatalf("ack of the good update = %d, want %d", a.GetVersion(), bad-1)
+	}
+	if a := msgs[1].Body.(*hellopicsv1.SyncAck); a.GetVersion() != 0 {
+		t.Fatalf("ack of the rejected update = %d, want 0", a.GetVersion())
+	}
+	b.msgs = msgs
+	pipe(t, "b", nodes, nil)
+	// b holds no baseline now: it does not count, and no backup holds
+	// the rejected update (Acked 0).
+	if c, n := m.Committed(); c != bad || n != 0 {
+		t.Fatalf("Committed = %d, %d; want %d, 0", c, n, bad)
+	}
+	if _, snaps, _ := m.take(); len(snaps) != 1 || snaps[0] != "b" {
+		t.Fatalf("snapshots %v, want [b]", snaps)
+	}
+	// Until the snapshot comes, updates are refused.
+	m.UpdateApp([][]byte{[]byte("skipped")}) // not sent: b has no baseline
+	b.StepUpdate("m", &hellopicsv1.SyncUpdate{Epoch: 1, Version: bad + 1, AppOnly: true})
+	if msgs, _, apply := b.take(); len(apply) != 0 || msgs[0].Body.(*hellopicsv1.SyncAck).GetVersion() != 0 {
+		t.Fatalf("after a rejection: applied %d, acks %v", len(apply), msgs)
+	}
+	if err := m.SnapshotWith("b", &hellopicsv1.SyncUpdate{AppSnapshot: []byte("s")}); err != nil {
+		t.Fatal(err)
+	}
+	pipe(t, "m", nodes, nil)
+	if apply := takeApply(b); len(apply) != 1 || !apply[0].GetFull() {
+		t.Fatalf("snapshot not applied: %v", apply)
+	}
+	pipe(t, "b", nodes, nil)
+	if c, n := m.Committed(); c != m.Version() || n != 1 {
+		t.Fatalf("Committed after the snapshot = %d, %d; want %d, 1", c, n, m.Version())
+	}
+}
+
+// takeApply returns and clears the updates r handed out to apply,
+// leaving its messages to pipe.
+func takeApply(r *Replicator) []*hellopicsv1.SyncUpdate {
+	a := r.apply
+	r.apply = nil
+	return a
+}

@@ -26,6 +26,7 @@ type Option func(*options)
 type options struct {
 	tls         *tls.Config
 	logInterval time.Duration
+	appCall     AppCallFunc
 }
 
 // WithTLS serves the API over TLS with cfg, which should require a
@@ -35,8 +36,11 @@ type options struct {
 // rather than a failed handshake). Every RPC is then authorised from the
 // identity of the client's certificate:
 //
-//   - GetStatus, WatchEvents, the health service and reflection need
-//     identity.ID.CanRead: an operator (read or admin) or a mgmt peer;
+//   - GetStatus, WatchEvents, AppCall, the health service and
+//     reflection need identity.ID.CanRead: an operator (read or admin)
+//     or a mgmt peer; AppCall passes admin = identity.ID.CanAct to the
+//     application, whose handlers registered with appliance.Admin need
+//     it (PermissionDenied otherwise);
 //   - Switchover, and any method not listed above, needs
 //     identity.ID.CanAct: an operator admin.
 //
@@ -97,7 +101,8 @@ const (
 // until it is listed here.
 func methodAccess(full string) access {
 	switch full {
-	case hellopicsv1.OperatorService_GetStatus_FullMethodName, hellopicsv1.OperatorService_WatchEvents_FullMethodName:
+	case hellopicsv1.OperatorService_GetStatus_FullMethodName, hellopicsv1.OperatorService_WatchEvents_FullMethodName,
+		hellopicsv1.OperatorService_AppCall_FullMethodName: // the application checks admin (AppCall)
 		return accessRead
 	}
 	for _, svc := range []string{"/grpc.health.v1.Health/", "/grpc.reflection.v1.ServerReflection/", "/grpc.reflection.v1alpha.ServerReflection/"} {

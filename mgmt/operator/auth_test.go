@@ -351,6 +351,7 @@ func TestMethodAccess(t *testing.T) {
 		hellopicsv1.OperatorService_GetStatus_FullMethodName:             accessRead,
 		hellopicsv1.OperatorService_WatchEvents_FullMethodName:           accessRead,
 		hellopicsv1.OperatorService_Switchover_FullMethodName:            accessAct,
+		hellopicsv1.OperatorService_AppCall_FullMethodName:               accessRead, // Admin handlers: checked by the application
 		"/grpc.health.v1.Health/Watch":                                   accessRead,
 		"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": accessRead,
 		"/hellopics.v1.OperatorService/SomethingNew":                     accessAct,

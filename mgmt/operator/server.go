@@ -1,11 +1,12 @@
 // Package operator is the management component's operator API: the gRPC
 // service hellopics.v1.OperatorService (GetStatus, WatchEvents,
-// Switchover) with the standard health service and server reflection, and
+// Switchover, AppCall) with the standard health service and server reflection, and
 // the Broker that fans events out to the WatchEvents streams.
 //
 // With WithTLS, clients present a certificate and every RPC is
-// authorised from its identity (package identity): reading needs an
-// operator or a mgmt peer, Switchover an operator admin. Refusals are
+// authorised from its identity (package identity): reading (and AppCall)
+// needs an operator or a mgmt peer, Switchover an operator admin, and
+// the application's handlers registered with appliance.Admin too. Refusals are
 // PermissionDenied, logged rate-limited and counted in
 // hellopics_operator_refused_total (Collectors).
 //
@@ -84,6 +85,7 @@ type Server struct {
 	health  *health.Server
 
 	tls      bool // RPCs are authorised from the client's certificate
+	appCall  AppCallFunc
 	refused  *prometheus.CounterVec
 	refusals *ratelog.Logger
 
@@ -116,6 +118,7 @@ func New(b Backend, br *Broker, log hclog.Logger, opts ...Option) *Server {
 		health:  health.NewServer(),
 		done:    make(chan struct{}),
 		tls:     o.tls != nil,
+		appCall: o.appCall,
 		refused: newRefusedCounter(),
 	}
 	s.refusals = ratelog.New(s.log, o.logInterval)

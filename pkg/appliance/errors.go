@@ -36,6 +36,9 @@ var (
 	// ErrPermission: an operator without admin rights called a handler
 	// registered with Admin.
 	ErrPermission = errors.New("appliance: permission denied")
+	// ErrMalformed: an operator request whose body does not decode as
+	// its type.
+	ErrMalformed = errors.New("appliance: malformed message")
 )
 
 // RemoteError is the error a peer's handler returned for a Call, or

@@ -541,7 +541,7 @@ func (r *Runtime) OperatorCall(ctx context.Context, who Peer, admin bool, typ st
 	}
 	m := rt.newM()
 	if err := proto.Unmarshal(body, m); err != nil {
-		return "", nil, fmt.Errorf("malformed %s: %w", typ, err)
+		return "", nil, fmt.Errorf("%w: %s: %v", ErrMalformed, typ, err)
 	}
 	type result struct {
 		m   proto.Message

@@ -491,7 +491,10 @@ func TestEventNames(t *testing.T) {
 	}
 	for typ := range hellopicsv1.MsgType_name {
 		msg, ok := NewMessage(hellopicsv1.MsgType(typ))
-		if ok != (typ != 0) || ok && !checkMessage(hellopicsv1.MsgType(typ), msg) {
+		// Application frames are not the handshake's: the shells take
+		// them out first (appliance.Runtime.Handler).
+		want := typ != 0 && hellopicsv1.MsgType(typ) != hellopicsv1.MsgType_MSG_TYPE_APP
+		if ok != want || ok && !checkMessage(hellopicsv1.MsgType(typ), msg) {
 			t.Errorf("NewMessage(%d) = %v, %v", typ, msg, ok)
 		}
 	}

@@ -605,6 +605,56 @@ func (m *Mgmt) SetMastership(isMaster bool, epoch uint64, masterAddr string, now
 	return out
 }
 
+// Component names the component identified on session id: its pair
+// and role. ok is false for a session that is unknown, has not
+// identified itself, or is no longer its component's current session.
+func (m *Mgmt) Component(id SessionID) (pairID string, role hellopicsv1.Role, ok bool) {
+	s := m.sessions[id]
+	if s == nil || !s.identified {
+		return "", 0, false
+	}
+	p := m.pairs[s.ident.GetPairId()]
+	if p == nil {
+		return "", 0, false
+	}
+	role = s.ident.GetRole()
+	if mb := p.member(role); !mb.live || mb.session != id {
+		return "", 0, false
+	}
+	return p.id, role, true
+}
+
+// Session returns the session of the live role component of pair
+// pairID; ok is false if there is none (or role is neither ctrl nor
+// data).
+func (m *Mgmt) Session(pairID string, role hellopicsv1.Role) (SessionID, bool) {
+	if role != hellopicsv1.Role_ROLE_CTRL && role != hellopicsv1.Role_ROLE_DATA {
+		return 0, false
+	}
+	p := m.pairs[pairID]
+	if p == nil {
+		return 0, false
+	}
+	mb := p.member(role)
+	if !mb.live {
+		return 0, false
+	}
+	return mb.session, true
+}
+
+// ReadyPairs lists, sorted, the pairs whose Hello cycle runs: both
+// components are identified and ready (between EventCycleStarted and
+// EventCycleStopped).
+func (m *Mgmt) ReadyPairs() []string {
+	var out []string
+	for _, p := range m.sortedPairs() {
+		if p.running {
+			out = append(out, p.id)
+		}
+	}
+	return out
+}
+
 // stamp starts the idle time of restored pairs that have no component.
 func (m *Mgmt) stamp(now time.Time) {
 	if m.unstamped == 0 {

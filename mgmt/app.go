@@ -1,0 +1,180 @@
+package mgmt
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hellopics/hellopics/pkg/appliance"
+	"github.com/hellopics/hellopics/pkg/handshake"
+	"github.com/hellopics/hellopics/pkg/pconn"
+	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
+)
+
+// appLink is the mgmt shell as the application's Runtime sees it: the
+// way to the components (appliance.Link, appliance.PairLister) and to
+// the backups (appliance.Replicator). Its methods run on the loop.
+type appLink struct{ s *Server }
+
+var (
+	_ appliance.Link       = appLink{}
+	_ appliance.PairLister = appLink{}
+	_ appliance.Replicator = appLink{}
+)
+
+// newAppSyncErrors counts the application state updates a backup could
+// not apply.
+func newAppSyncErrors() prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "hellopics_mgmt_app_sync_errors_total",
+		Help: "Application state updates or snapshots from the master this backup could not apply; it asks for a snapshot.",
+	})
+}
+
+// SendApp queues an application message on the session of the
+// identified component to (master only: a backup has none).
+func (l appLink) SendApp(to appliance.Target, payload []byte) error {
+	s := l.s
+	role := to.Role.Wire()
+	id, ok := s.machine.Session(to.PairID, role)
+	if !ok {
+		return appliance.ErrNoRoute
+	}
+	ps := s.reg.Get(id)
+	if ps == nil {
+		return appliance.ErrNoRoute
+	}
+	return ps.Send(appliance.MsgTypeApp, payload)
+}
+
+// ReadyTargets lists the role components of the pairs whose Hello cycle
+// runs (both halves ready).
+func (l appLink) ReadyTargets(role appliance.Role) []appliance.Target {
+	if role != appliance.Ctrl && role != appliance.Data {
+		return nil
+	}
+	var out []appliance.Target
+	for _, p := range l.s.machine.ReadyPairs() {
+		out = append(out, appliance.To(role, p))
+	}
+	return out
+}
+
+// Replicate queues an application state update for the backups. The
+// updates queued within one turn of the loop go out as one SyncUpdate
+// (flushApp, posted once), at the version returned.
+func (l appLink) Replicate(update []byte) (uint64, error) {
+	s := l.s
+	if len(s.cfg.Peers) == 0 {
+		// A single instance: nothing to wait for, committed at once
+		// (after Node.Replicate has recorded the commit).
+		s.appVersion++
+		if !s.appCommitPosted {
+			s.appCommitPosted = true
+			s.loop.Post(func() {
+				s.appCommitPosted = false
+				s.rt.Committed(s.appVersion, 0)
+			})
+		}
+		return s.appVersion, nil
+	}
+	if s.el == nil || s.el.Role() != hellopicsv1.MgmtRole_MGMT_ROLE_MASTER {
+		return 0, appliance.ErrNotMaster
+	}
+	if len(s.appPending) == 0 {
+		// Every path that takes a version flushes the pending updates
+		// first, so the next version is theirs.
+		s.appPendingVersion = s.el.Version() + 1
+		s.loop.Post(s.flushApp)
+	}
+	s.appPending = append(s.appPending, bytes.Clone(update))
+	return s.appPendingVersion, nil
+}
+
+// flushApp sends the pending application updates to the backups as one
+// versioned SyncUpdate. Loop only; a no-op with nothing pending.
+func (s *Server) flushApp() {
+	if len(s.appPending) == 0 {
+		return
+	}
+	ups := s.appPending
+	s.appPending = nil
+	if s.el == nil || s.el.Role() != hellopicsv1.MgmtRole_MGMT_ROLE_MASTER {
+		return // mastership lost: the Runtime failed their commits
+	}
+	v, err := s.el.SyncApp(ups)
+	if err != nil {
+		s.haLog.Warn("ha_sync_app", "application state not synced to the backups", "component", "mgmt", "error", err)
+		return
+	}
+	if v != s.appPendingVersion {
+		// Cannot happen: a path took a version without flushing first.
+		s.log.Error("application updates carried by an unexpected version", "component", "mgmt",
+			"version", v, "expected", s.appPendingVersion, "epoch", s.el.Epoch())
+	}
+	s.drainElection()
+}
+
+// reportCommits tells the Runtime what every live backup holds. Master
+// with peers only; loop only.
+func (s *Server) reportCommits() {
+	if _, ok := s.rt.PendingCommit(); !ok || s.el == nil || s.el.Role() != hellopicsv1.MgmtRole_MGMT_ROLE_MASTER {
+		return
+	}
+	v, n := s.el.Committed()
+	s.rt.Committed(v, n)
+}
+
+// appSnapshot is the application's state for a full SyncUpdate (nil
+// without an App.State).
+func (s *Server) appSnapshot() ([]byte, error) {
+	if !s.rt.HasState() {
+		return nil, nil
+	}
+	b, err := s.rt.SnapshotState()
+	if err != nil {
+		return nil, fmt.Errorf("application state snapshot: %w", err)
+	}
+	return b, nil
+}
+
+// applyApp applies the application part of a SyncUpdate on a backup.
+func (s *Server) applyApp(u *hellopicsv1.SyncUpdate) error {
+	if !s.rt.HasState() {
+		return nil
+	}
+	if u.GetFull() {
+		if err := s.rt.RestoreState(u.GetAppSnapshot()); err != nil {
+			return fmt.Errorf("restore the application state: %w", err)
+		}
+		return nil
+	}
+	for i, b := range u.GetApp() {
+		if err := s.rt.ApplyState(b); err != nil {
+			return fmt.Errorf("application update %d of %d: %w", i+1, len(u.GetApp()), err)
+		}
+	}
+	return nil
+}
+
+// appFrom names the sender of an application message: the identified
+// component whose current session ps is. Loop only.
+func (s *Server) appFrom(ps *pconn.Session) (appliance.Peer, bool) {
+	id := handshake.SessionID(ps.ID())
+	if s.reg.Get(id) != ps {
+		return appliance.Peer{}, false
+	}
+	pair, role, ok := s.machine.Component(id)
+	if !ok {
+		return appliance.Peer{}, false
+	}
+	return appliance.Peer{Role: appliance.RoleOf(role), PairID: pair}, true
+}
+
+// appCall runs an operator's AppCall in the application
+// (operator.AppCallFunc).
+func (s *Server) appCall(ctx context.Context, name string, admin bool, typ string, body []byte) (string, []byte, error) {
+	return s.rt.OperatorCall(ctx, appliance.Peer{Role: appliance.Operator, Name: name}, admin, typ, body)
+}
