@@ -41,9 +41,10 @@ func TestCountersThroughFailover(t *testing.T) {
 	}
 	argsA := mgmtArgs("a", portA, haA, "b="+haB, opA)
 	start(t, bin, dir, "mgmt-a", argsA...)
-	start(t, bin, dir, "mgmt-b", mgmtArgs("b", portB, haB, "a="+haA, opB)...)
 	a, b := operator(t, opA), operator(t, opB)
-	waitMaster(t, a, "a")
+	waitMaster(t, a, "a") // first up, master; b joins as its backup
+	start(t, bin, dir, "mgmt-b", mgmtArgs("b", portB, haB, "a="+haA, opB)...)
+	await.True(t, func() bool { return inSync(a, "b") }, "mgmt b up and in sync")
 
 	mgmts := portA + "," + portB
 	start(t, bin, dir, "ctrl", "ctrl", "-mgmt", mgmts, "-pair", "p1", "-listen", ctrlPort, "-retry", "100ms")

@@ -313,7 +313,6 @@ func TestReplicateAndOperatorCall(t *testing.T) {
 	}
 }
 
-
 func counterValue(c prometheus.Counter) float64 {
 	var m dto.Metric
 	if err := c.Write(&m); err != nil {

@@ -81,6 +81,10 @@ func (c *Ctrl) readyMsg() *hellopicsv1.Ready {
 	return &hellopicsv1.Ready{Role: hellopicsv1.Role_ROLE_CTRL, PairId: c.cfg.PairID, Epoch: c.fence.epoch}
 }
 
+// DataSession is the session of the identified data component, if any
+// (its messages are the pair's; it may not be ready yet).
+func (c *Ctrl) DataSession() (SessionID, bool) { return c.data, c.hasData }
+
 // MgmtUp reports that the connection to mgmt (first, again, or to a new
 // master) is established. Ctrl identifies itself and, if its data is
 // ready, reports ready.

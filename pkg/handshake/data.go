@@ -83,6 +83,9 @@ func (d *Data) Ready() bool { return d.ctrlUp }
 // CtrlAddr returns the ctrl address last learned from mgmt.
 func (d *Data) CtrlAddr() string { return d.ctrlAddr }
 
+// CtrlSession is the session to ctrl, if connected (Ready).
+func (d *Data) CtrlSession() (SessionID, bool) { return d.ctrl, d.ctrlUp }
+
 func (d *Data) identify() *hellopicsv1.Identify {
 	return &hellopicsv1.Identify{Role: hellopicsv1.Role_ROLE_DATA, PairId: d.cfg.PairID, Instance: d.cfg.Instance,
 		Epoch: d.fence.epoch, Version: d.cfg.Version, LastSeq: d.fence.maxSeq}

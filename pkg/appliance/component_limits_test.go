@@ -1,28 +1,29 @@
-package ctrl
+package appliance
 
 import (
 	"errors"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/hellopics/hellopics/internal/await"
 	"github.com/hellopics/hellopics/pkg/pconn"
+	"github.com/hellopics/hellopics/pkg/tier"
 	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
 
 // TestDataSessionIdentified: pconn's small frame limit applies to a data
 // session until ctrl's handshake accepts its Identify.
 func TestDataSessionIdentified(t *testing.T) {
-	cc := DefaultConfig()
-	cc.MgmtAddrs, cc.ListenAddr = []string{"127.0.0.1:1"}, "127.0.0.1:0" // no mgmt: not needed here
-	c, err := New(cc)
+	cc := tier.DefaultComponentConfig()
+	cc.MgmtAddrs = []string{"127.0.0.1:1"} // no mgmt: not needed here
+	c, err := StartComponent(ComponentSpec{Role: Ctrl, Config: cc, ListenAddr: "127.0.0.1:0", IdentifyTimeout: DefaultIdentifyTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	cfg := pconn.DefaultConfig(pconn.HandlerFunc(func(*pconn.Session, pconn.Message) error { return nil }))
 
-	big, err := pconn.Connect(t.Context(), cfg, c.DataAddr().String())
+	big, err := pconn.Connect(t.Context(), cfg, c.PeerAddr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +36,7 @@ func TestDataSessionIdentified(t *testing.T) {
 		t.Fatalf("oversized frame before Identify: session ended with %v", big.Err())
 	}
 
-	s, err := pconn.Connect(t.Context(), cfg, c.DataAddr().String())
+	s, err := pconn.Connect(t.Context(), cfg, c.PeerAddr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,20 +46,12 @@ func TestDataSessionIdentified(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		ok := false
-		for _, x := range c.dataSrv.Sessions() {
+	await.True(t, func() bool {
+		for _, x := range c.peerSrv.Sessions() {
 			if x.RemoteAddr().String() == s.LocalAddr().String() && x.Identified() {
-				ok = true
+				return true
 			}
 		}
-		if ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("data session not identified after its Identify")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return false
+	}, "data session identified after its Identify")
 }
