@@ -178,3 +178,7 @@ func (s *Server) appFrom(ps *pconn.Session) (appliance.Peer, bool) {
 func (s *Server) appCall(ctx context.Context, name string, admin bool, typ string, body []byte) (string, []byte, error) {
 	return s.rt.OperatorCall(ctx, appliance.Peer{Role: appliance.Operator, Name: name}, admin, typ, body)
 }
+
+// Node is the application's handle on this instance (Config.App): the
+// same Node its OnStart was given.
+func (s *Server) Node() *appliance.Node { return s.rt.Node() }
