@@ -4,7 +4,9 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// Context is what a handler knows of the message it handles.
+// Context is what a handler knows of the message it handles. The
+// Context of a Call may be kept to Reply later (on the loop); that of a
+// one-way message is valid only until the handler returns.
 type Context struct {
 	// Node is the component the handler runs in.
 	Node *Node

@@ -44,15 +44,22 @@ type route struct {
 // with c.Reply (now or later, from the loop); an error returned without
 // a reply is the caller's error. Handle panics if M already has a
 // handler, like http.ServeMux.
-func Handle[M proto.Message](mux *Mux, fn func(c *Context, m M) error) {
-	mux.add(mux.components, newRoute(fn, 0))
+func Handle[T any, M message[T]](mux *Mux, fn func(c *Context, m M) error) {
+	mux.add(mux.components, newRoute[T](fn, 0))
+}
+
+// message is a generated protobuf message type: a pointer to a struct
+// T. Naming T lets the Mux allocate messages without reflection.
+type message[T any] interface {
+	*T
+	proto.Message
 }
 
 // HandleCall registers fn as the answer to Calls of type M: its result,
 // or its error, is the reply. A Send of M (no reply expected) runs fn
 // and drops the result.
-func HandleCall[M, R proto.Message](mux *Mux, fn func(c *Context, m M) (R, error)) {
-	mux.add(mux.components, newRoute(func(c *Context, m M) error {
+func HandleCall[T any, M message[T], R proto.Message](mux *Mux, fn func(c *Context, m M) (R, error)) {
+	mux.add(mux.components, newRoute[T](func(c *Context, m M) error {
 		r, err := fn(c, m)
 		if err != nil {
 			return err
@@ -70,19 +77,17 @@ func HandleCall[M, R proto.Message](mux *Mux, fn func(c *Context, m M) (R, error
 // error. With TLS, perm says which operator identities may call it.
 // Operator requests reach only these handlers, and component messages
 // only those of Handle and HandleCall.
-func HandleOperator[M proto.Message](mux *Mux, perm Permission, fn func(c *Context, m M) error) {
+func HandleOperator[T any, M message[T]](mux *Mux, perm Permission, fn func(c *Context, m M) error) {
 	if perm != Read && perm != Admin {
 		panic("appliance: HandleOperator: permission must be Read or Admin")
 	}
-	mux.add(mux.operators, newRoute(fn, perm))
+	mux.add(mux.operators, newRoute[T](fn, perm))
 }
 
-func newRoute[M proto.Message](fn func(c *Context, m M) error, perm Permission) *route {
-	var zero M
-	mt := zero.ProtoReflect().Type()
+func newRoute[T any, M message[T]](fn func(c *Context, m M) error, perm Permission) *route {
 	return &route{
-		name:  mt.Descriptor().FullName(),
-		newM:  func() proto.Message { return mt.New().Interface() },
+		name:  M(new(T)).ProtoReflect().Descriptor().FullName(),
+		newM:  func() proto.Message { return M(new(T)) },
 		serve: func(c *Context, m proto.Message) error { return fn(c, m.(M)) },
 		perm:  perm,
 	}

@@ -80,6 +80,7 @@ type Runtime struct {
 	started  bool
 	stopped  bool
 	scratch  []byte
+	oneway   Context // the Context of one-way messages, reused
 
 	msgs    *prometheus.CounterVec
 	refused *prometheus.CounterVec
@@ -257,7 +258,13 @@ func (r *Runtime) Deliver(from Peer, in Inbound) {
 	case in.bad != "":
 		r.refuse(from, in.bad, in.call, in.badErr)
 	default:
-		c := &Context{Node: r.node, From: from, call: in.call}
+		// A call's Context may be kept for a later Reply; a one-way
+		// message's is valid only during the handler, and reused.
+		c := &r.oneway
+		if in.call != 0 {
+			c = &Context{}
+		}
+		*c = Context{Node: r.node, From: from, call: in.call}
 		err := in.route.serve(c, in.msg)
 		if err == nil {
 			return

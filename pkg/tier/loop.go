@@ -7,11 +7,22 @@ import (
 
 // Loop runs a component's protocol work on one goroutine, in the order it
 // was posted. Create it with NewLoop; Close stops it.
+//
+// Posted work is queued under a mutex and taken by the loop a batch at a
+// time: a stream of frames costs one wake-up of the loop per batch, not
+// one channel operation per frame.
 type Loop struct {
-	work chan func()
+	max  int
+	wake chan struct{} // one token: the queue went from empty to not
 	stop chan struct{}
 	done chan struct{}
 	once sync.Once
+
+	mu      sync.Mutex
+	queue   []func()
+	spare   []func()      // the last batch's array, for reuse
+	space   chan struct{} // closed when room was made; nil while no one waits
+	stopped bool
 
 	timers map[string]*loopTimer // loop goroutine only
 }
@@ -22,7 +33,7 @@ func NewLoop(queue int) *Loop {
 	if queue <= 0 {
 		queue = 1024
 	}
-	l := &Loop{work: make(chan func(), queue), stop: make(chan struct{}), done: make(chan struct{})}
+	l := &Loop{max: queue, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go l.run()
 	return l
 }
@@ -31,15 +42,41 @@ func (l *Loop) run() {
 	defer close(l.done)
 	for {
 		select {
-		case f := <-l.work:
-			f()
+		case <-l.wake:
 		case <-l.stop:
-			for _, lt := range l.timers {
-				if lt.t != nil {
-					lt.t.Stop()
-				}
-			}
+			l.stopTimers()
 			return
+		}
+		l.mu.Lock()
+		batch := l.queue
+		l.queue, l.spare = l.spare[:0], nil
+		if l.space != nil {
+			close(l.space) // wake the posters waiting for room
+			l.space = nil
+		}
+		l.mu.Unlock()
+		for i, f := range batch {
+			select {
+			case <-l.stop:
+				l.stopTimers()
+				return
+			default:
+			}
+			f()
+			batch[i] = nil
+		}
+		l.mu.Lock()
+		if l.spare == nil && cap(batch) <= 4*l.max {
+			l.spare = batch[:0]
+		}
+		l.mu.Unlock()
+	}
+}
+
+func (l *Loop) stopTimers() {
+	for _, lt := range l.timers {
+		if lt.t != nil {
+			lt.t.Stop()
 		}
 	}
 }
@@ -47,17 +84,33 @@ func (l *Loop) run() {
 // Post queues f to run on the loop. It reports false, without running f,
 // once the loop is stopped.
 func (l *Loop) Post(f func()) bool {
-	select {
-	case <-l.stop:
-		return false
-	default:
+	l.mu.Lock()
+	for !l.stopped && len(l.queue) >= l.max {
+		if l.space == nil {
+			l.space = make(chan struct{})
+		}
+		space := l.space
+		l.mu.Unlock()
+		select {
+		case <-space:
+		case <-l.stop:
+		}
+		l.mu.Lock()
 	}
-	select {
-	case l.work <- f:
-		return true
-	case <-l.stop:
+	if l.stopped {
+		l.mu.Unlock()
 		return false
 	}
+	l.queue = append(l.queue, f)
+	first := len(l.queue) == 1
+	l.mu.Unlock()
+	if first {
+		select {
+		case l.wake <- struct{}{}:
+		default: // a wake-up is pending already
+		}
+	}
+	return true
 }
 
 // Do runs f on the loop and waits for it; false if the loop is stopped.
@@ -114,7 +167,12 @@ type loopTimer struct {
 // Close stops the loop and waits for the item running now, if any; work
 // still queued is dropped.
 func (l *Loop) Close() {
-	l.once.Do(func() { close(l.stop) })
+	l.once.Do(func() {
+		l.mu.Lock()
+		l.stopped = true
+		l.mu.Unlock()
+		close(l.stop)
+	})
 	<-l.done
 }
 

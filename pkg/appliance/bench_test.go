@@ -1,0 +1,208 @@
+package appliance_test
+
+// Application messages through the framework against bare pconn, side
+// by side in the same run:
+//
+//	go test -run '^$' -bench BenchmarkAppMessages -benchmem -count 3 ./pkg/appliance/
+//
+// framework: real ctrl and data components (and their mgmt) in this
+// process on loopback; ctrl's application Calls data's, which answers
+// (roundtrip), or Sends a stream that data's handler counts (stream).
+// Each message carries a 64-byte google.protobuf.BytesValue.
+//
+// pconn: the same message as a bare pconn frame (SendProto), decoded
+// into a new message by the receiving handler: the transport the
+// framework runs on, without the envelope, the loop and the calls.
+//
+// Metrics: rt/s (round trips per second, one in flight), msgs/s
+// (messages per second received), vs-pconn (this rate over the pconn
+// run's just before it), allocs/op (both ends; a round trip is two
+// messages).
+
+import (
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/hellopics/hellopics/pkg/appliance"
+	"github.com/hellopics/hellopics/pkg/pconn"
+)
+
+// lastPconnRate is the rate of the pconn sub-benchmark that ran last,
+// for the framework run after it to compare with.
+var lastPconnRate float64
+
+func BenchmarkAppMessages(b *testing.B) {
+	payload := make([]byte, 64)
+	b.Run("roundtrip-64B/pconn", func(b *testing.B) { benchPconnRoundTrip(b, payload) })
+	b.Run("roundtrip-64B/framework", func(b *testing.B) { benchAppRoundTrip(b, payload) })
+	b.Run("stream-64B/pconn", func(b *testing.B) { benchPconnStream(b, payload) })
+	b.Run("stream-64B/framework", func(b *testing.B) { benchAppStream(b, payload) })
+}
+
+func report(b *testing.B, unit string, start time.Time, pconn bool) {
+	rate := float64(b.N) / time.Since(start).Seconds()
+	b.ReportMetric(rate, unit)
+	if pconn {
+		lastPconnRate = rate
+	} else if lastPconnRate > 0 {
+		b.ReportMetric(rate/lastPconnRate, "vs-pconn")
+	}
+}
+
+// pconnPair is a pconn server and a client session to it.
+func pconnPair(b *testing.B, server, client pconn.Handler) (*pconn.Session, func()) {
+	b.Helper()
+	srv, err := pconn.Listen("127.0.0.1:0", pconn.DefaultConfig(server))
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := pconn.Connect(b.Context(), pconn.DefaultConfig(client), srv.Addr().String())
+	if err != nil {
+		srv.Close()
+		b.Fatal(err)
+	}
+	return s, func() { s.Close(); <-s.Done(); srv.Close() }
+}
+
+const benchType = pconn.MsgType(100)
+
+func benchPconnRoundTrip(b *testing.B, payload []byte) {
+	answered := make(chan struct{}, 1)
+	s, stop := pconnPair(b,
+		pconn.HandlerFunc(func(s *pconn.Session, m pconn.Message) error {
+			in := new(wrapperspb.BytesValue)
+			if err := proto.Unmarshal(m.Payload, in); err != nil {
+				return err
+			}
+			return s.SendProto(benchType, in)
+		}),
+		pconn.HandlerFunc(func(s *pconn.Session, m pconn.Message) error {
+			in := new(wrapperspb.BytesValue)
+			if err := proto.Unmarshal(m.Payload, in); err != nil {
+				return err
+			}
+			answered <- struct{}{}
+			return nil
+		}))
+	defer stop()
+	req := wrapperspb.Bytes(payload)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		if err := s.SendProto(benchType, req); err != nil {
+			b.Fatal(err)
+		}
+		<-answered
+	}
+	report(b, "rt/s", start, true)
+}
+
+func benchAppRoundTrip(b *testing.B, payload []byte) {
+	mux := appliance.NewMux()
+	appliance.HandleCall(mux, func(c *appliance.Context, m *wrapperspb.BytesValue) (*wrapperspb.BytesValue, error) { return m, nil })
+	tr := startTrio(b, nil, nil, &appliance.App{Mux: mux})
+	cn := tr.ctrl.Node()
+	req := wrapperspb.Bytes(payload)
+	answered := make(chan error, 1)
+	done := func(_ proto.Message, err error) { answered <- err }
+	to := appliance.Target{Role: appliance.Data}
+	call := func() {
+		if err := cn.Call(to, req, 10*time.Second, done); err != nil {
+			answered <- err
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		cn.Post(call)
+		if err := <-answered; err != nil {
+			b.Fatal(err)
+		}
+	}
+	report(b, "rt/s", start, false)
+}
+
+func benchPconnStream(b *testing.B, payload []byte) {
+	var got atomic.Int64
+	all := make(chan struct{})
+	want := int64(b.N)
+	s, stop := pconnPair(b,
+		pconn.HandlerFunc(func(s *pconn.Session, m pconn.Message) error {
+			in := new(wrapperspb.BytesValue)
+			if err := proto.Unmarshal(m.Payload, in); err != nil {
+				return err
+			}
+			if got.Add(1) == want {
+				close(all)
+			}
+			return nil
+		}),
+		pconn.HandlerFunc(func(*pconn.Session, pconn.Message) error { return nil }))
+	defer stop()
+	msg := wrapperspb.Bytes(payload)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; {
+		err := s.SendProto(benchType, msg)
+		switch {
+		case err == nil:
+			i++
+		case errors.Is(err, pconn.ErrQueueFull):
+			time.Sleep(20 * time.Microsecond) // the receiver is behind
+		default:
+			b.Fatal(err)
+		}
+	}
+	<-all
+	report(b, "msgs/s", start, true)
+}
+
+func benchAppStream(b *testing.B, payload []byte) {
+	var got atomic.Int64
+	all := make(chan struct{})
+	want := int64(b.N)
+	mux := appliance.NewMux()
+	appliance.Handle(mux, func(c *appliance.Context, m *wrapperspb.BytesValue) error {
+		if got.Add(1) == want {
+			close(all)
+		}
+		return nil
+	})
+	tr := startTrio(b, nil, nil, &appliance.App{Mux: mux})
+	cn := tr.ctrl.Node()
+	msg := wrapperspb.Bytes(payload)
+	to := appliance.Target{Role: appliance.Data}
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for sent := 0; sent < b.N; {
+		var err error
+		// A batch per turn of the loop, as an application sending from
+		// one handler or hook would.
+		cn.Do(func() {
+			for n := 0; n < 256 && sent < b.N; n++ {
+				if err = cn.Send(to, msg); err != nil {
+					return
+				}
+				sent++
+			}
+		})
+		switch {
+		case err == nil:
+		case errors.Is(err, appliance.ErrQueueFull):
+			time.Sleep(20 * time.Microsecond)
+		default:
+			b.Fatal(err)
+		}
+	}
+	<-all
+	report(b, "msgs/s", start, false)
+}
