@@ -143,7 +143,7 @@ func New(cfg Config) (*Server, error) {
 	s.loop.Do(s.rt.Start)
 	// Application frames are taken out before tier.Decode, which knows
 	// only the handshake's.
-	pc.Handler = s.rt.Handler(s.loop.Handler(s.onFrame), s.appFrom)
+	pc.Handler = s.rt.Handler(s.onFrame, s.appFrom)
 	pc.EventHandler = s.loop.EventHandler(s.onSession)
 	pc.DeadTimeout = cfg.DeadTimeout
 	pc.LogInterval = cfg.RefusalLogInterval

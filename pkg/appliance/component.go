@@ -185,7 +185,7 @@ func StartComponent(spec ComponentSpec) (*Component, error) {
 
 	if spec.Role == Ctrl {
 		dc := base
-		dc.Handler = c.rt.Handler(c.loop.Handler(c.onFrame), c.appFrom)
+		dc.Handler = c.rt.Handler(c.onFrame, c.appFrom)
 		dc.EventHandler = c.loop.EventHandler(c.onPeerSession)
 		dc.Logger = c.log.Named("data-listener")
 		if cfg.TLS != nil {
@@ -205,7 +205,7 @@ func StartComponent(spec ComponentSpec) (*Component, error) {
 		c.peerScrape.Store(c.peerSrv)
 	} else {
 		c.peerCfg = base
-		c.peerCfg.Handler = c.rt.Handler(c.loop.Handler(c.onFrame), c.appFrom)
+		c.peerCfg.Handler = c.rt.Handler(c.onFrame, c.appFrom)
 		c.peerCfg.EventHandler = c.loop.EventHandler(c.onPeerSession)
 		c.peerCfg.Logger = c.log.Named("ctrl-client")
 		if cfg.TLS != nil {
@@ -216,7 +216,7 @@ func StartComponent(spec ComponentSpec) (*Component, error) {
 	}
 
 	mc := base
-	mc.Handler = c.rt.Handler(c.loop.Handler(c.onFrame), c.appFrom)
+	mc.Handler = c.rt.Handler(c.onFrame, c.appFrom)
 	mc.EventHandler = c.loop.EventHandler(c.onMgmtSession)
 	mc.DeadTimeout = cfg.MgmtDeadTimeout
 	mc.Logger = c.log.Named("mgmt-client")

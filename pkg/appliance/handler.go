@@ -1,29 +1,34 @@
 package appliance
 
 import (
+	"google.golang.org/protobuf/proto"
+
 	"github.com/hellopics/hellopics/pkg/pconn"
+	"github.com/hellopics/hellopics/pkg/tier"
 	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
 
 // MsgTypeApp is the pconn frame type of application messages.
 const MsgTypeApp = pconn.MsgType(hellopicsv1.MsgType_MSG_TYPE_APP)
 
-// Handler wraps a shell's pconn handler: application frames are decoded
-// on the session goroutine (Decode) and delivered on the loop, if
+// Handler is a shell's pconn handler: application frames are decoded on
+// the session goroutine (Decode) and delivered on the loop, if
 // from(session) then names the sender (a session that has not
 // identified itself, or is no longer the current link of its peer,
-// yields ok false: the message is dropped and counted); other frames go
-// to next. A broken envelope closes the session.
-func (r *Runtime) Handler(next pconn.Handler, from func(*pconn.Session) (Peer, bool)) pconn.Handler {
-	return pconn.HandlerFunc(func(s *pconn.Session, m pconn.Message) error {
+// yields ok false: the message is dropped and counted); other frames are
+// decoded (tier.Decode) and given to onFrame on the loop. Frames reach
+// the loop in order, a batch at a time (tier.Loop.Frames). A broken
+// envelope closes the session.
+func (r *Runtime) Handler(onFrame func(*pconn.Session, hellopicsv1.MsgType, proto.Message), from func(*pconn.Session) (Peer, bool)) pconn.Handler {
+	return r.cfg.Loop.Frames(func(s *pconn.Session, m pconn.Message) (func(), error) {
 		if m.Type != MsgTypeApp {
-			return next.ServeFrame(s, m)
+			return tier.Prepare(s, m, onFrame)
 		}
 		in, err := r.Decode(m.Payload)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		r.cfg.Loop.Post(func() {
+		return func() {
 			p, ok := from(s)
 			if !ok {
 				r.refused.WithLabelValues(RefusedUnidentified).Inc()
@@ -32,7 +37,6 @@ func (r *Runtime) Handler(next pconn.Handler, from func(*pconn.Session) (Peer, b
 				return
 			}
 			r.Deliver(p, in)
-		})
-		return nil
+		}, nil
 	})
 }

@@ -191,6 +191,29 @@ func (fr *FrameReader) reset(r io.Reader) {
 // returned as frames.
 func (fr *FrameReader) Buffered() int { return fr.wpos - fr.rpos }
 
+// appFrameBuffered reports whether a whole application frame is
+// buffered, after any whole control frames: whether Next would return
+// an application frame without reading from the stream.
+func (fr *FrameReader) appFrameBuffered() bool {
+	for pos := fr.rpos; ; {
+		if fr.wpos-pos < HeaderSize {
+			return false
+		}
+		h, err := ParseHeader(fr.buf[pos:fr.wpos], fr.max)
+		if err != nil {
+			return true // Next reports the error without waiting
+		}
+		n := HeaderSize + int(h.Length)
+		if n > fr.wpos-pos {
+			return false
+		}
+		if !h.Type.isControl() {
+			return true
+		}
+		pos += n
+	}
+}
+
 // Next returns the next frame. The payload aliases an internal buffer and
 // is valid only until the next call. At a clean end of stream between
 // frames it returns io.EOF; inside a frame, a *ProtocolError wrapping

@@ -23,6 +23,17 @@ type Handler interface {
 	ServeFrame(s *Session, m Message) error
 }
 
+// BatchHandler is a Handler that is also told when it has served every
+// frame read together: EndBatch runs on the session's goroutine after a
+// frame when no further application frame is buffered (the session is
+// about to wait for the network), and before the session ends. A handler
+// that hands frames on to another goroutine uses it to hand them on a
+// batch at a time.
+type BatchHandler interface {
+	Handler
+	EndBatch(s *Session)
+}
+
 // HandlerFunc adapts a function to the Handler interface.
 type HandlerFunc func(s *Session, m Message) error
 

@@ -79,6 +79,8 @@ type Session struct {
 	cookieMu sync.Mutex
 	cookie   any
 
+	readerLocal any // the handler's, on the read goroutine (ReaderLocal)
+
 	drain     chan struct{} // closed to start a graceful close
 	drainOnce sync.Once
 	kill      chan struct{} // closed to stop the writer at once
@@ -570,16 +572,31 @@ func (s *Session) waitWriter(werr chan error, d time.Duration) {
 func (s *Session) readLoop() error {
 	fr := NewFrameReader(s.conn, s.cfg.MaxFrameSize, s.cfg.ReadBufferSize)
 	fr.lim = &s.maxIn
+	bh, _ := s.cfg.Handler.(BatchHandler)
 	for {
 		h, p, err := s.readFrame(fr)
 		if err != nil {
+			if bh != nil {
+				bh.EndBatch(s)
+			}
 			return err
 		}
 		if err := s.cfg.Handler.ServeFrame(s, Message{Type: h.Type, Flags: h.Flags, Payload: p}); err != nil {
+			if bh != nil {
+				bh.EndBatch(s)
+			}
 			return &HandlerError{Type: h.Type, Err: err}
+		}
+		if bh != nil && !fr.appFrameBuffered() {
+			bh.EndBatch(s)
 		}
 	}
 }
+
+// ReaderLocal is storage for the session's Handler, used only from the
+// goroutine that serves its frames (ServeFrame, EndBatch): per-session
+// state without a lock.
+func (s *Session) ReaderLocal() *any { return &s.readerLocal }
 
 // readFrame reads up to the next application frame, handling the control
 // frames on the way.

@@ -29,13 +29,80 @@ func Decode(m pconn.Message) (hellopicsv1.MsgType, proto.Message, error) {
 // Handler returns a pconn.Handler that decodes each frame and runs
 // fn(session, type, message) on the loop, in arrival order.
 func (l *Loop) Handler(fn func(s *pconn.Session, t hellopicsv1.MsgType, msg proto.Message)) pconn.Handler {
-	return pconn.HandlerFunc(func(s *pconn.Session, m pconn.Message) error {
-		t, msg, err := Decode(m)
-		if err != nil {
-			return err
+	return l.Frames(func(s *pconn.Session, m pconn.Message) (func(), error) { return Prepare(s, m, fn) })
+}
+
+// Prepare decodes a frame on its session's goroutine and returns the
+// work that hands it to fn on the loop (see Frames).
+func Prepare(s *pconn.Session, m pconn.Message, fn func(s *pconn.Session, t hellopicsv1.MsgType, msg proto.Message)) (func(), error) {
+	t, msg, err := Decode(m)
+	if err != nil {
+		return nil, err
+	}
+	return func() { fn(s, t, msg) }, nil
+}
+
+// Frames returns a pconn.Handler that hands a session's frames to the
+// loop a batch at a time. prepare runs on the session's goroutine for
+// each frame and returns the work to run on the loop for it (nil for
+// none), or an error, which closes the session. The work of the frames
+// read together (pconn.BatchHandler) is posted as one item, in order,
+// so a stream of frames costs one hand-off per batch, not per frame.
+func (l *Loop) Frames(prepare func(s *pconn.Session, m pconn.Message) (func(), error)) pconn.Handler {
+	return &frameBatcher{loop: l, prepare: prepare}
+}
+
+// maxBatch bounds the work of one batch: a flood is handed on in pieces,
+// each held up by the loop's queue bound.
+const maxBatch = 256
+
+type frameBatcher struct {
+	loop    *Loop
+	prepare func(s *pconn.Session, m pconn.Message) (func(), error)
+}
+
+// sessionBatch is a session's pending work (pconn.Session.ReaderLocal).
+type sessionBatch struct{ work []func() }
+
+func (b *frameBatcher) ServeFrame(s *pconn.Session, m pconn.Message) error {
+	w, err := b.prepare(s, m)
+	if err != nil || w == nil {
+		return err
+	}
+	local := s.ReaderLocal()
+	sb, _ := (*local).(*sessionBatch)
+	if sb == nil {
+		sb = &sessionBatch{}
+		*local = sb
+	}
+	sb.work = append(sb.work, w)
+	if len(sb.work) >= maxBatch {
+		b.flush(sb)
+	}
+	return nil
+}
+
+// EndBatch posts the session's pending work.
+func (b *frameBatcher) EndBatch(s *pconn.Session) {
+	if sb, _ := (*s.ReaderLocal()).(*sessionBatch); sb != nil && len(sb.work) > 0 {
+		b.flush(sb)
+	}
+}
+
+func (b *frameBatcher) flush(sb *sessionBatch) {
+	if len(sb.work) == 1 {
+		w := sb.work[0]
+		sb.work[0] = nil
+		sb.work = sb.work[:0] // the loop did not get the slice: keep it
+		b.loop.Post(w)
+		return
+	}
+	work := sb.work
+	sb.work = make([]func(), 0, len(work))
+	b.loop.Post(func() {
+		for _, w := range work {
+			w()
 		}
-		l.Post(func() { fn(s, t, msg) })
-		return nil
 	})
 }
 

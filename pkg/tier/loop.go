@@ -1,6 +1,7 @@
 package tier
 
 import (
+	"runtime"
 	"sync"
 	"time"
 )
@@ -27,6 +28,10 @@ type Loop struct {
 	timers map[string]*loopTimer // loop goroutine only
 }
 
+// spinTurns is how many times the loop yields, looking for more work,
+// before it sleeps: a stream of frames then costs few wake-ups.
+const spinTurns = 2
+
 // NewLoop starts a loop whose queue holds up to queue pending items;
 // Post blocks while it is full (backpressure on the session readers).
 func NewLoop(queue int) *Loop {
@@ -40,14 +45,25 @@ func NewLoop(queue int) *Loop {
 
 func (l *Loop) run() {
 	defer close(l.done)
+	idle := 0
 	for {
-		select {
-		case <-l.wake:
-		case <-l.stop:
-			l.stopTimers()
-			return
+		if idle >= spinTurns {
+			select {
+			case <-l.wake:
+			case <-l.stop:
+				l.stopTimers()
+				return
+			}
+		} else {
+			runtime.Gosched() // more may come at once: look again before sleeping
 		}
 		l.mu.Lock()
+		if len(l.queue) == 0 {
+			l.mu.Unlock()
+			idle++
+			continue
+		}
+		idle = 0
 		batch := l.queue
 		l.queue, l.spare = l.spare[:0], nil
 		if l.space != nil {
