@@ -46,6 +46,6 @@ ctl -addr 127.0.0.1:7401 totals
 echo "== kill -9 mgmt a"
 # shellcheck disable=SC2154
 kill -9 "$pid_mgmt_a"
-sleep 5
-echo "== totals on b, the new master, once data has generated all 12000 units"
+echo "== totals on b, the new master, once data has generated all 12000 units: none lost, none twice"
+until_ok sh -c "'$bin' ctl -addr 127.0.0.1:7401 totals | grep -q '^all  *12000 *\$'"
 ctl -addr 127.0.0.1:7401 totals
