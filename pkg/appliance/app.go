@@ -116,7 +116,8 @@ type App struct {
 	// the application runs in: keep n to send messages from hooks.
 	OnStart func(n *Node)
 	// OnStop is called once when the component stops, after which sends
-	// fail with ErrStopped: stop the application's timers here.
+	// fail with ErrStopped and no other hook runs: stop the
+	// application's timers here.
 	OnStop func()
 
 	// OnPeerReady (ctrl and data) reports that the other half of the
@@ -126,10 +127,14 @@ type App struct {
 	// messages in flight to it may be lost.
 	OnPeerLost func(peer Peer, reason string)
 	// OnMasterChanged (ctrl and data) reports that the component has
-	// identified itself to a master mgmt: at start, after a failover or
-	// switchover (a higher epoch), or after the link to it was restored.
-	// Messages in flight to the previous master may be lost; resend what
-	// was not acknowledged.
+	// connected and identified itself to the mgmt instance it takes for
+	// the master: at start, after a failover or switchover, or after the
+	// link was restored; epoch is the highest the component has seen.
+	// Send(ToMgmt, ...) goes there from now on, after the Identify. If
+	// that instance is a backup, it redirects the component: OnMgmtLost,
+	// then OnMasterChanged again for the master (a Call sent meanwhile
+	// fails with ErrLinkLost). Messages in flight to the previous master
+	// may be lost: resend what was not acknowledged.
 	OnMasterChanged func(masterAddr string, epoch uint64)
 	// OnMgmtLost (ctrl and data) reports that the link to mgmt is down;
 	// Send to mgmt fails until OnMasterChanged.

@@ -411,6 +411,9 @@ func nameOr(s, d string) string {
 // SetMastership tells the application of mgmt's mastership (the hook
 // runs on a change only). Losing it fails pending commits. Loop only.
 func (r *Runtime) SetMastership(master bool, epoch uint64) {
+	if r.stopped {
+		return // no hook after OnStop
+	}
 	changed := master != r.master || (master && epoch != r.epoch)
 	r.master, r.epoch = master, epoch
 	if !master {
@@ -423,6 +426,9 @@ func (r *Runtime) SetMastership(master bool, epoch uint64) {
 
 // PairReady runs App.OnPairReady. Loop only.
 func (r *Runtime) PairReady(pairID string, epoch uint64) {
+	if r.stopped {
+		return // no hook after OnStop
+	}
 	r.epoch = max(r.epoch, epoch)
 	if r.app.OnPairReady != nil {
 		r.app.OnPairReady(pairID, epoch)
@@ -432,6 +438,9 @@ func (r *Runtime) PairReady(pairID string, epoch uint64) {
 // PairLost fails the calls to the pair's components and runs
 // App.OnPairLost. Loop only.
 func (r *Runtime) PairLost(pairID, reason string) {
+	if r.stopped {
+		return // no hook after OnStop
+	}
 	r.LinkLost(Target{PairID: pairID})
 	if r.app.OnPairLost != nil {
 		r.app.OnPairLost(pairID, reason)
@@ -440,6 +449,9 @@ func (r *Runtime) PairLost(pairID, reason string) {
 
 // PeerReady runs App.OnPeerReady. Loop only.
 func (r *Runtime) PeerReady(p Peer, epoch uint64) {
+	if r.stopped {
+		return // no hook after OnStop
+	}
 	r.epoch = max(r.epoch, epoch)
 	if r.app.OnPeerReady != nil {
 		r.app.OnPeerReady(p, epoch)
@@ -448,6 +460,9 @@ func (r *Runtime) PeerReady(p Peer, epoch uint64) {
 
 // PeerLost fails the calls to p and runs App.OnPeerLost. Loop only.
 func (r *Runtime) PeerLost(p Peer, reason string) {
+	if r.stopped {
+		return // no hook after OnStop
+	}
 	r.LinkLost(p)
 	if r.app.OnPeerLost != nil {
 		r.app.OnPeerLost(p, reason)
@@ -456,6 +471,9 @@ func (r *Runtime) PeerLost(p Peer, reason string) {
 
 // MasterChanged runs App.OnMasterChanged. Loop only.
 func (r *Runtime) MasterChanged(addr string, epoch uint64) {
+	if r.stopped {
+		return // no hook after OnStop
+	}
 	r.epoch = max(r.epoch, epoch)
 	if r.app.OnMasterChanged != nil {
 		r.app.OnMasterChanged(addr, epoch)
@@ -464,6 +482,9 @@ func (r *Runtime) MasterChanged(addr string, epoch uint64) {
 
 // MgmtLost fails the calls to mgmt and runs App.OnMgmtLost. Loop only.
 func (r *Runtime) MgmtLost(reason string) {
+	if r.stopped {
+		return // no hook after OnStop
+	}
 	r.LinkLost(ToMgmt)
 	if r.app.OnMgmtLost != nil {
 		r.app.OnMgmtLost(reason)
