@@ -283,21 +283,9 @@ func (s *Server) tick() { s.apply(s.machine.Tick(time.Now())) }
 // apply carries out the machine's outputs, then re-arms its deadline.
 func (s *Server) apply(outs []handshake.Output) {
 	for _, o := range outs {
+		tier.Carry(o, s.reg, s.log, s.events, s.metrics.refused)
 		switch o := o.(type) {
-		case handshake.Send:
-			s.reg.Send(s.log, o)
-		case handshake.Close:
-			s.reg.Close(s.log, o)
 		case handshake.Event:
-			s.events.Log(o)
-			if o.Kind == handshake.EventIdentified {
-				if ps := s.reg.Get(o.Session); ps != nil {
-					ps.SetIdentified() // lifts pconn's MaxFrameSizeUnidentified
-				}
-			}
-			if o.Refused != "" {
-				s.metrics.refused.WithLabelValues(o.Refused).Inc()
-			}
 			if o.Kind == handshake.EventHelloReturned {
 				s.metrics.rtt.WithLabelValues(o.PairID).Observe(o.RTT.Seconds())
 			}

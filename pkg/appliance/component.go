@@ -413,11 +413,10 @@ func (c *Component) dial(addr string) {
 // lost.
 func (c *Component) apply(outs []handshake.Output) {
 	for _, o := range outs {
+		if tier.Carry(o, c.reg, c.log, c.events, c.refused) {
+			continue
+		}
 		switch o := o.(type) {
-		case handshake.Send:
-			c.reg.Send(c.log, o)
-		case handshake.Close:
-			c.reg.Close(c.log, o)
 		case handshake.Dial:
 			if !c.closing {
 				c.dial(o.Addr)
@@ -425,16 +424,6 @@ func (c *Component) apply(outs []handshake.Output) {
 		case handshake.SwitchMgmt:
 			c.log.Info("following the master mgmt", "component", c.name, "peer", o.Addr, "epoch", o.Epoch, "step", "switch_mgmt")
 			c.mgmt.Redirect(o.Addr)
-		case handshake.Event:
-			c.events.Log(o)
-			if o.Kind == handshake.EventIdentified {
-				if ps := c.reg.Get(o.Session); ps != nil {
-					ps.SetIdentified() // lifts pconn's MaxFrameSizeUnidentified
-				}
-			}
-			if o.Refused != "" {
-				c.refused.WithLabelValues(o.Refused).Inc()
-			}
 		}
 	}
 	if at, ok := c.m.nextDeadline(); ok {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/hellopics/hellopics/pkg/handshake"
@@ -163,4 +164,31 @@ func (r *Registry) Close(log hclog.Logger, o handshake.Close) {
 		log.Debug("closing session", "peer", s.RemoteAddr().String(), "reason", o.Reason)
 		s.Close()
 	}
+}
+
+// Carry carries out the outputs every shell handles the same way and
+// reports whether o was one of them: a Send or Close on its session, an
+// Event logged (refusals rate-limited) and counted in refused when it
+// reports refused input, and a session marked identified (lifting
+// pconn's MaxFrameSizeUnidentified) when the machine accepted it.
+func Carry(o handshake.Output, reg *Registry, log hclog.Logger, events *EventLog, refused *prometheus.CounterVec) bool {
+	switch o := o.(type) {
+	case handshake.Send:
+		reg.Send(log, o)
+	case handshake.Close:
+		reg.Close(log, o)
+	case handshake.Event:
+		events.Log(o)
+		if o.Kind == handshake.EventIdentified {
+			if ps := reg.Get(o.Session); ps != nil {
+				ps.SetIdentified()
+			}
+		}
+		if o.Refused != "" {
+			refused.WithLabelValues(o.Refused).Inc()
+		}
+	default:
+		return false
+	}
+	return true
 }
