@@ -560,6 +560,9 @@ func (r *Runtime) RestoreState(snapshot []byte) error {
 // operator (any goroutine) and waits for its reply or ctx. admin says
 // whether the operator may call Admin handlers.
 func (r *Runtime) OperatorCall(ctx context.Context, who Peer, admin bool, typ string, body []byte) (string, []byte, error) {
+	if len(typ) > MaxTypeName {
+		return "", nil, fmt.Errorf("%w: a type name of %d bytes (limit %d)", ErrUnknownType, len(typ), MaxTypeName)
+	}
 	rt := r.mux.lookup(true, []byte(typ))
 	if rt == nil {
 		return "", nil, fmt.Errorf("%w: %q (the application in this mgmt has no operator handler for it)", ErrUnknownType, typ)
