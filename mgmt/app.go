@@ -46,7 +46,7 @@ func (l appLink) SendApp(to appliance.Target, payload []byte) error {
 	if ps == nil {
 		return appliance.ErrNoRoute
 	}
-	return ps.Send(appliance.MsgTypeApp, payload)
+	return ps.SendRecord(appliance.MsgTypeApp, payload)
 }
 
 // ReadyTargets lists the role components of the pairs whose Hello cycle

@@ -509,7 +509,7 @@ func (l componentLink) SendApp(to Target, payload []byte) error {
 		if ps == nil {
 			return ErrNoRoute
 		}
-		return ps.Send(MsgTypeApp, payload)
+		return ps.SendRecord(MsgTypeApp, payload)
 	case to.Role == c.peer && to.PairID == c.spec.Config.PairID:
 		id, ok := c.m.peerSession()
 		if !ok || !c.m.ready() {
@@ -519,7 +519,7 @@ func (l componentLink) SendApp(to Target, payload []byte) error {
 		if ps == nil {
 			return ErrNoRoute
 		}
-		return ps.Send(MsgTypeApp, payload)
+		return ps.SendRecord(MsgTypeApp, payload)
 	case to.Role == c.peer:
 		return fmt.Errorf("%w: %s reaches only its own pair's %s", ErrNoRoute, c.name, to.Role)
 	}

@@ -1,6 +1,7 @@
 package appliance
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"unicode/utf8"
@@ -37,6 +38,96 @@ const (
 
 var errEnvelope = errors.New("malformed application message")
 
+// fieldMessages is AppBatch's field of messages.
+const fieldMessages = 1
+
+// maxRecordPrefix is the most a record's prefix takes: the tag of
+// AppBatch.messages and a length.
+const maxRecordPrefix = 1 + binary.MaxVarintLen64
+
+// eachEnvelope parses an AppBatch without allocating and calls fn with
+// each message in order; it stops at the first error. Unknown fields
+// are skipped, as protobuf does.
+func eachEnvelope(b []byte, fn func(envelope) error) error {
+	for len(b) > 0 {
+		num, wt, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return fmt.Errorf("%w: %v", errEnvelope, protowire.ParseError(n))
+		}
+		if num > protowire.MaxValidNumber {
+			return fmt.Errorf("%w: field number %d", errEnvelope, num)
+		}
+		b = b[n:]
+		if num != fieldMessages {
+			n := protowire.ConsumeFieldValue(num, wt, b)
+			if n < 0 {
+				return fmt.Errorf("%w: field %d: %v", errEnvelope, num, protowire.ParseError(n))
+			}
+			b = b[n:]
+			continue
+		}
+		if wt != protowire.BytesType {
+			return fmt.Errorf("%w: messages of wire type %d", errEnvelope, wt)
+		}
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return fmt.Errorf("%w: %v", errEnvelope, protowire.ParseError(n))
+		}
+		b = b[n:]
+		e, err := parseEnvelope(v)
+		if err != nil {
+			return err
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// countRecords counts the records of an AppBatch, for sizing; what is
+// not well formed is left to eachEnvelope to refuse.
+func countRecords(b []byte) int {
+	n := 0
+	for len(b) > 0 {
+		_, wt, m := protowire.ConsumeTag(b)
+		if m < 0 {
+			break
+		}
+		b = b[m:]
+		if wt != protowire.BytesType {
+			break
+		}
+		_, m = protowire.ConsumeBytes(b)
+		if m < 0 {
+			break
+		}
+		b = b[m:]
+		n++
+	}
+	return n
+}
+
+// appendRecord appends one AppMessage to dst as a record of an
+// AppBatch (pconn.Session.SendRecord): the envelope is encoded after
+// room for the longest prefix, then the prefix is written just before
+// it. It returns the record, which starts inside dst.
+func appendRecord(dst []byte, typ string, m proto.Message, call uint64, reply bool, errText string) ([]byte, error) {
+	base := len(dst)
+	dst = append(dst, make([]byte, maxRecordPrefix)...)
+	dst, err := appendEnvelope(dst, typ, m, call, reply, errText)
+	if err != nil {
+		return dst, err
+	}
+	body := len(dst) - base - maxRecordPrefix
+	var pre [maxRecordPrefix]byte
+	p := protowire.AppendTag(pre[:0], fieldMessages, protowire.BytesType)
+	p = protowire.AppendVarint(p, uint64(body))
+	start := base + maxRecordPrefix - len(p)
+	copy(dst[start:], p)
+	return dst[start:], nil
+}
+
 // parseEnvelope parses an AppMessage without allocating. Unknown fields
 // are skipped, as protobuf does; a field of the wrong wire type, a
 // truncated one, a type name over MaxTypeName or an error text over the
@@ -47,6 +138,9 @@ func parseEnvelope(b []byte) (envelope, error) {
 		num, wt, n := protowire.ConsumeTag(b)
 		if n < 0 {
 			return e, fmt.Errorf("%w: %v", errEnvelope, protowire.ParseError(n))
+		}
+		if num > protowire.MaxValidNumber {
+			return e, fmt.Errorf("%w: field number %d", errEnvelope, num)
 		}
 		b = b[n:]
 		switch {

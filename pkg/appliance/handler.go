@@ -24,19 +24,21 @@ func (r *Runtime) Handler(onFrame func(*pconn.Session, hellopicsv1.MsgType, prot
 		if m.Type != MsgTypeApp {
 			return tier.Prepare(s, m, onFrame)
 		}
-		in, err := r.Decode(m.Payload)
-		if err != nil {
+		ins, err := r.Decode(m.Payload)
+		if err != nil || len(ins) == 0 {
 			return nil, err
 		}
 		return func() {
 			p, ok := from(s)
 			if !ok {
-				r.refused.WithLabelValues(RefusedUnidentified).Inc()
+				r.refused.WithLabelValues(RefusedUnidentified).Add(float64(len(ins)))
 				r.rlog.Warn("refused-unidentified", "application message from a session that has not identified itself dropped",
-					"component", r.cfg.Role.String(), "remote", s.RemoteAddr().String())
+					"component", r.cfg.Role.String(), "remote", s.RemoteAddr().String(), "messages", len(ins))
 				return
 			}
-			r.Deliver(p, in)
+			for _, in := range ins {
+				r.Deliver(p, in)
+			}
 		}, nil
 	})
 }

@@ -19,12 +19,13 @@ import (
 // Link is how a Runtime reaches other components. The tier shells
 // implement it; tests may swap in their own.
 type Link interface {
-	// SendApp queues payload, an encoded hellopics.v1.AppMessage, on the
-	// link to to, in order with what was queued on it before. It
+	// SendApp queues rec, one AppMessage as a record of an AppBatch
+	// (pconn.Session.SendRecord), on the link to to, in order with what
+	// was queued on it before. It
 	// returns ErrNoRoute when to is not connected and ready, or the
 	// transport's error (ErrQueueFull, ErrTooLarge). It must not keep
-	// payload.
-	SendApp(to Target, payload []byte) error
+	// rec.
+	SendApp(to Target, rec []byte) error
 }
 
 // PairLister is implemented by the mgmt shell's Link: the pairs whose
@@ -200,10 +201,15 @@ func (r *Runtime) Stop() {
 // Inbound is an application message decoded off the loop (Decode),
 // to hand to Deliver on the loop.
 type Inbound struct {
-	route   *route
-	msg     proto.Message
-	call    uint64
-	reply   bool
+	route *route
+	msg   proto.Message
+	call  uint64
+	reply bool
+	rare  *inboundRare // replies and refusals only: a message stays small
+}
+
+// inboundRare is what only a reply or a refused message carries.
+type inboundRare struct {
 	typ     string
 	body    []byte // a reply's body, decoded on the loop once the call is known
 	errText string
@@ -211,38 +217,40 @@ type Inbound struct {
 	badErr  string
 }
 
-// Decode parses an AppMessage frame payload on the session's goroutine
-// (it may run concurrently with the loop). An error means the envelope
-// itself is broken: the shell should close the session. A message of an
-// unknown type or with a malformed body is not an error here: Deliver
-// refuses it and tells the sender. operator is false for component
-// links.
-func (r *Runtime) Decode(payload []byte) (Inbound, error) {
-	e, err := parseEnvelope(payload)
-	if err != nil {
-		return Inbound{}, err
-	}
+// Decode parses the payload of an application frame (an AppBatch) on
+// the session's goroutine (it may run concurrently with the loop) and
+// returns its messages, in order. An error means the batch itself is
+// broken: the shell should close the session. A message of an unknown
+// type or with a malformed body is not an error here: Deliver refuses it
+// and tells the sender.
+func (r *Runtime) Decode(payload []byte) ([]Inbound, error) {
+	out := make([]Inbound, 0, countRecords(payload))
+	err := eachEnvelope(payload, func(e envelope) error {
+		out = append(out, r.decodeOne(e))
+		return nil
+	})
+	return out, err
+}
+
+func (r *Runtime) decodeOne(e envelope) Inbound {
 	in := Inbound{call: e.call, reply: e.reply}
 	if e.reply {
-		in.typ = string(e.typ)
-		in.body = append([]byte(nil), e.body...)
-		in.errText = string(e.errText)
-		return in, nil
+		in.rare = &inboundRare{typ: string(e.typ), body: append([]byte(nil), e.body...), errText: string(e.errText)}
+		return in
 	}
 	rt := r.mux.lookup(false, e.typ)
 	if rt == nil {
-		in.typ = string(e.typ)
-		in.bad, in.badErr = RefusedUnknownType, fmt.Sprintf("%v: %q", ErrUnknownType, e.typ)
-		return in, nil
+		in.rare = &inboundRare{typ: string(e.typ), bad: RefusedUnknownType, badErr: fmt.Sprintf("%v: %q", ErrUnknownType, e.typ)}
+		return in
 	}
 	m := rt.newM()
 	if err := proto.Unmarshal(e.body, m); err != nil {
-		in.typ = string(rt.name)
-		in.bad, in.badErr = RefusedMalformed, fmt.Sprintf("malformed %s (%d bytes): %v", rt.name, len(e.body), err)
-		return in, nil
+		in.rare = &inboundRare{typ: string(rt.name), bad: RefusedMalformed,
+			badErr: fmt.Sprintf("malformed %s (%d bytes): %v", rt.name, len(e.body), err)}
+		return in
 	}
 	in.route, in.msg = rt, m
-	return in, nil
+	return in
 }
 
 // Deliver hands a decoded message from from to the application. Loop
@@ -255,8 +263,8 @@ func (r *Runtime) Deliver(from Peer, in Inbound) {
 	switch {
 	case in.reply:
 		r.deliverReply(from, in)
-	case in.bad != "":
-		r.refuse(from, in.bad, in.call, in.badErr)
+	case in.rare != nil:
+		r.refuse(from, in.rare.bad, in.call, in.rare.badErr)
 	default:
 		// A call's Context may be kept for a later Reply; a one-way
 		// message's is valid only during the handler, and reused.
@@ -289,11 +297,12 @@ func (r *Runtime) refuse(from Peer, reason string, call uint64, text string) {
 }
 
 func (r *Runtime) deliverReply(from Peer, in Inbound) {
+	rr := in.rare // always set on a reply
 	if in.call == 0 {
 		// The peer refused a one-way message of ours.
 		r.refused.WithLabelValues(RefusedByPeer).Inc()
 		r.rlog.Warn("refused-by-peer", "the peer refused an application message", "component", r.cfg.Role.String(),
-			"peer", from.String(), "error", in.errText)
+			"peer", from.String(), "error", rr.errText)
 		return
 	}
 	c := r.calls[in.call]
@@ -302,22 +311,22 @@ func (r *Runtime) deliverReply(from Peer, in Inbound) {
 		r.log.Debug("reply to no pending call", "component", r.cfg.Role.String(), "peer", from.String(), "call", in.call)
 		return
 	}
-	if in.errText != "" {
-		r.finishCall(in.call, c, nil, &RemoteError{Peer: from, Message: in.errText})
+	if rr.errText != "" {
+		r.finishCall(in.call, c, nil, &RemoteError{Peer: from, Message: rr.errText})
 		return
 	}
-	if in.typ == "" {
+	if rr.typ == "" {
 		r.finishCall(in.call, c, nil, nil) // answered with no message
 		return
 	}
-	mt, err := protoregistry.GlobalTypes.FindMessageByName(protoreflect.FullName(in.typ))
+	mt, err := protoregistry.GlobalTypes.FindMessageByName(protoreflect.FullName(rr.typ))
 	if err != nil {
-		r.finishCall(in.call, c, nil, fmt.Errorf("%w: reply of type %q (not linked into this program)", ErrUnknownType, in.typ))
+		r.finishCall(in.call, c, nil, fmt.Errorf("%w: reply of type %q (not linked into this program)", ErrUnknownType, rr.typ))
 		return
 	}
 	m := mt.New().Interface()
-	if err := proto.Unmarshal(in.body, m); err != nil {
-		r.finishCall(in.call, c, nil, fmt.Errorf("malformed reply %s: %w", in.typ, err))
+	if err := proto.Unmarshal(rr.body, m); err != nil {
+		r.finishCall(in.call, c, nil, fmt.Errorf("malformed reply %s: %w", rr.typ, err))
 		return
 	}
 	r.finishCall(in.call, c, m, nil)
@@ -387,14 +396,14 @@ func (r *Runtime) sendEnvelope(to Target, typ string, m proto.Message, call uint
 	if r.cfg.Link == nil {
 		return ErrNoRoute
 	}
-	buf, err := appendEnvelope(r.scratch[:0], typ, m, call, reply, errText)
-	if cap(buf) <= 64<<10 {
-		r.scratch = buf // reuse; the link copies
+	rec, err := appendRecord(r.scratch[:0], typ, m, call, reply, errText)
+	if cap(rec) <= 64<<10 {
+		r.scratch = rec[:0:cap(rec)] // reuse; the link copies
 	}
 	if err != nil {
 		return err
 	}
-	if err := r.cfg.Link.SendApp(r.resolve(to), buf); err != nil {
+	if err := r.cfg.Link.SendApp(r.resolve(to), rec); err != nil {
 		return fmt.Errorf("appliance: send %s to %s: %w", nameOr(typ, "reply"), r.resolve(to), err)
 	}
 	r.sent.Inc()

@@ -36,12 +36,16 @@ func (l *memLink) SendApp(to Target, payload []byte) error {
 	if peer == nil || down {
 		return ErrNoRoute
 	}
-	in, err := peer.Decode(append([]byte(nil), payload...))
+	ins, err := peer.Decode(append([]byte(nil), payload...))
 	if err != nil {
 		return err
 	}
 	from := l.self
-	peer.cfg.Loop.Post(func() { peer.Deliver(from, in) })
+	peer.cfg.Loop.Post(func() {
+		for _, in := range ins {
+			peer.Deliver(from, in)
+		}
+	})
 	return nil
 }
 
@@ -193,12 +197,12 @@ func TestReplyFromAnotherPeerRefused(t *testing.T) {
 	errc := make(chan error, 1)
 	p.cLoop.Do(func() {
 		_ = p.ctrl.Node().Call(Target{Role: Data}, wrapperspb.Bool(true), 50*time.Millisecond, func(_ proto.Message, err error) { errc <- err })
-		forged, _ := appendEnvelope(nil, "google.protobuf.BoolValue", wrapperspb.Bool(false), 1, true, "")
-		in, err := p.ctrl.Decode(forged)
-		if err != nil {
-			t.Fatal(err)
+		forged, _ := appendRecord(nil, "google.protobuf.BoolValue", wrapperspb.Bool(false), 1, true, "")
+		ins, err := p.ctrl.Decode(forged)
+		if err != nil || len(ins) != 1 {
+			t.Fatal(len(ins), err)
 		}
-		p.ctrl.Deliver(Peer{Role: Data, PairID: "other"}, in)
+		p.ctrl.Deliver(Peer{Role: Data, PairID: "other"}, ins[0])
 	})
 	if err := wait(t, errc); !errors.Is(err, ErrTimeout) {
 		t.Fatalf("%v: the forged reply was taken", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -53,6 +54,14 @@ type Session struct {
 	qframes int
 	qclosed bool
 	wake    chan struct{}
+	// qgen counts the times qbuf was taken, written or shifted; a record
+	// frame (SendRecord) may grow while qgen and len(qbuf) are still
+	// those of its last append: tailGen, tailEnd; it starts at tail.
+	qgen          uint64
+	tail, tailEnd int
+	tailType      MsgType
+	tailGen       uint64
+	tailSet       bool
 
 	// Direct writes, on plain TCP only: a Send that finds the queue empty,
 	// no batch being written and the session quiet for directQuiet writes
@@ -290,6 +299,55 @@ func (s *Session) SendProto(t MsgType, m proto.Message) error {
 	return nil
 }
 
+// MaxRecordFrame bounds the frames SendRecord grows: records queued
+// back to back share a frame up to this payload size. It stays within
+// the smallest MaxFrameSizeUnidentified a peer is likely to apply before
+// it has processed the sender's identification.
+const MaxRecordFrame = 4 << 10
+
+// SendRecord queues rec as the next record of a frame of type t, for
+// frame types whose payload is a sequence of records (the encoding of a
+// repeated protobuf field, say): while the last frame queued is of type
+// t, has not been written (even in part) and stays within
+// MaxRecordFrame, rec is appended to it; otherwise it starts a new
+// frame. A stream of small messages thus costs one frame per batch, a
+// quiet session still one write per message. It fails like Send.
+func (s *Session) SendRecord(t MsgType, rec []byte) error {
+	if err := s.checkSend(t, len(rec)); err != nil {
+		return err
+	}
+	s.qmu.Lock()
+	if s.tailSet && s.tailType == t && s.tailGen == s.qgen && s.tailEnd == len(s.qbuf) &&
+		s.tailEnd-s.tail-HeaderSize+len(rec) <= MaxRecordFrame {
+		if s.qclosed || len(s.qbuf)+len(rec) > s.cfg.SendQueueBytes {
+			err := s.admit(s.cfg.SendQueueBytes) // the reason: closed, or full
+			s.qmu.Unlock()
+			return err
+		}
+		s.qbuf = append(s.qbuf, rec...)
+		s.tailEnd = len(s.qbuf)
+		binary.BigEndian.PutUint32(s.qbuf[s.tail+4:s.tail+8], uint32(s.tailEnd-s.tail-HeaderSize))
+		s.qmu.Unlock()
+		return nil // the frame is queued: the writer is due already
+	}
+	if err := s.admit(len(rec)); err != nil {
+		s.qmu.Unlock()
+		return err
+	}
+	wasEmpty := len(s.qbuf) == 0
+	start := len(s.qbuf)
+	s.qbuf = AppendFrame(s.qbuf, t, rec)
+	s.tail, s.tailEnd, s.tailType, s.tailGen, s.tailSet = start, len(s.qbuf), t, s.qgen, true
+	// queued may write the frame at once: qgen then moves on, and the
+	// next record starts a frame of its own.
+	wake := s.queued(wasEmpty)
+	s.qmu.Unlock()
+	if wake {
+		s.signal()
+	}
+	return nil
+}
+
 // directQuiet is how long before a Send that finds the queue idle another
 // one must have found it idle for the Send to write directly: longer than
 // the gap between back-to-back Sends (a stream, better written in
@@ -363,6 +421,7 @@ func (s *Session) writeDirectTLS() bool {
 	s.bytesOut.Add(uint64(n))
 	s.framesOut.Add(uint64(s.qframes))
 	s.qbuf, s.qframes = s.qbuf[:0], 0
+	s.qgen++
 	return true
 }
 
@@ -380,6 +439,7 @@ func (s *Session) writeDirect() bool {
 		return false
 	}
 	s.bytesOut.Add(uint64(n))
+	s.qgen++
 	if n == len(s.qbuf) {
 		s.framesOut.Add(uint64(s.qframes))
 		s.qbuf, s.qframes = s.qbuf[:0], 0
@@ -685,6 +745,7 @@ func (s *Session) writeLoop() error {
 			}
 			buf, n := s.qbuf, s.qframes
 			s.qbuf, s.qframes = spare[:0], 0
+			s.qgen++
 			s.writing = true // no direct write may overtake this batch
 			s.qmu.Unlock()
 			s.wdl = time.Now().Add(s.cfg.WriteTimeout)

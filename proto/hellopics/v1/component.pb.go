@@ -46,7 +46,7 @@ const (
 	MsgType_MSG_TYPE_REPORT MsgType = 7
 	// MSG_TYPE_REJECT carries Reject: why the sender is about to close.
 	MsgType_MSG_TYPE_REJECT MsgType = 8
-	// MSG_TYPE_APP carries AppMessage: an application's own message
+	// MSG_TYPE_APP carries AppBatch: application messages
 	// (docs/framework.md), in either direction on any link.
 	MsgType_MSG_TYPE_APP MsgType = 9
 )
@@ -690,6 +690,55 @@ func (x *Reject) GetReason() string {
 	return ""
 }
 
+// AppBatch is the payload of a MSG_TYPE_APP frame: application messages
+// in the order they were sent. A sender may append messages to a frame
+// not yet written (pconn's SendRecord), so a stream of small messages
+// costs one frame per batch; a receiver handles them one by one.
+type AppBatch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// messages, in order.
+	Messages      []*AppMessage `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppBatch) Reset() {
+	*x = AppBatch{}
+	mi := &file_hellopics_v1_component_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppBatch) ProtoMessage() {}
+
+func (x *AppBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_hellopics_v1_component_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppBatch.ProtoReflect.Descriptor instead.
+func (*AppBatch) Descriptor() ([]byte, []int) {
+	return file_hellopics_v1_component_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *AppBatch) GetMessages() []*AppMessage {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
 // AppMessage carries one message of an application built on hellopics
 // (pkg/appliance). The framework fills it; applications never see it.
 type AppMessage struct {
@@ -713,7 +762,7 @@ type AppMessage struct {
 
 func (x *AppMessage) Reset() {
 	*x = AppMessage{}
-	mi := &file_hellopics_v1_component_proto_msgTypes[7]
+	mi := &file_hellopics_v1_component_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -725,7 +774,7 @@ func (x *AppMessage) String() string {
 func (*AppMessage) ProtoMessage() {}
 
 func (x *AppMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_hellopics_v1_component_proto_msgTypes[7]
+	mi := &file_hellopics_v1_component_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -738,7 +787,7 @@ func (x *AppMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppMessage.ProtoReflect.Descriptor instead.
 func (*AppMessage) Descriptor() ([]byte, []int) {
-	return file_hellopics_v1_component_proto_rawDescGZIP(), []int{7}
+	return file_hellopics_v1_component_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AppMessage) GetType() string {
@@ -793,7 +842,7 @@ type Report struct {
 
 func (x *Report) Reset() {
 	*x = Report{}
-	mi := &file_hellopics_v1_component_proto_msgTypes[8]
+	mi := &file_hellopics_v1_component_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -805,7 +854,7 @@ func (x *Report) String() string {
 func (*Report) ProtoMessage() {}
 
 func (x *Report) ProtoReflect() protoreflect.Message {
-	mi := &file_hellopics_v1_component_proto_msgTypes[8]
+	mi := &file_hellopics_v1_component_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -818,7 +867,7 @@ func (x *Report) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Report.ProtoReflect.Descriptor instead.
 func (*Report) Descriptor() ([]byte, []int) {
-	return file_hellopics_v1_component_proto_rawDescGZIP(), []int{8}
+	return file_hellopics_v1_component_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Report) GetRole() Role {
@@ -876,7 +925,7 @@ type RelayStats struct {
 
 func (x *RelayStats) Reset() {
 	*x = RelayStats{}
-	mi := &file_hellopics_v1_component_proto_msgTypes[9]
+	mi := &file_hellopics_v1_component_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -888,7 +937,7 @@ func (x *RelayStats) String() string {
 func (*RelayStats) ProtoMessage() {}
 
 func (x *RelayStats) ProtoReflect() protoreflect.Message {
-	mi := &file_hellopics_v1_component_proto_msgTypes[9]
+	mi := &file_hellopics_v1_component_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -901,7 +950,7 @@ func (x *RelayStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RelayStats.ProtoReflect.Descriptor instead.
 func (*RelayStats) Descriptor() ([]byte, []int) {
-	return file_hellopics_v1_component_proto_rawDescGZIP(), []int{9}
+	return file_hellopics_v1_component_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RelayStats) GetAgentReachable() bool {
@@ -1002,7 +1051,9 @@ const file_hellopics_v1_component_proto_rawDesc = "" +
 	"masterAddr\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\" \n" +
 	"\x06Reject\x12\x16\n" +
-	"\x06reason\x18\x01 \x01(\tR\x06reason\"t\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"@\n" +
+	"\bAppBatch\x124\n" +
+	"\bmessages\x18\x01 \x03(\v2\x18.hellopics.v1.AppMessageR\bmessages\"t\n" +
 	"\n" +
 	"AppMessage\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
@@ -1063,7 +1114,7 @@ func file_hellopics_v1_component_proto_rawDescGZIP() []byte {
 }
 
 var file_hellopics_v1_component_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_hellopics_v1_component_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_hellopics_v1_component_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_hellopics_v1_component_proto_goTypes = []any{
 	(MsgType)(0),                  // 0: hellopics.v1.MsgType
 	(Role)(0),                     // 1: hellopics.v1.Role
@@ -1075,26 +1126,28 @@ var file_hellopics_v1_component_proto_goTypes = []any{
 	(*Hello)(nil),                 // 7: hellopics.v1.Hello
 	(*Redirect)(nil),              // 8: hellopics.v1.Redirect
 	(*Reject)(nil),                // 9: hellopics.v1.Reject
-	(*AppMessage)(nil),            // 10: hellopics.v1.AppMessage
-	(*Report)(nil),                // 11: hellopics.v1.Report
-	(*RelayStats)(nil),            // 12: hellopics.v1.RelayStats
-	nil,                           // 13: hellopics.v1.RelayStats.CountersEntry
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(*AppBatch)(nil),              // 10: hellopics.v1.AppBatch
+	(*AppMessage)(nil),            // 11: hellopics.v1.AppMessage
+	(*Report)(nil),                // 12: hellopics.v1.Report
+	(*RelayStats)(nil),            // 13: hellopics.v1.RelayStats
+	nil,                           // 14: hellopics.v1.RelayStats.CountersEntry
+	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
 }
 var file_hellopics_v1_component_proto_depIdxs = []int32{
 	1,  // 0: hellopics.v1.Identify.role:type_name -> hellopics.v1.Role
 	1,  // 1: hellopics.v1.Peer.role:type_name -> hellopics.v1.Role
 	1,  // 2: hellopics.v1.Ready.role:type_name -> hellopics.v1.Role
 	2,  // 3: hellopics.v1.Hello.direction:type_name -> hellopics.v1.Direction
-	1,  // 4: hellopics.v1.Report.role:type_name -> hellopics.v1.Role
-	14, // 5: hellopics.v1.Report.time:type_name -> google.protobuf.Timestamp
-	12, // 6: hellopics.v1.Report.relay:type_name -> hellopics.v1.RelayStats
-	13, // 7: hellopics.v1.RelayStats.counters:type_name -> hellopics.v1.RelayStats.CountersEntry
-	8,  // [8:8] is the sub-list for method output_type
-	8,  // [8:8] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	11, // 4: hellopics.v1.AppBatch.messages:type_name -> hellopics.v1.AppMessage
+	1,  // 5: hellopics.v1.Report.role:type_name -> hellopics.v1.Role
+	15, // 6: hellopics.v1.Report.time:type_name -> google.protobuf.Timestamp
+	13, // 7: hellopics.v1.Report.relay:type_name -> hellopics.v1.RelayStats
+	14, // 8: hellopics.v1.RelayStats.counters:type_name -> hellopics.v1.RelayStats.CountersEntry
+	9,  // [9:9] is the sub-list for method output_type
+	9,  // [9:9] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_hellopics_v1_component_proto_init() }
@@ -1108,7 +1161,7 @@ func file_hellopics_v1_component_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hellopics_v1_component_proto_rawDesc), len(file_hellopics_v1_component_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
