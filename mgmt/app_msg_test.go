@@ -43,7 +43,7 @@ func TestAppMessages(t *testing.T) {
 	}
 	defer s.Close()
 	body, _ := proto.Marshal(wrapperspb.String("hi"))
-	call := &hellopicsv1.AppMessage{Type: "google.protobuf.StringValue", Body: body, Call: 7}
+	call := &hellopicsv1.AppBatch{Messages: []*hellopicsv1.AppMessage{{Type: "google.protobuf.StringValue", Body: body, Call: 7}}}
 
 	// Before Identify: dropped and counted.
 	if err := s.SendProto(appliance.MsgTypeApp, call); err != nil {
@@ -69,10 +69,11 @@ func TestAppMessages(t *testing.T) {
 			if f.Type != appliance.MsgTypeApp {
 				continue
 			}
-			var rep hellopicsv1.AppMessage
-			if err := proto.Unmarshal(f.Payload, &rep); err != nil {
-				t.Fatal(err)
+			var batch hellopicsv1.AppBatch
+			if err := proto.Unmarshal(f.Payload, &batch); err != nil || len(batch.GetMessages()) != 1 {
+				t.Fatal(len(batch.GetMessages()), err)
 			}
+			rep := batch.GetMessages()[0]
 			var v wrapperspb.StringValue
 			if err := proto.Unmarshal(rep.GetBody(), &v); err != nil {
 				t.Fatal(err)
