@@ -111,13 +111,14 @@ func countRecords(b []byte) int {
 // appendRecord appends one AppMessage to dst as a record of an
 // AppBatch (pconn.Session.SendRecord): the envelope is encoded after
 // room for the longest prefix, then the prefix is written just before
-// it. It returns the record, which starts inside dst.
-func appendRecord(dst []byte, typ string, m proto.Message, call uint64, reply bool, errText string) ([]byte, error) {
+// it. It returns the record, which starts inside the returned buffer,
+// and that buffer (dst grown), for reuse.
+func appendRecord(dst []byte, typ string, m proto.Message, call uint64, reply bool, errText string) (rec, buf []byte, err error) {
 	base := len(dst)
 	dst = append(dst, make([]byte, maxRecordPrefix)...)
-	dst, err := appendEnvelope(dst, typ, m, call, reply, errText)
+	dst, err = appendEnvelope(dst, typ, m, call, reply, errText)
 	if err != nil {
-		return dst, err
+		return nil, dst, err
 	}
 	body := len(dst) - base - maxRecordPrefix
 	var pre [maxRecordPrefix]byte
@@ -125,7 +126,7 @@ func appendRecord(dst []byte, typ string, m proto.Message, call uint64, reply bo
 	p = protowire.AppendVarint(p, uint64(body))
 	start := base + maxRecordPrefix - len(p)
 	copy(dst[start:], p)
-	return dst[start:], nil
+	return dst[start:], dst, nil
 }
 
 // parseEnvelope parses an AppMessage without allocating. Unknown fields

@@ -85,7 +85,7 @@ func TestParseEnvelopeNoAlloc(t *testing.T) {
 func TestRecordsAreABatch(t *testing.T) {
 	var frame []byte
 	for i := range 3 {
-		rec, err := appendRecord(nil, "google.protobuf.Int64Value", wrapperspb.Int64(int64(i)), uint64(i), false, "")
+		rec, _, err := appendRecord(nil, "google.protobuf.Int64Value", wrapperspb.Int64(int64(i)), uint64(i), false, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -103,7 +103,7 @@ func TestRecordsAreABatch(t *testing.T) {
 		t.Fatalf("read %v", calls)
 	}
 	// A record after a large body: the prefix takes more bytes.
-	rec, err := appendRecord([]byte("keep"), "google.protobuf.BytesValue", wrapperspb.Bytes(make([]byte, 300)), 0, false, "")
+	rec, _, err := appendRecord([]byte("keep"), "google.protobuf.BytesValue", wrapperspb.Bytes(make([]byte, 300)), 0, false, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -396,9 +396,9 @@ func (r *Runtime) sendEnvelope(to Target, typ string, m proto.Message, call uint
 	if r.cfg.Link == nil {
 		return ErrNoRoute
 	}
-	rec, err := appendRecord(r.scratch[:0], typ, m, call, reply, errText)
-	if cap(rec) <= 64<<10 {
-		r.scratch = rec[:0:cap(rec)] // reuse; the link copies
+	rec, buf, err := appendRecord(r.scratch[:0], typ, m, call, reply, errText)
+	if cap(buf) <= 64<<10 {
+		r.scratch = buf[:0] // reuse; the link copies
 	}
 	if err != nil {
 		return err

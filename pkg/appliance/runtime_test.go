@@ -197,7 +197,7 @@ func TestReplyFromAnotherPeerRefused(t *testing.T) {
 	errc := make(chan error, 1)
 	p.cLoop.Do(func() {
 		_ = p.ctrl.Node().Call(Target{Role: Data}, wrapperspb.Bool(true), 50*time.Millisecond, func(_ proto.Message, err error) { errc <- err })
-		forged, _ := appendRecord(nil, "google.protobuf.BoolValue", wrapperspb.Bool(false), 1, true, "")
+		forged, _, _ := appendRecord(nil, "google.protobuf.BoolValue", wrapperspb.Bool(false), 1, true, "")
 		ins, err := p.ctrl.Decode(forged)
 		if err != nil || len(ins) != 1 {
 			t.Fatal(len(ins), err)

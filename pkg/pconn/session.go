@@ -348,6 +348,10 @@ func (s *Session) SendRecord(t MsgType, rec []byte) error {
 	return nil
 }
 
+// lightBatches is how many small batches in a row let the writer give
+// back a large spare buffer.
+const lightBatches = 16
+
 // directQuiet is how long before a Send that finds the queue idle another
 // one must have found it idle for the Send to write directly: longer than
 // the gap between back-to-back Sends (a stream, better written in
@@ -733,6 +737,7 @@ func (s *Session) writeLoop() error {
 		identify = t.C
 	}
 	var spare []byte
+	light := 0 // batches in a row much smaller than spare's capacity
 	lastIn, idle := s.framesIn.Load(), 0
 
 	flush := func() error {
@@ -760,8 +765,15 @@ func (s *Session) writeLoop() error {
 			}
 			s.framesOut.Add(uint64(n))
 			s.bytesOut.Add(uint64(len(buf)))
+			// Let a burst's large buffer go once the traffic stays light
+			// for a while; a stream keeps its buffers, which it would
+			// otherwise grow again, copy by copy, after every dip.
 			if cap(buf) > 4*s.cfg.ReadBufferSize && len(buf) < s.cfg.ReadBufferSize {
-				buf = nil // let a burst's large buffer go
+				if light++; light >= lightBatches {
+					buf, light = nil, 0
+				}
+			} else {
+				light = 0
 			}
 			spare = buf
 		}
