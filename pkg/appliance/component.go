@@ -498,30 +498,47 @@ type componentLink struct{ c *Component }
 
 // SendApp queues an application message on the mgmt session or on the
 // session to the pair's other half, once it is ready. Loop only.
-func (l componentLink) SendApp(to Target, payload []byte) error {
+func (l componentLink) SendApp(to Target, rec []byte) error {
+	ps, err := l.session(to)
+	if err != nil {
+		return err
+	}
+	return ps.SendRecord(MsgTypeApp, rec)
+}
+
+// SendAppFrom is SendApp with the message written straight into the
+// session's send queue (RecordLink).
+func (l componentLink) SendAppFrom(to Target, n int, w pconn.RecordWriter) error {
+	ps, err := l.session(to)
+	if err != nil {
+		return err
+	}
+	return ps.SendRecordFrom(MsgTypeApp, n, w)
+}
+
+// session is the session a message to to goes on.
+func (l componentLink) session(to Target) (*pconn.Session, error) {
 	c := l.c
 	switch {
 	case to.Role == Mgmt:
 		if !c.mgmtUp {
-			return ErrNoRoute
+			return nil, ErrNoRoute
 		}
-		ps := c.reg.Get(c.mgmtID)
-		if ps == nil {
-			return ErrNoRoute
+		if ps := c.reg.Get(c.mgmtID); ps != nil {
+			return ps, nil
 		}
-		return ps.SendRecord(MsgTypeApp, payload)
+		return nil, ErrNoRoute
 	case to.Role == c.peer && to.PairID == c.spec.Config.PairID:
 		id, ok := c.m.peerSession()
 		if !ok || !c.m.ready() {
-			return ErrNoRoute
+			return nil, ErrNoRoute
 		}
-		ps := c.reg.Get(id)
-		if ps == nil {
-			return ErrNoRoute
+		if ps := c.reg.Get(id); ps != nil {
+			return ps, nil
 		}
-		return ps.SendRecord(MsgTypeApp, payload)
+		return nil, ErrNoRoute
 	case to.Role == c.peer:
-		return fmt.Errorf("%w: %s reaches only its own pair's %s", ErrNoRoute, c.name, to.Role)
+		return nil, fmt.Errorf("%w: %s reaches only its own pair's %s", ErrNoRoute, c.name, to.Role)
 	}
-	return fmt.Errorf("%w: %s cannot send to %s", ErrWrongRole, c.name, to)
+	return nil, fmt.Errorf("%w: %s cannot send to %s", ErrWrongRole, c.name, to)
 }

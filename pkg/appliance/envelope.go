@@ -198,6 +198,76 @@ func parseEnvelope(b []byte) (envelope, error) {
 	return e, nil
 }
 
+// outRecord is one AppMessage on its way out, written as an AppBatch
+// record straight into a session's send queue (pconn.RecordWriter).
+type outRecord struct {
+	typ      string
+	m        proto.Message
+	bodySize int
+	call     uint64
+	reply    bool
+	errText  string
+	envSize  int
+}
+
+// set fills r and returns the record's size.
+func (r *outRecord) set(typ string, m proto.Message, call uint64, reply bool, errText string) int {
+	if len(errText) > maxErrorText {
+		errText = errText[:maxErrorText]
+	}
+	*r = outRecord{typ: typ, m: m, call: call, reply: reply, errText: errText}
+	n := 0
+	if typ != "" {
+		n += 1 + protowire.SizeBytes(len(typ))
+	}
+	if m != nil {
+		r.bodySize = proto.Size(m)
+		n += 1 + protowire.SizeBytes(r.bodySize)
+	}
+	if call != 0 {
+		n += 1 + protowire.SizeVarint(call)
+	}
+	if reply {
+		n += 2
+	}
+	if errText != "" {
+		n += 1 + protowire.SizeBytes(len(errText))
+	}
+	r.envSize = n
+	return 1 + protowire.SizeBytes(n)
+}
+
+// AppendRecord is pconn.RecordWriter: the record's prefix, then the
+// envelope, the body marshalled in place.
+func (r *outRecord) AppendRecord(dst []byte) []byte {
+	dst = protowire.AppendTag(dst, fieldMessages, protowire.BytesType)
+	dst = protowire.AppendVarint(dst, uint64(r.envSize))
+	if r.typ != "" {
+		dst = protowire.AppendTag(dst, fieldType, protowire.BytesType)
+		dst = protowire.AppendString(dst, r.typ)
+	}
+	if r.m != nil {
+		dst = protowire.AppendTag(dst, fieldBody, protowire.BytesType)
+		dst = protowire.AppendVarint(dst, uint64(r.bodySize))
+		// A failure, or a message that changed since set, shows as a
+		// record of the wrong size, which the session refuses.
+		dst, _ = proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(dst, r.m)
+	}
+	if r.call != 0 {
+		dst = protowire.AppendTag(dst, fieldCall, protowire.VarintType)
+		dst = protowire.AppendVarint(dst, r.call)
+	}
+	if r.reply {
+		dst = protowire.AppendTag(dst, fieldReply, protowire.VarintType)
+		dst = protowire.AppendVarint(dst, 1)
+	}
+	if r.errText != "" {
+		dst = protowire.AppendTag(dst, fieldError, protowire.BytesType)
+		dst = protowire.AppendString(dst, r.errText)
+	}
+	return dst
+}
+
 // appendEnvelope appends an AppMessage carrying m (nil for none) to dst.
 func appendEnvelope(dst []byte, typ string, m proto.Message, call uint64, reply bool, errText string) ([]byte, error) {
 	if typ != "" {

@@ -146,3 +146,33 @@ func mustMarshalF(m proto.Message) []byte {
 	}
 	return b
 }
+
+// TestOutRecordMatchesAppendRecord: the record written straight into a
+// send queue is the record appendRecord builds, and of the size set
+// announced.
+func TestOutRecordMatchesAppendRecord(t *testing.T) {
+	long := string(bytes.Repeat([]byte("e"), 2*maxErrorText))
+	for _, c := range []struct {
+		typ     string
+		m       proto.Message
+		call    uint64
+		reply   bool
+		errText string
+	}{
+		{"google.protobuf.BytesValue", wrapperspb.Bytes(make([]byte, 300)), 0, false, ""},
+		{"google.protobuf.Int64Value", wrapperspb.Int64(-1), 1 << 40, true, ""},
+		{"", nil, 7, true, long},
+		{"google.protobuf.StringValue", wrapperspb.String(""), 0, false, ""},
+	} {
+		want, _, err := appendRecord(nil, c.typ, c.m, c.call, c.reply, c.errText)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r outRecord
+		n := r.set(c.typ, c.m, c.call, c.reply, c.errText)
+		got := r.AppendRecord([]byte("x"))[1:]
+		if n != len(got) || !bytes.Equal(got, want) {
+			t.Fatalf("%s: set says %d bytes, wrote %d, appendRecord %d; equal %v", c.typ, n, len(got), len(want), bytes.Equal(got, want))
+		}
+	}
+}

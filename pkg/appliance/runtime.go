@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/hellopics/hellopics/internal/ratelog"
+	"github.com/hellopics/hellopics/pkg/pconn"
 	"github.com/hellopics/hellopics/pkg/tier"
 )
 
@@ -26,6 +27,13 @@ type Link interface {
 	// transport's error (ErrQueueFull, ErrTooLarge). It must not keep
 	// rec.
 	SendApp(to Target, rec []byte) error
+}
+
+// RecordLink is a Link that takes a message written straight into the
+// link's send queue (pconn.Session.SendRecordFrom): n bytes from w.
+// The component shell implements it; the Runtime uses it when there.
+type RecordLink interface {
+	SendAppFrom(to Target, n int, w pconn.RecordWriter) error
 }
 
 // PairLister is implemented by the mgmt shell's Link: the pairs whose
@@ -81,7 +89,8 @@ type Runtime struct {
 	started  bool
 	stopped  bool
 	scratch  []byte
-	oneway   Context // the Context of one-way messages, reused
+	oneway   Context   // the Context of one-way messages, reused
+	out      outRecord // the message being sent (RecordLink)
 
 	msgs    *prometheus.CounterVec
 	refused *prometheus.CounterVec
@@ -395,6 +404,16 @@ func (r *Runtime) sendEnvelope(to Target, typ string, m proto.Message, call uint
 	}
 	if r.cfg.Link == nil {
 		return ErrNoRoute
+	}
+	if rl, ok := r.cfg.Link.(RecordLink); ok {
+		n := r.out.set(typ, m, call, reply, errText)
+		if err := rl.SendAppFrom(r.resolve(to), n, &r.out); err != nil {
+			r.out = outRecord{}
+			return fmt.Errorf("appliance: send %s to %s: %w", nameOr(typ, "reply"), r.resolve(to), err)
+		}
+		r.out = outRecord{} // keep no message
+		r.sent.Inc()
+		return nil
 	}
 	rec, buf, err := appendRecord(r.scratch[:0], typ, m, call, reply, errText)
 	if cap(buf) <= 64<<10 {

@@ -313,30 +313,59 @@ const MaxRecordFrame = 4 << 10
 // frame. A stream of small messages thus costs one frame per batch, a
 // quiet session still one write per message. It fails like Send.
 func (s *Session) SendRecord(t MsgType, rec []byte) error {
-	if err := s.checkSend(t, len(rec)); err != nil {
+	return s.SendRecordFrom(t, len(rec), bytesRecord(rec))
+}
+
+// RecordWriter writes a record straight into a session's send queue
+// (SendRecordFrom).
+type RecordWriter interface {
+	// AppendRecord appends the record, of exactly the size announced,
+	// to dst and returns it. It runs with the queue locked: it must not
+	// block or call the session.
+	AppendRecord(dst []byte) []byte
+}
+
+type bytesRecord []byte
+
+func (b bytesRecord) AppendRecord(dst []byte) []byte { return append(dst, b...) }
+
+// SendRecordFrom is SendRecord for a record of n bytes that w writes
+// into the send queue itself, with no copy in between. A w that
+// appends another number of bytes is a programming error: the frame is
+// dropped and the error returned.
+func (s *Session) SendRecordFrom(t MsgType, n int, w RecordWriter) error {
+	if err := s.checkSend(t, n); err != nil {
 		return err
 	}
 	s.qmu.Lock()
 	if s.tailSet && s.tailType == t && s.tailGen == s.qgen && s.tailEnd == len(s.qbuf) &&
-		s.tailEnd-s.tail-HeaderSize+len(rec) <= MaxRecordFrame {
-		if s.qclosed || len(s.qbuf)+len(rec) > s.cfg.SendQueueBytes {
+		s.tailEnd-s.tail-HeaderSize+n <= MaxRecordFrame {
+		if s.qclosed || len(s.qbuf)+n > s.cfg.SendQueueBytes {
 			err := s.admit(s.cfg.SendQueueBytes) // the reason: closed, or full
 			s.qmu.Unlock()
 			return err
 		}
-		s.qbuf = append(s.qbuf, rec...)
+		if err := s.appendRecord(n, w); err != nil {
+			s.qmu.Unlock()
+			return err
+		}
 		s.tailEnd = len(s.qbuf)
 		binary.BigEndian.PutUint32(s.qbuf[s.tail+4:s.tail+8], uint32(s.tailEnd-s.tail-HeaderSize))
 		s.qmu.Unlock()
 		return nil // the frame is queued: the writer is due already
 	}
-	if err := s.admit(len(rec)); err != nil {
+	if err := s.admit(n); err != nil {
 		s.qmu.Unlock()
 		return err
 	}
 	wasEmpty := len(s.qbuf) == 0
 	start := len(s.qbuf)
-	s.qbuf = AppendFrame(s.qbuf, t, rec)
+	s.qbuf = AppendHeader(s.qbuf, Header{Version: Version, Type: t, Length: uint32(n)})
+	if err := s.appendRecord(n, w); err != nil {
+		s.qbuf = s.qbuf[:start]
+		s.qmu.Unlock()
+		return err
+	}
 	s.tail, s.tailEnd, s.tailType, s.tailGen, s.tailSet = start, len(s.qbuf), t, s.qgen, true
 	// queued may write the frame at once: qgen then moves on, and the
 	// next record starts a frame of its own.
@@ -345,6 +374,17 @@ func (s *Session) SendRecord(t MsgType, rec []byte) error {
 	if wake {
 		s.signal()
 	}
+	return nil
+}
+
+// appendRecord has w append its n bytes to the queue; qmu is held.
+func (s *Session) appendRecord(n int, w RecordWriter) error {
+	before := len(s.qbuf)
+	out := w.AppendRecord(s.qbuf)
+	if len(out)-before != n {
+		return fmt.Errorf("pconn: a record announced as %d bytes wrote %d", n, len(out)-before)
+	}
+	s.qbuf = out
 	return nil
 }
 
