@@ -15,12 +15,13 @@ package appliance_test
 // framework runs on, without the envelope, the loop and the calls.
 //
 // Metrics: rt/s (round trips per second, one in flight), msgs/s
-// (messages per second received), vs-pconn (this rate over the pconn
-// run's just before it), allocs/op (both ends; a round trip is two
-// messages).
+// (messages per second received), vs-pconn (this rate over the median of
+// the pconn runs of the same workload just before), allocs/op (both
+// ends; a round trip is two messages).
 
 import (
 	"errors"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -32,9 +33,31 @@ import (
 	"github.com/hellopics/hellopics/pkg/pconn"
 )
 
-// lastPconnRate is the rate of the pconn sub-benchmark that ran last,
-// for the framework run after it to compare with.
-var lastPconnRate float64
+// scoped is a testing.TB whose Cleanup functions run when its stop is
+// called: the components of one run of a benchmark function stop at its
+// end, not with the whole benchmark (which calls it once per b.N tried),
+// so that no earlier run's components compete for the CPU.
+type scoped struct {
+	testing.TB
+	cleanups []func()
+}
+
+func (s *scoped) Cleanup(f func()) { s.cleanups = append(s.cleanups, f) }
+
+func (s *scoped) stop() {
+	for i := len(s.cleanups) - 1; i >= 0; i-- {
+		s.cleanups[i]()
+	}
+}
+
+// pconnRates are the rates of the pconn runs of the workload that ran
+// last (all -count runs of it come first), for the framework runs after
+// them to compare with their median: one noisy run does not skew the
+// ratio.
+var pconnRates []float64
+
+// framework says a framework run came since the last pconn run.
+var framework bool
 
 func BenchmarkAppMessages(b *testing.B) {
 	payload := make([]byte, 64)
@@ -48,9 +71,17 @@ func report(b *testing.B, unit string, start time.Time, pconn bool) {
 	rate := float64(b.N) / time.Since(start).Seconds()
 	b.ReportMetric(rate, unit)
 	if pconn {
-		lastPconnRate = rate
-	} else if lastPconnRate > 0 {
-		b.ReportMetric(rate/lastPconnRate, "vs-pconn")
+		if framework {
+			pconnRates, framework = nil, false
+		}
+		pconnRates = append(pconnRates, rate)
+		return
+	}
+	framework = true
+	if len(pconnRates) > 0 {
+		sorted := slices.Clone(pconnRates)
+		slices.Sort(sorted)
+		b.ReportMetric(rate/sorted[len(sorted)/2], "vs-pconn")
 	}
 }
 
@@ -106,7 +137,9 @@ func benchPconnRoundTrip(b *testing.B, payload []byte) {
 func benchAppRoundTrip(b *testing.B, payload []byte) {
 	mux := appliance.NewMux()
 	appliance.HandleCall(mux, func(c *appliance.Context, m *wrapperspb.BytesValue) (*wrapperspb.BytesValue, error) { return m, nil })
-	tr := startTrio(b, nil, nil, &appliance.App{Mux: mux})
+	sc := &scoped{TB: b}
+	defer sc.stop()
+	tr := startTrio(sc, nil, nil, &appliance.App{Mux: mux})
 	cn := tr.ctrl.Node()
 	req := wrapperspb.Bytes(payload)
 	answered := make(chan error, 1)
@@ -176,7 +209,9 @@ func benchAppStream(b *testing.B, payload []byte) {
 		}
 		return nil
 	})
-	tr := startTrio(b, nil, nil, &appliance.App{Mux: mux})
+	sc := &scoped{TB: b}
+	defer sc.stop()
+	tr := startTrio(sc, nil, nil, &appliance.App{Mux: mux})
 	cn := tr.ctrl.Node()
 	msg := wrapperspb.Bytes(payload)
 	to := appliance.Target{Role: appliance.Data}

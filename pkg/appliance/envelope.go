@@ -85,29 +85,6 @@ func eachEnvelope(b []byte, fn func(envelope) error) error {
 	return nil
 }
 
-// countRecords counts the records of an AppBatch, for sizing; what is
-// not well formed is left to eachEnvelope to refuse.
-func countRecords(b []byte) int {
-	n := 0
-	for len(b) > 0 {
-		_, wt, m := protowire.ConsumeTag(b)
-		if m < 0 {
-			break
-		}
-		b = b[m:]
-		if wt != protowire.BytesType {
-			break
-		}
-		_, m = protowire.ConsumeBytes(b)
-		if m < 0 {
-			break
-		}
-		b = b[m:]
-		n++
-	}
-	return n
-}
-
 // appendRecord appends one AppMessage to dst as a record of an
 // AppBatch (pconn.Session.SendRecord): the envelope is encoded after
 // room for the longest prefix, then the prefix is written just before
