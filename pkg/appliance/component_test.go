@@ -40,8 +40,13 @@ func startMgmt(t testing.TB, app *appliance.App) *mgmt.Server {
 
 func startCtrl(t testing.TB, mgmtAddr string, app *appliance.App) *ctrl.Ctrl {
 	t.Helper()
+	return startCtrlAt(t, []string{mgmtAddr}, app)
+}
+
+func startCtrlAt(t testing.TB, mgmtAddrs []string, app *appliance.App) *ctrl.Ctrl {
+	t.Helper()
 	cc := ctrl.DefaultConfig()
-	cc.MgmtAddrs, cc.ListenAddr, cc.PairID, cc.App = []string{mgmtAddr}, "127.0.0.1:0", "p1", app
+	cc.MgmtAddrs, cc.ListenAddr, cc.PairID, cc.App = mgmtAddrs, "127.0.0.1:0", "p1", app
 	cc.RetryInterval = 50 * time.Millisecond
 	c, err := ctrl.New(cc)
 	if err != nil {
@@ -53,8 +58,13 @@ func startCtrl(t testing.TB, mgmtAddr string, app *appliance.App) *ctrl.Ctrl {
 
 func startData(t testing.TB, mgmtAddr string, app *appliance.App) *data.Data {
 	t.Helper()
+	return startDataAt(t, []string{mgmtAddr}, app)
+}
+
+func startDataAt(t testing.TB, mgmtAddrs []string, app *appliance.App) *data.Data {
+	t.Helper()
 	dc := data.DefaultConfig()
-	dc.MgmtAddrs, dc.PairID, dc.App = []string{mgmtAddr}, "p1", app
+	dc.MgmtAddrs, dc.PairID, dc.App = mgmtAddrs, "p1", app
 	dc.RetryInterval = 50 * time.Millisecond
 	d, err := data.New(dc)
 	if err != nil {
