@@ -70,3 +70,57 @@ func Example() {
 	fmt.Println(<-done)
 	// Output: data/pic0 answered HELLO FROM CTRL
 }
+
+// tally is a replicated State: a running total; an update is one byte
+// to add.
+type tally struct{ total int }
+
+func (t *tally) Apply(u []byte) error {
+	if len(u) != 1 {
+		return fmt.Errorf("an update is one byte, not %d", len(u))
+	}
+	t.total += int(u[0])
+	return nil
+}
+func (t *tally) Snapshot() ([]byte, error) { return []byte{byte(t.total)}, nil }
+func (t *tally) Restore(b []byte) error {
+	t.total = 0
+	if len(b) == 1 {
+		t.total = int(b[0])
+	}
+	return nil
+}
+
+// The master mgmt changes its application's replicated state with
+// Node.Replicate: the update is applied at once and streamed to the
+// backups; the callback runs once every live backup holds it (here a
+// single instance: at once, with no backup to count).
+func ExampleNode_Replicate() {
+	state := &tally{}
+	done := make(chan string, 1)
+	var node *appliance.Node
+	app := &appliance.App{
+		State:   state,
+		OnStart: func(n *appliance.Node) { node = n },
+		OnMastership: func(master bool, _ uint64) {
+			if !master {
+				return
+			}
+			err := node.Replicate([]byte{40}, func(c appliance.Commit) {
+				done <- fmt.Sprintf("total %d, acknowledged by %d backups, error %v", state.total, c.Acked, c.Err)
+			})
+			if err != nil {
+				done <- err.Error()
+			}
+		},
+	}
+	mc := mgmt.DefaultConfig()
+	mc.ListenAddr, mc.OperatorAddr, mc.App = "127.0.0.1:0", "", app
+	m, err := mgmt.New(mc)
+	if err != nil {
+		panic(err)
+	}
+	defer m.Close()
+	fmt.Println(<-done)
+	// Output: total 40, acknowledged by 0 backups, error <nil>
+}
