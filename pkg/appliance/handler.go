@@ -31,6 +31,7 @@ func (r *Runtime) Handler(onFrame func(*pconn.Session, hellopicsv1.MsgType, prot
 		return func() {
 			p, ok := from(s)
 			if !ok {
+				defer ReleaseInbound(ins)
 				r.refused.WithLabelValues(RefusedUnidentified).Add(float64(len(ins)))
 				r.rlog.Warn("refused-unidentified", "application message from a session that has not identified itself dropped",
 					"component", r.cfg.Role.String(), "remote", s.RemoteAddr().String(), "messages", len(ins))
@@ -39,6 +40,7 @@ func (r *Runtime) Handler(onFrame func(*pconn.Session, hellopicsv1.MsgType, prot
 			for _, in := range ins {
 				r.Deliver(p, in)
 			}
+			ReleaseInbound(ins)
 		}, nil
 	})
 }

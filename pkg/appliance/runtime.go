@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -233,13 +234,30 @@ type inboundRare struct {
 // type or with a malformed body is not an error here: Deliver refuses it
 // and tells the sender.
 func (r *Runtime) Decode(payload []byte) ([]Inbound, error) {
-	// Room for messages of about 64 bytes: most batches never grow it.
-	out := make([]Inbound, 0, len(payload)/64+1)
+	var out []Inbound
+	if p, _ := inboundPool.Get().(*[]Inbound); p != nil {
+		out = (*p)[:0]
+	}
 	err := eachEnvelope(payload, func(e envelope) error {
 		out = append(out, r.decodeOne(e))
 		return nil
 	})
 	return out, err
+}
+
+// inboundPool holds the slices Decode returns, given back by ReleaseInbound
+// once delivered: a stream of batches does not allocate one each.
+var inboundPool sync.Pool
+
+// ReleaseInbound gives back a slice Decode returned, once its messages were
+// delivered.
+func ReleaseInbound(ins []Inbound) {
+	if cap(ins) > 1024 {
+		return
+	}
+	clear(ins)
+	ins = ins[:0]
+	inboundPool.Put(&ins)
 }
 
 func (r *Runtime) decodeOne(e envelope) Inbound {
