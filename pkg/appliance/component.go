@@ -273,10 +273,6 @@ func (c *Component) MetricsAddr() net.Addr { return c.ep.MetricsAddr() }
 // HealthAddr is where the gRPC health service is served, or nil.
 func (c *Component) HealthAddr() net.Addr { return c.ep.HealthAddr() }
 
-// Context is cancelled when the component closes: the owner's
-// goroutines (data's reporter) end with it.
-func (c *Component) Context() context.Context { return c.ctx }
-
 func (c *Component) onMgmtSession(ev pconn.Event) {
 	now := time.Now()
 	switch {
