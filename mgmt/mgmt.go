@@ -267,12 +267,11 @@ func (s *Server) onSession(ev pconn.Event) {
 }
 
 func (s *Server) onFrame(ps *pconn.Session, t hellopicsv1.MsgType, msg proto.Message) {
-	id := handshake.SessionID(ps.ID())
-	if s.reg.Get(id) == nil {
-		return // a frame that raced with its session's end
-	}
-	if refuse := tier.CheckIdentify(ps, t, msg); refuse != nil {
-		s.apply(refuse)
+	id, refuse, ok := tier.Admit(s.reg, ps, t, msg)
+	if !ok {
+		if refuse != nil {
+			s.apply(refuse) // a false Identify
+		}
 		return
 	}
 	s.apply(s.machine.Receive(id, t, msg, time.Now()))

@@ -347,12 +347,11 @@ func (c *Component) onPeerSession(ev pconn.Event) {
 }
 
 func (c *Component) onFrame(ps *pconn.Session, t hellopicsv1.MsgType, msg proto.Message) {
-	id := handshake.SessionID(ps.ID())
-	if c.reg.Get(id) == nil {
-		return // a frame that raced with its session's end
-	}
-	if refuse := tier.CheckIdentify(ps, t, msg); refuse != nil {
-		c.apply(refuse)
+	id, refuse, ok := tier.Admit(c.reg, ps, t, msg)
+	if !ok {
+		if refuse != nil {
+			c.apply(refuse) // a false Identify
+		}
 		return
 	}
 	c.apply(c.m.receive(id, t, msg, time.Now()))

@@ -192,3 +192,19 @@ func Carry(o handshake.Output, reg *Registry, log hclog.Logger, events *EventLog
 	}
 	return true
 }
+
+// Admit is the start every shell's frame handler shares: the frame's
+// session id, and whether the machine should see the frame. A frame of a
+// session the registry no longer has (it raced with the session's end)
+// is dropped; an Identify that contradicts the session's certificate is
+// refused, and refuse holds the outputs to carry out instead.
+func Admit(reg *Registry, ps *pconn.Session, t hellopicsv1.MsgType, msg proto.Message) (id handshake.SessionID, refuse []handshake.Output, ok bool) {
+	id = handshake.SessionID(ps.ID())
+	if reg.Get(id) == nil {
+		return id, nil, false
+	}
+	if refuse = CheckIdentify(ps, t, msg); refuse != nil {
+		return id, refuse, false
+	}
+	return id, nil, true
+}
