@@ -27,7 +27,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	"github.com/hellopics/hellopics/mgmt/election"
+	"github.com/hellopics/hellopics/pkg/election"
 	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
 

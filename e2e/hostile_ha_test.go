@@ -14,7 +14,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/hellopics/hellopics/mgmt/election"
+	"github.com/hellopics/hellopics/pkg/election"
 	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
 

@@ -14,7 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/hellopics/hellopics/mgmt/election"
+	"github.com/hellopics/hellopics/pkg/election"
 	"github.com/hellopics/hellopics/pkg/appliance"
 	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )

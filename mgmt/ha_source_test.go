@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hellopics/hellopics/mgmt/election"
+	"github.com/hellopics/hellopics/pkg/election"
 )
 
 // TestHASourceCheck: a connection that names peer X must come from X's

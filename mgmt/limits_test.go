@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hellopics/hellopics/mgmt/election"
+	"github.com/hellopics/hellopics/pkg/election"
 	"github.com/hellopics/hellopics/pkg/pconn"
 	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )

@@ -17,7 +17,7 @@ import (
 
 	"github.com/hellopics/hellopics/internal/metrics"
 	"github.com/hellopics/hellopics/internal/ratelog"
-	"github.com/hellopics/hellopics/mgmt/election"
+	"github.com/hellopics/hellopics/pkg/election"
 	"github.com/hellopics/hellopics/mgmt/operator"
 	"github.com/hellopics/hellopics/pkg/appliance"
 	"github.com/hellopics/hellopics/pkg/handshake"

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hellopics/hellopics/mgmt/election"
+	"github.com/hellopics/hellopics/pkg/election"
 )
 
 // peerAddrs knows which IP addresses each mgmt peer's connections may

@@ -12,7 +12,7 @@ import (
 
 	"github.com/hellopics/hellopics/internal/await"
 	"github.com/hellopics/hellopics/mgmt"
-	"github.com/hellopics/hellopics/mgmt/election"
+	"github.com/hellopics/hellopics/pkg/election"
 	"github.com/hellopics/hellopics/pkg/appliance"
 )
 
