@@ -14,8 +14,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/hellopics/hellopics/pkg/election"
 	"github.com/hellopics/hellopics/pkg/appliance"
+	"github.com/hellopics/hellopics/pkg/election"
 	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
 

@@ -8,8 +8,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/hellopics/hellopics/pkg/election"
 	"github.com/hellopics/hellopics/pkg/appliance"
+	"github.com/hellopics/hellopics/pkg/election"
 	"github.com/hellopics/hellopics/pkg/handshake"
 	"github.com/hellopics/hellopics/pkg/pconn"
 	"github.com/hellopics/hellopics/pkg/tlsconf"

@@ -12,8 +12,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/hellopics/hellopics/pkg/election"
 	"github.com/hellopics/hellopics/mgmt/operator"
+	"github.com/hellopics/hellopics/pkg/election"
 	"github.com/hellopics/hellopics/pkg/handshake"
 	"github.com/hellopics/hellopics/pkg/identity"
 	"github.com/hellopics/hellopics/pkg/pconn"

@@ -17,9 +17,9 @@ import (
 
 	"github.com/hellopics/hellopics/internal/metrics"
 	"github.com/hellopics/hellopics/internal/ratelog"
-	"github.com/hellopics/hellopics/pkg/election"
 	"github.com/hellopics/hellopics/mgmt/operator"
 	"github.com/hellopics/hellopics/pkg/appliance"
+	"github.com/hellopics/hellopics/pkg/election"
 	"github.com/hellopics/hellopics/pkg/handshake"
 	"github.com/hellopics/hellopics/pkg/identity"
 	"github.com/hellopics/hellopics/pkg/pconn"

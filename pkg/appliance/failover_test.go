@@ -12,8 +12,8 @@ import (
 
 	"github.com/hellopics/hellopics/internal/await"
 	"github.com/hellopics/hellopics/mgmt"
-	"github.com/hellopics/hellopics/pkg/election"
 	"github.com/hellopics/hellopics/pkg/appliance"
+	"github.com/hellopics/hellopics/pkg/election"
 )
 
 func freeAddr(t testing.TB) string {
