@@ -4,30 +4,21 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"time"
-
-	"github.com/hashicorp/go-hclog"
 
 	"github.com/hellopics/hellopics/pkg/appliance"
-	"github.com/hellopics/hellopics/pkg/election"
-	"github.com/hellopics/hellopics/pkg/handshake"
-	"github.com/hellopics/hellopics/pkg/pconn"
-	"github.com/hellopics/hellopics/pkg/tlsconf"
 )
 
 // Config configures a management instance. Start from DefaultConfig.
+//
+// The instance itself (component port, registry and Hello cycle,
+// mastership and state sync, the application) is configured by the
+// embedded appliance.ManagementConfig, whose fields, and the election's
+// within it (ID, Priority, Peers, HeartbeatInterval, DeadMisses,
+// NoPreempt, PreemptDelay, MaxEpochJump), are promoted: cfg.ListenAddr,
+// cfg.Peers. Config adds what the daemon serves beside it: the
+// operator API and the metrics.
 type Config struct {
-	// App is the application running in mgmt (pkg/appliance): its
-	// handlers, hooks and replicated State. Nil runs none.
-	App *appliance.App
-
-	// ListenAddr is where ctrl and data connect (host:port). Default ":7300".
-	ListenAddr string
-
-	// AdvertiseAddr is the address components should use for this
-	// instance, given to them by a backup's redirect. Default: ListenAddr
-	// if it names a host, else this host's address toward the first peer.
-	AdvertiseAddr string
+	appliance.ManagementConfig
 
 	// OperatorAddr is where the operator gRPC API listens; "" disables it.
 	// Default "127.0.0.1:7400".
@@ -46,158 +37,20 @@ type Config struct {
 	// MetricsAddr is where Prometheus metrics are served (/metrics); ""
 	// disables them.
 	MetricsAddr string
-
-	// HelloInterval is the period of the Hello cycle, at least 10 ms.
-	// Default 1 s.
-	HelloInterval time.Duration
-
-	// IdentifyTimeout closes a session that has not identified itself in
-	// time. Default 10 s.
-	IdentifyTimeout time.Duration
-
-	// MaxPairs bounds the registry: an Identify that would register a new
-	// pair beyond it is refused (counted as
-	// hellopics_mgmt_refused_total{reason="too_many_pairs"}). Default 512
-	// (handshake.DefaultMaxPairs): at that size a registry with every
-	// string at its limit still fits in one 1 MiB state-sync frame.
-	MaxPairs int
-
-	// PairExpiry removes a pair from the registry once its ctrl and data
-	// have both been gone this long (event pair_expired). Default 10 min;
-	// 0 keeps pairs forever.
-	PairExpiry time.Duration
-
-	// DeadTimeout is pconn's dead-peer time for component sessions: a
-	// component silent this long is declared lost. Default 3 s.
-	DeadTimeout time.Duration
-
-	// Transport, if set, is the base pconn configuration (limits); its
-	// handlers are replaced.
-	Transport *pconn.Config
-
-	// TLS, when set, puts the component port and the HA links under
-	// mutual TLS 1.3 with identities checked (docs/security.md): ctrl
-	// and data may identify only as the role and pair their certificate
-	// names, a peer only as the mgmt id its certificate names. This
-	// instance's own certificate must name mgmt/ID. Nil is plaintext.
-	TLS *tlsconf.Source
-
-	// Logger is the root logger; the instance logs under "mgmt". Nil
-	// discards logs.
-	Logger hclog.Logger
-
-	// ID names this instance among the management instances. Default:
-	// the host name.
-	ID string
-
-	// Priority decides the election: highest wins, ties broken by ID.
-	// Default 100.
-	Priority uint32
-
-	// HAListenAddr is where the other management instances connect for
-	// heartbeats and state sync. Required when Peers is not empty.
-	HAListenAddr string
-
-	// Peers are the other management instances (their IDs and
-	// HAListenAddr). Empty runs a single instance that is always master.
-	Peers []election.Peer
-
-	// StateDir holds the epoch file, written atomically and fsynced, so a
-	// restarted instance never reuses an epoch. "" keeps the epoch in
-	// memory only (tests, demos): a warning is logged.
-	StateDir string
-
-	// HeartbeatInterval between management instances. Default 50 ms.
-	HeartbeatInterval time.Duration
-
-	// DeadMisses heartbeat intervals without news make a peer dead.
-	// Default 3.
-	DeadMisses int
-
-	// NoPreempt stops this instance from taking over from a working
-	// master of lower priority (keepalived's nopreempt).
-	NoPreempt bool
-
-	// Version is reported in the operator status.
-	Version string
-
-	// PreemptDelay is how long this instance waits, preferred over a
-	// working master, before it takes over gracefully. Default 0.
-	PreemptDelay time.Duration
-
-	// MaxEpochJump is how far above the highest epoch this instance
-	// knows another instance's epoch may be; further is refused as
-	// forged or corrupt (election.Config.MaxEpochJump). 0 means the
-	// default, 65,536.
-	MaxEpochJump uint64
-
-	// RefusalLogInterval is how often at most each kind of refused input
-	// (a rule of the handshake or of the election, a transport error) is
-	// logged; the ones in between are counted in the metrics and the
-	// next line says how many ("suppressed"). 0 logs every one. Default
-	// 10 s.
-	RefusalLogInterval time.Duration
-
-	// HAAnySource accepts a mgmt peer's connection from any address.
-	// By default a connection whose first heartbeat names peer X must
-	// come from an IP address of X's configured HA address, so that a
-	// stranger cannot speak for X by knowing its name. Set it for peers
-	// behind NAT or whose connections leave from another interface.
-	HAAnySource bool
 }
 
-// DefaultConfig returns the defaults described on Config.
+// DefaultConfig returns the defaults described on Config and
+// appliance.ManagementConfig.
 func DefaultConfig() Config {
 	return Config{
-		ListenAddr:        ":7300",
-		OperatorAddr:      "127.0.0.1:7400",
-		HelloInterval:     handshake.DefaultHelloInterval,
-		IdentifyTimeout:   handshake.DefaultIdentifyTimeout,
-		MaxPairs:          handshake.DefaultMaxPairs,
-		PairExpiry:        handshake.DefaultPairExpiry,
-		DeadTimeout:       3 * time.Second,
-		Priority:          100,
-		HeartbeatInterval: 50 * time.Millisecond,
-		DeadMisses:        3,
-
-		RefusalLogInterval: 10 * time.Second,
+		ManagementConfig: appliance.DefaultManagementConfig(),
+		OperatorAddr:     "127.0.0.1:7400",
 	}
 }
 
 // Validate reports every invalid field.
 func (c *Config) Validate() error {
-	var errs []error
-	if c.ListenAddr == "" {
-		errs = append(errs, errors.New("ListenAddr is empty"))
-	}
-	if c.HelloInterval < handshake.MinHelloInterval {
-		errs = append(errs, fmt.Errorf("HelloInterval %v below the minimum %v", c.HelloInterval, handshake.MinHelloInterval))
-	}
-	if c.IdentifyTimeout <= 0 {
-		errs = append(errs, fmt.Errorf("IdentifyTimeout %v must be positive", c.IdentifyTimeout))
-	}
-	if c.MaxPairs < 1 {
-		errs = append(errs, fmt.Errorf("MaxPairs %d must be at least 1", c.MaxPairs))
-	}
-	if c.PairExpiry < 0 {
-		errs = append(errs, fmt.Errorf("PairExpiry %v must not be negative (0 keeps pairs forever)", c.PairExpiry))
-	}
-	if c.DeadTimeout < pconn.MinDeadTimeout {
-		errs = append(errs, fmt.Errorf("DeadTimeout %v below the minimum %v", c.DeadTimeout, pconn.MinDeadTimeout))
-	}
-	if len(c.Peers) > 0 && c.HAListenAddr == "" {
-		errs = append(errs, errors.New("HAListenAddr is empty but Peers are given"))
-	}
-	if c.HeartbeatInterval <= 0 {
-		errs = append(errs, fmt.Errorf("HeartbeatInterval %v must be positive", c.HeartbeatInterval))
-	}
-	if c.RefusalLogInterval < 0 {
-		errs = append(errs, fmt.Errorf("RefusalLogInterval %v is negative", c.RefusalLogInterval))
-	}
-	if c.DeadMisses < 1 {
-		errs = append(errs, fmt.Errorf("DeadMisses %d must be at least 1", c.DeadMisses))
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := errors.Join(c.Problems()...); err != nil {
 		return fmt.Errorf("mgmt: invalid config: %w", err)
 	}
 	return nil

@@ -2,83 +2,29 @@ package mgmt
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"log/slog"
 	"net"
-	"os"
-	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/hellopics/hellopics/internal/metrics"
-	"github.com/hellopics/hellopics/internal/ratelog"
 	"github.com/hellopics/hellopics/mgmt/operator"
 	"github.com/hellopics/hellopics/pkg/appliance"
-	"github.com/hellopics/hellopics/pkg/election"
-	"github.com/hellopics/hellopics/pkg/handshake"
-	"github.com/hellopics/hellopics/pkg/identity"
-	"github.com/hellopics/hellopics/pkg/pconn"
-	"github.com/hellopics/hellopics/pkg/tier"
-	"github.com/hellopics/hellopics/pkg/tlsconf"
 	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
 
-// Server is a running management instance.
+// Server is a running management instance: the framework's management
+// shell (appliance.Management) with the operator API and the metrics
+// served beside it.
 type Server struct {
-	cfg     Config
-	log     hclog.Logger
-	events  *tier.EventLog // machine events; refusals rate-limited
-	started time.Time
-
-	loop    *tier.Loop
-	machine *handshake.Mgmt // loop goroutine only
-	reg     *tier.Registry  // loop goroutine only
-	srv     *pconn.Server
-
-	// Mastership (ha.go); loop goroutine only unless noted.
-	el           *election.Election // nil for a single instance
-	haSrv        *pconn.Server
-	haScrape     atomic.Pointer[pconn.Server] // haSrv for metrics scrapes, which start before it is set
-	haClients    map[string]*pconn.Client     // set before the loop uses it
-	haInbound    map[string]*pconn.Session    // peers' connections to us, by id
-	haGreeted    map[string]*pconn.Session    // our connection to each peer that carried a heartbeat
-	epochPath    string
-	draining     bool
-	tickDeferred bool
-	redrain      bool
-	aligned      mastership        // what alignMastership last applied
-	haSources    *peerAddrs        // where each peer's connections may come from
-	syncErr      map[string]string // peer id -> why its last sync was not sent
-	haLog        *ratelog.Logger
-	syncVersion  uint64
-	advertised   string
-
-	metrics *mgmtMetrics
-	metSrv  *metrics.Server
-
-	// The application (app.go); loop goroutine only unless noted.
-	rt                *appliance.Runtime // any goroutine (its own rules)
-	appPending        [][]byte           // updates not yet sent to the backups
-	appPendingVersion uint64             // the version that will carry them
-	appVersion        uint64             // a single instance's update count
-	appCommitPosted   bool
-	appSyncErrors     prometheus.Counter
+	*appliance.Management
 
 	op     *operator.Server
 	opAddr net.Addr
 	broker *operator.Broker
 	opDone chan struct{}
-
-	failOnce sync.Once
-	fail     chan error // receives the error that stops the instance
-
-	mu        sync.Mutex
-	listeners []func(*hellopicsv1.WatchEventsResponse)
+	metSrv *metrics.Server
 }
 
 // New validates cfg and starts the instance: it listens for components at
@@ -87,125 +33,55 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	root := cfg.Logger
-	if root == nil {
-		root = hclog.NewNullLogger()
+	log := cfg.Logger
+	if log == nil {
+		log = hclog.NewNullLogger()
 	}
-	expiry := cfg.PairExpiry
-	if expiry == 0 {
-		expiry = -1 // Config: 0 keeps pairs forever; the machine: negative
-	}
-	m, err := handshake.NewMgmt(handshake.MgmtConfig{
-		HelloInterval:   cfg.HelloInterval,
-		IdentifyTimeout: cfg.IdentifyTimeout,
-		MaxPairs:        cfg.MaxPairs,
-		PairExpiry:      expiry,
-		Backup:          true, // until the election (or a single instance) decides
-	})
-	if err != nil {
-		return nil, fmt.Errorf("mgmt: %w", err)
-	}
-	s := &Server{
-		cfg:     cfg,
-		log:     root.Named("mgmt"),
-		events:  tier.NewEventLog(root.Named("mgmt"), "mgmt", cfg.RefusalLogInterval),
-		haLog:   ratelog.New(root.Named("mgmt").Named("ha"), cfg.RefusalLogInterval),
-		started: time.Now(),
-		loop:    tier.NewLoop(4096),
-		machine: m,
-		reg:     tier.NewRegistry(),
-		fail:    make(chan error, 1),
-		metrics: newMgmtMetrics(),
-
-		appSyncErrors: newAppSyncErrors(),
-	}
-	if s.cfg.ID == "" {
-		s.cfg.ID, _ = os.Hostname()
-		if s.cfg.ID == "" {
-			s.cfg.ID = "mgmt"
-		}
-	}
-	pc := pconn.DefaultConfig(nil)
-	if cfg.Transport != nil {
-		pc = *cfg.Transport
-	}
-	if cfg.TLS != nil {
-		if err := tier.CheckOwn(cfg.TLS, identity.RoleMgmt, s.cfg.ID); err != nil {
-			s.loop.Close()
-			return nil, fmt.Errorf("mgmt: %w (set -id to the name in the certificate)", err)
-		}
-		pc.TLS = cfg.TLS.ServerConfig(tlsconf.Roles(identity.RoleCtrl, identity.RoleData))
-	}
-	s.rt = appliance.NewRuntime(appliance.RuntimeConfig{
-		Role: appliance.Mgmt, App: cfg.App, Link: appLink{s}, Loop: s.loop, Logger: s.log,
-		RefusalLogInterval: cfg.RefusalLogInterval,
-	})
-	s.loop.Do(s.rt.Start)
-	// Application frames are taken out before tier.Decode, which knows
-	// only the handshake's.
-	pc.Handler = s.rt.Handler(s.onFrame, s.appFrom)
-	pc.EventHandler = s.loop.EventHandler(s.onSession)
-	pc.DeadTimeout = cfg.DeadTimeout
-	pc.LogInterval = cfg.RefusalLogInterval
-	pc.Logger = s.log.Named("pconn")
-	if pc.IdentifyTimeout == 0 {
-		// A backstop behind the handshake's own identify timeout: the
-		// sessions are marked identified on EventIdentified (apply).
-		pc.IdentifyTimeout = 2 * cfg.IdentifyTimeout
-	}
-	srv, err := pconn.Listen(cfg.ListenAddr, pc)
-	if err != nil {
-		s.loop.Close()
-		return nil, fmt.Errorf("mgmt: components: %w", err)
-	}
-	s.srv = srv
-	s.advertised = cfg.AdvertiseAddr
-	if s.advertised == "" {
-		s.advertised = srv.Addr().String()
-		if len(cfg.Peers) > 0 {
-			// Listening on every interface: tell components (through the
-			// other instances' redirects) the address this host uses
-			// toward its peers.
-			if a, err := tier.AdvertiseAddr(srv.Addr(), cfg.Peers[0].Addr); err == nil {
-				s.advertised = a
-			} else {
-				s.log.Warn("cannot tell which address to advertise; set -advertise", "component", "mgmt", "error", err)
-			}
-		}
-	}
-	s.log.Info("listening for components", "component", "mgmt", "id", s.cfg.ID, "addr", srv.Addr().String(),
-		"hello_interval", cfg.HelloInterval)
+	log = log.Named("mgmt")
+	s := &Server{}
+	var ln net.Listener
 	if cfg.OperatorAddr != "" {
-		ln, err := net.Listen("tcp", cfg.OperatorAddr)
-		if err != nil {
-			srv.Close()
-			s.loop.Close()
+		// Listen first, so that a port in use fails before anything runs;
+		// serve once the instance exists.
+		var err error
+		if ln, err = net.Listen("tcp", cfg.OperatorAddr); err != nil {
 			return nil, fmt.Errorf("mgmt: operator API: %w", err)
 		}
 		s.opAddr = ln.Addr()
 		s.broker = operator.NewBroker(256)
-		s.OnEvent(s.broker.Publish)
-		s.op = operator.New(s, s.broker, s.log, operator.WithTLS(cfg.OperatorTLS),
+		s.op = operator.New(s, s.broker, log, operator.WithTLS(cfg.OperatorTLS),
 			operator.WithRefusalLogInterval(cfg.RefusalLogInterval), operator.WithAppCall(s.appCall))
+		cfg.OnServing = s.op.SetServing
+	}
+	m, err := appliance.StartManagement(cfg.ManagementConfig)
+	if err != nil {
+		if ln != nil {
+			ln.Close()
+			s.broker.Close()
+		}
+		return nil, err
+	}
+	s.Management = m
+	if s.op != nil {
+		m.OnEvent(s.broker.Publish)
 		s.opDone = make(chan struct{})
 		go func() {
 			defer close(s.opDone)
 			if err := s.op.Serve(ln); err != nil {
-				s.log.Error("operator API stopped", "component", "mgmt", "error", err)
+				log.Error("operator API stopped", "component", "mgmt", "error", err)
 			}
 		}()
 	}
 	if cfg.MetricsAddr != "" {
 		reg := metrics.NewRegistry()
-		s.registerMetrics(reg)
-		if s.metSrv, err = metrics.Serve(cfg.MetricsAddr, reg, s.log.Named("metrics")); err != nil {
+		reg.MustRegister(m.Collectors()...)
+		if s.op != nil {
+			reg.MustRegister(s.op.Collectors()...)
+		}
+		if s.metSrv, err = metrics.Serve(cfg.MetricsAddr, reg, log.Named("metrics")); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("mgmt: %w", err)
 		}
-	}
-	if err := s.startHA(pc); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("mgmt: %w", err)
 	}
 	return s, nil
 }
@@ -213,188 +89,50 @@ func New(cfg Config) (*Server, error) {
 // OperatorAddr is where the operator API listens, or nil without one.
 func (s *Server) OperatorAddr() net.Addr { return s.opAddr }
 
-// advertise is the component address given to others.
-func (s *Server) advertise() string { return s.advertised }
-
-// Failed receives the error that made the instance stop working (such as
-// an epoch that cannot be persisted); the daemon should exit.
-func (s *Server) Failed() <-chan error { return s.fail }
-
-func (s *Server) failed(err error) {
-	s.failOnce.Do(func() { s.fail <- err })
-}
-
-// Addr is where components connect.
-func (s *Server) Addr() net.Addr { return s.srv.Addr() }
-
-// OnEvent registers f to be called, on the instance's loop goroutine, for
-// every event an operator should see (handshake steps at INFO and above,
-// hello losses, mastership changes). f must not block.
-func (s *Server) OnEvent(f func(*hellopicsv1.WatchEventsResponse)) {
-	s.mu.Lock()
-	s.listeners = append(s.listeners, f)
-	s.mu.Unlock()
-}
-
-func (s *Server) onSession(ev pconn.Event) {
-	if ev.Session == nil {
-		return
-	}
-	now := time.Now()
-	switch ev.Type {
-	case pconn.EventEstablished:
-		id := s.reg.Add(ev.Session)
-		s.metrics.sessions.WithLabelValues("established").Inc()
-		s.log.Debug("component connected", "component", "mgmt", "peer", ev.Addr.String(), "session", uint64(id))
-		s.apply(s.machine.SessionUp(id, ev.Addr.String(), now))
-	default:
-		if !s.reg.Remove(ev.Session) {
-			return
-		}
-		s.metrics.sessions.WithLabelValues("ended").Inc()
-		reason := "closed"
-		if ev.Err != nil {
-			reason = ev.Err.Error()
-		}
-		s.log.Debug("component session ended", "component", "mgmt", "peer", ev.Addr.String(), "reason", reason)
-		id := handshake.SessionID(ev.Session.ID())
-		pair, role, identified := s.machine.Component(id)
-		s.apply(s.machine.SessionDown(id, reason, now))
-		if identified {
-			s.rt.LinkLost(appliance.To(appliance.RoleOf(role), pair))
-		}
-	}
-}
-
-func (s *Server) onFrame(ps *pconn.Session, t hellopicsv1.MsgType, msg proto.Message) {
-	id, refuse, ok := tier.Admit(s.reg, ps, t, msg)
-	if !ok {
-		if refuse != nil {
-			s.apply(refuse) // a false Identify
-		}
-		return
-	}
-	s.apply(s.machine.Receive(id, t, msg, time.Now()))
-}
-
-func (s *Server) tick() { s.apply(s.machine.Tick(time.Now())) }
-
-// apply carries out the machine's outputs, then re-arms its deadline.
-func (s *Server) apply(outs []handshake.Output) {
-	for _, o := range outs {
-		tier.Carry(o, s.reg, s.log, s.events, s.metrics.refused)
-		switch o := o.(type) {
-		case handshake.Event:
-			if o.Kind == handshake.EventHelloReturned {
-				s.metrics.rtt.WithLabelValues(o.PairID).Observe(o.RTT.Seconds())
-			}
-			switch o.Kind {
-			case handshake.EventCycleStarted:
-				s.rt.PairReady(o.PairID, o.Epoch)
-			case handshake.EventCycleStopped:
-				s.rt.PairLost(o.PairID, o.Message)
-			}
-			if o.Kind.Level() >= slog.LevelInfo {
-				s.publish(&hellopicsv1.WatchEventsResponse{Kind: o.Kind.String(), PairId: o.PairID, Message: o.String(), Epoch: o.Epoch})
-			}
-		}
-	}
-	if at, ok := s.machine.NextDeadline(); ok {
-		s.loop.At("handshake", at, s.tick)
-	} else {
-		s.loop.At("handshake", time.Time{}, nil)
-	}
-	if len(outs) > 0 {
-		s.syncState()
-	}
-}
-
-func (s *Server) publishHA(ev election.Event) {
-	s.publish(&hellopicsv1.WatchEventsResponse{Kind: "mastership", Message: ev.String(), Epoch: ev.Epoch})
-}
-
-func (s *Server) publish(ev *hellopicsv1.WatchEventsResponse) {
-	ev.Time = timestamppb.Now()
-	s.mu.Lock()
-	ls := s.listeners
-	s.mu.Unlock()
-	for _, f := range ls {
-		f(ev)
-	}
-}
-
-// Pairs returns the peer registry as it is now.
-func (s *Server) Pairs() []*hellopicsv1.PairStatus {
-	var out []*hellopicsv1.PairStatus
-	s.loop.Do(func() { out = s.machine.Pairs() })
-	return out
-}
-
-// Status returns the operator view of this instance.
-func (s *Server) Status(ctx context.Context) (*hellopicsv1.GetStatusResponse, error) {
-	st := &hellopicsv1.GetStatusResponse{
-		Id:            s.cfg.ID,
-		ComponentAddr: s.advertise(),
-		Started:       timestamppb.New(s.started),
-		Version:       s.cfg.Version,
-	}
-	ok := s.loop.Do(func() {
-		st.Pairs = s.machine.Pairs()
-		st.Epoch = s.machine.Epoch()
-		if s.machine.IsMaster() {
-			st.Role = hellopicsv1.MgmtRole_MGMT_ROLE_MASTER
-			st.MasterId = s.cfg.ID
-		} else {
-			st.Role = hellopicsv1.MgmtRole_MGMT_ROLE_BACKUP
-		}
-		if s.el != nil {
-			es := s.el.Status()
-			st.Role, st.Epoch, st.MasterId, st.MgmtPeers = es.Role, es.Epoch, es.MasterID, es.Peers
-			for _, p := range st.MgmtPeers {
-				if st.Role == hellopicsv1.MgmtRole_MGMT_ROLE_MASTER {
-					p.SyncError = s.syncErr[p.GetId()]
-				}
-			}
-			st.SyncVersion = es.SyncVersion
-			if st.Role != hellopicsv1.MgmtRole_MGMT_ROLE_MASTER && s.syncVersion > st.SyncVersion {
-				st.SyncVersion = s.syncVersion
-			}
-		}
-	})
-	if !ok {
-		return nil, fmt.Errorf("mgmt: stopped")
-	}
-	return st, ctx.Err()
-}
-
-// Close stops accepting, closes every component session gracefully and
-// stops the instance.
-func (s *Server) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	if s.op != nil {
-		s.op.SetServing(false)
-	}
-	err := s.srv.Shutdown(ctx)
-	if s.op != nil {
-		s.op.GracefulStop()
-		<-s.opDone
-		s.broker.Close()
-	}
-	s.stopHA()
-	if s.metSrv != nil {
-		s.metSrv.Close()
-	}
-	s.loop.Do(s.rt.Stop)
-	s.loop.Close()
-	s.log.Info("stopped", "component", "mgmt")
-	return err
-}
-
 // MetricsAddr is where metrics are served, or nil.
 func (s *Server) MetricsAddr() net.Addr {
 	if s.metSrv == nil {
 		return nil
 	}
 	return s.metSrv.Addr()
+}
+
+// Switchover hands mastership to target (or the best backup when "") and
+// waits until it is done or ctx ends (operator.Backend).
+func (s *Server) Switchover(ctx context.Context, target string) (*hellopicsv1.SwitchoverResponse, error) {
+	r, err := s.Management.Switchover(ctx, target)
+	switch {
+	case errors.Is(err, appliance.ErrNotMaster):
+		return nil, fmt.Errorf("%w: %v", operator.ErrNotMaster, err)
+	case errors.Is(err, appliance.ErrUnavailable):
+		return nil, fmt.Errorf("%w: %v", operator.ErrUnavailable, err)
+	}
+	return r, err
+}
+
+// appCall runs an operator's AppCall in the application
+// (operator.AppCallFunc).
+func (s *Server) appCall(ctx context.Context, name string, admin bool, typ string, body []byte) (string, []byte, error) {
+	return s.OperatorCall(ctx, appliance.Peer{Role: appliance.Operator, Name: name}, admin, typ, body)
+}
+
+// Close stops the operator API (health NOT_SERVING first), then the
+// instance, then the metrics.
+func (s *Server) Close() error {
+	if s.op != nil {
+		s.op.SetServing(false)
+		s.op.GracefulStop()
+		if s.opDone != nil {
+			<-s.opDone
+		}
+		s.broker.Close()
+	}
+	var err error
+	if s.Management != nil {
+		err = s.Management.Close()
+	}
+	if s.metSrv != nil {
+		s.metSrv.Close()
+	}
+	return err
 }

@@ -37,6 +37,16 @@
 //     every update; after a crash the new master holds every update it
 //     acknowledged.
 //
+// # Shells
+//
+// The daemons are built on two shells in this package: Component (ctrl
+// and data) and Management (mgmt). Each joins the pconn sessions to the
+// pure machines of its role (pkg/handshake, and pkg/election on mgmt)
+// and to the application's Runtime on one loop goroutine (tier.Loop);
+// they share the frame admission (tier.Admit) and the carrying out of
+// the machines' outputs (tier.Carry). The daemons talk to this package
+// alone.
+//
 // docs/framework.md is the tutorial; examples/ holds a complete
 // appliance built on this package.
 package appliance

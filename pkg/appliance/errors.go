@@ -28,6 +28,9 @@ var (
 	// ErrNotCall: Reply on a message that was not a Call, or a second
 	// Reply.
 	ErrNotCall = errors.New("appliance: nothing to reply to")
+	// ErrUnavailable: the management instance cannot do this now (it is
+	// still reaching the other instances); try again.
+	ErrUnavailable = errors.New("appliance: not available yet")
 	// ErrStopped: the component is stopping.
 	ErrStopped = errors.New("appliance: component stopped")
 	// ErrWrongRole: the operation does not exist in this tier (Broadcast

@@ -1,11 +1,9 @@
-package mgmt
+package appliance
 
 import (
 	"fmt"
 	"testing"
 	"time"
-
-	"github.com/hellopics/hellopics/pkg/appliance"
 )
 
 // waitTB polls cond, failing after a generous bound (waitUntil for
@@ -37,8 +35,8 @@ func BenchmarkAppReplication(b *testing.B) {
 
 	update := []byte("counter-0000001")
 	slots := make(chan struct{}, window)
-	done := make(chan appliance.Commit, window)
-	commit := func(c appliance.Commit) { done <- c }
+	done := make(chan Commit, window)
+	commit := func(c Commit) { done <- c }
 	acked := make(chan error, 1)
 	go func() { // owned by the benchmark: ends after b.N commits
 		for i := 0; i < b.N; i++ {

@@ -1,4 +1,4 @@
-package mgmt
+package appliance
 
 import (
 	"bytes"
@@ -7,21 +7,20 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/hellopics/hellopics/pkg/appliance"
 	"github.com/hellopics/hellopics/pkg/handshake"
 	"github.com/hellopics/hellopics/pkg/pconn"
 	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
 
-// appLink is the mgmt shell as the application's Runtime sees it: the
-// way to the components (appliance.Link, appliance.PairLister) and to
-// the backups (appliance.Replicator). Its methods run on the loop.
-type appLink struct{ s *Server }
+// mgmtLink is the mgmt shell as the application's Runtime sees it: the
+// way to the components (Link, PairLister) and to
+// the backups (Replicator). Its methods run on the loop.
+type mgmtLink struct{ s *Management }
 
 var (
-	_ appliance.Link       = appLink{}
-	_ appliance.PairLister = appLink{}
-	_ appliance.Replicator = appLink{}
+	_ Link       = mgmtLink{}
+	_ PairLister = mgmtLink{}
+	_ Replicator = mgmtLink{}
 )
 
 // newAppSyncErrors counts the application state updates a backup could
@@ -35,29 +34,29 @@ func newAppSyncErrors() prometheus.Counter {
 
 // SendApp queues an application message on the session of the
 // identified component to (master only: a backup has none).
-func (l appLink) SendApp(to appliance.Target, payload []byte) error {
+func (l mgmtLink) SendApp(to Target, payload []byte) error {
 	s := l.s
 	role := to.Role.Wire()
 	id, ok := s.machine.Session(to.PairID, role)
 	if !ok {
-		return appliance.ErrNoRoute
+		return ErrNoRoute
 	}
 	ps := s.reg.Get(id)
 	if ps == nil {
-		return appliance.ErrNoRoute
+		return ErrNoRoute
 	}
-	return ps.SendRecord(appliance.MsgTypeApp, payload)
+	return ps.SendRecord(MsgTypeApp, payload)
 }
 
 // ReadyTargets lists the role components of the pairs whose Hello cycle
 // runs (both halves ready).
-func (l appLink) ReadyTargets(role appliance.Role) []appliance.Target {
-	if role != appliance.Ctrl && role != appliance.Data {
+func (l mgmtLink) ReadyTargets(role Role) []Target {
+	if role != Ctrl && role != Data {
 		return nil
 	}
-	var out []appliance.Target
+	var out []Target
 	for _, p := range l.s.machine.ReadyPairs() {
-		out = append(out, appliance.To(role, p))
+		out = append(out, To(role, p))
 	}
 	return out
 }
@@ -65,7 +64,7 @@ func (l appLink) ReadyTargets(role appliance.Role) []appliance.Target {
 // Replicate queues an application state update for the backups. The
 // updates queued within one turn of the loop go out as one SyncUpdate
 // (flushApp, posted once), at the version returned.
-func (l appLink) Replicate(update []byte) (uint64, error) {
+func (l mgmtLink) Replicate(update []byte) (uint64, error) {
 	s := l.s
 	if len(s.cfg.Peers) == 0 {
 		// A single instance: nothing to wait for, committed at once
@@ -81,7 +80,7 @@ func (l appLink) Replicate(update []byte) (uint64, error) {
 		return s.appVersion, nil
 	}
 	if s.el == nil || s.el.Role() != hellopicsv1.MgmtRole_MGMT_ROLE_MASTER {
-		return 0, appliance.ErrNotMaster
+		return 0, ErrNotMaster
 	}
 	if len(s.appPending) == 0 {
 		// Every path that takes a version flushes the pending updates
@@ -95,7 +94,7 @@ func (l appLink) Replicate(update []byte) (uint64, error) {
 
 // flushApp sends the pending application updates to the backups as one
 // versioned SyncUpdate. Loop only; a no-op with nothing pending.
-func (s *Server) flushApp() {
+func (s *Management) flushApp() {
 	if len(s.appPending) == 0 {
 		return
 	}
@@ -119,7 +118,7 @@ func (s *Server) flushApp() {
 
 // reportCommits tells the Runtime what every live backup holds. Master
 // with peers only; loop only.
-func (s *Server) reportCommits() {
+func (s *Management) reportCommits() {
 	if _, ok := s.rt.PendingCommit(); !ok || s.el == nil || s.el.Role() != hellopicsv1.MgmtRole_MGMT_ROLE_MASTER {
 		return
 	}
@@ -129,7 +128,7 @@ func (s *Server) reportCommits() {
 
 // appSnapshot is the application's state for a full SyncUpdate (nil
 // without an App.State).
-func (s *Server) appSnapshot() ([]byte, error) {
+func (s *Management) appSnapshot() ([]byte, error) {
 	if !s.rt.HasState() {
 		return nil, nil
 	}
@@ -141,7 +140,7 @@ func (s *Server) appSnapshot() ([]byte, error) {
 }
 
 // applyApp applies the application part of a SyncUpdate on a backup.
-func (s *Server) applyApp(u *hellopicsv1.SyncUpdate) error {
+func (s *Management) applyApp(u *hellopicsv1.SyncUpdate) error {
 	if !s.rt.HasState() {
 		return nil
 	}
@@ -161,24 +160,25 @@ func (s *Server) applyApp(u *hellopicsv1.SyncUpdate) error {
 
 // appFrom names the sender of an application message: the identified
 // component whose current session ps is. Loop only.
-func (s *Server) appFrom(ps *pconn.Session) (appliance.Peer, bool) {
+func (s *Management) appFrom(ps *pconn.Session) (Peer, bool) {
 	id := handshake.SessionID(ps.ID())
 	if s.reg.Get(id) != ps {
-		return appliance.Peer{}, false
+		return Peer{}, false
 	}
 	pair, role, ok := s.machine.Component(id)
 	if !ok {
-		return appliance.Peer{}, false
+		return Peer{}, false
 	}
-	return appliance.Peer{Role: appliance.RoleOf(role), PairID: pair}, true
+	return Peer{Role: RoleOf(role), PairID: pair}, true
 }
 
-// appCall runs an operator's AppCall in the application
-// (operator.AppCallFunc).
-func (s *Server) appCall(ctx context.Context, name string, admin bool, typ string, body []byte) (string, []byte, error) {
-	return s.rt.OperatorCall(ctx, appliance.Peer{Role: appliance.Operator, Name: name}, admin, typ, body)
+// OperatorCall runs the application's HandleOperator handler of typ
+// for an operator (any goroutine) and waits for its reply or ctx; admin
+// says whether the operator may call Admin handlers (Runtime.OperatorCall).
+func (s *Management) OperatorCall(ctx context.Context, who Peer, admin bool, typ string, body []byte) (string, []byte, error) {
+	return s.rt.OperatorCall(ctx, who, admin, typ, body)
 }
 
 // Node is the application's handle on this instance (Config.App): the
 // same Node its OnStart was given.
-func (s *Server) Node() *appliance.Node { return s.rt.Node() }
+func (s *Management) Node() *Node { return s.rt.Node() }

@@ -1,4 +1,4 @@
-package mgmt
+package appliance
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 // configured address, whatever other peers' addresses are allowed to
 // connect at all; -ha-any-source lifts both checks but not the name.
 func TestHASourceCheck(t *testing.T) {
-	s := &Server{cfg: Config{Peers: []election.Peer{{ID: "b", Addr: "127.0.0.2:7311"}, {ID: "c", Addr: "127.0.0.3:7311"}}}}
+	s := &Management{cfg: ManagementConfig{Config: election.Config{Peers: []election.Peer{{ID: "b", Addr: "127.0.0.2:7311"}, {ID: "c", Addr: "127.0.0.3:7311"}}}}}
 	var err error
 	if s.haSources, err = newPeerAddrs(s.cfg.Peers); err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package mgmt
+package appliance
 
 import (
 	"strings"
@@ -10,7 +10,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/hellopics/hellopics/pkg/appliance"
 	"github.com/hellopics/hellopics/pkg/pconn"
 	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
@@ -19,14 +18,14 @@ import (
 // application with the component's name and is answered on its session;
 // a message on a session that has not identified itself is dropped.
 func TestAppMessages(t *testing.T) {
-	mux := appliance.NewMux()
-	appliance.HandleCall(mux, func(c *appliance.Context, m *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
+	mux := NewMux()
+	HandleCall(mux, func(c *Context, m *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
 		return wrapperspb.String(c.From.String() + ": " + m.GetValue()), nil
 	})
-	mc := DefaultConfig()
-	mc.ListenAddr, mc.OperatorAddr = "127.0.0.1:0", ""
-	mc.App = &appliance.App{Mux: mux}
-	m, err := New(mc)
+	mc := DefaultManagementConfig()
+	mc.ListenAddr = "127.0.0.1:0"
+	mc.App = &App{Mux: mux}
+	m, err := StartManagement(mc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,12 +45,12 @@ func TestAppMessages(t *testing.T) {
 	call := &hellopicsv1.AppBatch{Messages: []*hellopicsv1.AppMessage{{Type: "google.protobuf.StringValue", Body: body, Call: 7}}}
 
 	// Before Identify: dropped and counted.
-	if err := s.SendProto(appliance.MsgTypeApp, call); err != nil {
+	if err := s.SendProto(MsgTypeApp, call); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, "the unidentified message to be refused", func() bool {
 		var n float64
-		m.loop.Do(func() { n = refusedCount(t, m, appliance.RefusedUnidentified) })
+		m.loop.Do(func() { n = refusedCount(t, m, RefusedUnidentified) })
 		return n == 1
 	})
 
@@ -59,14 +58,14 @@ func TestAppMessages(t *testing.T) {
 		Role: hellopicsv1.Role_ROLE_CTRL, PairId: "pic0", Instance: "i1", DataAddr: "127.0.0.1:1", Version: "test"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SendProto(appliance.MsgTypeApp, call); err != nil {
+	if err := s.SendProto(MsgTypeApp, call); err != nil {
 		t.Fatal(err)
 	}
 	timeout := time.After(20 * time.Second)
 	for {
 		select {
 		case f := <-frames:
-			if f.Type != appliance.MsgTypeApp {
+			if f.Type != MsgTypeApp {
 				continue
 			}
 			var batch hellopicsv1.AppBatch
@@ -89,7 +88,7 @@ func TestAppMessages(t *testing.T) {
 }
 
 // refusedCount reads hellopics_mgmt_app_refused_total{reason}.
-func refusedCount(t *testing.T, m *Server, reason string) float64 {
+func refusedCount(t *testing.T, m *Management, reason string) float64 {
 	t.Helper()
 	for _, c := range m.rt.Collectors() {
 		ch := make(chan prometheus.Metric, 16)

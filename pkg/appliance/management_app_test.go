@@ -1,4 +1,4 @@
-package mgmt
+package appliance
 
 import (
 	"context"
@@ -14,20 +14,19 @@ import (
 	"github.com/hashicorp/go-hclog"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/hellopics/hellopics/pkg/appliance"
 	"github.com/hellopics/hellopics/pkg/election"
 	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
 
-// counterState is an App.State: a map of counters; an update is a key
+// replicaCounters is an App.State: a map of counters; an update is a key
 // to increment. Loop only, like every State.
-type counterState struct {
+type replicaCounters struct {
 	m map[string]int64
 	// refuse makes Apply fail for this key (a backup out of step).
 	refuse string
 }
 
-func (c *counterState) Apply(u []byte) error {
+func (c *replicaCounters) Apply(u []byte) error {
 	if string(u) == c.refuse && c.refuse != "" {
 		return fmt.Errorf("refusing %q", u)
 	}
@@ -35,9 +34,9 @@ func (c *counterState) Apply(u []byte) error {
 	return nil
 }
 
-func (c *counterState) Snapshot() ([]byte, error) { return json.Marshal(c.m) }
+func (c *replicaCounters) Snapshot() ([]byte, error) { return json.Marshal(c.m) }
 
-func (c *counterState) Restore(b []byte) error {
+func (c *replicaCounters) Restore(b []byte) error {
 	m := map[string]int64{}
 	if len(b) > 0 {
 		if err := json.Unmarshal(b, &m); err != nil {
@@ -50,9 +49,9 @@ func (c *counterState) Restore(b []byte) error {
 
 // appNode is an mgmt.Server running a counter application.
 type appNode struct {
-	*Server
-	state *counterState
-	node  *appliance.Node
+	*Management
+	state *replicaCounters
+	node  *Node
 }
 
 // freeAddr is a loopback address nobody listens on now.
@@ -69,9 +68,9 @@ func freeAddr(t testing.TB) string {
 // startApp starts instance id of a cluster whose HA addresses are ha.
 func startApp(t testing.TB, id string, prio uint32, ha map[string]string) *appNode {
 	t.Helper()
-	n := &appNode{state: &counterState{m: map[string]int64{}}}
-	mc := DefaultConfig()
-	mc.ListenAddr, mc.OperatorAddr, mc.HAListenAddr = "127.0.0.1:0", "", ha[id]
+	n := &appNode{state: &replicaCounters{m: map[string]int64{}}}
+	mc := DefaultManagementConfig()
+	mc.ListenAddr, mc.HAListenAddr = "127.0.0.1:0", ha[id]
 	mc.ID, mc.Priority = id, prio
 	mc.HeartbeatInterval = 20 * time.Millisecond
 	for p, a := range ha {
@@ -82,12 +81,12 @@ func startApp(t testing.TB, id string, prio uint32, ha map[string]string) *appNo
 	if os.Getenv("APPTEST_LOG") != "" {
 		mc.Logger = hclog.New(&hclog.LoggerOptions{Name: id, Level: hclog.Trace, Output: os.Stderr})
 	}
-	mc.App = &appliance.App{Name: "counters", State: n.state, OnStart: func(nd *appliance.Node) { n.node = nd }}
-	s, err := New(mc)
+	mc.App = &App{Name: "counters", State: n.state, OnStart: func(nd *Node) { n.node = nd }}
+	s, err := StartManagement(mc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.Server = s
+	n.Management = s
 	return n
 }
 
@@ -118,13 +117,13 @@ func (n *appNode) counters() map[string]int64 {
 }
 
 // replicate replicates count updates of key and returns their commits.
-func (n *appNode) replicate(t testing.TB, key string, count int) []appliance.Commit {
+func (n *appNode) replicate(t testing.TB, key string, count int) []Commit {
 	t.Helper()
-	ch := make(chan appliance.Commit, count)
+	ch := make(chan Commit, count)
 	var err error
 	n.loop.Do(func() {
 		for range count {
-			if err = n.node.Replicate([]byte(key), func(c appliance.Commit) { ch <- c }); err != nil {
+			if err = n.node.Replicate([]byte(key), func(c Commit) { ch <- c }); err != nil {
 				return
 			}
 		}
@@ -132,7 +131,7 @@ func (n *appNode) replicate(t testing.TB, key string, count int) []appliance.Com
 	if err != nil {
 		t.Fatalf("Replicate: %v", err)
 	}
-	out := make([]appliance.Commit, 0, count)
+	out := make([]Commit, 0, count)
 	timeout := time.After(20 * time.Second)
 	for range count {
 		select {
@@ -186,7 +185,7 @@ func TestAppStateReplication(t *testing.T) {
 	}()
 	waitUntil(t, "b to hold a's state", func() bool { return a.inSync("b") })
 	sameCounters(t, "b after its snapshot", b.counters(), want)
-	if err := b.node.Replicate([]byte("x"), nil); !errors.Is(err, appliance.ErrNotMaster) {
+	if err := b.node.Replicate([]byte("x"), nil); !errors.Is(err, ErrNotMaster) {
 		t.Fatalf("Replicate on a backup: %v", err)
 	}
 
@@ -260,16 +259,16 @@ func TestAppStateRejected(t *testing.T) {
 // TestAppSingleInstance: a single instance commits at once, with no
 // backup.
 func TestAppSingleInstance(t *testing.T) {
-	n := &appNode{state: &counterState{m: map[string]int64{}}}
-	mc := DefaultConfig()
-	mc.ListenAddr, mc.OperatorAddr = "127.0.0.1:0", ""
-	mc.App = &appliance.App{State: n.state, OnStart: func(nd *appliance.Node) { n.node = nd }}
-	s, err := New(mc)
+	n := &appNode{state: &replicaCounters{m: map[string]int64{}}}
+	mc := DefaultManagementConfig()
+	mc.ListenAddr = "127.0.0.1:0"
+	mc.App = &App{State: n.state, OnStart: func(nd *Node) { n.node = nd }}
+	s, err := StartManagement(mc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	n.Server = s
+	n.Management = s
 	cs := n.replicate(t, "k", 3)
 	for i, c := range cs {
 		if c.Err != nil || c.Acked != 0 || c.Version != uint64(i+1) {

@@ -1,4 +1,4 @@
-package mgmt
+package appliance
 
 import (
 	"context"
@@ -12,7 +12,6 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/hellopics/hellopics/mgmt/operator"
 	"github.com/hellopics/hellopics/pkg/election"
 	"github.com/hellopics/hellopics/pkg/handshake"
 	"github.com/hellopics/hellopics/pkg/identity"
@@ -33,7 +32,7 @@ const epochFile = "epoch"
 // startHA sets up mastership: a single instance makes itself master at a
 // fresh epoch; with peers, the election machine and its transport start.
 // Called from New before the component listener accepts.
-func (s *Server) startHA(base pconn.Config) error {
+func (s *Management) startHA(base pconn.Config) error {
 	if s.cfg.StateDir != "" {
 		if err := os.MkdirAll(s.cfg.StateDir, 0o750); err != nil {
 			return fmt.Errorf("state dir: %w", err)
@@ -53,20 +52,16 @@ func (s *Server) startHA(base pconn.Config) error {
 		}
 		s.loop.Do(func() {
 			s.log.Info("single management instance: master", "component", "mgmt", "epoch", epoch, "step", "mastership")
-			s.apply(s.machine.SetMastership(true, epoch, s.advertise(), time.Now()))
+			s.apply(s.machine.SetMastership(true, epoch, s.advertised, time.Now()))
 			s.rt.SetMastership(true, epoch)
 		})
 		s.setServing(true)
 		return nil
 	}
 
-	ec := election.DefaultConfig(s.cfg.ID, s.cfg.Priority, s.cfg.Peers...)
-	ec.ComponentAddr = s.advertise()
-	ec.HeartbeatInterval = s.cfg.HeartbeatInterval
-	ec.DeadMisses = s.cfg.DeadMisses
-	ec.NoPreempt = s.cfg.NoPreempt
-	ec.PreemptDelay = s.cfg.PreemptDelay
-	ec.MaxEpochJump = s.cfg.MaxEpochJump
+	ec := s.cfg.Config
+	ec.ID = s.cfg.ID
+	ec.ComponentAddr = s.advertised
 	el, err := election.New(ec, persisted)
 	if err != nil {
 		return err
@@ -177,7 +172,7 @@ func (s *Server) startHA(base pconn.Config) error {
 	return nil
 }
 
-func (s *Server) loadEpoch() (uint64, error) {
+func (s *Management) loadEpoch() (uint64, error) {
 	if s.epochPath == "" {
 		return 0, nil
 	}
@@ -188,7 +183,7 @@ func (s *Server) loadEpoch() (uint64, error) {
 	return n, nil
 }
 
-func (s *Server) saveEpoch(n uint64) error {
+func (s *Management) saveEpoch(n uint64) error {
 	if s.epochPath == "" {
 		return nil
 	}
@@ -216,7 +211,7 @@ func haMessage(t hellopicsv1.HAMsgType) (proto.Message, bool) {
 // onHAFrame decodes a peer's frame on its session goroutine and hands it
 // to the election on the loop. The first frame of a session must be a
 // heartbeat: it names the peer.
-func (s *Server) onHAFrame(ps *pconn.Session, m pconn.Message) error {
+func (s *Management) onHAFrame(ps *pconn.Session, m pconn.Message) error {
 	t, msg, err := decodeHA(m)
 	if err != nil {
 		s.metrics.haRefused.WithLabelValues("malformed").Inc()
@@ -272,7 +267,7 @@ func decodeHA(m pconn.Message) (hellopicsv1.HAMsgType, proto.Message, error) {
 // stepHA hands a peer's message to the election; in is the inbound
 // session it came on (nil when it came back on our own connection), kept
 // as the way back to that peer while our connection to it is down.
-func (s *Server) stepHA(from string, t hellopicsv1.HAMsgType, msg proto.Message, in *pconn.Session) {
+func (s *Management) stepHA(from string, t hellopicsv1.HAMsgType, msg proto.Message, in *pconn.Session) {
 	if s.el == nil {
 		return // still reaching the peers; their next heartbeat will do
 	}
@@ -306,7 +301,7 @@ func (s *Server) stepHA(from string, t hellopicsv1.HAMsgType, msg proto.Message,
 // sendHA sends to a peer on our connection to it or, while that is not
 // up (a SYN stuck in retransmission after a partition, say), on the
 // peer's connection to us.
-func (s *Server) sendHA(m election.Message) {
+func (s *Management) sendHA(m election.Message) {
 	c := s.haClients[m.To]
 	if c == nil {
 		return
@@ -353,7 +348,7 @@ func (s *Server) sendHA(m election.Message) {
 // unless id is a configured peer and the connection comes from that
 // peer's configured address (Config.HAAnySource lifts the address
 // check, for peers behind NAT or multi-homed hosts).
-func (s *Server) checkHASource(id string, remote net.Addr) (reason string, err error) {
+func (s *Management) checkHASource(id string, remote net.Addr) (reason string, err error) {
 	if !s.haSources.known(id) {
 		return "unknown_peer", fmt.Errorf("%w: %.64q", election.ErrUnknownPeer, id)
 	}
@@ -369,7 +364,7 @@ func (s *Server) checkHASource(id string, remote net.Addr) (reason string, err e
 
 // haAcceptFilter refuses an HA connection from an address that is none
 // of the peers'.
-func (s *Server) haAcceptFilter(remote net.Addr) error {
+func (s *Management) haAcceptFilter(remote net.Addr) error {
 	ip, err := remoteIP(remote)
 	if err != nil {
 		return err
@@ -382,7 +377,7 @@ func (s *Server) haAcceptFilter(remote net.Addr) error {
 
 // refuseHA counts a refused HA connection or message, logs it
 // (rate-limited per reason) and closes sess if not nil.
-func (s *Server) refuseHA(reason, msg string, sess *pconn.Session, err error, kv ...any) {
+func (s *Management) refuseHA(reason, msg string, sess *pconn.Session, err error, kv ...any) {
 	s.metrics.haRefused.WithLabelValues(reason).Inc()
 	args := append([]any{"component", "mgmt", "reason", reason, "error", err}, kv...)
 	if sess != nil {
@@ -399,7 +394,7 @@ func (s *Server) refuseHA(reason, msg string, sess *pconn.Session, err error, kv
 // (a loaded machine, a long fsync): the heartbeats that arrived meanwhile
 // are still on their way to the loop, and ticking first would declare
 // live peers dead. Such a tick is put off once, briefly, for them.
-func (s *Server) electionTick(due time.Time) {
+func (s *Management) electionTick(due time.Time) {
 	if time.Since(due) > s.cfg.HeartbeatInterval && !s.tickDeferred {
 		s.tickDeferred = true
 		s.log.Debug("election tick late; letting pending heartbeats in first", "component", "mgmt", "late", time.Since(due))
@@ -416,7 +411,7 @@ func (s *Server) electionTick(due time.Time) {
 // Ready documents, then aligns the handshake machine's mastership with
 // the election's. Loop goroutine only; re-entrant calls are folded into
 // the running one.
-func (s *Server) drainElection() {
+func (s *Management) drainElection() {
 	if s.el == nil {
 		return
 	}
@@ -530,7 +525,7 @@ type mastership struct {
 // master or backup, or learned where the master is. It compares with
 // what it told the machine last, not with what the machine reports, so
 // a value the machine would not take cannot make it repeat for ever.
-func (s *Server) alignMastership() {
+func (s *Management) alignMastership() {
 	now := mastership{master: s.el.Role() == hellopicsv1.MgmtRole_MGMT_ROLE_MASTER, epoch: s.el.Epoch(),
 		addr: s.el.MasterComponentAddr()}
 	if now == s.aligned {
@@ -544,7 +539,7 @@ func (s *Server) alignMastership() {
 
 // syncState streams the registry to the backups after a change. Master
 // with peers only.
-func (s *Server) syncState() {
+func (s *Management) syncState() {
 	if s.el == nil || s.el.Role() != hellopicsv1.MgmtRole_MGMT_ROLE_MASTER {
 		return
 	}
@@ -557,25 +552,25 @@ func (s *Server) syncState() {
 
 // Switchover hands mastership to target (or the best backup when "") and
 // waits until it is done or ctx ends.
-func (s *Server) Switchover(ctx context.Context, target string) (*hellopicsv1.SwitchoverResponse, error) {
+func (s *Management) Switchover(ctx context.Context, target string) (*hellopicsv1.SwitchoverResponse, error) {
 	if len(s.cfg.Peers) == 0 {
-		return nil, fmt.Errorf("%w: a single management instance has no backup", operator.ErrNotMaster)
+		return nil, fmt.Errorf("%w: a single management instance has no backup", ErrNotMaster)
 	}
 	var chosen string
 	var err error
 	if !s.loop.Do(func() {
 		if s.el == nil {
-			err = fmt.Errorf("%w: still reaching the other instances", operator.ErrUnavailable)
+			err = fmt.Errorf("%w: still reaching the other instances", ErrUnavailable)
 			return
 		}
 		chosen, err = s.el.Switchover(time.Now(), target)
 		s.drainElection()
 	}) {
-		return nil, errors.New("mgmt: stopped")
+		return nil, fmt.Errorf("mgmt: %w", ErrStopped)
 	}
 	if err != nil {
 		if errors.Is(err, election.ErrNotMaster) {
-			return nil, fmt.Errorf("%w: %v", operator.ErrNotMaster, err)
+			return nil, fmt.Errorf("%w: %v", ErrNotMaster, err)
 		}
 		return nil, err
 	}
@@ -597,7 +592,7 @@ func (s *Server) Switchover(ctx context.Context, target string) (*hellopicsv1.Sw
 	}
 }
 
-func (s *Server) stopHA() {
+func (s *Management) stopHA() {
 	for _, c := range s.haClients {
 		c.Close()
 	}
@@ -606,9 +601,9 @@ func (s *Server) stopHA() {
 	}
 }
 
-// setServing reports mastership to the operator API's health service.
-func (s *Server) setServing(master bool) {
-	if s.op != nil {
-		s.op.SetServing(master)
+// setServing reports mastership to ManagementConfig.OnServing.
+func (s *Management) setServing(master bool) {
+	if s.cfg.OnServing != nil {
+		s.cfg.OnServing(master)
 	}
 }

@@ -1,4 +1,4 @@
-package mgmt
+package appliance
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package mgmt
+package appliance
 
 import (
 	"errors"
@@ -30,9 +30,9 @@ func ignoreFrames() pconn.Config {
 // TestComponentSessionIdentified: pconn's small frame limit applies to a
 // component session until the handshake accepts its Identify.
 func TestComponentSessionIdentified(t *testing.T) {
-	mc := DefaultConfig()
-	mc.ListenAddr, mc.OperatorAddr = "127.0.0.1:0", ""
-	m, err := New(mc)
+	mc := DefaultManagementConfig()
+	mc.ListenAddr = "127.0.0.1:0"
+	m, err := StartManagement(mc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,12 +84,12 @@ func TestComponentSessionIdentified(t *testing.T) {
 // a heartbeat naming a configured peer is closed after the identify
 // timeout; one that does stays.
 func TestHAInboundIdentifyTimeout(t *testing.T) {
-	mc := DefaultConfig()
-	mc.ListenAddr, mc.OperatorAddr, mc.HAListenAddr = "127.0.0.1:0", "", "127.0.0.1:0"
+	mc := DefaultManagementConfig()
+	mc.ListenAddr, mc.HAListenAddr = "127.0.0.1:0", "127.0.0.1:0"
 	mc.ID, mc.Priority = "a", 200
 	mc.Peers = []election.Peer{{ID: "b", Addr: "127.0.0.1:1"}} // never answers
 	mc.IdentifyTimeout = 200 * time.Millisecond
-	m, err := New(mc)
+	m, err := StartManagement(mc)
 	if err != nil {
 		t.Fatal(err)
 	}

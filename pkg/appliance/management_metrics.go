@@ -1,4 +1,4 @@
-package mgmt
+package appliance
 
 import (
 	"context"
@@ -65,20 +65,20 @@ func newMgmtMetrics() *mgmtMetrics {
 	}
 }
 
-// register adds the instance's metrics to reg.
-func (s *Server) registerMetrics(reg *prometheus.Registry) {
+// Collectors are the instance's metrics: the component and HA links,
+// the registry and Hello counters, mastership and sync, refusals, and
+// the application's (hellopics_mgmt_app_*). The daemon registers them
+// beside its own (the operator API's).
+func (s *Management) Collectors() []prometheus.Collector {
+	cs := []prometheus.Collector{s.metrics.rtt, s.metrics.sessions, s.metrics.refused, s.metrics.haRefused,
+		s.metrics.haSendErrors, s.appSyncErrors, metrics.CollectorFunc(s.collect)}
 	if s.cfg.TLS != nil {
-		reg.MustRegister(s.cfg.TLS.Collector())
+		cs = append(cs, s.cfg.TLS.Collector())
 	}
-	reg.MustRegister(s.metrics.rtt, s.metrics.sessions, s.metrics.refused, s.metrics.haRefused, s.metrics.haSendErrors, metrics.CollectorFunc(s.collect))
-	if s.op != nil {
-		reg.MustRegister(s.op.Collectors()...)
-	}
-	reg.MustRegister(s.rt.Collectors()...)
-	reg.MustRegister(s.appSyncErrors)
+	return append(cs, s.rt.Collectors()...)
 }
 
-func (s *Server) collect(ch chan<- prometheus.Metric) {
+func (s *Management) collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	metrics.Listener(ch, "components", s.srv)

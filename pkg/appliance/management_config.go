@@ -1,0 +1,163 @@
+package appliance
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/hellopics/hellopics/pkg/election"
+	"github.com/hellopics/hellopics/pkg/handshake"
+	"github.com/hellopics/hellopics/pkg/pconn"
+	"github.com/hellopics/hellopics/pkg/tlsconf"
+)
+
+// ManagementConfig configures the management shell (StartManagement):
+// the component port, the registry and Hello cycle, and mastership
+// among the management instances. The election's fields (ID, Priority,
+// Peers, HeartbeatInterval, DeadMisses, NoPreempt, PreemptDelay,
+// MaxEpochJump and the rest, documented on election.Config) are
+// promoted from the embedded election.Config; its ComponentAddr is
+// ignored (the shell sets it from AdvertiseAddr). Start from
+// DefaultManagementConfig.
+type ManagementConfig struct {
+	election.Config
+
+	// App is the application running in mgmt: its handlers, hooks and
+	// replicated State. Nil runs none.
+	App *App
+
+	// ListenAddr is where ctrl and data connect (host:port). Default ":7300".
+	ListenAddr string
+
+	// AdvertiseAddr is the address components should use for this
+	// instance, given to them by a backup's redirect. Default: ListenAddr
+	// if it names a host, else this host's address toward the first peer.
+	AdvertiseAddr string
+
+	// HelloInterval is the period of the Hello cycle, at least 10 ms.
+	// Default 1 s.
+	HelloInterval time.Duration
+
+	// IdentifyTimeout closes a session that has not identified itself in
+	// time. Default 10 s.
+	IdentifyTimeout time.Duration
+
+	// MaxPairs bounds the registry: an Identify that would register a new
+	// pair beyond it is refused (counted as
+	// hellopics_mgmt_refused_total{reason="too_many_pairs"}). Default 512:
+	// at that size a registry with every string at its limit still fits
+	// in one 1 MiB state-sync frame.
+	MaxPairs int
+
+	// PairExpiry removes a pair from the registry once its ctrl and data
+	// have both been gone this long (event pair_expired). Default 10 min;
+	// 0 keeps pairs forever.
+	PairExpiry time.Duration
+
+	// DeadTimeout is the dead-peer time of component sessions: a
+	// component silent this long is declared lost. Default 3 s.
+	DeadTimeout time.Duration
+
+	// Transport, if set, is the base pconn configuration (limits); its
+	// handlers are replaced.
+	Transport *pconn.Config
+
+	// TLS, when set, puts the component port and the HA links under
+	// mutual TLS 1.3 with identities checked (docs/security.md): ctrl
+	// and data may identify only as the role and pair their certificate
+	// names, a peer only as the mgmt id its certificate names. This
+	// instance's own certificate must name mgmt/ID. Nil is plaintext.
+	TLS *tlsconf.Source
+
+	// Logger is the root logger; the instance logs under "mgmt". Nil
+	// discards logs.
+	Logger hclog.Logger
+
+	// HAListenAddr is where the other management instances connect for
+	// heartbeats and state sync. Required when Peers is not empty.
+	HAListenAddr string
+
+	// StateDir holds the epoch file, written atomically and fsynced, so a
+	// restarted instance never reuses an epoch. "" keeps the epoch in
+	// memory only (tests, demos): a warning is logged.
+	StateDir string
+
+	// Version is reported in the operator status.
+	Version string
+
+	// RefusalLogInterval is how often at most each kind of refused input
+	// (a rule of the handshake or of the election, a transport error) is
+	// logged; the ones in between are counted in the metrics and the
+	// next line says how many ("suppressed"). 0 logs every one. Default
+	// 10 s.
+	RefusalLogInterval time.Duration
+
+	// HAAnySource accepts a mgmt peer's connection from any address.
+	// By default a connection whose first heartbeat names peer X must
+	// come from an IP address of X's configured HA address, so that a
+	// stranger cannot speak for X by knowing its name. Set it for peers
+	// behind NAT or whose connections leave from another interface.
+	HAAnySource bool
+
+	// OnServing, if set, is told (on the loop; it must not block) when
+	// this instance starts (true) or stops (false) serving as the
+	// master: the operator API's health service follows it.
+	OnServing func(master bool)
+}
+
+// DefaultManagementConfig returns the defaults described on
+// ManagementConfig and election.DefaultConfig (priority 100, a
+// heartbeat every 50 ms, a peer dead after 3 missed).
+func DefaultManagementConfig() ManagementConfig {
+	return ManagementConfig{
+		Config:          election.DefaultConfig("", 100),
+		ListenAddr:      ":7300",
+		HelloInterval:   handshake.DefaultHelloInterval,
+		IdentifyTimeout: handshake.DefaultIdentifyTimeout,
+		MaxPairs:        handshake.DefaultMaxPairs,
+		PairExpiry:      handshake.DefaultPairExpiry,
+		DeadTimeout:     3 * time.Second,
+
+		RefusalLogInterval: 10 * time.Second,
+	}
+}
+
+// Problems lists every invalid field, for the embedding config's
+// Validate. The election's own rules (ids, peers) are checked when the
+// instance starts, by election.Config.Validate.
+func (c *ManagementConfig) Problems() []error {
+	var errs []error
+	if c.ListenAddr == "" {
+		errs = append(errs, errors.New("ListenAddr is empty"))
+	}
+	if c.HelloInterval < handshake.MinHelloInterval {
+		errs = append(errs, fmt.Errorf("HelloInterval %v below the minimum %v", c.HelloInterval, handshake.MinHelloInterval))
+	}
+	if c.IdentifyTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("IdentifyTimeout %v must be positive", c.IdentifyTimeout))
+	}
+	if c.MaxPairs < 1 {
+		errs = append(errs, fmt.Errorf("MaxPairs %d must be at least 1", c.MaxPairs))
+	}
+	if c.PairExpiry < 0 {
+		errs = append(errs, fmt.Errorf("PairExpiry %v must not be negative (0 keeps pairs forever)", c.PairExpiry))
+	}
+	if c.DeadTimeout < pconn.MinDeadTimeout {
+		errs = append(errs, fmt.Errorf("DeadTimeout %v below the minimum %v", c.DeadTimeout, pconn.MinDeadTimeout))
+	}
+	if len(c.Peers) > 0 && c.HAListenAddr == "" {
+		errs = append(errs, errors.New("HAListenAddr is empty but Peers are given"))
+	}
+	if c.HeartbeatInterval <= 0 {
+		errs = append(errs, fmt.Errorf("HeartbeatInterval %v must be positive", c.HeartbeatInterval))
+	}
+	if c.RefusalLogInterval < 0 {
+		errs = append(errs, fmt.Errorf("RefusalLogInterval %v is negative", c.RefusalLogInterval))
+	}
+	if c.DeadMisses < 1 {
+		errs = append(errs, fmt.Errorf("DeadMisses %d must be at least 1", c.DeadMisses))
+	}
+	return errs
+}
