@@ -499,3 +499,73 @@ func TestEventNames(t *testing.T) {
 		}
 	}
 }
+
+// TestMgmtHoldWithoutMaster: a backup that knows no live master holds an
+// Identify (nothing sent, the session kept) and answers it the moment
+// it becomes master (accepted, no reconnection) or learns the master
+// (redirected there); the identify timeout still bounds the wait.
+func TestMgmtHoldWithoutMaster(t *testing.T) {
+	b := newTestMgmt(t, MgmtConfig{Epoch: 1, Backup: true, HoldWithoutMaster: true})
+	b.SessionUp(1, "c:1", t0)
+	b.SessionUp(2, "d:1", t0)
+	if got := summary(b.Receive(1, msgID, ctrlID("p1", "c-1"), t0)); got != " | held" {
+		t.Fatalf("identify at a backup without master: %s", got)
+	}
+	b.Receive(2, msgID, dataID("p1", "d-1"), t0)
+	// data asks for its peer at once: kept behind the held Identify.
+	if got := summary(b.Receive(2, msgGetPeer, &hellopicsv1.GetPeer{PairId: "p1"}, t0)); got != " | " {
+		t.Fatalf("GetPeer behind a held identify: %s", got)
+	}
+	// Becoming master answers both at once, in session order, then the
+	// GetPeer.
+	outs := b.SetMastership(true, 2, "", t0.Add(time.Millisecond))
+	if got := summary(outs); !strings.Contains(got, "identified") || strings.Count(got, "identified") != 2 ||
+		strings.Contains(got, "REDIRECT") || !strings.HasSuffix(got, "identified identified peer peer") {
+		t.Fatalf("held identifies when master: %s", got)
+	}
+	// Too many messages behind a held identify cost the session.
+	f := newTestMgmt(t, MgmtConfig{Epoch: 1, Backup: true, HoldWithoutMaster: true})
+	f.SessionUp(1, "c:1", t0)
+	f.Receive(1, msgID, ctrlID("p1", "c-1"), t0)
+	var last string
+	for i := 0; i <= maxHeldMsgs; i++ {
+		last = summary(f.Receive(1, msgGetPeer, &hellopicsv1.GetPeer{PairId: "p1"}, t0))
+	}
+	if last != "close 1 | down" {
+		t.Fatalf("message %d behind a held identify: %s", maxHeldMsgs+1, last)
+	}
+	if p := b.Pairs()[0]; p.GetCtrl().GetState() == hellopicsv1.ComponentState_COMPONENT_STATE_DOWN ||
+		p.GetData().GetState() == hellopicsv1.ComponentState_COMPONENT_STATE_DOWN {
+		t.Fatalf("pair after the held identifies: %v", p)
+	}
+
+	// Learning the master redirects the held ones there.
+	c := newTestMgmt(t, MgmtConfig{Epoch: 1, Backup: true, HoldWithoutMaster: true})
+	c.SessionUp(1, "c:1", t0)
+	c.Receive(1, msgID, ctrlID("p1", "c-1"), t0)
+	if got := summary(c.SetMastership(false, 2, "", t0)); strings.Contains(got, "REDIRECT") {
+		t.Fatalf("still no master: %s", got)
+	}
+	outs = c.SetMastership(false, 2, "m2:1", t0)
+	if got := summary(outs); got != "send 1 REDIRECT; close 1 | redirect" {
+		t.Fatalf("held identify when the master is known: %s", got)
+	}
+	if r := sentMsg[*hellopicsv1.Redirect](t, outs, msgRedir); r.GetMasterAddr() != "m2:1" {
+		t.Fatalf("redirect %v", r)
+	}
+
+	// The identify timeout ends a hold that lasts.
+	d := newTestMgmt(t, MgmtConfig{Epoch: 1, Backup: true, HoldWithoutMaster: true, IdentifyTimeout: time.Second})
+	d.SessionUp(1, "c:1", t0)
+	d.Receive(1, msgID, ctrlID("p1", "c-1"), t0)
+	if got := summary(d.Tick(t0.Add(time.Second))); !strings.HasPrefix(got, "close 1") {
+		t.Fatalf("held past the identify timeout: %s", got)
+	}
+
+	// Without HoldWithoutMaster a backup redirects at once, as before.
+	e := newTestMgmt(t, MgmtConfig{Epoch: 1, Backup: true})
+	e.SessionUp(1, "c:1", t0)
+	if got := summary(e.Receive(1, msgID, ctrlID("p1", "c-1"), t0)); got != "send 1 REDIRECT; close 1 | redirect" {
+		t.Fatalf("identify at a backup that does not hold: %s", got)
+	}
+}

@@ -43,8 +43,14 @@ type MgmtConfig struct {
 	// is a master.
 	Backup bool
 	// MasterAddr is, for a backup, the component address of the master
-	// ("" when no master is known).
+	// ("" when no live master is known).
 	MasterAddr string
+	// HoldWithoutMaster makes a backup that knows no live master
+	// (MasterAddr "") hold a component's Identify instead of redirecting
+	// it nowhere: SetMastership answers it the moment this instance
+	// becomes master (accepted at once, no reconnection) or learns the
+	// master (redirected there). The identify timeout bounds the wait.
+	HoldWithoutMaster bool
 	// MaxPairs bounds the registry: an Identify that would create a pair
 	// beyond it is refused (RefusedTooManyPairs). Zero means
 	// DefaultMaxPairs.
@@ -104,7 +110,23 @@ type mgmtSession struct {
 	since      time.Time
 	identified bool
 	ident      *hellopicsv1.Identify // the accepted Identify, once identified
+	// held is the Identify a backup holds while it knows no live master
+	// (identify); answered by SetMastership. heldMsgs are the messages
+	// that came after it (a component sends GetPeer at once), handled
+	// once the Identify is accepted; at most maxHeldMsgs.
+	held     *hellopicsv1.Identify
+	heldMsgs []heldMsg
 }
+
+// heldMsg is a message received behind a held Identify.
+type heldMsg struct {
+	t   hellopicsv1.MsgType
+	msg proto.Message
+}
+
+// maxHeldMsgs bounds the messages kept behind a held Identify; a
+// component sends two or three (GetPeer, Ready, a Report).
+const maxHeldMsgs = 8
 
 // member is a registered component of a pair.
 type member struct {
@@ -246,6 +268,21 @@ func (m *Mgmt) Receive(id SessionID, t hellopicsv1.MsgType, msg proto.Message, n
 		return out
 	}
 	if !s.identified {
+		if s.held != nil {
+			if t == hellopicsv1.MsgType_MSG_TYPE_ID {
+				s.held, s.heldMsgs = msg.(*hellopicsv1.Identify), nil // it starts again
+				return out
+			}
+			if len(s.heldMsgs) >= maxHeldMsgs {
+				reason := fmt.Sprintf("more than %d messages behind an identify held for want of a master", maxHeldMsgs)
+				out = append(out, Close{Session: id, Reason: reason})
+				out.event(Event{Kind: EventDown, Session: id, Refused: RefusedNotIdentified, Message: s.remoteAddr + ": " + reason})
+				delete(m.sessions, id)
+				return out
+			}
+			s.heldMsgs = append(s.heldMsgs, heldMsg{t, msg})
+			return out
+		}
 		if t != hellopicsv1.MsgType_MSG_TYPE_ID {
 			out.event(Event{Kind: EventIgnored, Session: id, Refused: RefusedNotIdentified, Message: fmt.Sprintf("%s before identification from %s", t, s.remoteAddr)})
 			return out
@@ -309,6 +346,21 @@ func (m *Mgmt) reject(out *outputs, s *mgmtSession, who *hellopicsv1.Identify, r
 
 // identify checks and registers an Identify on the unidentified session s.
 func (m *Mgmt) identify(out *outputs, s *mgmtSession, in *hellopicsv1.Identify, now time.Time) {
+	if m.cfg.Backup && m.cfg.MasterAddr == "" && m.cfg.HoldWithoutMaster {
+		// No live master known: this instance may well be the next one
+		// (the master just died), and a redirect would send the
+		// component round the addresses, perhaps to the dead master.
+		// Hold the Identify; SetMastership answers it. The identify
+		// timeout still bounds the wait.
+		s.held = in
+		pairID := in.GetPairId()
+		if !ValidPairID(pairID) {
+			pairID = ""
+		}
+		out.event(Event{Kind: EventHeld, Peer: in.GetRole(), PairID: pairID, Session: s.id, Epoch: m.cfg.Epoch,
+			Message: "no live master known; identify held until one is"})
+		return
+	}
 	if m.cfg.Backup {
 		out.send(s.id, hellopicsv1.MsgType_MSG_TYPE_REDIRECT, &hellopicsv1.Redirect{MasterAddr: m.cfg.MasterAddr, Epoch: m.cfg.Epoch})
 		reason := "not master; master is " + m.cfg.MasterAddr
@@ -582,13 +634,39 @@ func (m *Mgmt) Tick(now time.Time) []Output {
 func (m *Mgmt) SetMastership(isMaster bool, epoch uint64, masterAddr string, now time.Time) []Output {
 	var out outputs
 	m.stamp(now)
+	wasEpoch := m.cfg.Epoch
 	if epoch > m.cfg.Epoch && epoch < EpochLimit {
 		m.cfg.Epoch = epoch
 	}
 	wasBackup := m.cfg.Backup
 	m.cfg.Backup, m.cfg.MasterAddr = !isMaster, masterAddr
-	out.event(Event{Kind: EventMastership, Epoch: m.cfg.Epoch,
-		Message: fmt.Sprintf("master=%v master_addr=%q (was master=%v)", isMaster, masterAddr, !wasBackup)})
+	if wasBackup == isMaster || m.cfg.Epoch != wasEpoch {
+		// Only a change of role or epoch is news: a backup learning or
+		// losing sight of the master (MasterAddr) happens at every late
+		// heartbeat.
+		out.event(Event{Kind: EventMastership, Epoch: m.cfg.Epoch,
+			Message: fmt.Sprintf("master=%v master_addr=%q (was master=%v)", isMaster, masterAddr, !wasBackup)})
+	}
+	if !m.cfg.Backup || m.cfg.MasterAddr != "" {
+		// Answer the held identifies: accepted as master, redirected
+		// to the master as backup.
+		for _, id := range m.sortedSessions() {
+			if s := m.sessions[id]; s.held != nil {
+				in, msgs := s.held, s.heldMsgs
+				s.held, s.heldMsgs = nil, nil
+				m.identify(&out, s, in, now)
+				if !s.identified {
+					continue // redirected or refused: the rest goes with it
+				}
+				for _, h := range msgs {
+					if m.sessions[id] != s {
+						break
+					}
+					out = append(out, m.Receive(id, h.t, h.msg, now)...)
+				}
+			}
+		}
+	}
 	if isMaster {
 		return out
 	}

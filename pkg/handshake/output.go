@@ -157,6 +157,10 @@ const (
 	// EventPairExpired: mgmt removed a pair whose components had both been
 	// gone for MgmtConfig.PairExpiry.
 	EventPairExpired
+	// EventHeld: a backup that knows no live master holds a component's
+	// Identify instead of redirecting it; it answers it the moment it
+	// becomes master or learns the master (SetMastership).
+	EventHeld
 )
 
 var eventKindNames = map[EventKind]string{
@@ -179,6 +183,7 @@ var eventKindNames = map[EventKind]string{
 	EventUp:              "up",
 	EventMastership:      "mastership",
 	EventPairExpired:     "pair_expired",
+	EventHeld:            "held",
 }
 
 // String returns the kind's log name, such as "hello_missed".
@@ -193,7 +198,7 @@ func (k EventKind) String() string {
 // events of a healthy cycle, Warn for losses and refusals, Info otherwise.
 func (k EventKind) Level() slog.Level {
 	switch k {
-	case EventHelloSent, EventHelloReturned, EventHelloForwarded, EventUp:
+	case EventHelloSent, EventHelloReturned, EventHelloForwarded, EventUp, EventHeld:
 		return slog.LevelDebug
 	case EventHelloMissed, EventHelloOutOfOrder, EventRejected, EventStaleEpoch,
 		EventDropped, EventDown, EventCycleStopped:
