@@ -66,6 +66,9 @@ type peer struct {
 	masterID      string
 	nopreempt     bool
 	componentAddr string
+	// linkLost: a connection to or from the peer broke (LinkLost) and
+	// no heartbeat has come since.
+	linkLost bool
 }
 
 func (p *peer) claims() bool { return p.alive && p.masterID == p.id }
@@ -192,6 +195,7 @@ func (e *Election) Step(now time.Time, from string, msg proto.Message) error {
 	switch m := msg.(type) {
 	case *hellopicsv1.Heartbeat:
 		p.heard = e.now
+		p.linkLost = false
 		p.priority = m.GetPriority()
 		p.epoch = m.GetEpoch()
 		p.masterID = m.GetMasterId()
@@ -740,6 +744,35 @@ func (e *Election) Status() Status {
 
 // MasterComponentAddr is where the current master accepts ctrl and data,
 // as its heartbeats announce it ("" if no master is known).
+// LinkLost tells the election that a connection to or from peer id
+// broke (a reset, a dead-peer timeout). It changes no liveness or role,
+// which heartbeats alone decide; until the peer's next heartbeat,
+// LiveMasterComponentAddr does not name it. Unknown ids are ignored.
+func (e *Election) LinkLost(id string) {
+	if p := e.peers[id]; p != nil {
+		p.linkLost = true
+	}
+}
+
+// LiveMasterComponentAddr is MasterComponentAddr while the master is
+// this instance, or a peer heard from within two heartbeat intervals
+// whose link has not broken since (LinkLost); "" otherwise. A backup
+// redirects components only there: never toward a master it has
+// stopped hearing from, which may be dead or cut off.
+func (e *Election) LiveMasterComponentAddr() string {
+	if e.master == "" {
+		return ""
+	}
+	if e.master == e.cfg.ID {
+		return e.cfg.ComponentAddr
+	}
+	p := e.peers[e.master]
+	if p == nil || p.linkLost || e.now.Sub(p.heard) > 2*e.cfg.HeartbeatInterval {
+		return ""
+	}
+	return p.componentAddr
+}
+
 func (e *Election) MasterComponentAddr() string {
 	if e.master == "" {
 		return ""

@@ -472,3 +472,42 @@ func contains(xs []string, x string) bool {
 	}
 	return false
 }
+
+// TestLiveMasterComponentAddr: a backup names the master's component
+// address only while it hears the master: not once two heartbeats are
+// late, nor after a link to it broke, until its next heartbeat.
+func TestLiveMasterComponentAddr(t *testing.T) {
+	s := newSim(t, 3, nodeSpec{id: "a", priority: 200}, nodeSpec{id: "b", priority: 100})
+	if m := s.mustConverge(time.Second); m != "a" {
+		t.Fatalf("master = %s, want a", m)
+	}
+	s.run(200 * time.Millisecond)
+	b := s.nodes["b"].e
+	if got, want := b.LiveMasterComponentAddr(), b.MasterComponentAddr(); got == "" || got != want {
+		t.Fatalf("live master addr %q, want %q", got, want)
+	}
+	if a := s.nodes["a"].e; a.LiveMasterComponentAddr() != a.MasterComponentAddr() {
+		t.Fatalf("the master names %q for itself", a.LiveMasterComponentAddr())
+	}
+	b.LinkLost("a")
+	b.LinkLost("nobody") // ignored
+	if got := b.LiveMasterComponentAddr(); got != "" {
+		t.Fatalf("after LinkLost: %q", got)
+	}
+	s.run(3 * hb) // the next heartbeats clear it
+	if b.LiveMasterComponentAddr() == "" || b.Master() != "a" {
+		t.Fatalf("after a's heartbeats: %q (master %s)", b.LiveMasterComponentAddr(), b.Master())
+	}
+	// Silence: the address goes before the master is declared dead.
+	s.pause("a")
+	var sawGap bool
+	s.runUntil(10*hb, func() bool {
+		if b.Master() == "a" && b.LiveMasterComponentAddr() == "" {
+			sawGap = true
+		}
+		return b.Master() != "a"
+	})
+	if !sawGap {
+		t.Fatalf("b still named the silent master's address until it was declared dead (%s)", s.describe())
+	}
+}

@@ -96,6 +96,7 @@ func newSim(t testing.TB, seed uint64, specs ...nodeSpec) *sim {
 		}
 		cfg := DefaultConfig(sp.id, sp.priority, peers...)
 		cfg.NoPreempt = sp.nopreempt
+		cfg.ComponentAddr = sp.id + ":7300"
 		cfg.PreemptDelay = sp.delay
 		s.nodes[sp.id] = &simNode{id: sp.id, cfg: cfg, down: true}
 		s.order = append(s.order, sp.id)
