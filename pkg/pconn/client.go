@@ -29,7 +29,11 @@ type Client struct {
 	sess     *Session
 	next     int    // index into addrs of the next attempt
 	redirect string // address to try next, before the rotation
-	err      error  // why the client stopped
+	dialing  string // the address of the attempt in flight ("" none)
+	// cancelDial ends the attempt in flight; Redirect calls it for an
+	// attempt toward another address, which may well be a dead master.
+	cancelDial context.CancelFunc
+	err        error // why the client stopped
 
 	kick   chan struct{} // wakes the retry wait (Redirect)
 	closed chan struct{}
@@ -87,12 +91,16 @@ func (c *Client) SendProto(t MsgType, m proto.Message) error {
 }
 
 // Redirect makes addr the next address tried: the current session, if
-// any, is closed gracefully and the client connects to addr at once. If
-// that fails, the rotation through the configured addresses resumes.
+// any, is closed gracefully, an attempt in flight toward another address
+// is abandoned, and the client connects to addr at once. If that fails,
+// the rotation through the configured addresses resumes.
 func (c *Client) Redirect(addr string) {
 	c.mu.Lock()
 	c.redirect = addr
 	s := c.sess
+	if c.cancelDial != nil && c.dialing != addr {
+		c.cancelDial()
+	}
 	c.mu.Unlock()
 	if s != nil {
 		s.Close()
@@ -279,7 +287,15 @@ func (c *Client) waitKick(d time.Duration) (alive, kicked bool) {
 func (c *Client) connect(addr string) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.DialTimeout)
 	defer cancel()
-	// Close cancels a pending attempt.
+	c.mu.Lock()
+	c.dialing, c.cancelDial = addr, cancel
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.dialing, c.cancelDial = "", nil
+		c.mu.Unlock()
+	}()
+	// Close cancels a pending attempt, and so does a Redirect elsewhere.
 	go func() {
 		select {
 		case <-c.closed:

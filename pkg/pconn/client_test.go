@@ -1,9 +1,11 @@
 package pconn
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"testing"
+	"time"
 )
 
 func TestClientReconnectsAfterServerRestart(t *testing.T) {
@@ -163,4 +165,38 @@ func TestConnectOnce(t *testing.T) {
 	if _, err := Connect(t.Context(), testConfig(in, nil), srv.Addr().String()); err == nil {
 		t.Fatal("Connect to a closed server succeeded")
 	}
+}
+
+// TestClientRedirectAbandonsDial: a Redirect elsewhere ends an attempt
+// in flight toward an address that does not answer (here: a TCP port
+// that never speaks TLS, so the handshake hangs until DialTimeout).
+func TestClientRedirectAbandonsDial(t *testing.T) {
+	checkNoLeaks(t)
+	mute, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mute.Close()
+	srv := listen(t, testConfig(echo, nil))
+	ev := newRecorder()
+	cfg := testConfig(newInbox(), ev)
+	cfg.DialTimeout = time.Hour
+	cfg.TLS = &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13} //nolint:gosec // never completes
+	start := time.Now()
+	c := dial(t, cfg, mute.Addr().String())
+	conn, err := mute.Accept() // the attempt is in its TLS handshake
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// The server speaks plaintext, so this session would fail its TLS
+	// handshake too: what counts is that the hung attempt was abandoned.
+	c.Redirect(srv.Addr().String())
+	if f := ev.next(t, EventFailed); f.Addr.String() != mute.Addr().String() {
+		t.Fatalf("failed attempt to %v, want %v", f.Addr, mute.Addr())
+	}
+	if d := time.Since(start); d > time.Minute {
+		t.Fatalf("the attempt lasted %v", d)
+	}
+	c.Close()
 }
