@@ -219,6 +219,10 @@ func StartComponent(spec ComponentSpec) (*Component, error) {
 	mc.Handler = c.rt.Handler(c.onFrame, c.appFrom)
 	mc.EventHandler = c.loop.EventHandler(c.onMgmtSession)
 	mc.DeadTimeout = cfg.MgmtDeadTimeout
+	// A dial toward a master that is not answering (its host lost, a
+	// redirect there in the instant before the backup noticed) costs no
+	// more than the silence that makes a session dead.
+	mc.DialTimeout = min(mc.DialTimeout, cfg.MgmtDeadTimeout)
 	mc.Logger = c.log.Named("mgmt-client")
 	if cfg.TLS != nil {
 		mc.TLS = cfg.TLS.ClientConfig(tlsconf.Roles(identity.RoleMgmt))

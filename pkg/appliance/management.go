@@ -99,6 +99,10 @@ func StartManagement(cfg ManagementConfig) (*Management, error) {
 		MaxPairs:        cfg.MaxPairs,
 		PairExpiry:      expiry,
 		Backup:          true, // until the election (or a single instance) decides
+		// A backup that knows no live master holds an Identify: it may
+		// be the next master, and components arriving after a failover
+		// are then accepted without another round of dials.
+		HoldWithoutMaster: len(cfg.Peers) > 0,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mgmt: %w", err)

@@ -111,6 +111,7 @@ func (s *Management) startHA(base pconn.Config) error {
 		s.loop.Post(func() {
 			if id, _ := ev.Session.Cookie().(string); id != "" && s.haInbound[id] == ev.Session {
 				delete(s.haInbound, id)
+				s.haLinkLost(id)
 			}
 		})
 	})
@@ -143,6 +144,9 @@ func (s *Management) startHA(base pconn.Config) error {
 			if ev.Type == pconn.EventEstablished || ev.Session == nil {
 				once.Do(pending.Done)
 			}
+			if ev.Type != pconn.EventEstablished && ev.Session != nil {
+				s.loop.Post(func() { s.haLinkLost(p.ID) })
+			}
 		})
 		c, err := pconn.Dial(out, p.Addr)
 		if err != nil {
@@ -170,6 +174,17 @@ func (s *Management) startHA(base pconn.Config) error {
 		s.drainElection()
 	})
 	return nil
+}
+
+// haLinkLost tells the election that a connection to or from peer id
+// broke: if it is the master, components are no longer redirected to
+// it (they are held) until its next heartbeat. Loop only.
+func (s *Management) haLinkLost(id string) {
+	if s.el == nil {
+		return
+	}
+	s.el.LinkLost(id)
+	s.drainElection()
 }
 
 func (s *Management) loadEpoch() (uint64, error) {
@@ -527,14 +542,21 @@ type mastership struct {
 // a value the machine would not take cannot make it repeat for ever.
 func (s *Management) alignMastership() {
 	now := mastership{master: s.el.Role() == hellopicsv1.MgmtRole_MGMT_ROLE_MASTER, epoch: s.el.Epoch(),
-		addr: s.el.MasterComponentAddr()}
+		addr: s.el.LiveMasterComponentAddr()}
 	if now == s.aligned {
 		return
 	}
+	was := s.aligned
 	s.aligned = now
+	if now.addr != was.addr && now.master == was.master {
+		s.log.Debug("master's component address", "component", "mgmt", "master_addr", now.addr, "epoch", now.epoch,
+			"step", "master_addr")
+	}
 	s.apply(s.machine.SetMastership(now.master, now.epoch, now.addr, time.Now()))
-	s.rt.SetMastership(now.master, now.epoch)
-	s.setServing(now.master)
+	if now.master != was.master || now.epoch != was.epoch {
+		s.rt.SetMastership(now.master, now.epoch)
+		s.setServing(now.master)
+	}
 }
 
 // syncState streams the registry to the backups after a change. Master

@@ -34,8 +34,10 @@ type ComponentConfig struct {
 
 	// MgmtDeadTimeout declares the mgmt session lost after this much
 	// silence, so that a master whose network is cut is left quickly for
-	// the new one (pconn pings an idle link every fifth of it). Default
-	// 300 ms.
+	// the new one (pconn pings an idle link every fifth of it). It also
+	// bounds one attempt to connect to a mgmt address (TLS handshake
+	// included), so that a dial toward a host that is gone costs no
+	// more. Default 300 ms.
 	MgmtDeadTimeout time.Duration
 
 	// Transport, if set, is the base pconn configuration (limits).
