@@ -65,7 +65,7 @@ lint: ## gofmt, go vet and staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); test -z "$$out" || { echo "gofmt needed:"; echo "$$out"; exit 1; }
 	$(GO) vet ./...
 	$(GO) tool $(TOOLMOD) staticcheck ./...
-	@if command -v shellcheck >/dev/null; then shellcheck deploy/lab/lab.sh deploy/systemd/verify.sh examples/counters/demo.sh; else echo "shellcheck not installed: scripts not checked"; fi
+	@if command -v shellcheck >/dev/null; then shellcheck deploy/lab/lab.sh deploy/lab/failover-bench.sh deploy/systemd/verify.sh examples/counters/demo.sh; else echo "shellcheck not installed: scripts not checked"; fi
 
 demo: build ## run mgmt, ctrl and data on this machine until Ctrl-C
 	$(BIN) demo

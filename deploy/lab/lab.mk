@@ -4,7 +4,7 @@
 # LAB_* variables of lab.sh pass through the environment.
 LAB_SH ?= deploy/lab/lab.sh
 
-.PHONY: lab-up lab-down lab-failover lab-logs lab-status
+.PHONY: lab-up lab-down lab-failover lab-logs lab-status failover-bench
 
 lab-up: build ## start the namespace lab (root): two mgmt, ctrl, data, agent
 	HELLOPICS=$(BIN) $(LAB_SH) up
@@ -20,3 +20,7 @@ lab-logs: ## the lab's logs, time-ordered, one host prefix a line
 
 lab-status: ## the lab's hosts, processes and ctl status
 	HELLOPICS=$(BIN) $(LAB_SH) status
+
+TRIALS ?= 10
+failover-bench: build ## fault of the master mgmt -> first hello under the new one, in namespaces (root; TRIALS=10)
+	HELLOPICS=$(BIN) deploy/lab/failover-bench.sh $(TRIALS)

@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# failover-bench.sh: time from a fault of the master mgmt to the first
+# hello returned under the new master, measured from outside against
+# real processes, each "host" in its own network namespace on a bridge.
+#
+#   fb-mgmt-a .11 (priority 200)  fb-mgmt-b .12  fb-ctrl .21  fb-data .31
+#
+# Faults: kill (SIGKILL of mgmt-a), hostloss (mgmt-a's link set down:
+# nothing, not even a reset, reaches anyone). Settings: default (the
+# defaults, hello every 10 ms), tight (-heartbeat 10ms; ctrl and data
+# -mgmt-dead-timeout 30ms -retry 10ms). Every trial starts the four
+# daemons afresh, waits for the cycle under mgmt-a, injects the fault at
+# a random phase and reads mgmt-b's JSON log for its first hello_returned.
+#
+# Usage (root): failover-bench.sh [TRIALS]
+# Environment: HELLOPICS (bin/hellopics), FB_NET (198.18.40), FB_RUN
+# (./run/failover-bench), FB_FAULTS ("kill hostloss"), FB_SETTINGS
+# ("default tight").
+set -euo pipefail
+
+BIN=${HELLOPICS:-bin/hellopics}
+NET=${FB_NET:-198.18.40}
+RUN=${FB_RUN:-./run/failover-bench}
+TRIALS=${1:-10}
+FAULTS=${FB_FAULTS:-kill hostloss}
+SETTINGS=${FB_SETTINGS:-default tight}
+P=fb
+HOSTS=(mgmt-a mgmt-b ctrl data)
+
+die() {
+	echo "failover-bench: $*" >&2
+	exit 1
+}
+[[ $(id -u) == 0 ]] || die "needs root (network namespaces)"
+[[ -x $BIN ]] || die "no $BIN: run make build"
+command -v python3 >/dev/null || die "needs python3 to read the logs"
+
+ip_of() {
+	case $1 in
+	mgmt-a) echo "$NET.11" ;;
+	mgmt-b) echo "$NET.12" ;;
+	ctrl) echo "$NET.21" ;;
+	data) echo "$NET.31" ;;
+	esac
+}
+
+down() {
+	local h
+	for h in "${HOSTS[@]}"; do
+		ip netns pids "$P-$h" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+		ip netns del "$P-$h" 2>/dev/null || true
+		ip link del "$P-$h" 2>/dev/null || true
+	done
+	ip link del "$P-br0" 2>/dev/null || true
+}
+
+up() {
+	ip link add "$P-br0" type bridge
+	ip addr add "$NET.1/24" dev "$P-br0"
+	ip link set "$P-br0" up
+	local h
+	for h in "${HOSTS[@]}"; do
+		ip netns add "$P-$h"
+		ip link add "$P-$h" type veth peer name eth0 netns "$P-$h"
+		ip link set "$P-$h" master "$P-br0" up
+		ip -n "$P-$h" link set lo up
+		ip -n "$P-$h" addr add "$(ip_of "$h")/24" dev eth0
+		ip -n "$P-$h" link set eth0 up
+	done
+}
+
+tls() { echo -tls-cert "$RUN/pki/$1.crt" -tls-key "$RUN/pki/$1.key" -tls-ca "$RUN/pki/ca.crt"; }
+
+# start HOST SETTING: the daemon of HOST in its namespace, JSON logs at
+# debug in $RUN/HOST.log.
+start() {
+	local h=$1 set=$2 args=()
+	local mgmts
+	mgmts="$(ip_of mgmt-a):7300,$(ip_of mgmt-b):7300"
+	case $h in
+	mgmt-a | mgmt-b)
+		local other=mgmt-b prio=200
+		[[ $h == mgmt-b ]] && other=mgmt-a prio=100
+		args=(mgmt -id "$h" -priority "$prio" -listen "$(ip_of "$h"):7300" -ha-listen "$(ip_of "$h"):7310"
+			-operator "$(ip_of "$h"):7400" -peers "$other=$(ip_of "$other"):7310" -state-dir "$RUN/state/$h"
+			-hello-interval 10ms)
+		[[ $set == tight ]] && args+=(-heartbeat 10ms)
+		;;
+	ctrl) args=(ctrl -mgmt "$mgmts" -listen "$(ip_of ctrl):7301") ;;
+	data) args=(data -mgmt "$mgmts") ;;
+	esac
+	if [[ $h == ctrl || $h == data ]] && [[ $set == tight ]]; then
+		args+=(-mgmt-dead-timeout 30ms -retry 10ms)
+	fi
+	local cert=mgmt-$h
+	[[ $h == ctrl || $h == data ]] && cert=$h-pic0
+	# shellcheck disable=SC2046 # tls prints separate words
+	ip netns exec "$P-$h" "$BIN" "${args[@]}" $(tls "$cert") -log-json -log-level debug >"$RUN/$h.log" 2>&1 &
+	echo $! >"$RUN/$h.pid"
+}
+
+# wait_for FILE PATTERN SECONDS
+wait_for() {
+	local i
+	for ((i = 0; i < $3 * 20; i++)); do
+		grep -q "$2" "$1" 2>/dev/null && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+stop_all() {
+	local h
+	for h in "${HOSTS[@]}"; do
+		if [[ -s $RUN/$h.pid ]]; then
+			kill -9 "$(cat "$RUN/$h.pid")" 2>/dev/null || true
+		fi
+	done
+	wait 2>/dev/null || true
+	ip link set "$P-mgmt-a" up 2>/dev/null || true
+}
+
+trap 'stop_all; down' EXIT
+down
+rm -rf "$RUN"
+mkdir -p "$RUN/state"
+"$BIN" pki deployment -dir "$RUN/pki" -mgmt mgmt-a,mgmt-b -pairs pic0 >/dev/null
+up
+# Let the links come up (linkwatch) before anything starts.
+sleep 1
+
+results=$RUN/results.csv
+echo "fault,setting,trial,ms,ok" >"$results"
+for set in $SETTINGS; do
+	for fault in $FAULTS; do
+		for ((t = 1; t <= TRIALS; t++)); do
+			rm -rf "$RUN/state"
+			mkdir -p "$RUN/state"
+			start mgmt-a "$set"
+			sleep 0.3
+			start mgmt-b "$set"
+			start ctrl "$set"
+			start data "$set"
+			if ! wait_for "$RUN/mgmt-a.log" '"step":"hello_returned"' 20; then
+				echo "$fault,$set,$t,,setup" >>"$results"
+				stop_all
+				continue
+			fi
+			# A random phase against the heartbeats and hellos.
+			sleep "0.$((RANDOM % 900 + 100))"
+			t0=$(date +%s.%N)
+			case $fault in
+			kill) kill -9 "$(cat "$RUN/mgmt-a.pid")" ;;
+			hostloss) ip link set "$P-mgmt-a" down ;;
+			esac
+			wait_for "$RUN/mgmt-b.log" '"step":"hello_returned"' 10 || true
+			stop_all
+			python3 - "$RUN/mgmt-b.log" "$t0" "$fault" "$set" "$t" >>"$results" <<'EOF'
+import json, sys, datetime
+log, t0, fault, setting, trial = sys.argv[1], float(sys.argv[2]), *sys.argv[3:]
+day = datetime.datetime.fromtimestamp(t0).date()
+ms = ""
+for line in open(log):
+    try:
+        r = json.loads(line)
+    except ValueError:
+        continue
+    if r.get("step") != "hello_returned":
+        continue
+    ts = datetime.datetime.combine(day, datetime.time.fromisoformat(r["@timestamp"])).timestamp()
+    if ts >= t0 - 0.0005:
+        ms = "%.0f" % ((ts - t0) * 1000)
+        break
+print(f"{fault},{setting},{trial},{ms},{'yes' if ms else 'no'}")
+EOF
+		done
+	done
+done
+
+python3 - "$results" <<'EOF'
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+groups = {}
+for r in rows:
+    groups.setdefault((r["fault"], r["setting"]), []).append(r)
+print("%-9s %-8s %6s %6s %6s %6s %s" % ("fault", "setting", "trials", "p50", "p99", "max", "failed"))
+for (f, s), rs in groups.items():
+    ms = sorted(float(r["ms"]) for r in rs if r["ms"])
+    failed = sum(1 for r in rs if not r["ms"])
+    if not ms:
+        print("%-9s %-8s %6d %6s %6s %6s %d" % (f, s, len(rs), "-", "-", "-", failed))
+        continue
+    p = lambda q: ms[min(len(ms) - 1, int(q * len(ms)))]
+    print("%-9s %-8s %6d %6.0f %6.0f %6.0f %d" % (f, s, len(rs), p(0.5), p(0.99), ms[-1], failed))
+EOF
+echo "raw results: $results"
