@@ -66,7 +66,7 @@ func (c *compProc) start() {
 	w, t := c.w, c.w.sc.Timers
 	c.inc++
 	c.up, c.paused = true, false
-	c.slots = nil
+	c.slots = [numSlots]timerSlot{}
 	c.reg = map[handshake.SessionID]*end{}
 	c.mgmtID, c.mgmtUp = 0, false
 	c.idTimers = map[handshake.SessionID]bool{}
@@ -288,9 +288,9 @@ func (c *compProc) apply(outs []handshake.Output) {
 	}
 	if !c.isCtrl {
 		if at, ok := c.data.NextDeadline(); ok {
-			c.w.slot(&c.proc, "handshake", at, c.tick)
+			c.w.slot(&c.proc, slotHandshake, at, c.tick)
 		} else {
-			c.w.slot(&c.proc, "handshake", time.Time{}, nil)
+			c.w.slot(&c.proc, slotHandshake, time.Time{}, nil)
 		}
 	}
 }

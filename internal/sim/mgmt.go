@@ -96,7 +96,7 @@ func (m *mgmtProc) start() {
 	w, t := m.w, m.w.sc.Timers
 	m.inc++
 	m.up, m.paused = true, false
-	m.slots = nil
+	m.slots = [numSlots]timerSlot{}
 	machine, err := handshake.NewMgmt(handshake.MgmtConfig{
 		HelloInterval:   t.Hello,
 		IdentifyTimeout: t.Identify,
@@ -153,8 +153,8 @@ func (m *mgmtProc) startHA() {
 		id := p.ID
 		m.haClients[id] = newClient(w, &m.proc, cfg, []string{p.Addr}, handler{
 			frame: func(_ *end, typ int32, msg proto.Message) {
-				if _, ok := haMessage(hellopicsv1.HAMsgType(typ)); !ok {
-					return
+				if !haType(hellopicsv1.HAMsgType(typ), msg) {
+					return // decodeHA: a frame that does not decode costs only itself here
 				}
 				m.stepHA(id, msg, nil)
 			},
@@ -200,19 +200,22 @@ func (m *mgmtProc) startElection() {
 	m.drainElection()
 }
 
-// haMessage mirrors mgmt/ha.go's: the Go type of an HA frame type.
-func haMessage(t hellopicsv1.HAMsgType) (proto.Message, bool) {
-	switch t {
-	case hellopicsv1.HAMsgType_HA_MSG_TYPE_HEARTBEAT:
-		return new(hellopicsv1.Heartbeat), true
-	case hellopicsv1.HAMsgType_HA_MSG_TYPE_SYNC:
-		return new(hellopicsv1.SyncUpdate), true
-	case hellopicsv1.HAMsgType_HA_MSG_TYPE_SYNC_ACK:
-		return new(hellopicsv1.SyncAck), true
-	case hellopicsv1.HAMsgType_HA_MSG_TYPE_HANDOVER:
-		return new(hellopicsv1.Handover), true
+// haType reports whether msg is what a frame of type t decodes to, as
+// mgmt/ha.go's decodeHA (with haMessage) decides: frames travel decoded
+// here, so a hostile frame "does not decode" when its body is not its
+// type's.
+func haType(t hellopicsv1.HAMsgType, msg proto.Message) bool {
+	switch msg.(type) {
+	case *hellopicsv1.Heartbeat:
+		return t == hellopicsv1.HAMsgType_HA_MSG_TYPE_HEARTBEAT
+	case *hellopicsv1.SyncUpdate:
+		return t == hellopicsv1.HAMsgType_HA_MSG_TYPE_SYNC
+	case *hellopicsv1.SyncAck:
+		return t == hellopicsv1.HAMsgType_HA_MSG_TYPE_SYNC_ACK
+	case *hellopicsv1.Handover:
+		return t == hellopicsv1.HAMsgType_HA_MSG_TYPE_HANDOVER
 	}
-	return nil, false
+	return false
 }
 
 // onHAAccept is the HA listener's AcceptFilter: without -ha-any-source
@@ -236,8 +239,7 @@ func (m *mgmtProc) onHAAccept(e *end) {
 // must be configured and come from its address (unless -ha-any-source);
 // a frame before it is dropped and the session kept.
 func (m *mgmtProc) onHAFrame(e *end, typ int32, msg proto.Message) {
-	want, ok := haMessage(hellopicsv1.HAMsgType(typ))
-	if !ok || msg == nil || want.ProtoReflect().Descriptor() != msg.ProtoReflect().Descriptor() {
+	if !haType(hellopicsv1.HAMsgType(typ), msg) {
 		m.w.chk.hostileDone(e, "malformed")
 		m.w.net.abort(e, errors.New("malformed HA frame"))
 		return
@@ -327,7 +329,7 @@ func (m *mgmtProc) sendHA(msg election.Message) {
 func (m *mgmtProc) electionTick(due time.Time) {
 	if m.w.wall().Sub(due) > m.w.sc.Timers.Heartbeat && !m.tickDeferred {
 		m.tickDeferred = true
-		m.w.slot(&m.proc, "election", m.w.wall().Add(5*time.Millisecond), func() { m.electionTick(m.w.wall()) })
+		m.w.slot(&m.proc, slotElection, m.w.wall().Add(5*time.Millisecond), func() { m.electionTick(m.w.wall()) })
 		return
 	}
 	m.tickDeferred = false
@@ -388,7 +390,7 @@ func (m *mgmtProc) drainElection() {
 			}
 			if !rd.NextTick.IsZero() {
 				due := rd.NextTick
-				m.w.slot(&m.proc, "election", due, func() { m.electionTick(due) })
+				m.w.slot(&m.proc, slotElection, due, func() { m.electionTick(due) })
 			}
 		}
 		m.alignMastership()
@@ -485,9 +487,9 @@ func (m *mgmtProc) apply(outs []handshake.Output) {
 		}
 	}
 	if at, ok := m.machine.NextDeadline(); ok {
-		m.w.slot(&m.proc, "handshake", at, m.tick)
+		m.w.slot(&m.proc, slotHandshake, at, m.tick)
 	} else {
-		m.w.slot(&m.proc, "handshake", time.Time{}, nil)
+		m.w.slot(&m.proc, slotHandshake, time.Time{}, nil)
 	}
 	if len(outs) > 0 {
 		m.syncState()

@@ -292,7 +292,9 @@ func (n *network) schedule(e *end) {
 		return
 	}
 	e.scheduled = true
-	n.w.at(e.out[0].due, func() { n.deliver(e) })
+	w := n.w
+	w.seq++
+	w.q.push(event{at: max(e.out[0].due, w.now), seq: w.seq, e: e})
 }
 
 // deliver hands the head of e's direction to the other end.
@@ -313,7 +315,12 @@ func (n *network) deliver(e *end) {
 	if o.state == endGone || !o.p.up || o.p.inc != o.inc {
 		return
 	}
-	n.w.onProc(o.p, o.inc, false, func() { n.arrive(o, it) })
+	if o.p.paused {
+		o.p.inbox = append(o.p.inbox, func() { n.arrive(o, it) })
+		return
+	}
+	n.arrive(o, it)
+	n.w.chk.touched(o.p)
 }
 
 // arrive is it reaching the process at e.

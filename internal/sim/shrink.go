@@ -94,16 +94,18 @@ type Report struct {
 	Keep     []int     // the minimal schedule: indexes into Scenario.Faults
 	Minimal  *Result   // the traced run of the minimal schedule
 	Runs     int       // runs the shrinking took
+	Bug      Bug       // the injected bug, if any
 }
 
 // Check generates the scenario of seed and runs it; on a violation it
 // shrinks the schedule and replays the minimal one with its trace. It
-// returns nil when every invariant held.
-func Check(seed uint64, opts Options) *Report {
+// returns what the run exercised, and a nil Report when every
+// invariant held.
+func Check(seed uint64, opts Options) (Stats, *Report) {
 	sc := Generate(seed)
 	first := Run(sc, opts)
 	if first.Violation == nil {
-		return nil
+		return first.Stats, nil
 	}
 	keep, runs := Shrink(sc, opts, first.Violation)
 	opts.Trace = true
@@ -116,7 +118,18 @@ func Check(seed uint64, opts Options) *Report {
 		}
 		small = Run(sc, opts)
 	}
-	return &Report{Scenario: sc, First: first, Keep: keep, Minimal: small, Runs: runs}
+	return first.Stats, &Report{Scenario: sc, First: first, Keep: keep, Minimal: small, Runs: runs, Bug: opts.Bug}
+}
+
+// Add adds o's counts to s.
+func (s *Stats) Add(o Stats) {
+	s.Events += o.Events
+	s.HellosBack += o.HellosBack
+	s.Masterships += o.Masterships
+	s.HostileFrames += o.HostileFrames
+	s.Faults += o.Faults
+	s.KnownSaturated += o.KnownSaturated
+	s.KnownEpochAhead += o.KnownEpochAhead
 }
 
 // Seed is the report's seed.
@@ -141,6 +154,9 @@ func (r *Report) String() string {
 		fmt.Fprintf(&b, "  %s\n", l)
 	}
 	fmt.Fprintf(&b, "replay: make sim SEED=%d", sc.Seed)
+	if r.Bug != BugNone {
+		fmt.Fprintf(&b, " (with the injected bug %d)", int(r.Bug))
+	}
 	if len(r.Keep) < len(sc.Faults) {
 		fmt.Fprintf(&b, "   (the minimal schedule alone: go run ./internal/sim/cmd/sim -seed %d -keep %s -v)", sc.Seed, keepString(r.Keep))
 	}

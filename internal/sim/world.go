@@ -17,6 +17,7 @@ type event struct {
 	at  time.Duration
 	seq uint64
 	fn  func()
+	e   *end // fn nil: the delivery of the head of e's direction
 }
 
 // eventQueue is a binary min-heap on (at, seq).
@@ -83,7 +84,7 @@ type proc struct {
 	// the frames already buffered before a late tick (mgmt's
 	// electionTick defers a late tick for them).
 	inbox, timers []func()
-	slots         map[string]uint64 // named timers (tier.Loop.At): generation
+	slots         [numSlots]timerSlot // named timers (tier.Loop.At)
 
 	dirty   bool      // touched by the step: the checker looks at it
 	m       *mgmtProc // the process, one of these
@@ -176,23 +177,72 @@ func (w *World) procAfter(p *proc, d time.Duration, fn func()) {
 	w.after(d, func() { w.onProc(p, inc, true, fn) })
 }
 
+// The named timers of a process (tier.Loop.At keys).
+const (
+	slotElection = iota
+	slotHandshake
+	numSlots
+)
+
+// timerSlot is one named timer: armed for at, with fn. At most one
+// event is pending for it (at pending); a re-arm to the same or a later
+// instant reuses it, which saves most events: the shells re-arm after
+// every step.
+type timerSlot struct {
+	armed   bool
+	at      time.Duration
+	fn      func()
+	pending time.Duration // -1: no event pending
+	inc     int
+}
+
 // slot arms p's named timer key at t (zero time: disarm), replacing
-// what was armed there, like tier.Loop.At.
-func (w *World) slot(p *proc, key string, t time.Time, fn func()) {
-	if p.slots == nil {
-		p.slots = map[string]uint64{}
+// what was armed there, like tier.Loop.At: fn runs at t, not before.
+func (w *World) slot(p *proc, key int, t time.Time, fn func()) {
+	s := &p.slots[key]
+	if s.inc != p.inc {
+		*s = timerSlot{pending: -1, inc: p.inc}
 	}
-	p.slots[key]++
 	if t.IsZero() {
+		s.armed, s.fn = false, nil
 		return
 	}
-	gen, inc := p.slots[key], p.inc
-	w.at(t.Sub(t0), func() {
-		w.onProc(p, inc, true, func() {
-			if p.slots[key] == gen {
-				fn()
-			}
-		})
+	at := max(t.Sub(t0), w.now)
+	s.armed, s.at, s.fn = true, at, fn
+	if s.pending >= 0 && s.pending <= at {
+		return // the pending event comes first and re-arms for at
+	}
+	s.pending = at
+	inc := p.inc
+	w.at(at, func() { w.slotDue(p, key, inc, at) })
+}
+
+func (w *World) slotDue(p *proc, key, inc int, at time.Duration) {
+	s := &p.slots[key]
+	if !p.up || p.inc != inc || s.inc != inc || s.pending != at {
+		return
+	}
+	s.pending = -1
+	if !s.armed {
+		return
+	}
+	if s.at > w.now {
+		s.pending = s.at
+		next := s.at
+		w.at(next, func() { w.slotDue(p, key, inc, next) })
+		return
+	}
+	w.onProc(p, inc, true, func() {
+		// Still armed for a time now past? (A re-arm while paused
+		// replaces it, as the loop would.)
+		if s.armed && s.at <= w.now && s.inc == inc {
+			s.armed = false
+			s.fn()
+		} else if s.armed && s.pending < 0 {
+			next := s.at
+			s.pending = next
+			w.at(next, func() { w.slotDue(p, key, inc, next) })
+		}
 	})
 }
 
@@ -245,7 +295,11 @@ func (w *World) loop() {
 		}
 		w.now = e.at
 		w.events++
-		e.fn()
+		if e.fn != nil {
+			e.fn()
+		} else {
+			w.net.deliver(e.e)
+		}
 		w.chk.afterStep()
 		if w.opts.MaxEvents > 0 && w.events >= w.opts.MaxEvents {
 			w.fail("budget", "more than %d events", w.opts.MaxEvents)

@@ -77,7 +77,7 @@ func runOne(seed uint64, keep string, verbose bool) int {
 		fmt.Printf("FAIL: %v\n", r.Violation)
 		return 1
 	}
-	rep := sim.Check(seed, sim.Options{})
+	_, rep := sim.Check(seed, sim.Options{})
 	fmt.Print(rep)
 	return 1
 }
@@ -89,6 +89,7 @@ func runMany(from, n uint64, workers, maxFail int) int {
 	end := from + n
 	var mu sync.Mutex
 	var reports []*sim.Report
+	var total sim.Stats
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	var stopOnce sync.Once
@@ -106,10 +107,14 @@ func runMany(from, n uint64, workers, maxFail int) int {
 				if seed >= end {
 					return
 				}
-				if rep := sim.Check(seed, sim.Options{}); rep != nil {
-					mu.Lock()
+				st, rep := sim.Check(seed, sim.Options{})
+				mu.Lock()
+				total.Add(st)
+				if rep != nil {
 					reports = append(reports, rep)
-					mu.Unlock()
+				}
+				mu.Unlock()
+				if rep != nil {
 					if int(failures.Add(1)) >= maxFail {
 						stopOnce.Do(func() { close(stop) })
 					}
@@ -137,6 +142,10 @@ loop:
 	d := done.Load()
 	fmt.Printf("%d seeds (%d to %d) in %v on %d workers: %.0f seeds/s, %d failing\n",
 		d, from, from+d, el.Round(time.Millisecond), workers, float64(d)/el.Seconds(), len(reports))
+	fmt.Printf("exercised: %d events, %d faults, %d masterships, %d hellos back, %d hostile frames refused\n",
+		total.Events, total.Faults, total.Masterships, total.HellosBack, total.HostileFrames)
+	fmt.Printf("known limitations hit (not failures; see docs/simulator.md): epoch_ahead lockout %d, saturated hello numbers %d\n",
+		total.KnownEpochAhead, total.KnownSaturated)
 	for _, r := range reports {
 		fmt.Print(r)
 	}
