@@ -22,6 +22,19 @@ const (
 	BugLoseSessionDown
 )
 
+// String is the bug's name.
+func (b Bug) String() string {
+	switch b {
+	case BugNone:
+		return "none"
+	case BugForgetEpoch:
+		return "forget-epoch"
+	case BugLoseSessionDown:
+		return "lose-session-down"
+	}
+	return fmt.Sprintf("bug(%d)", int(b))
+}
+
 // Options tune a run; the zero value is a plain, silent run.
 type Options struct {
 	// Trace records the run's trace (faults, mastership, handshake

@@ -155,7 +155,7 @@ func (r *Report) String() string {
 	}
 	fmt.Fprintf(&b, "replay: make sim SEED=%d", sc.Seed)
 	if r.Bug != BugNone {
-		fmt.Fprintf(&b, " (with the injected bug %d)", int(r.Bug))
+		fmt.Fprintf(&b, " (with the injected bug %s)", r.Bug)
 	}
 	if len(r.Keep) < len(sc.Faults) {
 		fmt.Fprintf(&b, "   (the minimal schedule alone: go run ./internal/sim/cmd/sim -seed %d -keep %s -v)", sc.Seed, keepString(r.Keep))

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,16 +31,32 @@ func main() {
 	workers := flag.Int("workers", runtime.NumCPU(), "seeds run in parallel")
 	verbose := flag.Bool("v", false, "with -seed: print the whole trace, every hello included")
 	maxFail := flag.Int("max-failures", 1, "stop after this many failing seeds")
+	strict := flag.Bool("strict", false, "count the known limitations (docs/simulator.md) as failures")
+	bug := flag.String("bug", "", "inject a bug into the simulated shells: forget-epoch or lose-session-down (to see a failure)")
 	flag.Parse()
+	opts := sim.Options{Strict: *strict}
+	switch *bug {
+	case "":
+	case "forget-epoch":
+		opts.Bug = sim.BugForgetEpoch
+	case "lose-session-down":
+		opts.Bug = sim.BugLoseSessionDown
+	default:
+		fmt.Fprintf(os.Stderr, "sim: -bug %q: unknown\n", *bug)
+		os.Exit(2)
+	}
+	// The runs allocate much and keep little: collect less often.
+	debug.SetGCPercent(400)
 
 	if *one >= 0 {
-		os.Exit(runOne(uint64(*one), *keep, *verbose))
+		os.Exit(runOne(uint64(*one), *keep, *verbose, opts))
 	}
-	os.Exit(runMany(*from, *seeds, *workers, *maxFail))
+	os.Exit(runMany(*from, *seeds, *workers, *maxFail, opts))
 }
 
-func runOne(seed uint64, keep string, verbose bool) int {
-	opts := sim.Options{Trace: true, Verbose: verbose}
+func runOne(seed uint64, keep string, verbose bool, base sim.Options) int {
+	opts := base
+	opts.Trace, opts.Verbose = true, verbose
 	if verbose {
 		opts.TraceLimit = 1 << 20
 	}
@@ -77,12 +94,12 @@ func runOne(seed uint64, keep string, verbose bool) int {
 		fmt.Printf("FAIL: %v\n", r.Violation)
 		return 1
 	}
-	_, rep := sim.Check(seed, sim.Options{})
+	_, rep := sim.Check(seed, base)
 	fmt.Print(rep)
 	return 1
 }
 
-func runMany(from, n uint64, workers, maxFail int) int {
+func runMany(from, n uint64, workers, maxFail int, opts sim.Options) int {
 	start := time.Now()
 	var next, done, failures atomic.Uint64
 	next.Store(from)
@@ -107,7 +124,7 @@ func runMany(from, n uint64, workers, maxFail int) int {
 				if seed >= end {
 					return
 				}
-				st, rep := sim.Check(seed, sim.Options{})
+				st, rep := sim.Check(seed, opts)
 				mu.Lock()
 				total.Add(st)
 				if rep != nil {
