@@ -52,13 +52,6 @@ func newComp(w *World, ps *pairState, isCtrl bool) *compProc {
 	return c
 }
 
-func (c *compProc) role() string {
-	if c.isCtrl {
-		return "ctrl"
-	}
-	return "data"
-}
-
 // start mirrors appliance.StartComponent: the machine of the role
 // (a fresh instance id each start), ctrl's data listener, and the
 // client to mgmt over every mgmt address.

@@ -127,8 +127,7 @@ type end struct {
 	silentSince time.Duration // -1 while hearing the peer
 	silentGen   uint64
 
-	cookie  string // the HA shell's session cookie (peer id)
-	hostile bool   // opened by a hostile process
+	cookie string // the HA shell's session cookie (peer id)
 }
 
 func (e *end) other() *end { return e.s.ends[1-e.side] }
@@ -143,9 +142,6 @@ type listener struct {
 	h      handler
 	dead   time.Duration
 	linger time.Duration
-	// filter refuses a connection from a host before anything is read
-	// (pconn's AcceptFilter).
-	filter func(host string) bool
 }
 
 type network struct {
