@@ -445,7 +445,7 @@ func (m *mgmtProc) onSessionEnd(e *end, err error) {
 		return
 	}
 	delete(m.reg, id)
-	if m.w.opts.Bug == BugLoseSessionDown && m.w.now > 0 {
+	if m.w.opts.Bug == BugLoseSessionDown {
 		return // the injected bug: the machine never hears of the loss
 	}
 	m.apply(m.machine.SessionDown(id, err.Error(), m.w.wall()))
