@@ -9,7 +9,7 @@ BENCHTIME ?= 1s
 
 
 .PHONY: toolchain-check
-.PHONY: soak
+.PHONY: soak sim
 .PHONY: example example-demo
 .PHONY: help build test test-short bench fuzz proto proto-check lint demo clean
 
@@ -40,6 +40,20 @@ test-short: ## the quick tests only, no race detector
 
 bench: ## benchmarks, with allocations (long: minutes)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -timeout 60m ./...
+
+# The deterministic simulator (internal/sim, docs/simulator.md):
+# SEEDS seeds from FROM on, over every core, or one SEED traced (and
+# shrunk if it fails); STRICT=1 fails on the known limitations too,
+# BUG=forget-epoch injects a bug. `make test` runs 3000 seeds already.
+SEEDS ?= 100000
+FROM  ?= 0
+SIMFLAGS := $(if $(STRICT),-strict) $(if $(BUG),-bug $(BUG))
+sim: ## the protocol simulator: SEEDS=n seeds from FROM, or SEED=n replayed with its trace
+ifdef SEED
+	$(GO) run ./internal/sim/cmd/sim $(SIMFLAGS) -seed $(SEED)
+else
+	$(GO) run ./internal/sim/cmd/sim $(SIMFLAGS) -seeds $(SEEDS) -from $(FROM)
+endif
 
 SOAK ?= 60s
 soak: ## the hostile-input soak against a running appliance (SOAK=60s; docs/security.md)
