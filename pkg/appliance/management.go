@@ -269,8 +269,11 @@ func (s *Management) apply(outs []handshake.Output) {
 		tier.Carry(o, s.reg, s.log, s.events, s.metrics.refused)
 		switch o := o.(type) {
 		case handshake.Event:
-			if o.Kind == handshake.EventHelloReturned {
+			switch o.Kind {
+			case handshake.EventHelloReturned:
 				s.metrics.rtt.WithLabelValues(o.PairID).Observe(o.RTT.Seconds())
+			case handshake.EventOutage:
+				s.metrics.outage.Observe(o.Outage.Seconds())
 			}
 			switch o.Kind {
 			case handshake.EventCycleStarted:

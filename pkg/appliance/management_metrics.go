@@ -32,7 +32,10 @@ var (
 // mgmtMetrics are the instruments updated as things happen; the rest is
 // read from the status at scrape time.
 type mgmtMetrics struct {
-	rtt      *prometheus.HistogramVec
+	rtt *prometheus.HistogramVec
+	// outage is how long a pair's cycle was silent across a failover,
+	// seen by the new master.
+	outage   prometheus.Histogram
 	sessions *prometheus.CounterVec
 	// haRefused counts HA connections and messages refused, by reason.
 	haRefused *prometheus.CounterVec
@@ -49,6 +52,11 @@ func newMgmtMetrics() *mgmtMetrics {
 			Help:    "Round-trip time of returned hellos.",
 			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16), // 50 µs to 1.6 s
 		}, []string{"pair"}),
+		outage: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "hellopics_mgmt_failover_outage_seconds",
+			Help:    "Time a pair's Hello cycle was silent across a failover: from the old master's last returned hello to the first under this master (the hellos due in between count as missed).",
+			Buckets: prometheus.ExponentialBuckets(5e-3, 2, 12), // 5 ms to 10 s
+		}),
 		sessions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hellopics_sessions_total",
 			Help: "Component sessions by event: established, ended.",
@@ -70,7 +78,7 @@ func newMgmtMetrics() *mgmtMetrics {
 // the application's (hellopics_mgmt_app_*). The daemon registers them
 // beside its own (the operator API's).
 func (s *Management) Collectors() []prometheus.Collector {
-	cs := []prometheus.Collector{s.metrics.rtt, s.metrics.sessions, s.metrics.refused, s.metrics.haRefused,
+	cs := []prometheus.Collector{s.metrics.rtt, s.metrics.outage, s.metrics.sessions, s.metrics.refused, s.metrics.haRefused,
 		s.metrics.haSendErrors, s.appSyncErrors, metrics.CollectorFunc(s.collect)}
 	if s.cfg.TLS != nil {
 		cs = append(cs, s.cfg.TLS.Collector())

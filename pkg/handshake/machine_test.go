@@ -569,3 +569,45 @@ func TestMgmtHoldWithoutMaster(t *testing.T) {
 		t.Fatalf("identify at a backup that does not hold: %s", got)
 	}
 }
+
+// TestMgmtOutageCounted: a backup that takes over counts the hellos due
+// between the old master's last returned hello (synced) and its own
+// first one as missed, and says how long the cycle was silent.
+func TestMgmtOutageCounted(t *testing.T) {
+	m := runningMgmt(t)
+	m.Receive(2, msgHello, &hellopicsv1.Hello{Seq: 1, Direction: dirCD, Epoch: 1, PairId: "p1"}, t0.Add(time.Millisecond))
+	b := newTestMgmt(t, MgmtConfig{Epoch: 1, Backup: true, MasterAddr: "m:1"})
+	if err := b.Restore(m.Snapshot()); err != nil {
+		t.Fatal(err)
+	}
+	took := t0.Add(time.Second) // the old master died; b takes over
+	b.SetMastership(true, 2, "", took)
+	b.SessionUp(1, "10.0.0.1:1111", took)
+	b.SessionUp(2, "10.0.0.2:2222", took)
+	b.Receive(1, msgID, ctrlID("p1", "c-1"), took)
+	b.Receive(2, msgID, dataID("p1", "d-1"), took)
+	b.Receive(2, msgReady, &hellopicsv1.Ready{Role: roleDataPB, PairId: "p1"}, took)
+	b.Receive(1, msgReady, &hellopicsv1.Ready{Role: roleCtrlPB, PairId: "p1"}, took)
+	seq := b.Pairs()[0].GetCounters().GetLastSeq()
+	back := t0.Add(time.Second + 11*time.Millisecond) // 1.01 s after the last one came back
+	outs := b.Receive(2, msgHello, &hellopicsv1.Hello{Seq: seq, Direction: dirCD, Epoch: 2, PairId: "p1"}, back)
+	var ev *Event
+	for _, o := range outs {
+		if e, ok := o.(Event); ok && e.Kind == EventOutage {
+			ev = &e
+		}
+	}
+	if ev == nil || ev.Outage != time.Second+10*time.Millisecond || ev.Level() < slog.LevelWarn {
+		t.Fatalf("outage event %+v in %s", ev, summary(outs))
+	}
+	// 10 intervals of 100 ms: the one that came back, 9 missed.
+	if c := b.Pairs()[0].GetCounters(); c.GetMissed() != 9 || c.GetReceived() != 2 {
+		t.Fatalf("counters after the outage: %v", c)
+	}
+	// Only the first hello back counts it.
+	b.Tick(back.Add(testInterval))
+	seq = b.Pairs()[0].GetCounters().GetLastSeq()
+	if got := summary(b.Receive(1, msgHello, &hellopicsv1.Hello{Seq: seq, Direction: dirDC, Epoch: 2, PairId: "p1"}, back.Add(testInterval+time.Millisecond))); strings.Contains(got, "outage") {
+		t.Fatalf("a second outage: %s", got)
+	}
+}

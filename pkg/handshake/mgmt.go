@@ -162,6 +162,11 @@ type pair struct {
 	// idleSince is when the pair last had neither component live (zero
 	// while one is, or not yet known for a restored pair).
 	idleSince time.Time
+
+	// outagePending: this instance became master with the pair's
+	// synced lastHello (the old master's last returned hello); the
+	// first hello back under it counts the gap (countOutage).
+	outagePending bool
 }
 
 type hello struct {
@@ -505,6 +510,28 @@ func (m *Mgmt) ready(out *outputs, s *mgmtSession, p *pair, r *hellopicsv1.Ready
 	}
 }
 
+// countOutage counts the hellos a failover cost pair p, at the first
+// hello back under this master: every Hello interval since the old
+// master's last returned hello (synced, so on that master's clock)
+// beyond the one just returned is a missed hello; EventOutage says how
+// long the cycle was silent. A gap of two intervals or less is no
+// outage (a switchover's flush keeps the cycle going).
+func (m *Mgmt) countOutage(out *outputs, p *pair, now time.Time) {
+	p.outagePending = false
+	gap := now.Sub(p.lastHello)
+	if gap <= 2*m.cfg.HelloInterval {
+		return
+	}
+	lost := uint64(gap/m.cfg.HelloInterval) - 1
+	if p.missed > math.MaxUint64-lost {
+		p.missed = math.MaxUint64
+	} else {
+		p.missed += lost
+	}
+	out.event(Event{Kind: EventOutage, PairID: p.id, Epoch: m.cfg.Epoch, Outage: gap,
+		Message: fmt.Sprintf("hello cycle back after a failover: %v without a returned hello; %d hellos counted as missed", gap.Round(time.Millisecond), lost)})
+}
+
 // sendHello sends p's next hello and schedules the one after.
 func (m *Mgmt) sendHello(out *outputs, p *pair, now time.Time) {
 	if m.nextSeq == math.MaxUint64 {
@@ -552,6 +579,9 @@ func (m *Mgmt) helloBack(out *outputs, s *mgmtSession, p *pair, h *hellopicsv1.H
 	}
 	p.outstanding = hello{}
 	inc(&p.received)
+	if p.outagePending {
+		m.countOutage(out, p, now)
+	}
 	p.lastHello = now
 	p.lastRTT = now.Sub(o.sentAt)
 	p.hasLastHello = true
@@ -640,6 +670,13 @@ func (m *Mgmt) SetMastership(isMaster bool, epoch uint64, masterAddr string, now
 	}
 	wasBackup := m.cfg.Backup
 	m.cfg.Backup, m.cfg.MasterAddr = !isMaster, masterAddr
+	if wasBackup && isMaster {
+		// Taking over: the time since the old master's last returned
+		// hello is an outage, counted when the cycle runs again.
+		for _, p := range m.pairs {
+			p.outagePending = p.hasLastHello
+		}
+	}
 	if wasBackup == isMaster || m.cfg.Epoch != wasEpoch {
 		// Only a change of role or epoch is news: a backup learning or
 		// losing sight of the master (MasterAddr) happens at every late

@@ -73,6 +73,9 @@ type Event struct {
 	Message string
 	// RTT is the round-trip time of a returned hello (EventHelloReturned).
 	RTT time.Duration
+	// Outage is how long a pair's cycle was silent across a failover
+	// (EventOutage).
+	Outage time.Duration
 	// Refused is set when the event reports input refused under one of
 	// the rules of this package (bad input, see limits.go): one of the
 	// Refused* constants, for the shell to count. Such events log at Warn.
@@ -161,6 +164,10 @@ const (
 	// Identify instead of redirecting it; it answers it the moment it
 	// becomes master or learns the master (SetMastership).
 	EventHeld
+	// EventOutage: the first hello came back under a new master; Outage
+	// is the time since the old master's last returned hello, and the
+	// hellos due in between were counted as missed.
+	EventOutage
 )
 
 var eventKindNames = map[EventKind]string{
@@ -184,6 +191,7 @@ var eventKindNames = map[EventKind]string{
 	EventMastership:      "mastership",
 	EventPairExpired:     "pair_expired",
 	EventHeld:            "held",
+	EventOutage:          "outage",
 }
 
 // String returns the kind's log name, such as "hello_missed".
@@ -201,7 +209,7 @@ func (k EventKind) Level() slog.Level {
 	case EventHelloSent, EventHelloReturned, EventHelloForwarded, EventUp, EventHeld:
 		return slog.LevelDebug
 	case EventHelloMissed, EventHelloOutOfOrder, EventRejected, EventStaleEpoch,
-		EventDropped, EventDown, EventCycleStopped:
+		EventDropped, EventDown, EventCycleStopped, EventOutage:
 		return slog.LevelWarn
 	default:
 		return slog.LevelInfo
