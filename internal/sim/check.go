@@ -351,8 +351,10 @@ func (k *checker) compEvent(c *compProc, ev handshake.Event) {
 }
 
 // hostileOutputs checks what a machine made of a hostile frame: only
-// refusals, redirects (a backup answers every Identify so) and losses;
-// a seq-bomb's Identify may be accepted.
+// refusals, redirects (a backup answers every Identify so), holds (a
+// backup that knows no live master keeps a well-formed Identify until
+// it does; answered then, and checked, like any) and losses; a
+// seq-bomb's Identify may be accepted.
 func (k *checker) hostileOutputs(who string, e *end, outs []handshake.Output, mgmt bool) {
 	k.stats.HostileFrames++
 	for _, o := range outs {
@@ -365,7 +367,8 @@ func (k *checker) hostileOutputs(who string, e *end, outs []handshake.Output, mg
 			k.w.fail(InvHostile, "%s acted on a hostile peer: %T", who, o)
 		case handshake.Event:
 			switch o.Kind {
-			case handshake.EventIgnored, handshake.EventRejected, handshake.EventRedirect, handshake.EventDown, handshake.EventUp:
+			case handshake.EventIgnored, handshake.EventRejected, handshake.EventRedirect, handshake.EventDown, handshake.EventUp,
+				handshake.EventHeld:
 			case handshake.EventIdentified:
 				if !mgmt || !seqBomb(e) {
 					k.w.fail(InvHostile, "%s accepted a hostile peer: %v", who, o)

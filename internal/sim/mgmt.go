@@ -101,6 +101,8 @@ func (m *mgmtProc) start() {
 		HelloInterval:   t.Hello,
 		IdentifyTimeout: t.Identify,
 		Backup:          true,
+		// The shell holds identifies while no live master is known.
+		HoldWithoutMaster: len(m.peers) > 0,
 	})
 	if err != nil {
 		panic(fmt.Errorf("sim: mgmt config: %w", err))
@@ -142,6 +144,10 @@ func (m *mgmtProc) startHA() {
 		ended: func(e *end, _ error) {
 			if id := e.cookie; id != "" && m.haInbound[id] == e {
 				delete(m.haInbound, id)
+				if m.el != nil { // haLinkLost
+					m.el.LinkLost(id)
+					m.drainElection()
+				}
 			}
 		},
 	}})
@@ -403,7 +409,7 @@ func (m *mgmtProc) drainElection() {
 // alignMastership mirrors mgmt/ha.go's.
 func (m *mgmtProc) alignMastership() {
 	now := mastership{master: m.el.Role() == hellopicsv1.MgmtRole_MGMT_ROLE_MASTER, epoch: m.el.Epoch(),
-		addr: m.el.MasterComponentAddr()}
+		addr: m.el.LiveMasterComponentAddr()}
 	if now == m.aligned {
 		return
 	}
@@ -484,6 +490,11 @@ func (m *mgmtProc) apply(outs []handshake.Output) {
 			}
 		case handshake.Event:
 			m.w.chk.mgmtEvent(m, o)
+			if o.Kind == handshake.EventRejected && o.Refused == handshake.RefusedEpochAhead && m.el != nil {
+				// componentEpoch
+				_, _ = m.el.ObserveComponentEpoch(m.w.wall(), o.PeerEpoch)
+				m.drainElection()
+			}
 		}
 	}
 	if at, ok := m.machine.NextDeadline(); ok {

@@ -274,6 +274,10 @@ func (s *Management) apply(outs []handshake.Output) {
 				s.metrics.rtt.WithLabelValues(o.PairID).Observe(o.RTT.Seconds())
 			case handshake.EventOutage:
 				s.metrics.outage.Observe(o.Outage.Seconds())
+			case handshake.EventRejected:
+				if o.Refused == handshake.RefusedEpochAhead {
+					s.componentEpoch(o.PeerEpoch)
+				}
 			}
 			switch o.Kind {
 			case handshake.EventCycleStarted:

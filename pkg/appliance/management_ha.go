@@ -176,6 +176,27 @@ func (s *Management) startHA(base pconn.Config) error {
 	return nil
 }
 
+// componentEpoch hands the election the epoch of a component this
+// instance refused for having seen a higher one: a master nobody here
+// hears gave it, and without this the component would be refused for
+// good (found by the protocol simulator, docs/simulator.md). Loop only.
+func (s *Management) componentEpoch(epoch uint64) {
+	if s.el == nil {
+		return
+	}
+	adopted, err := s.el.ObserveComponentEpoch(time.Now(), epoch)
+	switch {
+	case err != nil:
+		s.metrics.haRefused.WithLabelValues("component_epoch").Inc()
+		s.haLog.Warn("ha_component_epoch", "a component's epoch not adopted", "component", "mgmt", "epoch", s.el.Epoch(),
+			"component_epoch", epoch, "error", err)
+	case adopted:
+		s.log.Info("a component has seen a higher epoch than any instance here; claiming above it", "component", "mgmt",
+			"epoch", s.el.Epoch(), "step", "component_epoch")
+	}
+	s.drainElection()
+}
+
 // haLinkLost tells the election that a connection to or from peer id
 // broke: if it is the master, components are no longer redirected to
 // it (they are held) until its next heartbeat. Loop only.

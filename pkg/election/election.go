@@ -25,6 +25,9 @@ type Election struct {
 
 	started bool
 	now     time.Time
+	// componentEpochAt is when ObserveComponentEpoch last adopted an
+	// epoch (its rate limit).
+	componentEpochAt time.Time
 
 	role        hellopicsv1.MgmtRole
 	epoch       uint64 // highest epoch known
@@ -744,6 +747,34 @@ func (e *Election) Status() Status {
 
 // MasterComponentAddr is where the current master accepts ctrl and data,
 // as its heartbeats announce it ("" if no master is known).
+// ObserveComponentEpoch tells the election, at now, that a component
+// this instance refused has seen epoch, above this instance's: a master
+// that none of the instances it hears knows of (it is paused, cut off,
+// or its heartbeats reach nobody) gave it that epoch, and the component
+// would be refused for good. The election adopts the epoch as it would
+// a peer's: a master steps down and, still the best live instance,
+// claims again above it; a backup's next claim goes above it. An epoch
+// out of range or more than MaxEpochJump above ours is refused (a
+// *Refusal), and at most one is adopted per 20 heartbeat intervals, so
+// that a stranger cannot make the master step down at will. It returns
+// whether the epoch was adopted.
+func (e *Election) ObserveComponentEpoch(now time.Time, epoch uint64) (bool, error) {
+	if err := e.checkEpoch("a component", "an identify", epoch); err != nil {
+		return false, err
+	}
+	e.advance(now)
+	if epoch <= e.epoch {
+		return false, nil
+	}
+	if !e.componentEpochAt.IsZero() && e.now.Sub(e.componentEpochAt) < 20*e.cfg.HeartbeatInterval {
+		return false, nil
+	}
+	e.componentEpochAt = e.now
+	e.observe(epoch, "a component's identify")
+	e.evaluate()
+	return true, nil
+}
+
 // LinkLost tells the election that a connection to or from peer id
 // broke (a reset, a dead-peer timeout). It changes no liveness or role,
 // which heartbeats alone decide; until the peer's next heartbeat,

@@ -511,3 +511,35 @@ func TestLiveMasterComponentAddr(t *testing.T) {
 		t.Fatalf("b still named the silent master's address until it was declared dead (%s)", s.describe())
 	}
 }
+
+// TestObserveComponentEpoch: a master refusing components that have
+// seen a higher epoch (from a master it cannot hear) adopts it and
+// claims again above it; out-of-range or too large jumps are refused,
+// and adoptions are rate-limited.
+func TestObserveComponentEpoch(t *testing.T) {
+	s := newSim(t, 4, nodeSpec{id: "a", priority: 200}, nodeSpec{id: "b", priority: 100})
+	if m := s.mustConverge(time.Second); m != "a" {
+		t.Fatalf("master = %s, want a", m)
+	}
+	a := s.nodes["a"].e
+	e0 := a.Epoch()
+	if _, err := a.ObserveComponentEpoch(s.now, MaxEpoch+1); !errors.Is(err, ErrRefused) {
+		t.Fatalf("epoch beyond the range: %v", err)
+	}
+	if _, err := a.ObserveComponentEpoch(s.now, e0+DefaultMaxEpochJump+1); !errors.Is(err, ErrRefused) {
+		t.Fatalf("epoch beyond the jump: %v", err)
+	}
+	if ok, err := a.ObserveComponentEpoch(s.now, e0); ok || err != nil {
+		t.Fatalf("an epoch not above ours: %v %v", ok, err)
+	}
+	if ok, err := a.ObserveComponentEpoch(s.now, e0+5); !ok || err != nil {
+		t.Fatalf("a component's epoch: %v %v", ok, err)
+	}
+	s.process(s.nodes["a"])
+	if _, ok := s.runUntil(time.Second, func() bool { return s.master() == "a" && a.Epoch() > e0+5 }); !ok {
+		t.Fatalf("a did not claim again above the component's epoch: %s", s.describe())
+	}
+	if ok, _ := a.ObserveComponentEpoch(s.now, a.Epoch()+5); ok {
+		t.Fatal("a second adoption within the rate limit")
+	}
+}

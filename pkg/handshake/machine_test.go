@@ -611,3 +611,21 @@ func TestMgmtOutageCounted(t *testing.T) {
 		t.Fatalf("a second outage: %s", got)
 	}
 }
+
+// TestMgmtEpochAheadNamesTheEpoch: refusing a component that has seen a
+// higher epoch tells the shell which, for its election.
+func TestMgmtEpochAheadNamesTheEpoch(t *testing.T) {
+	m := newTestMgmt(t, MgmtConfig{Epoch: 1})
+	m.SessionUp(1, "c:1", t0)
+	id := ctrlID("p1", "c-1")
+	id.Epoch = 5
+	var ev *Event
+	for _, o := range m.Receive(1, msgID, id, t0) {
+		if e, ok := o.(Event); ok && e.Kind == EventRejected {
+			ev = &e
+		}
+	}
+	if ev == nil || ev.Refused != RefusedEpochAhead || ev.PeerEpoch != 5 {
+		t.Fatalf("rejection %+v", ev)
+	}
+}

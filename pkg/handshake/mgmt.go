@@ -346,7 +346,11 @@ func (m *Mgmt) reject(out *outputs, s *mgmtSession, who *hellopicsv1.Identify, r
 	if !ValidPairID(pairID) {
 		pairID = ""
 	}
-	out.event(Event{Kind: EventRejected, Peer: who.GetRole(), PairID: pairID, Session: s.id, Epoch: m.cfg.Epoch, Refused: refused, Message: msg})
+	ev := Event{Kind: EventRejected, Peer: who.GetRole(), PairID: pairID, Session: s.id, Epoch: m.cfg.Epoch, Refused: refused, Message: msg}
+	if refused == RefusedEpochAhead {
+		ev.PeerEpoch = who.GetEpoch()
+	}
+	out.event(ev)
 }
 
 // identify checks and registers an Identify on the unidentified session s.
@@ -356,7 +360,17 @@ func (m *Mgmt) identify(out *outputs, s *mgmtSession, in *hellopicsv1.Identify, 
 		// (the master just died), and a redirect would send the
 		// component round the addresses, perhaps to the dead master.
 		// Hold the Identify; SetMastership answers it. The identify
-		// timeout still bounds the wait.
+		// timeout still bounds the wait. An Identify that is wrong in
+		// itself is refused at once, as a master would.
+		refused, why := checkIdentifyFields(in)
+		if r := in.GetRole(); r != hellopicsv1.Role_ROLE_CTRL && r != hellopicsv1.Role_ROLE_DATA {
+			refused, why = RefusedRole, fmt.Sprintf("role %s may not register with mgmt", r)
+		}
+		if refused != "" {
+			m.reject(out, s, in, refused, why, "")
+			delete(m.sessions, s.id)
+			return
+		}
 		s.held = in
 		pairID := in.GetPairId()
 		if !ValidPairID(pairID) {

@@ -76,6 +76,10 @@ type Event struct {
 	// Outage is how long a pair's cycle was silent across a failover
 	// (EventOutage).
 	Outage time.Duration
+	// PeerEpoch is the epoch a refused component has seen, above this
+	// mgmt's (EventRejected with RefusedEpochAhead): the shell tells its
+	// election, which claims above it.
+	PeerEpoch uint64
 	// Refused is set when the event reports input refused under one of
 	// the rules of this package (bad input, see limits.go): one of the
 	// Refused* constants, for the shell to count. Such events log at Warn.
