@@ -15,7 +15,10 @@
 # Usage (root): failover-bench.sh [TRIALS]
 # Environment: HELLOPICS (bin/hellopics), FB_NET (198.18.40), FB_RUN
 # (./run/failover-bench), FB_FAULTS ("kill hostloss"), FB_SETTINGS
-# ("default tight").
+# ("default tight"), FB_KEEPALIVED (set to the keepalived anchor's
+# folder, e.g. ../shared/anchors/keepalived, to run its settings b and
+# c, VRRP adverts every 0.1 s and 0.01 s, in the same run: a copy of it
+# runs under $FB_RUN).
 set -euo pipefail
 
 BIN=${HELLOPICS:-bin/hellopics}
@@ -194,3 +197,14 @@ for (f, s), rs in groups.items():
     print("%-9s %-8s %6d %6.0f %6.0f %6.0f %d" % (f, s, len(rs), p(0.5), p(0.99), ms[-1], failed))
 EOF
 echo "raw results: $results"
+
+if [[ -n ${FB_KEEPALIVED:-} ]]; then
+	command -v keepalived >/dev/null || die "FB_KEEPALIVED given but keepalived is not installed (apt-get install keepalived)"
+	[[ -x $FB_KEEPALIVED/run.sh ]] || die "no keepalived anchor at $FB_KEEPALIVED"
+	rm -rf "$RUN/keepalived"
+	cp -r "$FB_KEEPALIVED" "$RUN/keepalived"
+	rm -f "$RUN/keepalived/results/"*.json
+	echo "keepalived, the same run (SIGKILL of the VRRP master; takeover = kill -> first reply from the backup):"
+	"$RUN/keepalived/run.sh" "$TRIALS" b c >"$RUN/keepalived.log" 2>&1 || die "keepalived anchor failed: $RUN/keepalived.log"
+	python3 "$RUN/keepalived/summarize.py"
+fi
