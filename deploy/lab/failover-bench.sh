@@ -176,6 +176,9 @@ for line in open(log):
         break
 print(f"{fault},{setting},{trial},{ms},{'yes' if ms else 'no'}")
 EOF
+			# Each trial's logs, to look into an outlier.
+			mkdir -p "$RUN/trials/$fault-$set-$t"
+			cp "$RUN"/mgmt-*.log "$RUN"/ctrl.log "$RUN"/data.log "$RUN/trials/$fault-$set-$t/"
 		done
 	done
 done

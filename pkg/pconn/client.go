@@ -205,8 +205,10 @@ func (c *Client) loop() {
 			if !pending && errors.Is(s.Err(), ErrDeadPeer) {
 				// The server went silent (hung, paused or cut off) but
 				// its address may well still accept connections: try the
-				// next address first, or we would stay with it forever.
-				c.advance()
+				// next address after it first, or we would stay with it
+				// forever. After it, not after the rotation's position: a
+				// session that came from a Redirect left that elsewhere.
+				c.advancePast(addr)
 			}
 			continue
 		}
@@ -245,6 +247,20 @@ func (c *Client) pickAddr() (string, bool) {
 		return a, true
 	}
 	return c.addrs[c.next%len(c.addrs)], false
+}
+
+// advancePast makes the address after addr in the rotation the next
+// one tried; an address not in it (a redirect's) advances as usual.
+func (c *Client) advancePast(addr string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, a := range c.addrs {
+		if a == addr {
+			c.next = (i + 1) % len(c.addrs)
+			return
+		}
+	}
+	c.next = (c.next + 1) % len(c.addrs)
 }
 
 func (c *Client) advance() {

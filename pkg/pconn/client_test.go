@@ -200,3 +200,59 @@ func TestClientRedirectAbandonsDial(t *testing.T) {
 	}
 	c.Close()
 }
+
+// TestClientDeadPeerAfterRedirect: when a session that came from a
+// Redirect goes silent, the next attempt is the address after that one
+// in the rotation, not the silent one again (the rotation's position
+// was left elsewhere by the redirect).
+func TestClientDeadPeerAfterRedirect(t *testing.T) {
+	checkNoLeaks(t)
+	live := listen(t, testConfig(echo, nil))
+	silent, err := net.Listen("tcp", "127.0.0.1:0") // accepts, never speaks
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	accepted := make(chan net.Conn, 16)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			select {
+			case accepted <- c:
+			default:
+				c.Close()
+			}
+		}
+	}()
+	defer func() {
+		silent.Close()
+		<-done
+		close(accepted)
+		for c := range accepted {
+			c.Close()
+		}
+	}()
+	ev := newRecorder()
+	cfg := testConfig(newInbox(), ev)
+	cfg.DeadTimeout = 100 * time.Millisecond
+	c := dial(t, cfg, live.Addr().String(), silent.Addr().String())
+	if est := ev.next(t, EventEstablished); est.Addr.String() != live.Addr().String() {
+		t.Fatalf("first session to %v", est.Addr)
+	}
+	c.Redirect(silent.Addr().String())
+	if est := ev.next(t, EventEstablished); est.Addr.String() != silent.Addr().String() {
+		t.Fatalf("redirected session to %v", est.Addr)
+	}
+	if f := ev.next(t, EventFailed); !errors.Is(f.Err, ErrDeadPeer) {
+		t.Fatalf("the silent session ended with %v", f.Err)
+	}
+	if est := ev.next(t, EventEstablished); est.Addr.String() != live.Addr().String() {
+		t.Fatalf("after the silent server: %v, want %v", est.Addr, live.Addr())
+	}
+	c.Close()
+}
