@@ -63,7 +63,7 @@ func newMgmtMetrics() *mgmtMetrics {
 		}, []string{"event"}),
 		haRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hellopics_mgmt_ha_refused_total",
-			Help: "Connections and messages from mgmt peers refused, by reason: unknown_peer, source, epoch_range, epoch_jump, handover, field, malformed.",
+			Help: "Connections and messages from mgmt peers refused, by reason: unknown_peer, source, epoch_range, epoch_jump, handover, field, malformed, component_epoch (a refused component's epoch beyond the bounds).",
 		}, []string{"reason"}),
 		haSendErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hellopics_mgmt_ha_send_errors_total",
