@@ -19,6 +19,12 @@
 # folder, e.g. ../shared/anchors/keepalived, to run its settings b and
 # c, VRRP adverts every 0.1 s and 0.01 s, in the same run: a copy of it
 # runs under $FB_RUN).
+#
+# FB_SOAK=SECONDS runs no faults: for each setting it keeps the
+# appliance running that long with FB_BUSY (default 4) busy loops at the
+# daemons' own priority beside it, and counts mastership changes
+# (became_master after the first), missed hellos and late election
+# ticks: a false failover is any mastership change.
 set -euo pipefail
 
 BIN=${HELLOPICS:-bin/hellopics}
@@ -131,6 +137,40 @@ mkdir -p "$RUN/state"
 up
 # Let the links come up (linkwatch) before anything starts.
 sleep 1
+
+# soak SETTING: the appliance under CPU load, no fault.
+soak() {
+	local set=$1 busy=() i
+	rm -rf "$RUN/state"
+	mkdir -p "$RUN/state"
+	start mgmt-a "$set"
+	sleep 0.3
+	start mgmt-b "$set"
+	start ctrl "$set"
+	start data "$set"
+	wait_for "$RUN/mgmt-a.log" '"step":"hello_returned"' 20 || die "$set: the cycle did not start"
+	for ((i = 0; i < ${FB_BUSY:-4}; i++)); do
+		(while :; do :; done) &
+		busy+=($!)
+	done
+	sleep "$FB_SOAK"
+	kill "${busy[@]}"
+	stop_all
+	local changes missed late
+	changes=$(cat "$RUN"/mgmt-*.log | grep -c '"step":"became_master"' || true)
+	missed=$(grep -c '"step":"hello_missed"' "$RUN/mgmt-a.log" || true)
+	late=$(cat "$RUN"/mgmt-*.log | grep -c 'election tick late' || true)
+	printf '%-8s %4ss %4s busy  mastership changes %d  hellos missed %d  late election ticks %d\n' \
+		"$set" "$FB_SOAK" "${FB_BUSY:-4}" "$((changes - 1))" "$missed" "$late"
+	mkdir -p "$RUN/soak-$set"
+	cp "$RUN"/*.log "$RUN/soak-$set/"
+}
+if [[ -n ${FB_SOAK:-} ]]; then
+	for set in $SETTINGS; do
+		soak "$set"
+	done
+	exit 0
+fi
 
 results=$RUN/results.csv
 echo "fault,setting,trial,ms,ok" >"$results"
