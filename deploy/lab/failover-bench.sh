@@ -8,7 +8,8 @@
 # Faults: kill (SIGKILL of mgmt-a), hostloss (mgmt-a's link set down:
 # nothing, not even a reset, reaches anyone). Settings: default (the
 # defaults, hello every 10 ms), tight (-heartbeat 10ms; ctrl and data
-# -mgmt-dead-timeout 30ms -retry 10ms). Every trial starts the four
+# -mgmt-dead-timeout 30ms -retry 10ms), md150 (the defaults, ctrl and
+# data -mgmt-dead-timeout 150ms). Every trial starts the four
 # daemons afresh, waits for the cycle under mgmt-a, injects the fault at
 # a random phase and reads mgmt-b's JSON log for its first hello_returned.
 #
@@ -101,6 +102,9 @@ start() {
 	if [[ $h == ctrl || $h == data ]] && [[ $set == tight ]]; then
 		args+=(-mgmt-dead-timeout 30ms -retry 10ms)
 	fi
+	if [[ $h == ctrl || $h == data ]] && [[ $set == md150 ]]; then
+		args+=(-mgmt-dead-timeout 150ms) # the defaults but this
+	fi
 	local cert=mgmt-$h
 	[[ $h == ctrl || $h == data ]] && cert=$h-pic0
 	# shellcheck disable=SC2046 # tls prints separate words
@@ -160,8 +164,9 @@ soak() {
 	changes=$(cat "$RUN"/mgmt-*.log | grep -c '"step":"became_master"' || true)
 	missed=$(grep -c '"step":"hello_missed"' "$RUN/mgmt-a.log" || true)
 	late=$(cat "$RUN"/mgmt-*.log | grep -c 'election tick late' || true)
-	printf '%-8s %4ss %4s busy  mastership changes %d  hellos missed %d  late election ticks %d\n' \
-		"$set" "$FB_SOAK" "${FB_BUSY:-4}" "$((changes - 1))" "$missed" "$late"
+	lost=$(cat "$RUN"/ctrl.log "$RUN"/data.log | grep -c '"@message":"mgmt lost' || true)
+	printf '%-8s %4ss %4s busy  mastership changes %d  hellos missed %d  late election ticks %d  mgmt sessions lost %d\n' \
+		"$set" "$FB_SOAK" "${FB_BUSY:-4}" "$((changes - 1))" "$missed" "$late" "$lost"
 	mkdir -p "$RUN/soak-$set"
 	cp "$RUN"/*.log "$RUN/soak-$set/"
 }
