@@ -73,6 +73,8 @@ type Component struct {
 	reg        *tier.Registry
 	mgmtID     handshake.SessionID
 	mgmtUp     bool
+	mgmtAddr   string                              // the mgmt session's remote address
+	watchSess  map[*pconn.Session]string           // open watch sessions: remote address
 	idTimers   map[handshake.SessionID]*time.Timer // ctrl: data sessions not identified yet
 	peerSess   *pconn.Session                      // data: the session to ctrl
 	wasReady   bool
@@ -86,6 +88,7 @@ type Component struct {
 	peerScrape atomic.Pointer[pconn.Server] // peerSrv for metrics scrapes, which may start first
 	peerCfg    pconn.Config                 // data: how to dial ctrl
 	mgmt       *pconn.Client
+	watches    []*pconn.Client // one per mgmt address (watch.go)
 	advert     string
 
 	ctx    context.Context
@@ -105,7 +108,7 @@ func StartComponent(spec ComponentSpec) (*Component, error) {
 		root = hclog.NewNullLogger()
 	}
 	c := &Component{spec: spec, name: spec.Role.String(), peer: Data, reg: tier.NewRegistry(),
-		idTimers: make(map[handshake.SessionID]*time.Timer), refused: tier.NewRefused(spec.Role.String()),
+		idTimers: make(map[handshake.SessionID]*time.Timer), watchSess: make(map[*pconn.Session]string), refused: tier.NewRefused(spec.Role.String()),
 		loop: tier.NewLoop(4096)}
 	if spec.Role == Data {
 		c.peer = Ctrl
@@ -238,9 +241,14 @@ func StartComponent(spec ComponentSpec) (*Component, error) {
 	// (SwitchMgmt), so it must be set before any.
 	c.loop.Do(func() {
 		c.rt.Start()
-		c.mgmt, err = pconn.Dial(mc, cfg.MgmtAddrs...)
+		if c.mgmt, err = pconn.Dial(mc, cfg.MgmtAddrs...); err == nil {
+			err = c.startWatches(mc)
+		}
 	})
 	if err != nil {
+		if c.mgmt != nil {
+			c.mgmt.Close()
+		}
 		return fail(err)
 	}
 	return c, nil
@@ -285,6 +293,7 @@ func (c *Component) onMgmtSession(ev pconn.Event) {
 		c.log.Debug("mgmt not reachable; will retry", "component", c.name, "peer", ev.Addr.String(), "error", ev.Err)
 	case ev.Type == pconn.EventEstablished:
 		c.mgmtID, c.mgmtUp = c.reg.Add(ev.Session), true
+		c.mgmtAddr = ev.Addr.String()
 		c.ep.Links().Established("mgmt")
 		c.log.Info("connected to mgmt", "component", c.name, "peer", ev.Addr.String(), "step", "connected")
 		c.apply(c.m.mgmtUp(c.mgmtID, now))
@@ -456,6 +465,9 @@ func (c *Component) Close() error {
 		c.rt.Stop()
 	})
 	c.mgmt.Close()
+	for _, w := range c.watches {
+		w.Close()
+	}
 	c.cancel()
 	var err error
 	if c.peerSrv != nil {

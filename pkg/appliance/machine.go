@@ -23,6 +23,10 @@ type machine interface {
 	ready() bool
 	epoch() uint64
 	peerSession() (handshake.SessionID, bool)
+	// WatchIdentify and MasterElected: the watch sessions (handshake
+	// Ctrl and Data).
+	WatchIdentify() *hellopicsv1.Identify
+	MasterElected(addr string, epoch uint64) []handshake.Output
 }
 
 // ctrlMachine adapts handshake.Ctrl: no clock, no deadlines.

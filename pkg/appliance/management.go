@@ -321,6 +321,14 @@ func (s *Management) Pairs() []*hellopicsv1.PairStatus {
 	return out
 }
 
+// Watchers is the number of components' watch sessions open here (one
+// per pair and role at most).
+func (s *Management) Watchers() int {
+	var n int
+	s.loop.Do(func() { n = s.machine.Watchers() })
+	return n
+}
+
 // Status returns the operator view of this instance.
 func (s *Management) Status(ctx context.Context) (*hellopicsv1.GetStatusResponse, error) {
 	st := &hellopicsv1.GetStatusResponse{

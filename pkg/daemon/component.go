@@ -59,6 +59,7 @@ func (c *componentFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&cfg.RetryInterval, "retry", cfg.RetryInterval, "longest wait between attempts to reach mgmt or "+c.peer+" (each jittered down to 80% of it)")
 	fs.DurationVar(&cfg.DeadTimeout, "dead-timeout", cfg.DeadTimeout, "declare a silent "+c.peer+" lost after this long (at least 30ms)")
 	fs.DurationVar(&cfg.MgmtDeadTimeout, "mgmt-dead-timeout", cfg.MgmtDeadTimeout, "declare a silent mgmt lost after this long and move on to the next (at least 30ms)")
+	fs.BoolVar(&cfg.NoWatch, "no-watch", cfg.NoWatch, "keep no watch sessions to the other mgmt addresses (a new master then reaches this component only once its -mgmt-dead-timeout gives up on the old one)")
 	fs.StringVar(&cfg.HealthAddr, "health", envOr("HELLOPICS_HEALTH_ADDR", ""), "serve the gRPC health service (SERVING once the handshake is complete) on this address; empty disables (env HELLOPICS_HEALTH_ADDR)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics", envOr("HELLOPICS_METRICS_ADDR", ""), "serve Prometheus metrics on this address (/metrics); empty disables (env HELLOPICS_METRICS_ADDR)")
 	c.logFlags.Register(fs)

@@ -70,6 +70,32 @@ func (f *fence) redirect(out *outputs, s SessionID, r *hellopicsv1.Redirect, pai
 	return true
 }
 
+// elected handles an Elected heard on a watch session to the mgmt at
+// addr (an address from the shell's own configuration). A mastership
+// above every epoch seen raises the fence, closes the mgmt session (s, if
+// up) and asks the shell to switch to addr; anything else is old news. It
+// reports whether the session was given up.
+func (f *fence) elected(out *outputs, s SessionID, up bool, addr string, epoch uint64, pairID string) bool {
+	if epoch >= EpochLimit {
+		out.event(Event{Kind: EventIgnored, Peer: hellopicsv1.Role_ROLE_MGMT, PairID: pairID, Epoch: epoch, Refused: RefusedEpochRange,
+			Message: "dropped an elected with an epoch out of range from " + addr})
+		return false
+	}
+	if epoch <= f.epoch {
+		out.event(Event{Kind: EventWatch, Peer: hellopicsv1.Role_ROLE_MGMT, PairID: pairID, Epoch: epoch,
+			Message: fmt.Sprintf("mgmt at %s elected at epoch %d, not above %d: nothing to do", addr, epoch, f.epoch)})
+		return false
+	}
+	f.epoch = epoch
+	if up {
+		*out = append(*out, Close{Session: s, Reason: "a new master was elected"})
+	}
+	*out = append(*out, SwitchMgmt{Addr: addr, Epoch: epoch})
+	out.event(Event{Kind: EventRedirect, Peer: hellopicsv1.Role_ROLE_MGMT, PairID: pairID, Session: s, Epoch: epoch,
+		Message: fmt.Sprintf("mgmt at %s elected master at epoch %d; switching to it", addr, epoch)})
+	return up
+}
+
 func ignored(out *outputs, from hellopicsv1.Role, pairID string, s SessionID, format string, args ...any) {
 	out.event(Event{Kind: EventIgnored, Peer: from, PairID: pairID, Session: s, Message: fmt.Sprintf(format, args...)})
 }

@@ -308,3 +308,23 @@ func (c *Ctrl) fromData(out *outputs, t hellopicsv1.MsgType, msg proto.Message) 
 		ignored(out, from, c.cfg.PairID, c.data, "unexpected %s from data", t)
 	}
 }
+
+// WatchIdentify is the Identify to send on a watch session: this
+// component's, marked watch (see MasterElected).
+func (c *Ctrl) WatchIdentify() *hellopicsv1.Identify {
+	in := c.identify()
+	in.Watch = true
+	return in
+}
+
+// MasterElected reports an Elected of epoch heard on the shell's watch
+// session to the mgmt at addr. If that mastership is newer than any seen,
+// the machine leaves its mgmt session and asks for a SwitchMgmt to addr;
+// the shell then connects there and calls MgmtUp as after any switch.
+func (c *Ctrl) MasterElected(addr string, epoch uint64) []Output {
+	var out outputs
+	if c.fence.elected(&out, c.mgmt, c.mgmtUp, addr, epoch, c.cfg.PairID) {
+		c.mgmtUp = false
+	}
+	return out
+}

@@ -313,3 +313,23 @@ func (d *Data) fromCtrl(out *outputs, t hellopicsv1.MsgType, msg proto.Message) 
 		ignored(out, from, d.cfg.PairID, d.ctrl, "unexpected %s from ctrl", t)
 	}
 }
+
+// WatchIdentify is the Identify to send on a watch session: this
+// component's, marked watch (see MasterElected).
+func (d *Data) WatchIdentify() *hellopicsv1.Identify {
+	in := d.identify()
+	in.Watch = true
+	return in
+}
+
+// MasterElected reports an Elected of epoch heard on the shell's watch
+// session to the mgmt at addr. If that mastership is newer than any seen,
+// the machine leaves its mgmt session and asks for a SwitchMgmt to addr;
+// the shell then connects there and calls MgmtUp as after any switch.
+func (d *Data) MasterElected(addr string, epoch uint64) []Output {
+	var out outputs
+	if d.fence.elected(&out, d.mgmt, d.mgmtUp, addr, epoch, d.cfg.PairID) {
+		d.mgmtUp = false
+	}
+	return out
+}

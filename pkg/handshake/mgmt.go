@@ -96,6 +96,7 @@ func (c *MgmtConfig) validate() error {
 type Mgmt struct {
 	cfg      MgmtConfig
 	sessions map[SessionID]*mgmtSession
+	watches  map[watchKey]SessionID
 	pairs    map[string]*pair
 	nextSeq  uint64
 	// unstamped counts pairs without components whose idleSince is not
@@ -116,6 +117,17 @@ type mgmtSession struct {
 	// once the Identify is accepted; at most maxHeldMsgs.
 	held     *hellopicsv1.Identify
 	heldMsgs []heldMsg
+	// watch is the accepted Identify of a watch session (Identify.watch):
+	// nothing is registered for it, and it hears an Elected whenever
+	// this instance becomes master.
+	watch *hellopicsv1.Identify
+}
+
+// watchKey is whom a watch session is for: one per pair and role, a
+// newer one superseding the older.
+type watchKey struct {
+	pairID string
+	role   hellopicsv1.Role
 }
 
 // heldMsg is a message received behind a held Identify.
@@ -184,6 +196,7 @@ func NewMgmt(cfg MgmtConfig) (*Mgmt, error) {
 	return &Mgmt{
 		cfg:      cfg,
 		sessions: make(map[SessionID]*mgmtSession),
+		watches:  make(map[watchKey]SessionID),
 		pairs:    make(map[string]*pair),
 		nextSeq:  1,
 	}, nil
@@ -225,6 +238,15 @@ func (m *Mgmt) SessionDown(id SessionID, reason string, now time.Time) []Output 
 		return nil
 	}
 	delete(m.sessions, id)
+	if w := s.watch; w != nil {
+		k := watchKey{w.GetPairId(), w.GetRole()}
+		if m.watches[k] == id {
+			delete(m.watches, k)
+		}
+		out.event(Event{Kind: EventWatch, Peer: w.GetRole(), PairID: w.GetPairId(), Session: id,
+			Message: "watch session from " + s.remoteAddr + " lost: " + reason})
+		return out
+	}
 	if !s.identified {
 		out.event(Event{Kind: EventDown, Session: id, Message: "unidentified session from " + s.remoteAddr + " lost: " + reason})
 		return out
@@ -270,6 +292,16 @@ func (m *Mgmt) Receive(id SessionID, t hellopicsv1.MsgType, msg proto.Message, n
 	}
 	if !checkMessage(t, msg) {
 		out.event(Event{Kind: EventIgnored, Session: id, Refused: RefusedMalformed, Message: fmt.Sprintf("malformed or unknown frame type %s from %s", t, s.remoteAddr)})
+		return out
+	}
+	if w := s.watch; w != nil {
+		// A watch session only listens: there is nothing to say on it
+		// after the Identify.
+		if t == hellopicsv1.MsgType_MSG_TYPE_ID && proto.Equal(msg, w) {
+			return out
+		}
+		out.event(Event{Kind: EventIgnored, Peer: w.GetRole(), PairID: w.GetPairId(), Session: id,
+			Message: fmt.Sprintf("%s on a watch session", t)})
 		return out
 	}
 	if !s.identified {
@@ -355,6 +387,10 @@ func (m *Mgmt) reject(out *outputs, s *mgmtSession, who *hellopicsv1.Identify, r
 
 // identify checks and registers an Identify on the unidentified session s.
 func (m *Mgmt) identify(out *outputs, s *mgmtSession, in *hellopicsv1.Identify, now time.Time) {
+	if in.GetWatch() {
+		m.watch(out, s, in)
+		return
+	}
 	if m.cfg.Backup && m.cfg.MasterAddr == "" && m.cfg.HoldWithoutMaster {
 		// No live master known: this instance may well be the next one
 		// (the master just died), and a redirect would send the
@@ -448,6 +484,35 @@ func (m *Mgmt) identify(out *outputs, s *mgmtSession, in *hellopicsv1.Identify, 
 		}
 	}
 }
+
+// watch accepts the watch session s for the component in names, whatever
+// this instance's role: it registers nothing, superseding an older watch
+// session of the same pair and role, and hears an Elected whenever this
+// instance becomes master (SetMastership). An Identify wrong in itself is
+// refused, as any other.
+func (m *Mgmt) watch(out *outputs, s *mgmtSession, in *hellopicsv1.Identify) {
+	refused, why := checkIdentifyFields(in)
+	if r := in.GetRole(); r != hellopicsv1.Role_ROLE_CTRL && r != hellopicsv1.Role_ROLE_DATA {
+		refused, why = RefusedRole, fmt.Sprintf("role %s may not watch mgmt", r)
+	}
+	if refused != "" {
+		m.reject(out, s, in, refused, why, "")
+		delete(m.sessions, s.id)
+		return
+	}
+	k := watchKey{in.GetPairId(), in.GetRole()}
+	if old, ok := m.watches[k]; ok && old != s.id {
+		*out = append(*out, Close{Session: old, Reason: "superseded by a newer watch session"})
+		*out = append(*out, m.SessionDown(old, "superseded by a newer watch session", s.since)...)
+	}
+	s.watch = proto.Clone(in).(*hellopicsv1.Identify)
+	m.watches[k] = s.id
+	out.event(Event{Kind: EventWatch, Peer: in.GetRole(), PairID: in.GetPairId(), Session: s.id, Epoch: m.cfg.Epoch,
+		Message: fmt.Sprintf("watch session for %s %s instance %s from %s", RoleName(in.GetRole()), in.GetPairId(), in.GetInstance(), s.remoteAddr)})
+}
+
+// Watchers is the number of watch sessions open.
+func (m *Mgmt) Watchers() int { return len(m.watches) }
 
 // checkIdentity returns why in, on session s, is refused: the rule, a
 // reason for the sender that reveals nothing about others, and details for
@@ -624,7 +689,7 @@ func (m *Mgmt) NextDeadline() (time.Time, bool) {
 		}
 	}
 	for _, s := range m.sessions {
-		if !s.identified {
+		if !s.identified && s.watch == nil {
 			earliest(s.since.Add(m.cfg.IdentifyTimeout))
 		}
 	}
@@ -640,7 +705,7 @@ func (m *Mgmt) Tick(now time.Time) []Output {
 	m.stamp(now)
 	for _, id := range m.sortedSessions() {
 		s := m.sessions[id]
-		if !s.identified && !now.Before(s.since.Add(m.cfg.IdentifyTimeout)) {
+		if !s.identified && s.watch == nil && !now.Before(s.since.Add(m.cfg.IdentifyTimeout)) {
 			reason := fmt.Sprintf("no identify within %v", m.cfg.IdentifyTimeout)
 			out = append(out, Close{Session: id, Reason: reason})
 			out.event(Event{Kind: EventDown, Session: id, Refused: RefusedIdentifyTimeout, Message: s.remoteAddr + ": " + reason})
@@ -719,6 +784,16 @@ func (m *Mgmt) SetMastership(isMaster bool, epoch uint64, masterAddr string, now
 		}
 	}
 	if isMaster {
+		if wasBackup || m.cfg.Epoch != wasEpoch {
+			// Tell the watchers at once: a component still on the old
+			// master (its host lost, no reset to say so) follows now,
+			// not when its own dead timeout gives up.
+			for _, id := range m.sortedSessions() {
+				if s := m.sessions[id]; s.watch != nil {
+					out.send(id, hellopicsv1.MsgType_MSG_TYPE_ELECTED, &hellopicsv1.Elected{Epoch: m.cfg.Epoch})
+				}
+			}
+		}
 		return out
 	}
 	for _, id := range m.sortedSessions() {

@@ -172,6 +172,10 @@ const (
 	// is the time since the old master's last returned hello, and the
 	// hellos due in between were counted as missed.
 	EventOutage
+	// EventWatch: a watch session opened or closed, or an Elected on one
+	// was not acted on (a component switching to the new master reports
+	// EventRedirect).
+	EventWatch
 )
 
 var eventKindNames = map[EventKind]string{
@@ -196,6 +200,7 @@ var eventKindNames = map[EventKind]string{
 	EventPairExpired:     "pair_expired",
 	EventHeld:            "held",
 	EventOutage:          "outage",
+	EventWatch:           "watch",
 }
 
 // String returns the kind's log name, such as "hello_missed".
@@ -210,7 +215,7 @@ func (k EventKind) String() string {
 // events of a healthy cycle, Warn for losses and refusals, Info otherwise.
 func (k EventKind) Level() slog.Level {
 	switch k {
-	case EventHelloSent, EventHelloReturned, EventHelloForwarded, EventUp, EventHeld:
+	case EventHelloSent, EventHelloReturned, EventHelloForwarded, EventUp, EventHeld, EventWatch:
 		return slog.LevelDebug
 	case EventHelloMissed, EventHelloOutOfOrder, EventRejected, EventStaleEpoch,
 		EventDropped, EventDown, EventCycleStopped, EventOutage:
@@ -241,6 +246,8 @@ func NewMessage(t hellopicsv1.MsgType) (proto.Message, bool) {
 		return new(hellopicsv1.Report), true
 	case hellopicsv1.MsgType_MSG_TYPE_REJECT:
 		return new(hellopicsv1.Reject), true
+	case hellopicsv1.MsgType_MSG_TYPE_ELECTED:
+		return new(hellopicsv1.Elected), true
 	}
 	return nil, false
 }

@@ -179,7 +179,9 @@ func Carry(o handshake.Output, reg *Registry, log hclog.Logger, events *EventLog
 		reg.Close(log, o)
 	case handshake.Event:
 		events.Log(o)
-		if o.Kind == handshake.EventIdentified {
+		// A watch session is accepted with an EventWatch: it is
+		// identified too, and must not meet pconn's identify timeout.
+		if o.Kind == handshake.EventIdentified || (o.Kind == handshake.EventWatch && o.Refused == "") {
 			if ps := reg.Get(o.Session); ps != nil {
 				ps.SetIdentified()
 			}

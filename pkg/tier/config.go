@@ -40,6 +40,13 @@ type ComponentConfig struct {
 	// more. Default 300 ms.
 	MgmtDeadTimeout time.Duration
 
+	// NoWatch turns off the watch sessions: with two or more MgmtAddrs a
+	// component keeps, besides its session to the master, a light one to
+	// every mgmt address, on which a backup that becomes master says so
+	// at once (docs/ha.md); without them a component leaves a master
+	// whose host is lost only after MgmtDeadTimeout. Default false.
+	NoWatch bool
+
 	// Transport, if set, is the base pconn configuration (limits).
 	Transport *pconn.Config
 

@@ -49,21 +49,25 @@ const (
 	// MSG_TYPE_APP carries AppBatch: application messages
 	// (docs/framework.md), in either direction on any link.
 	MsgType_MSG_TYPE_APP MsgType = 9
+	// MSG_TYPE_ELECTED carries Elected: on a watch session (Identify.watch),
+	// a mgmt instance announces that it has just become master.
+	MsgType_MSG_TYPE_ELECTED MsgType = 10
 )
 
 // Enum value maps for MsgType.
 var (
 	MsgType_name = map[int32]string{
-		0: "MSG_TYPE_UNSPECIFIED",
-		1: "MSG_TYPE_ID",
-		2: "MSG_TYPE_GET_PEER",
-		3: "MSG_TYPE_PEER",
-		4: "MSG_TYPE_READY",
-		5: "MSG_TYPE_HELLO",
-		6: "MSG_TYPE_REDIRECT",
-		7: "MSG_TYPE_REPORT",
-		8: "MSG_TYPE_REJECT",
-		9: "MSG_TYPE_APP",
+		0:  "MSG_TYPE_UNSPECIFIED",
+		1:  "MSG_TYPE_ID",
+		2:  "MSG_TYPE_GET_PEER",
+		3:  "MSG_TYPE_PEER",
+		4:  "MSG_TYPE_READY",
+		5:  "MSG_TYPE_HELLO",
+		6:  "MSG_TYPE_REDIRECT",
+		7:  "MSG_TYPE_REPORT",
+		8:  "MSG_TYPE_REJECT",
+		9:  "MSG_TYPE_APP",
+		10: "MSG_TYPE_ELECTED",
 	}
 	MsgType_value = map[string]int32{
 		"MSG_TYPE_UNSPECIFIED": 0,
@@ -76,6 +80,7 @@ var (
 		"MSG_TYPE_REPORT":      7,
 		"MSG_TYPE_REJECT":      8,
 		"MSG_TYPE_APP":         9,
+		"MSG_TYPE_ELECTED":     10,
 	}
 )
 
@@ -236,7 +241,12 @@ type Identify struct {
 	// last_seq is the highest hello number the sender has forwarded (0 if
 	// none): a new master that has not synced the old one's counter starts
 	// above it, so that no hello number is ever reused.
-	LastSeq       uint64 `protobuf:"varint,7,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
+	LastSeq uint64 `protobuf:"varint,7,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
+	// watch marks a watch session: the component registers nothing on it;
+	// it only listens for an Elected, so that it follows a new master as
+	// soon as one exists, not when its own timer gives up on the old one
+	// (docs/ha.md). mgmt checks the rest of the Identify as usual.
+	Watch         bool `protobuf:"varint,8,opt,name=watch,proto3" json:"watch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -318,6 +328,13 @@ func (x *Identify) GetLastSeq() uint64 {
 		return x.LastSeq
 	}
 	return 0
+}
+
+func (x *Identify) GetWatch() bool {
+	if x != nil {
+		return x.Watch
+	}
+	return false
 }
 
 // GetPeer is MSG_GET_PEER: data asks for the address of its ctrl.
@@ -644,6 +661,53 @@ func (x *Redirect) GetEpoch() uint64 {
 	return 0
 }
 
+// Elected is MSG_ELECTED: the sender became master at epoch, on the
+// address the watch session reached it at.
+type Elected struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// epoch of the new mastership.
+	Epoch         uint64 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Elected) Reset() {
+	*x = Elected{}
+	mi := &file_hellopics_v1_component_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Elected) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Elected) ProtoMessage() {}
+
+func (x *Elected) ProtoReflect() protoreflect.Message {
+	mi := &file_hellopics_v1_component_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Elected.ProtoReflect.Descriptor instead.
+func (*Elected) Descriptor() ([]byte, []int) {
+	return file_hellopics_v1_component_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Elected) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
 // Reject is MSG_REJECT: the sender explains why it closes the session.
 type Reject struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -655,7 +719,7 @@ type Reject struct {
 
 func (x *Reject) Reset() {
 	*x = Reject{}
-	mi := &file_hellopics_v1_component_proto_msgTypes[6]
+	mi := &file_hellopics_v1_component_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -667,7 +731,7 @@ func (x *Reject) String() string {
 func (*Reject) ProtoMessage() {}
 
 func (x *Reject) ProtoReflect() protoreflect.Message {
-	mi := &file_hellopics_v1_component_proto_msgTypes[6]
+	mi := &file_hellopics_v1_component_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -680,7 +744,7 @@ func (x *Reject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reject.ProtoReflect.Descriptor instead.
 func (*Reject) Descriptor() ([]byte, []int) {
-	return file_hellopics_v1_component_proto_rawDescGZIP(), []int{6}
+	return file_hellopics_v1_component_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Reject) GetReason() string {
@@ -704,7 +768,7 @@ type AppBatch struct {
 
 func (x *AppBatch) Reset() {
 	*x = AppBatch{}
-	mi := &file_hellopics_v1_component_proto_msgTypes[7]
+	mi := &file_hellopics_v1_component_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -716,7 +780,7 @@ func (x *AppBatch) String() string {
 func (*AppBatch) ProtoMessage() {}
 
 func (x *AppBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_hellopics_v1_component_proto_msgTypes[7]
+	mi := &file_hellopics_v1_component_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -729,7 +793,7 @@ func (x *AppBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppBatch.ProtoReflect.Descriptor instead.
 func (*AppBatch) Descriptor() ([]byte, []int) {
-	return file_hellopics_v1_component_proto_rawDescGZIP(), []int{7}
+	return file_hellopics_v1_component_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AppBatch) GetMessages() []*AppMessage {
@@ -762,7 +826,7 @@ type AppMessage struct {
 
 func (x *AppMessage) Reset() {
 	*x = AppMessage{}
-	mi := &file_hellopics_v1_component_proto_msgTypes[8]
+	mi := &file_hellopics_v1_component_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -774,7 +838,7 @@ func (x *AppMessage) String() string {
 func (*AppMessage) ProtoMessage() {}
 
 func (x *AppMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_hellopics_v1_component_proto_msgTypes[8]
+	mi := &file_hellopics_v1_component_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -787,7 +851,7 @@ func (x *AppMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppMessage.ProtoReflect.Descriptor instead.
 func (*AppMessage) Descriptor() ([]byte, []int) {
-	return file_hellopics_v1_component_proto_rawDescGZIP(), []int{8}
+	return file_hellopics_v1_component_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AppMessage) GetType() string {
@@ -842,7 +906,7 @@ type Report struct {
 
 func (x *Report) Reset() {
 	*x = Report{}
-	mi := &file_hellopics_v1_component_proto_msgTypes[9]
+	mi := &file_hellopics_v1_component_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -854,7 +918,7 @@ func (x *Report) String() string {
 func (*Report) ProtoMessage() {}
 
 func (x *Report) ProtoReflect() protoreflect.Message {
-	mi := &file_hellopics_v1_component_proto_msgTypes[9]
+	mi := &file_hellopics_v1_component_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -867,7 +931,7 @@ func (x *Report) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Report.ProtoReflect.Descriptor instead.
 func (*Report) Descriptor() ([]byte, []int) {
-	return file_hellopics_v1_component_proto_rawDescGZIP(), []int{9}
+	return file_hellopics_v1_component_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Report) GetRole() Role {
@@ -925,7 +989,7 @@ type RelayStats struct {
 
 func (x *RelayStats) Reset() {
 	*x = RelayStats{}
-	mi := &file_hellopics_v1_component_proto_msgTypes[10]
+	mi := &file_hellopics_v1_component_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -937,7 +1001,7 @@ func (x *RelayStats) String() string {
 func (*RelayStats) ProtoMessage() {}
 
 func (x *RelayStats) ProtoReflect() protoreflect.Message {
-	mi := &file_hellopics_v1_component_proto_msgTypes[10]
+	mi := &file_hellopics_v1_component_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -950,7 +1014,7 @@ func (x *RelayStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RelayStats.ProtoReflect.Descriptor instead.
 func (*RelayStats) Descriptor() ([]byte, []int) {
-	return file_hellopics_v1_component_proto_rawDescGZIP(), []int{10}
+	return file_hellopics_v1_component_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RelayStats) GetAgentReachable() bool {
@@ -1020,7 +1084,7 @@ var File_hellopics_v1_component_proto protoreflect.FileDescriptor
 
 const file_hellopics_v1_component_proto_rawDesc = "" +
 	"\n" +
-	"\x1chellopics/v1/component.proto\x12\fhellopics.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcf\x01\n" +
+	"\x1chellopics/v1/component.proto\x12\fhellopics.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe5\x01\n" +
 	"\bIdentify\x12&\n" +
 	"\x04role\x18\x01 \x01(\x0e2\x12.hellopics.v1.RoleR\x04role\x12\x17\n" +
 	"\apair_id\x18\x02 \x01(\tR\x06pairId\x12\x1a\n" +
@@ -1028,7 +1092,8 @@ const file_hellopics_v1_component_proto_rawDesc = "" +
 	"\tdata_addr\x18\x04 \x01(\tR\bdataAddr\x12\x14\n" +
 	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\x12\x18\n" +
 	"\aversion\x18\x06 \x01(\tR\aversion\x12\x19\n" +
-	"\blast_seq\x18\a \x01(\x04R\alastSeq\"\"\n" +
+	"\blast_seq\x18\a \x01(\x04R\alastSeq\x12\x14\n" +
+	"\x05watch\x18\b \x01(\bR\x05watch\"\"\n" +
 	"\aGetPeer\x12\x17\n" +
 	"\apair_id\x18\x01 \x01(\tR\x06pairId\"q\n" +
 	"\x04Peer\x12&\n" +
@@ -1049,7 +1114,9 @@ const file_hellopics_v1_component_proto_rawDesc = "" +
 	"\bRedirect\x12\x1f\n" +
 	"\vmaster_addr\x18\x01 \x01(\tR\n" +
 	"masterAddr\x12\x14\n" +
-	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\" \n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\"\x1f\n" +
+	"\aElected\x12\x14\n" +
+	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\" \n" +
 	"\x06Reject\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\"@\n" +
 	"\bAppBatch\x124\n" +
@@ -1079,7 +1146,7 @@ const file_hellopics_v1_component_proto_rawDesc = "" +
 	"\bcounters\x18\t \x03(\v2&.hellopics.v1.RelayStats.CountersEntryR\bcounters\x1a;\n" +
 	"\rCountersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01*\xd9\x01\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01*\xef\x01\n" +
 	"\aMsgType\x12\x18\n" +
 	"\x14MSG_TYPE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vMSG_TYPE_ID\x10\x01\x12\x15\n" +
@@ -1090,7 +1157,9 @@ const file_hellopics_v1_component_proto_rawDesc = "" +
 	"\x11MSG_TYPE_REDIRECT\x10\x06\x12\x13\n" +
 	"\x0fMSG_TYPE_REPORT\x10\a\x12\x13\n" +
 	"\x0fMSG_TYPE_REJECT\x10\b\x12\x10\n" +
-	"\fMSG_TYPE_APP\x10\t*I\n" +
+	"\fMSG_TYPE_APP\x10\t\x12\x14\n" +
+	"\x10MSG_TYPE_ELECTED\x10\n" +
+	"*I\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tROLE_MGMT\x10\x01\x12\r\n" +
@@ -1114,7 +1183,7 @@ func file_hellopics_v1_component_proto_rawDescGZIP() []byte {
 }
 
 var file_hellopics_v1_component_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_hellopics_v1_component_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_hellopics_v1_component_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_hellopics_v1_component_proto_goTypes = []any{
 	(MsgType)(0),                  // 0: hellopics.v1.MsgType
 	(Role)(0),                     // 1: hellopics.v1.Role
@@ -1125,24 +1194,25 @@ var file_hellopics_v1_component_proto_goTypes = []any{
 	(*Ready)(nil),                 // 6: hellopics.v1.Ready
 	(*Hello)(nil),                 // 7: hellopics.v1.Hello
 	(*Redirect)(nil),              // 8: hellopics.v1.Redirect
-	(*Reject)(nil),                // 9: hellopics.v1.Reject
-	(*AppBatch)(nil),              // 10: hellopics.v1.AppBatch
-	(*AppMessage)(nil),            // 11: hellopics.v1.AppMessage
-	(*Report)(nil),                // 12: hellopics.v1.Report
-	(*RelayStats)(nil),            // 13: hellopics.v1.RelayStats
-	nil,                           // 14: hellopics.v1.RelayStats.CountersEntry
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(*Elected)(nil),               // 9: hellopics.v1.Elected
+	(*Reject)(nil),                // 10: hellopics.v1.Reject
+	(*AppBatch)(nil),              // 11: hellopics.v1.AppBatch
+	(*AppMessage)(nil),            // 12: hellopics.v1.AppMessage
+	(*Report)(nil),                // 13: hellopics.v1.Report
+	(*RelayStats)(nil),            // 14: hellopics.v1.RelayStats
+	nil,                           // 15: hellopics.v1.RelayStats.CountersEntry
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
 }
 var file_hellopics_v1_component_proto_depIdxs = []int32{
 	1,  // 0: hellopics.v1.Identify.role:type_name -> hellopics.v1.Role
 	1,  // 1: hellopics.v1.Peer.role:type_name -> hellopics.v1.Role
 	1,  // 2: hellopics.v1.Ready.role:type_name -> hellopics.v1.Role
 	2,  // 3: hellopics.v1.Hello.direction:type_name -> hellopics.v1.Direction
-	11, // 4: hellopics.v1.AppBatch.messages:type_name -> hellopics.v1.AppMessage
+	12, // 4: hellopics.v1.AppBatch.messages:type_name -> hellopics.v1.AppMessage
 	1,  // 5: hellopics.v1.Report.role:type_name -> hellopics.v1.Role
-	15, // 6: hellopics.v1.Report.time:type_name -> google.protobuf.Timestamp
-	13, // 7: hellopics.v1.Report.relay:type_name -> hellopics.v1.RelayStats
-	14, // 8: hellopics.v1.RelayStats.counters:type_name -> hellopics.v1.RelayStats.CountersEntry
+	16, // 6: hellopics.v1.Report.time:type_name -> google.protobuf.Timestamp
+	14, // 7: hellopics.v1.Report.relay:type_name -> hellopics.v1.RelayStats
+	15, // 8: hellopics.v1.RelayStats.counters:type_name -> hellopics.v1.RelayStats.CountersEntry
 	9,  // [9:9] is the sub-list for method output_type
 	9,  // [9:9] is the sub-list for method input_type
 	9,  // [9:9] is the sub-list for extension type_name
@@ -1161,7 +1231,7 @@ func file_hellopics_v1_component_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hellopics_v1_component_proto_rawDesc), len(file_hellopics_v1_component_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
