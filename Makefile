@@ -11,7 +11,7 @@ BENCHTIME ?= 1s
 .PHONY: toolchain-check
 .PHONY: soak sim
 .PHONY: example example-demo
-.PHONY: help build test test-short bench fuzz proto proto-check lint demo clean
+.PHONY: help build test test-short bench fuzz proto proto-check lint demo clean alerts-check
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -80,6 +80,18 @@ lint: ## gofmt, go vet and staticcheck
 	$(GO) vet ./...
 	$(GO) tool $(TOOLMOD) staticcheck ./...
 	@if command -v shellcheck >/dev/null; then shellcheck deploy/lab/lab.sh deploy/lab/failover-bench.sh deploy/systemd/verify.sh examples/counters/demo.sh; else echo "shellcheck not installed: scripts not checked"; fi
+
+# The Prometheus rules and the Grafana dashboard under deploy/
+# (docs/dashboards.md): promtool parses the rules and runs their unit
+# tests; the dashboard's test parses its queries. promtool is in Debian's
+# prometheus package. e2e/TestMetricsLive (in `make test`) lints live
+# scrapes and checks that every metric named under deploy/ exists.
+PROMTOOL ?= promtool
+alerts-check: ## promtool check and test the alerting rules, parse the dashboard's queries
+	@command -v $(PROMTOOL) >/dev/null || { echo "promtool not found: apt-get install prometheus"; exit 1; }
+	$(PROMTOOL) check rules deploy/prometheus/alerts.yml
+	$(PROMTOOL) test rules deploy/prometheus/alerts_test.yml
+	$(GO) test -count=1 ./deploy/grafana/
 
 demo: build ## run mgmt, ctrl and data on this machine until Ctrl-C
 	$(BIN) demo
