@@ -58,7 +58,7 @@ with PREFIX. The flags below may also follow the command.
 
 With -tls-cert, -tls-key and -tls-ca (or HELLOPICS_TLS_*), ctl speaks
 mutual TLS, presents its certificate (an operator's: read for status,
-watch and health, admin for switchover) and accepts only a server whose
+pairs, events, watch and health, admin for switchover) and accepts only a server whose
 certificate names a mgmt of the CA's trust domain. Without them it
 speaks plaintext, to any address: the server decides whether it allows
 that (mgmt serves plaintext only on loopback or with -insecure).

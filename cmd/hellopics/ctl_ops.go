@@ -342,7 +342,7 @@ func ctlFormatCheck(w io.Writer, r ctlCheckResult) error {
 	case "ok":
 		_, err = fmt.Fprintf(w, "OK: master %s at epoch %d, %d of %d pairs ready and cycling\n", r.Master, r.Epoch, r.Healthy, r.Pairs)
 	case "degraded":
-		_, err = fmt.Fprintf(w, "DEGRADED: master %s at epoch %d, %d of %d pairs ready and cycling, %d problems\n", r.Master, r.Epoch, r.Healthy, r.Pairs, len(r.Problems))
+		_, err = fmt.Fprintf(w, "DEGRADED: master %s at epoch %d, %d of %d pairs ready and cycling\n", r.Master, r.Epoch, r.Healthy, r.Pairs)
 	case "no_master":
 		_, err = fmt.Fprintln(w, "NO MASTER")
 	default:
