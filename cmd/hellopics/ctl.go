@@ -30,7 +30,7 @@ import (
 )
 
 func init() {
-	register(&command{name: "ctl", summary: "operator client: status, watch, switchover", run: runCtl})
+	register(&command{name: "ctl", summary: "operator client: status, pairs, events, watch, switchover", run: runCtl})
 }
 
 const ctlUsage = `Usage: hellopics ctl [flags] <command> [command flags]
@@ -38,23 +38,39 @@ const ctlUsage = `Usage: hellopics ctl [flags] <command> [command flags]
 Talks to the operator API of the management component (hellopics mgmt).
 
 Commands:
-  status               the instance, its management peers and its pairs
+  status [-check]      the instance, its management peers and its pairs;
+                       with -check, one line per problem and an exit status
+                       for scripts (below)
+  pairs [-pair ID]     a table of the pairs, one a row, from the master
+  events [-since D] [-follow] [-pair ID]
+                       the events mgmt kept (its last 1024) since D, a
+                       duration back from now (5m) or an RFC 3339 time;
+                       with -follow, then the new ones until Ctrl-C
   watch                stream events, one a line, until Ctrl-C
   switchover [-to ID]  hand mastership to backup ID (default: the best)
   health               SERVING or NOT_SERVING; exit status 0 only if serving
 
--addr may list several instances, comma-separated: status and health ask
-each of them; watch uses the first that answers; switchover tries each
-until the master accepts. The flags below may also follow the command.
+-addr may list several instances, comma-separated: status, pairs and
+health ask each of them (pairs shows the master's answer); events and
+watch use the first that answers; switchover tries each until the master
+accepts. -pair ID selects one pair, -pair 'PREFIX*' those whose id begins
+with PREFIX. The flags below may also follow the command.
 
 With -tls-cert, -tls-key and -tls-ca (or HELLOPICS_TLS_*), ctl speaks
 mutual TLS, presents its certificate (an operator's: read for status,
-watch and health, admin for switchover) and accepts only a server whose
+pairs, events, watch and health, admin for switchover) and accepts only a server whose
 certificate names a mgmt of the CA's trust domain. Without them it
 speaks plaintext, to any address: the server decides whether it allows
 that (mgmt serves plaintext only on loopback or with -insecure).
 
-Exit status: 0 on success, 1 on failure, 2 on bad usage.
+Exit status: 0 on success, 1 on failure (no mgmt answered, a call was
+refused, -pair matched no pair), 2 on bad usage. status -check exits
+  0  a master is known and every registered pair is ready and cycling
+  1  no mgmt of -addr answered
+  2  bad usage
+  3  degraded: a pair is not ready or its cycle stopped, or a mgmt of
+     -addr did not answer (the master did)
+  4  no master: mgmt answered, but none is master or knows one
 
 Flags:
 `
@@ -182,7 +198,28 @@ func ctlMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var run func(context.Context, *ctlOptions, io.Writer, io.Writer) int
 	switch name {
 	case "status":
-		run = ctlStatus
+		var check bool
+		sub.BoolVar(&check, "check", false, "print one line per problem and exit 0 if healthy, 3 if degraded, 4 if there is no master, 1 if no mgmt answers")
+		run = func(ctx context.Context, o *ctlOptions, stdout, stderr io.Writer) int {
+			if check {
+				return ctlStatusCheck(ctx, o, stdout, stderr)
+			}
+			return ctlStatus(ctx, o, stdout, stderr)
+		}
+	case "pairs":
+		var pair string
+		sub.StringVar(&pair, "pair", "", "show only pair ID, or with 'PREFIX*' the pairs whose id begins with PREFIX")
+		run = func(ctx context.Context, o *ctlOptions, stdout, stderr io.Writer) int {
+			return ctlPairs(ctx, o, pair, stdout, stderr)
+		}
+	case "events":
+		var a ctlEventsArgs
+		sub.StringVar(&a.since, "since", "", "show the kept events since this: a duration back from now (5m) or an RFC 3339 time; default all kept (the last 1024)")
+		sub.BoolVar(&a.follow, "follow", false, "after the kept events, stream new ones until Ctrl-C")
+		sub.StringVar(&a.pair, "pair", "", "show only the events of pair ID, or with 'PREFIX*' of the pairs whose id begins with PREFIX")
+		run = func(ctx context.Context, o *ctlOptions, stdout, stderr io.Writer) int {
+			return ctlEvents(ctx, o, a, stdout, stderr)
+		}
 	case "watch":
 		run = ctlWatch
 	case "health":
@@ -407,7 +444,7 @@ func ctlWatch(ctx context.Context, o *ctlOptions, stdout, stderr io.Writer) int 
 		if len(o.addrs) > 1 {
 			fmt.Fprintf(stderr, "hellopics ctl: watching the events of mgmt at %s\n", addr)
 		}
-		code := ctlStream(ctx, o, addr, st, stdout, stderr)
+		code := ctlStream(ctx, o, addr, st, "", stdout, stderr)
 		cleanup()
 		return code
 	}
@@ -417,32 +454,12 @@ func ctlWatch(ctx context.Context, o *ctlOptions, stdout, stderr io.Writer) int 
 // ctlSubscribe opens a WatchEvents stream to addr and waits, up to
 // -timeout, until the server has subscribed it.
 func ctlSubscribe(ctx context.Context, o *ctlOptions, addr string) (grpc.ServerStreamingClient[hellopicsv1.WatchEventsResponse], func(), error) {
-	cc, err := ctlDial(o, addr)
-	if err != nil {
-		return nil, nil, err
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	timer := time.AfterFunc(o.timeout, cancel)
-	cleanup := func() {
-		timer.Stop()
-		cancel()
-		cc.Close()
-	}
-	st, err := hellopicsv1.NewOperatorServiceClient(cc).WatchEvents(sctx, &hellopicsv1.WatchEventsRequest{})
-	if err == nil {
-		_, err = st.Header()
-	}
-	if !timer.Stop() && ctx.Err() == nil {
-		err = status.Error(codes.DeadlineExceeded, "subscribing timed out")
-	}
-	if err != nil {
-		cleanup()
-		return nil, nil, ctlRPCError(o, addr, err)
-	}
-	return st, cleanup, nil
+	return ctlSubscribeReq(ctx, o, addr, &hellopicsv1.WatchEventsRequest{})
 }
 
-func ctlStream(ctx context.Context, o *ctlOptions, addr string, st grpc.ServerStreamingClient[hellopicsv1.WatchEventsResponse], stdout, stderr io.Writer) int {
+// ctlStream prints the events of st whose pair matches the -pair filter
+// pair ("" all) until the stream ends or ctx is done.
+func ctlStream(ctx context.Context, o *ctlOptions, addr string, st grpc.ServerStreamingClient[hellopicsv1.WatchEventsResponse], pair string, stdout, stderr io.Writer) int {
 	for {
 		ev, err := st.Recv()
 		if err != nil {
@@ -456,20 +473,14 @@ func ctlStream(ctx context.Context, o *ctlOptions, addr string, st grpc.ServerSt
 			fmt.Fprintf(stderr, "hellopics ctl: event stream from mgmt at %s ended: %v\n", addr, ctlRPCError(o, addr, err))
 			return 1
 		}
-		if o.output == "json" {
-			b, err := ctlMarshalJSON(ev, false)
-			if err != nil {
-				fmt.Fprintf(stderr, "hellopics ctl: %v\n", err)
-				return 1
-			}
-			_, err = fmt.Fprintf(stdout, "%s\n", b)
-			if err != nil {
-				return 1 // stdout closed, e.g. `| head`
-			}
+		if !ctlPairMatch(pair, ev.GetPairId()) {
 			continue
 		}
-		if _, err := fmt.Fprintln(stdout, ctlFormatEvent(ev)); err != nil {
-			return 1
+		if err := ctlPrintEvent(o, stdout, ev); err != nil {
+			if strings.HasPrefix(err.Error(), "encoding ") {
+				fmt.Fprintf(stderr, "hellopics ctl: %v\n", err)
+			}
+			return 1 // or stdout closed, e.g. `| head`
 		}
 	}
 }

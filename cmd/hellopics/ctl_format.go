@@ -144,6 +144,34 @@ func ctlFormatStatus(w io.Writer, addr string, st *hellopicsv1.GetStatusResponse
 	return tw.Flush()
 }
 
+// ctlFormatPairs writes pairs as a table, one row per pair: its
+// components' state and address, whether both are ready, its cycle, its
+// hello counters, the last round trip and how long ago the last hello
+// returned (dated from now), and epoch, the mastership epoch of the
+// instance that answered.
+func ctlFormatPairs(w io.Writer, epoch uint64, pairs []*hellopicsv1.PairStatus, now time.Time) error {
+	if len(pairs) == 0 {
+		_, err := fmt.Fprintln(w, "no pairs registered")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprint(tw, "PAIR\tCTRL\tDATA\tREADY\tCYCLE\tSENT\tRECEIVED\tMISSED\tOUT OF ORDER\tLAST RTT\tLAST HELLO\tEPOCH\n")
+	for _, ps := range pairs {
+		c := ps.GetCounters()
+		cycle := "stopped"
+		if ps.GetCycleRunning() {
+			cycle = "running"
+		}
+		ready := ps.GetCtrl().GetState() == hellopicsv1.ComponentState_COMPONENT_STATE_READY &&
+			ps.GetData().GetState() == hellopicsv1.ComponentState_COMPONENT_STATE_READY
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%d\n",
+			ctlDash(ps.GetPairId()), ctlComponent(ps.GetCtrl()), ctlComponent(ps.GetData()), ctlYesNo(ready), cycle,
+			c.GetSent(), c.GetReceived(), c.GetMissed(), c.GetOutOfOrder(),
+			ctlRTT(c.GetLastRtt()), ctlAgo(c.GetLastHello(), now), epoch)
+	}
+	return tw.Flush()
+}
+
 // ctlFormatEvent returns an event as one line: time, kind, pair, message.
 func ctlFormatEvent(ev *hellopicsv1.WatchEventsResponse) string {
 	t := "-"
@@ -168,24 +196,28 @@ func ctlRole(r hellopicsv1.MgmtRole) string {
 
 // ctlComponent is a registry entry as "state address".
 func ctlComponent(c *hellopicsv1.ComponentStatus) string {
-	if c == nil {
-		return "absent"
-	}
-	var state string
-	switch c.GetState() {
-	case hellopicsv1.ComponentState_COMPONENT_STATE_DOWN:
-		state = "down"
-	case hellopicsv1.ComponentState_COMPONENT_STATE_IDENTIFIED:
-		state = "identified"
-	case hellopicsv1.ComponentState_COMPONENT_STATE_READY:
-		state = "ready"
-	default:
-		state = "unknown"
-	}
+	state := ctlComponentState(c)
 	if c.GetAddr() == "" {
 		return state
 	}
 	return state + " " + c.GetAddr()
+}
+
+// ctlComponentState is a registry entry's state in a word, "absent" for
+// none.
+func ctlComponentState(c *hellopicsv1.ComponentStatus) string {
+	if c == nil {
+		return "absent"
+	}
+	switch c.GetState() {
+	case hellopicsv1.ComponentState_COMPONENT_STATE_DOWN:
+		return "down"
+	case hellopicsv1.ComponentState_COMPONENT_STATE_IDENTIFIED:
+		return "identified"
+	case hellopicsv1.ComponentState_COMPONENT_STATE_READY:
+		return "ready"
+	}
+	return "unknown"
 }
 
 func ctlRTT(d *durationpb.Duration) string {

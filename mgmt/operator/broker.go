@@ -2,13 +2,21 @@ package operator
 
 import (
 	"sync"
+	"time"
 
 	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
 
-// DefaultHistory is how many recent events a Broker keeps and replays to
-// each new subscriber.
+// DefaultHistory is how many of the recent events a Broker replays to a
+// new subscriber that asks for no time (Subscribe, and WatchEvents
+// without since).
 const DefaultHistory = 64
+
+// HistorySize is how many recent events a Broker keeps: the history that
+// SubscribeSince and History search, at most HistorySize events however
+// old (a count bound, not a time bound: about 100 bytes an event, some
+// 100 KiB in all).
+const HistorySize = 1024
 
 // DefaultSubscriberBuffer is the per-subscriber buffer NewBroker uses when
 // given zero or less.
@@ -18,7 +26,8 @@ const DefaultSubscriberBuffer = 256
 // streams). Publish never blocks: a subscriber whose buffer is full is
 // dropped, its channel closed and the drop counted, so a slow operator
 // client never slows the management daemon down. The broker keeps the last
-// DefaultHistory events and hands them to every new subscriber first.
+// HistorySize events and hands a new subscriber the last DefaultHistory
+// of them first, or those since a time (SubscribeSince).
 //
 // A Broker is safe for concurrent use. Events are shared between
 // subscribers and the history: once published, an event must not be
@@ -28,7 +37,7 @@ type Broker struct {
 
 	mu      sync.Mutex
 	subs    map[*subscription]struct{}
-	ring    []*hellopicsv1.WatchEventsResponse // len == cap == history size
+	ring    []*hellopicsv1.WatchEventsResponse // len == cap == HistorySize
 	next    int                                // ring index of the next event
 	n       int                                // events in the ring
 	closed  bool
@@ -53,7 +62,7 @@ func NewBroker(bufferPerSubscriber int) *Broker {
 	return &Broker{
 		buf:  bufferPerSubscriber,
 		subs: make(map[*subscription]struct{}),
-		ring: make([]*hellopicsv1.WatchEventsResponse, DefaultHistory),
+		ring: make([]*hellopicsv1.WatchEventsResponse, HistorySize),
 	}
 }
 
@@ -88,27 +97,70 @@ func (b *Broker) Publish(ev *hellopicsv1.WatchEventsResponse) {
 	}
 }
 
-// Subscribe returns a channel that first yields the recent history, oldest
-// first, then every event published from now on, in order. The channel is
-// closed when the subscriber falls behind by more than its buffer, when
-// cancel is called, or when the broker is closed. cancel may be called
-// more than once and from any goroutine.
+// Subscribe returns a channel that first yields the last DefaultHistory
+// events of the history, oldest first, then every event published from
+// now on, in order. The channel is closed when the subscriber falls
+// behind by more than its buffer, when cancel is called, or when the
+// broker is closed. cancel may be called more than once and from any
+// goroutine.
 func (b *Broker) Subscribe() (<-chan *hellopicsv1.WatchEventsResponse, func()) {
-	s := b.subscribe()
+	s := b.subscribe(nil)
 	return s.ch, func() { b.unsubscribe(s) }
 }
 
-func (b *Broker) subscribe() *subscription {
+// SubscribeSince is Subscribe, but the channel first yields every event
+// of the history (up to HistorySize) whose time is at or after since.
+func (b *Broker) SubscribeSince(since time.Time) (<-chan *hellopicsv1.WatchEventsResponse, func()) {
+	s := b.subscribe(&since)
+	return s.ch, func() { b.unsubscribe(s) }
+}
+
+// History returns the events of the history whose time is at or after
+// since (all of them for the zero time), oldest first (at most
+// HistorySize; none after Close).
+func (b *Broker) History(since time.Time) []*hellopicsv1.WatchEventsResponse {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	s := &subscription{ch: make(chan *hellopicsv1.WatchEventsResponse, b.buf+len(b.ring))}
 	if b.closed {
+		return nil
+	}
+	return b.historyLocked(&since)
+}
+
+// historyLocked returns the last DefaultHistory events (since nil) or
+// those at or after *since; b.mu is held. An event without a time is
+// left out when a time other than the zero time is asked for.
+func (b *Broker) historyLocked(since *time.Time) []*hellopicsv1.WatchEventsResponse {
+	n := b.n
+	if since == nil {
+		n = min(n, DefaultHistory)
+	}
+	var out []*hellopicsv1.WatchEventsResponse
+	start := (b.next - n + len(b.ring)) % len(b.ring)
+	for i := 0; i < n; i++ {
+		ev := b.ring[(start+i)%len(b.ring)]
+		if since != nil && !since.IsZero() && (ev.GetTime() == nil || ev.GetTime().AsTime().Before(*since)) {
+			continue
+		}
+		out = append(out, ev)
+	}
+	return out
+}
+
+// subscribe subscribes with the history since *since (nil: the last
+// DefaultHistory events); its channel holds the history and the buffer.
+func (b *Broker) subscribe(since *time.Time) *subscription {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		s := &subscription{ch: make(chan *hellopicsv1.WatchEventsResponse)}
 		close(s.ch)
 		return s
 	}
-	start := (b.next - b.n + len(b.ring)) % len(b.ring)
-	for i := 0; i < b.n; i++ {
-		s.ch <- b.ring[(start+i)%len(b.ring)]
+	h := b.historyLocked(since)
+	s := &subscription{ch: make(chan *hellopicsv1.WatchEventsResponse, b.buf+len(h))}
+	for _, ev := range h {
+		s.ch <- ev
 	}
 	b.subs[s] = struct{}{}
 	return s

@@ -3,6 +3,7 @@ package operator
 import (
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestBrokerHistory(t *testing.T) {
@@ -77,14 +78,14 @@ func TestBrokerSlowSubscriberDropped(t *testing.T) {
 		}
 	}
 
-	// The slow one got what fitted its channel (its buffer plus room for
-	// the history, empty when it subscribed), then its channel closed.
+	// The slow one got what fitted its channel (its buffer; the history
+	// was empty when it subscribed), then its channel closed.
 	k := 0
 	for range slow {
 		k++
 	}
-	if k != buf+DefaultHistory {
-		t.Errorf("slow subscriber got %d events, want %d", k, buf+DefaultHistory)
+	if k != buf {
+		t.Errorf("slow subscriber got %d events, want %d", k, buf)
 	}
 	if st := b.Stats(); st.Dropped != 1 || st.Published != n || st.Subscribers != 1 {
 		t.Errorf("Stats = %+v, want Dropped 1, Published %d, Subscribers 1", st, n)
@@ -136,5 +137,52 @@ func TestBrokerConcurrent(t *testing.T) {
 	wg.Wait()
 	if got := len(ch); got != 4000 {
 		t.Errorf("subscriber holds %d events, want 4000", got)
+	}
+}
+
+// The history holds the last HistorySize events; SubscribeSince and
+// History return those at or after a time, Subscribe the last
+// DefaultHistory.
+func TestBrokerSince(t *testing.T) {
+	b := NewBroker(4)
+	defer b.Close()
+	const n = HistorySize + 100
+	for i := range n {
+		b.Publish(event(i))
+	}
+	all := b.History(time.Time{})
+	if len(all) != HistorySize || all[0].GetMessage() != event(n-HistorySize).GetMessage() || all[len(all)-1].GetMessage() != event(n-1).GetMessage() {
+		t.Fatalf("History(zero): %d events from %q to %q, want %d from %q", len(all), all[0].GetMessage(), all[len(all)-1].GetMessage(), HistorySize, event(n-HistorySize).GetMessage())
+	}
+	since := event(n - 200).GetTime().AsTime()
+	if h := b.History(since); len(h) != 200 || h[0].GetMessage() != event(n-200).GetMessage() {
+		t.Fatalf("History(since event %d): %d events from %q, want 200", n-200, len(h), h[0].GetMessage())
+	}
+	if h := b.History(event(n).GetTime().AsTime()); len(h) != 0 {
+		t.Fatalf("History(after the last): %d events, want 0", len(h))
+	}
+
+	ch, cancel := b.SubscribeSince(since)
+	defer cancel()
+	for i := n - 200; i < n; i++ {
+		if ev := <-ch; ev.GetMessage() != event(i).GetMessage() {
+			t.Fatalf("SubscribeSince: got %q, want %q", ev.GetMessage(), event(i).GetMessage())
+		}
+	}
+	// Then the live events, its buffer of 4 beyond the history.
+	for i := n; i < n+4; i++ {
+		b.Publish(event(i))
+		if ev := <-ch; ev.GetMessage() != event(i).GetMessage() {
+			t.Fatalf("SubscribeSince live: got %q, want %q", ev.GetMessage(), event(i).GetMessage())
+		}
+	}
+	ch2, cancel2 := b.Subscribe()
+	defer cancel2()
+	if got := len(ch2); got != DefaultHistory {
+		t.Errorf("Subscribe replays %d events, want %d", got, DefaultHistory)
+	}
+	b.Close()
+	if h := b.History(time.Time{}); h != nil {
+		t.Errorf("History after Close: %d events", len(h))
 	}
 }

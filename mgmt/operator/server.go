@@ -243,11 +243,37 @@ func (s *Server) Switchover(ctx context.Context, req *hellopicsv1.SwitchoverRequ
 }
 
 // WatchEvents implements hellopicsv1.OperatorServiceServer: it sends the
-// recent history, then every event as it is published. It ends with
-// ResourceExhausted when the client falls too far behind and with
-// Unavailable when the server stops.
-func (s *Server) WatchEvents(_ *hellopicsv1.WatchEventsRequest, stream grpc.ServerStreamingServer[hellopicsv1.WatchEventsResponse]) error {
-	sub := s.broker.subscribe()
+// recent history (the last DefaultHistory events, or with since every
+// kept event at or after it), then, unless history_only, every event as
+// it is published. It ends with InvalidArgument for a malformed since,
+// with OK after the history when history_only, with ResourceExhausted
+// when the client falls too far behind and with Unavailable when the
+// server stops.
+func (s *Server) WatchEvents(req *hellopicsv1.WatchEventsRequest, stream grpc.ServerStreamingServer[hellopicsv1.WatchEventsResponse]) error {
+	var since *time.Time
+	if ts := req.GetSince(); ts != nil {
+		if err := ts.CheckValid(); err != nil {
+			return status.Errorf(codes.InvalidArgument, "bad since: %v", err)
+		}
+		t := ts.AsTime()
+		since = &t
+	}
+	if req.GetHistoryOnly() {
+		var h []*hellopicsv1.WatchEventsResponse
+		if since != nil {
+			h = s.broker.History(*since)
+		} else {
+			h = s.broker.History(time.Time{})
+			h = h[max(0, len(h)-DefaultHistory):]
+		}
+		for _, ev := range h {
+			if err := stream.Send(ev); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	sub := s.broker.subscribe(since)
 	defer s.broker.unsubscribe(sub)
 	// Send the headers now so that the client knows it is subscribed
 	// before the first event.

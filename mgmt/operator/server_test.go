@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"runtime"
@@ -562,5 +563,75 @@ func TestRPCLogged(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// WatchEvents with since replays the kept events at or after it, beyond
+// the last DefaultHistory, then streams; with history_only it ends, OK,
+// after the history.
+func TestWatchEventsSince(t *testing.T) {
+	h := start(t, &fakeBackend{})
+	const n = DefaultHistory + 200
+	for i := range n {
+		h.broker.Publish(event(i))
+	}
+	ctx := ctxT(t)
+	from := 10 // older than the last DefaultHistory
+	st, err := h.client.WatchEvents(ctx, &hellopicsv1.WatchEventsRequest{Since: event(from).GetTime()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Header(); err != nil {
+		t.Fatal(err)
+	}
+	h.broker.Publish(event(n))
+	for i := from; i <= n; i++ {
+		ev, err := st.Recv()
+		if err != nil {
+			t.Fatalf("Recv %d: %v", i, err)
+		}
+		if ev.GetMessage() != event(i).GetMessage() {
+			t.Fatalf("event = %q, want %q", ev.GetMessage(), event(i).GetMessage())
+		}
+	}
+
+	for _, tc := range []struct {
+		name string
+		req  *hellopicsv1.WatchEventsRequest
+		from int
+	}{
+		{"since", &hellopicsv1.WatchEventsRequest{Since: event(from).GetTime(), HistoryOnly: true}, from},
+		{"no since", &hellopicsv1.WatchEventsRequest{HistoryOnly: true}, n + 1 - DefaultHistory},
+		{"after the last", &hellopicsv1.WatchEventsRequest{Since: event(n + 1).GetTime(), HistoryOnly: true}, n + 1},
+	} {
+		st, err := h.client.WatchEvents(ctx, tc.req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := tc.from
+		for {
+			ev, err := st.Recv()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%s: Recv: %v", tc.name, err)
+			}
+			if ev.GetMessage() != event(i).GetMessage() {
+				t.Fatalf("%s: event = %q, want %q", tc.name, ev.GetMessage(), event(i).GetMessage())
+			}
+			i++
+		}
+		if i != n+1 {
+			t.Errorf("%s: history ended after event %d, want %d", tc.name, i-1, n)
+		}
+	}
+
+	bad, err := h.client.WatchEvents(ctx, &hellopicsv1.WatchEventsRequest{Since: &timestamppb.Timestamp{Seconds: 1, Nanos: -5}})
+	if err == nil {
+		_, err = bad.Recv()
+	}
+	if status.Code(err) != codes.InvalidArgument {
+		t.Errorf("malformed since: %v, want InvalidArgument", err)
 	}
 }

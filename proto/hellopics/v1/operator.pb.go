@@ -186,9 +186,18 @@ func (x *GetStatusResponse) GetSyncVersion() uint64 {
 	return 0
 }
 
-// WatchEventsRequest subscribes to events.
+// WatchEventsRequest subscribes to events. The empty request (what
+// clients before since and history_only send) gets the last 64 events of
+// the history, then every new event.
 type WatchEventsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// since, when set, asks for every event of the history (up to the last
+	// 1024 events the instance keeps) whose time is at or after since,
+	// instead of the last 64.
+	Since *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=since,proto3" json:"since,omitempty"`
+	// history_only ends the stream (status OK) once the history is sent,
+	// instead of streaming new events.
+	HistoryOnly   bool `protobuf:"varint,2,opt,name=history_only,json=historyOnly,proto3" json:"history_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -221,6 +230,20 @@ func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use WatchEventsRequest.ProtoReflect.Descriptor instead.
 func (*WatchEventsRequest) Descriptor() ([]byte, []int) {
 	return file_hellopics_v1_operator_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *WatchEventsRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *WatchEventsRequest) GetHistoryOnly() bool {
+	if x != nil {
+		return x.HistoryOnly
+	}
+	return false
 }
 
 // WatchEventsResponse is one event.
@@ -536,8 +559,10 @@ const file_hellopics_v1_operator_proto_rawDesc = "" +
 	"\astarted\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\astarted\x12\x18\n" +
 	"\aversion\x18\t \x01(\tR\aversion\x12!\n" +
 	"\fsync_version\x18\n" +
-	" \x01(\x04R\vsyncVersion\"\x14\n" +
-	"\x12WatchEventsRequest\"\xa2\x01\n" +
+	" \x01(\x04R\vsyncVersion\"i\n" +
+	"\x12WatchEventsRequest\x120\n" +
+	"\x05since\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12!\n" +
+	"\fhistory_only\x18\x02 \x01(\bR\vhistoryOnly\"\xa2\x01\n" +
 	"\x13WatchEventsResponse\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x17\n" +
@@ -594,20 +619,21 @@ var file_hellopics_v1_operator_proto_depIdxs = []int32{
 	9,  // 1: hellopics.v1.GetStatusResponse.pairs:type_name -> hellopics.v1.PairStatus
 	10, // 2: hellopics.v1.GetStatusResponse.mgmt_peers:type_name -> hellopics.v1.MgmtPeerStatus
 	11, // 3: hellopics.v1.GetStatusResponse.started:type_name -> google.protobuf.Timestamp
-	11, // 4: hellopics.v1.WatchEventsResponse.time:type_name -> google.protobuf.Timestamp
-	0,  // 5: hellopics.v1.OperatorService.GetStatus:input_type -> hellopics.v1.GetStatusRequest
-	2,  // 6: hellopics.v1.OperatorService.WatchEvents:input_type -> hellopics.v1.WatchEventsRequest
-	4,  // 7: hellopics.v1.OperatorService.Switchover:input_type -> hellopics.v1.SwitchoverRequest
-	6,  // 8: hellopics.v1.OperatorService.AppCall:input_type -> hellopics.v1.AppCallRequest
-	1,  // 9: hellopics.v1.OperatorService.GetStatus:output_type -> hellopics.v1.GetStatusResponse
-	3,  // 10: hellopics.v1.OperatorService.WatchEvents:output_type -> hellopics.v1.WatchEventsResponse
-	5,  // 11: hellopics.v1.OperatorService.Switchover:output_type -> hellopics.v1.SwitchoverResponse
-	7,  // 12: hellopics.v1.OperatorService.AppCall:output_type -> hellopics.v1.AppCallResponse
-	9,  // [9:13] is the sub-list for method output_type
-	5,  // [5:9] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	11, // 4: hellopics.v1.WatchEventsRequest.since:type_name -> google.protobuf.Timestamp
+	11, // 5: hellopics.v1.WatchEventsResponse.time:type_name -> google.protobuf.Timestamp
+	0,  // 6: hellopics.v1.OperatorService.GetStatus:input_type -> hellopics.v1.GetStatusRequest
+	2,  // 7: hellopics.v1.OperatorService.WatchEvents:input_type -> hellopics.v1.WatchEventsRequest
+	4,  // 8: hellopics.v1.OperatorService.Switchover:input_type -> hellopics.v1.SwitchoverRequest
+	6,  // 9: hellopics.v1.OperatorService.AppCall:input_type -> hellopics.v1.AppCallRequest
+	1,  // 10: hellopics.v1.OperatorService.GetStatus:output_type -> hellopics.v1.GetStatusResponse
+	3,  // 11: hellopics.v1.OperatorService.WatchEvents:output_type -> hellopics.v1.WatchEventsResponse
+	5,  // 12: hellopics.v1.OperatorService.Switchover:output_type -> hellopics.v1.SwitchoverResponse
+	7,  // 13: hellopics.v1.OperatorService.AppCall:output_type -> hellopics.v1.AppCallResponse
+	10, // [10:14] is the sub-list for method output_type
+	6,  // [6:10] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_hellopics_v1_operator_proto_init() }

@@ -33,7 +33,8 @@ const (
 type OperatorServiceClient interface {
 	// GetStatus returns the instance's role, registry and counters.
 	GetStatus(ctx context.Context, in *GetStatusRequest, opts ...grpc.CallOption) (*GetStatusResponse, error)
-	// WatchEvents streams events as they happen.
+	// WatchEvents streams events as they happen, after the recent history
+	// (see WatchEventsRequest for which part of it).
 	WatchEvents(ctx context.Context, in *WatchEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchEventsResponse], error)
 	// Switchover hands mastership to the best backup (master only).
 	Switchover(ctx context.Context, in *SwitchoverRequest, opts ...grpc.CallOption) (*SwitchoverResponse, error)
@@ -108,7 +109,8 @@ func (c *operatorServiceClient) AppCall(ctx context.Context, in *AppCallRequest,
 type OperatorServiceServer interface {
 	// GetStatus returns the instance's role, registry and counters.
 	GetStatus(context.Context, *GetStatusRequest) (*GetStatusResponse, error)
-	// WatchEvents streams events as they happen.
+	// WatchEvents streams events as they happen, after the recent history
+	// (see WatchEventsRequest for which part of it).
 	WatchEvents(*WatchEventsRequest, grpc.ServerStreamingServer[WatchEventsResponse]) error
 	// Switchover hands mastership to the best backup (master only).
 	Switchover(context.Context, *SwitchoverRequest) (*SwitchoverResponse, error)
