@@ -20,6 +20,7 @@ import (
 	"github.com/hellopics/hellopics/pkg/election"
 	"github.com/hellopics/hellopics/pkg/handshake"
 	"github.com/hellopics/hellopics/pkg/identity"
+	"github.com/hellopics/hellopics/pkg/notify"
 	"github.com/hellopics/hellopics/pkg/pconn"
 	"github.com/hellopics/hellopics/pkg/tier"
 	"github.com/hellopics/hellopics/pkg/tlsconf"
@@ -60,6 +61,13 @@ type Management struct {
 	haLog        *ratelog.Logger
 	syncVersion  uint64
 	advertised   string
+
+	// Notify scripts (management_notify.go); loop goroutine only.
+	notifier     *notify.Runner // nil when no script is configured
+	lastNotified notified
+	lastHAWhy    string          // the last mastership event, for the scripts' reason
+	rivals       map[string]bool // "peer@epoch" of masters seen while master
+	fault        bool            // a tracked check of weight 0 fails
 
 	metrics *mgmtMetrics
 
@@ -178,6 +186,7 @@ func StartManagement(cfg ManagementConfig) (*Management, error) {
 	}
 	s.log.Info("listening for components", "component", "mgmt", "id", s.cfg.ID, "addr", srv.Addr().String(),
 		"hello_interval", cfg.HelloInterval)
+	s.startNotify()
 	if err := s.startHA(pc); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("mgmt: %w", err)
@@ -374,6 +383,7 @@ func (s *Management) Close() error {
 	defer cancel()
 	err := s.srv.Shutdown(ctx)
 	s.stopHA()
+	s.stopNotify()
 	s.loop.Do(s.rt.Stop)
 	s.loop.Close()
 	s.log.Info("stopped", "component", "mgmt")

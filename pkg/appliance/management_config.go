@@ -9,6 +9,7 @@ import (
 
 	"github.com/hellopics/hellopics/pkg/election"
 	"github.com/hellopics/hellopics/pkg/handshake"
+	"github.com/hellopics/hellopics/pkg/notify"
 	"github.com/hellopics/hellopics/pkg/pconn"
 	"github.com/hellopics/hellopics/pkg/tlsconf"
 )
@@ -105,6 +106,12 @@ type ManagementConfig struct {
 	// this instance starts (true) or stops (false) serving as the
 	// master: the operator API's health service follows it.
 	OnServing func(master bool)
+
+	// Notify holds the notify scripts run when this instance's state
+	// (master, backup, fault), epoch or master changes or is re-asserted
+	// (docs/ha.md, "Notify scripts and tracked health"); its ID and
+	// Logger are set by the shell. No command runs none.
+	Notify notify.Config
 }
 
 // DefaultManagementConfig returns the defaults described on

@@ -54,6 +54,8 @@ func (s *Management) startHA(base pconn.Config) error {
 			s.log.Info("single management instance: master", "component", "mgmt", "epoch", epoch, "step", "mastership")
 			s.apply(s.machine.SetMastership(true, epoch, s.advertised, time.Now()))
 			s.rt.SetMastership(true, epoch)
+			s.aligned = mastership{master: true, epoch: epoch, addr: s.advertised}
+			s.checkNotify("single instance")
 		})
 		s.setServing(true)
 		return nil
@@ -332,6 +334,9 @@ func (s *Management) stepHA(from string, t hellopicsv1.HAMsgType, msg proto.Mess
 		s.haInbound[from] = in
 	}
 	s.drainElection()
+	if hb, ok := msg.(*hellopicsv1.Heartbeat); ok && hb.GetMasterId() == from && from != s.cfg.ID {
+		s.seenMaster(from, hb.GetEpoch())
+	}
 }
 
 // sendHA sends to a peer on our connection to it or, while that is not
@@ -534,6 +539,13 @@ func (s *Management) drainElection() {
 			for _, ev := range rd.Events {
 				s.log.Info(ev.String(), "component", "mgmt", "step", ev.Kind.String(), "epoch", ev.Epoch, "master", ev.Master)
 				s.publishHA(ev)
+				switch ev.Kind {
+				case election.EventBecameMaster, election.EventSteppedDown, election.EventMasterChanged, election.EventHandoverSent:
+					s.lastHAWhy = ev.Kind.String()
+					if ev.Reason != "" {
+						s.lastHAWhy += ": " + ev.Reason
+					}
+				}
 			}
 			if !rd.NextTick.IsZero() {
 				due := rd.NextTick
@@ -564,6 +576,7 @@ type mastership struct {
 func (s *Management) alignMastership() {
 	now := mastership{master: s.el.Role() == hellopicsv1.MgmtRole_MGMT_ROLE_MASTER, epoch: s.el.Epoch(),
 		addr: s.el.LiveMasterComponentAddr()}
+	defer s.checkNotify("")
 	if now == s.aligned {
 		return
 	}

@@ -43,6 +43,12 @@ type mgmtMetrics struct {
 	// another reason than the peer being away, by message type.
 	haSendErrors *prometheus.CounterVec
 	refused      *prometheus.CounterVec
+	// notifyRuns counts notify script runs by state and result;
+	// notifySeconds is their duration; notifyState is 1 for the state
+	// the scripts were last told.
+	notifyRuns    *prometheus.CounterVec
+	notifySeconds prometheus.Histogram
+	notifyState   *prometheus.GaugeVec
 }
 
 func newMgmtMetrics() *mgmtMetrics {
@@ -70,6 +76,19 @@ func newMgmtMetrics() *mgmtMetrics {
 			Help: "Messages to mgmt peers not sent although the peer is connected (too large, queue full), by type.",
 		}, []string{"type"}),
 		refused: tier.NewRefused("mgmt"),
+		notifyRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hellopics_mgmt_notify_runs_total",
+			Help: "Notify script runs by the state they were told (master, backup, fault) and result (ok, failed, timeout).",
+		}, []string{"state", "result"}),
+		notifySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "hellopics_mgmt_notify_duration_seconds",
+			Help:    "How long notify scripts ran.",
+			Buckets: prometheus.ExponentialBuckets(1e-3, 4, 10), // 1 ms to 262 s
+		}),
+		notifyState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hellopics_mgmt_notify_state",
+			Help: "1 for the state (master, backup, fault) this instance last asserted to its notify scripts.",
+		}, []string{"state"}),
 	}
 }
 
@@ -79,7 +98,8 @@ func newMgmtMetrics() *mgmtMetrics {
 // beside its own (the operator API's).
 func (s *Management) Collectors() []prometheus.Collector {
 	cs := []prometheus.Collector{s.metrics.rtt, s.metrics.outage, s.metrics.sessions, s.metrics.refused, s.metrics.haRefused,
-		s.metrics.haSendErrors, s.appSyncErrors, metrics.CollectorFunc(s.collect)}
+		s.metrics.haSendErrors, s.appSyncErrors, s.metrics.notifyRuns, s.metrics.notifySeconds, s.metrics.notifyState,
+		metrics.CollectorFunc(s.collect)}
 	if s.cfg.TLS != nil {
 		cs = append(cs, s.cfg.TLS.Collector())
 	}

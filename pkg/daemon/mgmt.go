@@ -10,6 +10,7 @@ import (
 	"github.com/hellopics/hellopics/internal/cli"
 	"github.com/hellopics/hellopics/mgmt"
 	"github.com/hellopics/hellopics/pkg/election"
+	"github.com/hellopics/hellopics/pkg/notify"
 	"github.com/hellopics/hellopics/pkg/sdnotify"
 )
 
@@ -85,6 +86,11 @@ func mgmtConfig(name string, args []string, apps Apps) (mgmt.Config, hclog.Logge
 	fs.Uint64Var(&cfg.MaxEpochJump, "max-epoch-jump", election.DefaultMaxEpochJump, "refuse a mgmt peer's epoch this far above the highest this instance knows (forged or corrupt)")
 	fs.BoolVar(&cfg.HAAnySource, "ha-any-source", false, "accept a mgmt peer's connection from any address, not only from its -peers address (NAT, multi-homed hosts)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics", envOr("HELLOPICS_METRICS_ADDR", ""), "serve Prometheus metrics on this address (/metrics); empty disables (env HELLOPICS_METRICS_ADDR)")
+	fs.StringVar(&cfg.Notify.OnMaster, "notify-master", "", "shell command run when this instance becomes (or is re-asserted) master; args and env: state, epoch, master, reason (docs/ha.md)")
+	fs.StringVar(&cfg.Notify.OnBackup, "notify-backup", "", "shell command run when this instance becomes (or is re-asserted) backup, or its master changes")
+	fs.StringVar(&cfg.Notify.OnFault, "notify-fault", "", "shell command run when a tracked check of weight 0 fails (the fault state)")
+	fs.StringVar(&cfg.Notify.OnAny, "notify", "", "shell command run on every state, after the state's own script")
+	fs.DurationVar(&cfg.Notify.Timeout, "notify-timeout", notify.DefaultTimeout, "kill a notify script's process group after this long")
 	lf.Register(fs)
 	lf.RegisterRefusals(fs)
 	tf.Register(fs)
@@ -93,6 +99,10 @@ func mgmtConfig(name string, args []string, apps Apps) (mgmt.Config, hclog.Logge
 	}
 	if fs.NArg() > 0 {
 		fs.Usage()
+		return cfg, nil, 2, false
+	}
+	if cfg.Notify.Timeout <= 0 {
+		fmt.Fprintf(os.Stderr, "%s: -notify-timeout must be positive\n", name)
 		return cfg, nil, 2, false
 	}
 	cfg.Priority = uint32(prio)

@@ -176,6 +176,26 @@ func (e *Election) Tick(now time.Time) {
 	}
 }
 
+// SetPriority changes this instance's priority at now (tracked health:
+// a failing check lowers it). The next heartbeats carry it; a heartbeat
+// goes to every peer at once, so that a better live backup sees a
+// master it is now preferred over and preempts it (unless it is
+// NoPreempt), and this instance itself preempts a master once it is
+// preferred again. Config.Priority is the configured value; Priority
+// reports the current one.
+func (e *Election) SetPriority(now time.Time, priority uint32) {
+	e.advance(now)
+	if priority == e.cfg.Priority {
+		return
+	}
+	e.cfg.Priority = priority
+	e.evaluate()
+	e.broadcast()
+}
+
+// Priority is this instance's current priority (SetPriority).
+func (e *Election) Priority() uint32 { return e.cfg.Priority }
+
 // Step hands the machine a message received at now from the instance
 // from (the time matters: a peer's liveness counts from it): a *hellopicsv1.Heartbeat, *hellopicsv1.Handover,
 // *hellopicsv1.SyncUpdate or *hellopicsv1.SyncAck. It returns an error

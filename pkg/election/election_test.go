@@ -543,3 +543,43 @@ func TestObserveComponentEpoch(t *testing.T) {
 		t.Fatal("a second adoption within the rate limit")
 	}
 }
+
+// TestPriorityDropHandsOver: a master whose priority falls below a live
+// backup's (a tracked check failed) is preempted by it; back to health,
+// it preempts again; a NoPreempt backup leaves it in place.
+func TestPriorityDropHandsOver(t *testing.T) {
+	for _, nopreempt := range []bool{false, true} {
+		t.Run(fmt.Sprintf("nopreempt=%v", nopreempt), func(t *testing.T) {
+			s := newSim(t, 5, nodeSpec{id: "a", priority: 200}, nodeSpec{id: "b", priority: 100, nopreempt: nopreempt})
+			if m := s.mustConverge(time.Second); m != "a" {
+				t.Fatalf("master = %s, want a", m)
+			}
+			s.run(time.Second)
+			a := s.nodes["a"]
+			a.e.SetPriority(s.now, 50)
+			s.process(a)
+			if a.e.Priority() != 50 {
+				t.Fatalf("priority %d, want 50", a.e.Priority())
+			}
+			took, ok := s.runUntil(2*time.Second, func() bool { return s.master() == "b" })
+			if nopreempt {
+				if ok {
+					t.Fatalf("nopreempt b took over after %v", took)
+				}
+				return
+			}
+			// b hears the lower priority in the heartbeat sent at once and
+			// preempts at the next evaluation: well within a dead interval.
+			if !ok || took > 3*hb {
+				t.Fatalf("b master after %v (ok=%v), want within %v", took, ok, 3*hb)
+			}
+			s.mustConverge(time.Second)
+			a.e.SetPriority(s.now, 200)
+			s.process(a)
+			if _, ok := s.runUntil(2*time.Second, func() bool { return s.master() == "a" }); !ok {
+				t.Fatalf("a healthy again did not preempt: %s", s.describe())
+			}
+			s.mustConverge(time.Second)
+		})
+	}
+}

@@ -1,0 +1,284 @@
+// Package notify runs operator scripts when a management instance's
+// state changes, in the manner of keepalived's notify_master,
+// notify_backup and notify_fault, without ever blocking the caller: a
+// Runner owns one goroutine that runs the scripts in order from a
+// bounded queue, each bounded by a timeout after which its whole
+// process group is killed.
+//
+// A script is a shell command line (run by /bin/sh -c) and gets the
+// state as arguments and environment; see State.
+package notify
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// The states a State may report.
+const (
+	Master = "master"
+	Backup = "backup"
+	Fault  = "fault"
+)
+
+// Defaults of Config.
+const (
+	DefaultTimeout   = 10 * time.Second
+	DefaultQueueSize = 16
+	// MaxOutput is how much of a script's combined output is logged;
+	// the rest is dropped (and the log says how much).
+	MaxOutput = 4096
+)
+
+// State is what a script is told. It gets, as arguments $1..$4, the
+// state, the epoch, the master's id and the reason, and in its
+// environment HELLOPICS_STATE, HELLOPICS_EPOCH, HELLOPICS_MASTER,
+// HELLOPICS_REASON and HELLOPICS_ID (this instance).
+type State struct {
+	// State is Master, Backup or Fault.
+	State string
+	// Epoch is the highest epoch this instance knows.
+	Epoch uint64
+	// Master is the id of the master this instance follows (its own id
+	// when master), "" when none is known.
+	Master string
+	// Reason says in words why the state was (re)asserted.
+	Reason string
+}
+
+// Config configures a Runner. A command left empty is not run.
+type Config struct {
+	// ID is this instance's id (HELLOPICS_ID).
+	ID string
+	// OnMaster, OnBackup and OnFault run when the state becomes (or is
+	// re-asserted as) Master, Backup or Fault.
+	OnMaster, OnBackup, OnFault string
+	// OnAny runs on every state, after the state's own script.
+	OnAny string
+	// Timeout bounds each run; at it the script's process group is
+	// killed (SIGKILL). Default DefaultTimeout.
+	Timeout time.Duration
+	// QueueSize bounds the states waiting to run. When it is full the
+	// last waiting state is replaced by the new one: the scripts skip
+	// to the latest state rather than block. Default DefaultQueueSize.
+	QueueSize int
+	// Logger gets one line per run (exit status, duration, output). Nil
+	// discards.
+	Logger hclog.Logger
+}
+
+// Empty reports whether no command is configured.
+func (c Config) Empty() bool {
+	return c.OnMaster == "" && c.OnBackup == "" && c.OnFault == "" && c.OnAny == ""
+}
+
+// Result is the outcome of one script run, reported to Runner.OnResult
+// (tests, metrics).
+type Result struct {
+	State    State
+	Command  string
+	ExitCode int // -1 when killed or not started
+	TimedOut bool
+	Err      error
+	Duration time.Duration
+	Output   string // at most MaxOutput bytes
+}
+
+// Runner runs the scripts of Config in order on its own goroutine.
+// Notify never blocks. Close stops it.
+type Runner struct {
+	cfg Config
+	log hclog.Logger
+
+	mu        sync.Mutex
+	queue     []State
+	coalesced uint64
+	closed    bool
+	wake      chan struct{}
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	onResult func(Result)
+}
+
+// New starts a Runner. onResult, if not nil, is called on the runner's
+// goroutine after every run.
+func New(cfg Config, onResult func(Result)) *Runner {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.QueueSize <= 0 {
+		cfg.QueueSize = DefaultQueueSize
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Runner{cfg: cfg, log: log.Named("notify"), wake: make(chan struct{}, 1),
+		ctx: ctx, cancel: cancel, done: make(chan struct{}), onResult: onResult}
+	go r.run()
+	return r
+}
+
+// Notify queues st to run and returns at once. When the queue is full
+// the last waiting state is replaced by st (counted in Coalesced).
+// After Close it does nothing.
+func (r *Runner) Notify(st State) {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	if len(r.queue) >= r.cfg.QueueSize {
+		r.queue[len(r.queue)-1] = st
+		r.coalesced++
+		r.mu.Unlock()
+		r.log.Warn("notify queue full: skipping to the latest state", "component", "mgmt", "state", st.State, "epoch", st.Epoch)
+	} else {
+		r.queue = append(r.queue, st)
+		r.mu.Unlock()
+	}
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Coalesced reports how many states were replaced in a full queue.
+func (r *Runner) Coalesced() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.coalesced
+}
+
+// Close drops the states still waiting, kills a running script's process
+// group and waits for the runner's goroutine to end.
+func (r *Runner) Close() {
+	r.mu.Lock()
+	r.closed = true
+	r.queue = nil
+	r.mu.Unlock()
+	r.cancel()
+	<-r.done
+}
+
+func (r *Runner) run() {
+	defer close(r.done)
+	for {
+		r.mu.Lock()
+		if len(r.queue) == 0 {
+			r.mu.Unlock()
+			select {
+			case <-r.wake:
+				continue
+			case <-r.ctx.Done():
+				return
+			}
+		}
+		st := r.queue[0]
+		r.queue = r.queue[1:]
+		r.mu.Unlock()
+		var own string
+		switch st.State {
+		case Master:
+			own = r.cfg.OnMaster
+		case Backup:
+			own = r.cfg.OnBackup
+		case Fault:
+			own = r.cfg.OnFault
+		}
+		for _, cmd := range []string{own, r.cfg.OnAny} {
+			if cmd == "" || r.ctx.Err() != nil {
+				continue
+			}
+			res := r.exec(cmd, st)
+			if r.onResult != nil {
+				r.onResult(res)
+			}
+		}
+	}
+}
+
+// limitedBuffer keeps the first MaxOutput bytes written and counts the rest.
+type limitedBuffer struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	dropped int
+}
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	room := MaxOutput - b.buf.Len()
+	if room < len(p) {
+		b.dropped += len(p) - max(room, 0)
+		if room > 0 {
+			b.buf.Write(p[:room])
+		}
+		return len(p), nil
+	}
+	b.buf.Write(p)
+	return len(p), nil
+}
+
+func (r *Runner) exec(command string, st State) Result {
+	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.Timeout)
+	defer cancel()
+	epoch := strconv.FormatUint(st.Epoch, 10)
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", command, "sh", st.State, epoch, st.Master, st.Reason)
+	cmd.Env = append(os.Environ(),
+		"HELLOPICS_STATE="+st.State,
+		"HELLOPICS_EPOCH="+epoch,
+		"HELLOPICS_MASTER="+st.Master,
+		"HELLOPICS_REASON="+st.Reason,
+		"HELLOPICS_ID="+r.cfg.ID,
+	)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error {
+		// The whole group: a script's children die with it.
+		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	// A child that escaped the group and holds the output pipe cannot
+	// keep Wait (and the runner) waiting.
+	cmd.WaitDelay = time.Second
+	var out limitedBuffer
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	start := time.Now()
+	err := cmd.Run()
+	res := Result{State: st, Command: command, ExitCode: -1, Duration: time.Since(start), Err: err}
+	if cmd.ProcessState != nil {
+		res.ExitCode = cmd.ProcessState.ExitCode()
+	}
+	res.TimedOut = errors.Is(ctx.Err(), context.DeadlineExceeded)
+	out.mu.Lock()
+	res.Output = out.buf.String()
+	dropped := out.dropped
+	out.mu.Unlock()
+	kv := []any{"component", "mgmt", "state", st.State, "epoch", st.Epoch, "master", st.Master, "reason", st.Reason,
+		"command", command, "exit_code", res.ExitCode, "duration", res.Duration, "output", res.Output}
+	if dropped > 0 {
+		kv = append(kv, "output_dropped_bytes", dropped)
+	}
+	switch {
+	case res.TimedOut:
+		r.log.Error("notify script killed at its timeout", append(kv, "timeout", r.cfg.Timeout)...)
+	case err != nil:
+		r.log.Warn("notify script failed", append(kv, "error", err)...)
+	default:
+		r.log.Info("notify script ran", kv...)
+	}
+	return res
+}
