@@ -91,9 +91,10 @@ func (c *Client) SendProto(t MsgType, m proto.Message) error {
 }
 
 // Redirect makes addr the next address tried: the current session, if
-// any, is closed gracefully, an attempt in flight toward another address
-// is abandoned, and the client connects to addr at once. If that fails,
-// the rotation through the configured addresses resumes.
+// any, is ended at once (reason ErrRedirected, no goodbye, no drain), an
+// attempt in flight toward another address is abandoned, and the client
+// connects to addr at once. If that fails, the rotation through the
+// configured addresses resumes.
 func (c *Client) Redirect(addr string) {
 	c.mu.Lock()
 	c.redirect = addr
@@ -103,7 +104,10 @@ func (c *Client) Redirect(addr string) {
 	}
 	c.mu.Unlock()
 	if s != nil {
-		s.Close()
+		// At once, not gracefully: the session is to an instance we are
+		// told to leave, perhaps one whose host is gone, and a drain
+		// toward silence would hold the dial to addr for its timeout.
+		s.abort(ErrRedirected)
 	}
 	select {
 	case c.kick <- struct{}{}:

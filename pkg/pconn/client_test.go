@@ -110,8 +110,8 @@ func TestClientRedirect(t *testing.T) {
 		t.Fatalf("first session to %v", est.Addr)
 	}
 	c.Redirect(b.Addr().String())
-	if sd := ev.next(t, EventShutdown); !errors.Is(sd.Err, ErrClosed) {
-		t.Fatalf("old session ended with %v", sd.Err)
+	if sd := ev.next(t, EventShutdown); !errors.Is(sd.Err, ErrRedirected) || !errors.Is(sd.Err, ErrClosed) {
+		t.Fatalf("old session ended with %v, want ErrRedirected (an ErrClosed)", sd.Err)
 	}
 	if est := ev.next(t, EventEstablished); est.Addr.String() != b.Addr().String() {
 		t.Fatalf("redirected session to %v, want %v", est.Addr, b.Addr())
@@ -208,44 +208,16 @@ func TestClientRedirectAbandonsDial(t *testing.T) {
 func TestClientDeadPeerAfterRedirect(t *testing.T) {
 	checkNoLeaks(t)
 	live := listen(t, testConfig(echo, nil))
-	silent, err := net.Listen("tcp", "127.0.0.1:0") // accepts, never speaks
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer silent.Close()
-	accepted := make(chan net.Conn, 16)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := silent.Accept()
-			if err != nil {
-				return
-			}
-			select {
-			case accepted <- c:
-			default:
-				c.Close()
-			}
-		}
-	}()
-	defer func() {
-		silent.Close()
-		<-done
-		close(accepted)
-		for c := range accepted {
-			c.Close()
-		}
-	}()
+	silent := silentServer(t).Addr().String()
 	ev := newRecorder()
 	cfg := testConfig(newInbox(), ev)
 	cfg.DeadTimeout = 100 * time.Millisecond
-	c := dial(t, cfg, live.Addr().String(), silent.Addr().String())
+	c := dial(t, cfg, live.Addr().String(), silent)
 	if est := ev.next(t, EventEstablished); est.Addr.String() != live.Addr().String() {
 		t.Fatalf("first session to %v", est.Addr)
 	}
-	c.Redirect(silent.Addr().String())
-	if est := ev.next(t, EventEstablished); est.Addr.String() != silent.Addr().String() {
+	c.Redirect(silent)
+	if est := ev.next(t, EventEstablished); est.Addr.String() != silent {
 		t.Fatalf("redirected session to %v", est.Addr)
 	}
 	if f := ev.next(t, EventFailed); !errors.Is(f.Err, ErrDeadPeer) {
@@ -253,6 +225,31 @@ func TestClientDeadPeerAfterRedirect(t *testing.T) {
 	}
 	if est := ev.next(t, EventEstablished); est.Addr.String() != live.Addr().String() {
 		t.Fatalf("after the silent server: %v, want %v", est.Addr, live.Addr())
+	}
+	c.Close()
+}
+
+// TestClientRedirectFromSilentServer: a Redirect away from a server that
+// has gone silent (its host lost) reaches the new address at once, not
+// after a drain toward silence bounded by the dead and linger timeouts.
+func TestClientRedirectFromSilentServer(t *testing.T) {
+	checkNoLeaks(t)
+	live := listen(t, testConfig(echo, nil))
+	silent := silentServer(t).Addr().String()
+	ev := newRecorder()
+	cfg := testConfig(newInbox(), ev)
+	cfg.DeadTimeout = time.Hour   // longer than the test's event wait:
+	cfg.LingerTimeout = time.Hour // only an abort can end the session
+	c := dial(t, cfg, silent)
+	if est := ev.next(t, EventEstablished); est.Addr.String() != silent {
+		t.Fatalf("first session to %v", est.Addr)
+	}
+	c.Redirect(live.Addr().String())
+	if sd := ev.next(t, EventShutdown); !errors.Is(sd.Err, ErrRedirected) {
+		t.Fatalf("the silent session ended with %v", sd.Err)
+	}
+	if est := ev.next(t, EventEstablished); est.Addr.String() != live.Addr().String() {
+		t.Fatalf("redirected session to %v, want %v", est.Addr, live.Addr())
 	}
 	c.Close()
 }

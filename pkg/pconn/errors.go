@@ -30,6 +30,10 @@ var (
 	// ErrIdentifyTimeout: a server session was not marked identified
 	// (Session.SetIdentified) within Config.IdentifyTimeout.
 	ErrIdentifyTimeout = errors.New("pconn: peer not identified in time")
+	// ErrRedirected: Client.Redirect ended the session at once, without
+	// a goodbye, to move to another address. It wraps ErrClosed: the
+	// session ends with EventShutdown.
+	ErrRedirected = fmt.Errorf("%w: redirected to another address", ErrClosed)
 	// ErrGaveUp: a Client spent its MaxRetries.
 	ErrGaveUp = errors.New("pconn: gave up connecting")
 )
