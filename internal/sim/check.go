@@ -86,10 +86,6 @@ type Stats struct {
 	Masterships   int // elections won (became master)
 	HostileFrames int // hostile frames handled by a machine or refused by a shell
 	Faults        int // faults applied
-	// KnownSaturated counts hello numbers that came back twice at or
-	// above handshake.SeqLimit-1, where a component's report saturates
-	// (after a HostileSeqBomb); a failure with Options.Strict.
-	KnownSaturated int
 	// KnownEpochAhead counts liveness bounds missed because ctrl or data
 	// had seen a higher epoch than every instance it could reach (which
 	// refuses it: epoch_ahead, and cannot learn that epoch); a failure
@@ -254,13 +250,6 @@ func (k *checker) mgmtReceived(m *mgmtProc, e *end, t hellopicsv1.MsgType, msg p
 			}
 			delete(c.fwd, seq)
 			if _, dup := c.back[seq]; dup {
-				if seq >= handshake.SeqLimit-1 && !w.opts.Strict {
-					// Known limitation: a component reports at most
-					// SeqLimit-1 in its Identify, so past it a new master
-					// cannot start above what it forwarded.
-					k.stats.KnownSaturated++
-					continue
-				}
 				w.fail(InvHelloReuse, "hello %d of pair %s came back to %s a second time while %s (incarnation %d), which forwarded both, lives",
 					seq, ev.PairID, m.name, c.name, c.inc)
 				return

@@ -128,7 +128,6 @@ func (s *Stats) Add(o Stats) {
 	s.Masterships += o.Masterships
 	s.HostileFrames += o.HostileFrames
 	s.Faults += o.Faults
-	s.KnownSaturated += o.KnownSaturated
 	s.KnownEpochAhead += o.KnownEpochAhead
 }
 

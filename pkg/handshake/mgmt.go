@@ -436,6 +436,12 @@ func (m *Mgmt) identify(out *outputs, s *mgmtSession, in *hellopicsv1.Identify, 
 		delete(m.sessions, s.id)
 		return
 	}
+	if ls := in.GetLastSeq(); ls >= m.nextSeq && ls-m.nextSeq >= MaxSeqJump {
+		m.reject(out, s, in, RefusedSeqRange, "last_seq too far above this master's hello numbers",
+			fmt.Sprintf("last_seq %d, next %d, at most %d above", ls, m.nextSeq, MaxSeqJump))
+		delete(m.sessions, s.id)
+		return
+	}
 	if ls := in.GetLastSeq(); ls >= m.nextSeq {
 		// The component has forwarded numbers this master never synced
 		// (it took over without the old master's state): go past them.
@@ -613,9 +619,10 @@ func (m *Mgmt) countOutage(out *outputs, p *pair, now time.Time) {
 
 // sendHello sends p's next hello and schedules the one after.
 func (m *Mgmt) sendHello(out *outputs, p *pair, now time.Time) {
-	if m.nextSeq == math.MaxUint64 {
-		// Unreachable in practice (2^63 hellos after the highest accepted
-		// last_seq), but never wrap: stop instead.
+	if m.nextSeq >= SeqLimit-1 {
+		// Unreachable in practice (2^62 hellos at the least, see
+		// MaxSeqJump), but never send a number a component cannot report
+		// in full (its report saturates at SeqLimit-1): stop instead.
 		p.running = false
 		p.outstanding = hello{}
 		out.event(Event{Kind: EventCycleStopped, PairID: p.id, Seq: p.lastSeq, Epoch: m.cfg.Epoch, Message: "hello numbers exhausted"})
