@@ -86,6 +86,7 @@ type Stats struct {
 	Masterships   int // elections won (became master)
 	HostileFrames int // hostile frames handled by a machine or refused by a shell
 	Faults        int // faults applied
+	WatchSwitches int // components that followed an Elected on a watch session
 	// KnownEpochAhead counts liveness bounds missed because ctrl or data
 	// had seen a higher epoch than every instance it could reach (which
 	// refuses it: epoch_ahead, and cannot learn that epoch); a failure
@@ -193,6 +194,8 @@ func (k *checker) mgmtSent(m *mgmtProc, o handshake.Send) {
 		}
 		m.sent[msg.GetSeq()] = sentHello{pair: msg.GetPairId(), epoch: epoch}
 	case *hellopicsv1.Peer:
+		epoch = msg.GetEpoch()
+	case *hellopicsv1.Elected:
 		epoch = msg.GetEpoch()
 	default:
 		return
@@ -320,6 +323,32 @@ func (k *checker) compReceived(c *compProc, e *end, fromMgmt bool, t hellopicsv1
 	from := hostOf(e.remote)
 	if o := k.actOwner[epoch]; o != "" && o != from {
 		w.fail(InvOneMaster, "%s acted on %s from %s at epoch %d, where components acted on %s before", c.name, t, from, epoch, o)
+		return
+	}
+	k.actOwner[epoch] = from
+}
+
+// compElected follows an Elected a component's machine took on a watch
+// session: raising the fence or switching to the sender is acting on
+// the sender as the master of that epoch.
+func (k *checker) compElected(c *compProc, e *end, epoch uint64, outs []handshake.Output, before uint64) {
+	acted := c.Epoch() > before
+	for _, o := range outs {
+		if _, ok := o.(handshake.SwitchMgmt); ok {
+			acted = true
+		}
+	}
+	if !acted {
+		return
+	}
+	k.stats.WatchSwitches++
+	from := hostOf(e.remote)
+	if e.other().p.hostile {
+		k.w.fail(InvHostile, "%s followed a hostile Elected at epoch %d", c.name, epoch)
+		return
+	}
+	if o := k.actOwner[epoch]; o != "" && o != from {
+		k.w.fail(InvOneMaster, "%s acted on an Elected from %s at epoch %d, where components acted on %s before", c.name, from, epoch, o)
 		return
 	}
 	k.actOwner[epoch] = from

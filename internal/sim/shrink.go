@@ -129,6 +129,7 @@ func (s *Stats) Add(o Stats) {
 	s.HostileFrames += o.HostileFrames
 	s.Faults += o.Faults
 	s.KnownEpochAhead += o.KnownEpochAhead
+	s.WatchSwitches += o.WatchSwitches
 }
 
 // Seed is the report's seed.
