@@ -219,10 +219,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if len(cfg.PIDs) > 0 {
 		for i := range cfg.PIDs {
 			frac := (cpu1[i] - cpu0[i]).Seconds() / el.Seconds()
-			rss, _ := rssOf(cfg.PIDs[i])
+			rss, peak := rssOf(cfg.PIDs[i])
 			if i == master {
-				res.MasterCPU, res.MasterRSS = frac, rss
-				_, res.MasterPeakRSS = rssOf(cfg.PIDs[i])
+				res.MasterCPU, res.MasterRSS, res.MasterPeakRSS = frac, rss, peak
 			} else {
 				res.BackupCPU, res.BackupRSS = frac, rss
 			}

@@ -436,13 +436,13 @@ func (m *Mgmt) identify(out *outputs, s *mgmtSession, in *hellopicsv1.Identify, 
 		delete(m.sessions, s.id)
 		return
 	}
-	if ls := in.GetLastSeq(); ls >= m.nextSeq && ls-m.nextSeq >= MaxSeqJump {
-		m.reject(out, s, in, RefusedSeqRange, "last_seq too far above this master's hello numbers",
-			fmt.Sprintf("last_seq %d, next %d, at most %d above", ls, m.nextSeq, MaxSeqJump))
-		delete(m.sessions, s.id)
-		return
-	}
 	if ls := in.GetLastSeq(); ls >= m.nextSeq {
+		if ls-m.nextSeq >= MaxSeqJump {
+			m.reject(out, s, in, RefusedSeqRange, "last_seq too far above this master's hello numbers",
+				fmt.Sprintf("last_seq %d, next %d, at most %d above", ls, m.nextSeq, MaxSeqJump))
+			delete(m.sessions, s.id)
+			return
+		}
 		// The component has forwarded numbers this master never synced
 		// (it took over without the old master's state): go past them.
 		// checkIdentity bounds ls below SeqLimit, so this cannot wrap.
@@ -620,8 +620,7 @@ func (m *Mgmt) countOutage(out *outputs, p *pair, now time.Time) {
 // sendHello sends p's next hello and schedules the one after.
 func (m *Mgmt) sendHello(out *outputs, p *pair, now time.Time) {
 	if m.nextSeq >= SeqLimit-1 {
-		// Unreachable in practice (2^62 hellos at the least, see
-		// MaxSeqJump), but never send a number a component cannot report
+		// Unreachable by honest components (see MaxSeqJump), but never send a number a component cannot report
 		// in full (its report saturates at SeqLimit-1): stop instead.
 		p.running = false
 		p.outstanding = hello{}
