@@ -261,7 +261,13 @@ func (h *hostileProc) frames() []frame {
 		case 2:
 			return []frame{hs(id, &hellopicsv1.Identify{Role: hellopicsv1.Role_ROLE_DATA, PairId: pair, Epoch: 1 << 63, Instance: "evil"})}
 		case 3:
-			return []frame{hs(id, &hellopicsv1.Identify{Role: hellopicsv1.Role_ROLE_DATA, PairId: pair, Epoch: fence + 1000, Instance: "evil"})}
+			// Ahead of ctrl's epoch by more than any run can move it: a
+			// bad-identify at a mgmt may legitimately lift the epochs by
+			// 1000 (ObserveComponentEpoch adopts up to MaxEpochJump, one
+			// per 20 heartbeats), so a claim of fence+1000 could be an
+			// epoch ctrl has seen by the time a paused ctrl reads it
+			// (seed 743621), and then nothing tells it from a real data.
+			return []frame{hs(id, &hellopicsv1.Identify{Role: hellopicsv1.Role_ROLE_DATA, PairId: pair, Epoch: fence + 1<<40 + uint64(v), Instance: "evil"})}
 		default:
 			return []frame{hs(hellopicsv1.MsgType_MSG_TYPE_READY, &hellopicsv1.Identify{Role: hellopicsv1.Role_ROLE_DATA, PairId: pair})}
 		}
