@@ -294,7 +294,7 @@ func (s *Management) apply(outs []handshake.Output) {
 			case handshake.EventCycleStopped:
 				s.rt.PairLost(o.PairID, o.Message)
 			}
-			if o.Kind.Level() >= slog.LevelInfo {
+			if o.Kind.Level() >= slog.LevelInfo || o.Kind == handshake.EventMastership {
 				s.publish(&hellopicsv1.WatchEventsResponse{Kind: o.Kind.String(), PairId: o.PairID, Message: o.String(), Epoch: o.Epoch})
 			}
 		}

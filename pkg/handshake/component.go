@@ -61,12 +61,12 @@ func (f *fence) redirect(out *outputs, s SessionID, r *hellopicsv1.Redirect, pai
 	*out = append(*out, Close{Session: s, Reason: "redirected by a backup mgmt"})
 	if r.GetMasterAddr() == "" {
 		out.event(Event{Kind: EventRedirect, Peer: hellopicsv1.Role_ROLE_MGMT, PairID: pairID, Session: s, Epoch: r.GetEpoch(),
-			Message: "mgmt is a backup and knows no master; retry later"})
+			Message: "mgmt is a backup and knows no master; retrying later"})
 		return true
 	}
 	*out = append(*out, SwitchMgmt{Addr: r.GetMasterAddr(), Epoch: r.GetEpoch()})
 	out.event(Event{Kind: EventRedirect, Peer: hellopicsv1.Role_ROLE_MGMT, PairID: pairID, Session: s, Epoch: r.GetEpoch(),
-		Message: "mgmt is a backup; switching to master at " + r.GetMasterAddr()})
+		Message: "mgmt is a backup; switching to the master", Attrs: []any{"master_addr", Sanitize(r.GetMasterAddr())}})
 	return true
 }
 
@@ -92,7 +92,7 @@ func (f *fence) elected(out *outputs, s SessionID, up bool, addr string, epoch u
 	}
 	*out = append(*out, SwitchMgmt{Addr: addr, Epoch: epoch})
 	out.event(Event{Kind: EventRedirect, Peer: hellopicsv1.Role_ROLE_MGMT, PairID: pairID, Session: s, Epoch: epoch,
-		Message: fmt.Sprintf("mgmt at %s elected master at epoch %d; switching to it", addr, epoch)})
+		Message: "a new master was elected; switching to it", Attrs: []any{"master_addr", addr}})
 	return up
 }
 

@@ -197,7 +197,7 @@ func (c *Ctrl) fromMgmt(out *outputs, t hellopicsv1.MsgType, msg proto.Message) 
 			out.send(c.mgmt, hellopicsv1.MsgType_MSG_TYPE_READY, c.readyMsg())
 		}
 		out.event(Event{Kind: EventPeer, Peer: from, PairID: c.cfg.PairID, Session: c.mgmt, Epoch: p.GetEpoch(),
-			Message: fmt.Sprintf("mgmt registered data at %s (ready=%v)", Sanitize(p.GetAddr()), c.dataReady)})
+			Message: "mgmt registered data", Attrs: []any{"data_addr", Sanitize(p.GetAddr()), "data_ready", c.dataReady}})
 	case hellopicsv1.MsgType_MSG_TYPE_REDIRECT:
 		if c.fence.redirect(out, c.mgmt, msg.(*hellopicsv1.Redirect), c.cfg.PairID) {
 			c.mgmtUp = false
@@ -279,7 +279,7 @@ func (c *Ctrl) identifyData(out *outputs, id SessionID, t hellopicsv1.MsgType, m
 	ds.identified, ds.instance = true, in.GetInstance()
 	c.data, c.hasData = id, true
 	out.event(Event{Kind: EventIdentified, Peer: hellopicsv1.Role_ROLE_DATA, PairID: c.cfg.PairID, Session: id, Epoch: c.fence.epoch,
-		Message: fmt.Sprintf("data instance %s from %s", in.GetInstance(), ds.remoteAddr)})
+		Message: "data identified", Attrs: []any{"instance", in.GetInstance(), "addr", ds.remoteAddr}})
 }
 
 func (c *Ctrl) fromData(out *outputs, t hellopicsv1.MsgType, msg proto.Message) {
@@ -294,7 +294,7 @@ func (c *Ctrl) fromData(out *outputs, t hellopicsv1.MsgType, msg proto.Message) 
 		// r.Epoch is data's to report, not to raise ctrl's fence with.
 		c.dataReady = true
 		out.event(Event{Kind: EventReady, Peer: from, PairID: c.cfg.PairID, Session: c.data, Epoch: c.fence.epoch,
-			Message: fmt.Sprintf("data ready; telling mgmt (connected=%v)", c.mgmtUp)})
+			Message: "data ready", Attrs: []any{"mgmt_connected", c.mgmtUp}})
 		if c.mgmtUp {
 			out.send(c.mgmt, hellopicsv1.MsgType_MSG_TYPE_READY, c.readyMsg())
 		}

@@ -134,7 +134,7 @@ func (d *Data) dial(out *outputs, addr string) {
 	d.retry = false
 	d.dialing, d.dialAddr = true, addr
 	*out = append(*out, Dial{Addr: addr})
-	out.event(Event{Kind: EventPeer, Peer: hellopicsv1.Role_ROLE_CTRL, PairID: d.cfg.PairID, Epoch: d.fence.epoch, Message: "dialling ctrl at " + addr})
+	out.event(Event{Kind: EventPeer, Peer: hellopicsv1.Role_ROLE_CTRL, PairID: d.cfg.PairID, Epoch: d.fence.epoch, Message: "dialling ctrl", Attrs: []any{"addr", addr}})
 }
 
 // CtrlUp reports that the connection asked for by the last Dial is
@@ -160,7 +160,7 @@ func (d *Data) CtrlUp(id SessionID, now time.Time) []Output {
 		out.send(d.mgmt, hellopicsv1.MsgType_MSG_TYPE_READY, d.readyMsg())
 	}
 	out.event(Event{Kind: EventReady, Peer: hellopicsv1.Role_ROLE_CTRL, PairID: d.cfg.PairID, Session: id, Epoch: d.fence.epoch,
-		Message: fmt.Sprintf("connected to ctrl at %s; ready (mgmt connected=%v)", d.dialAddr, d.mgmtUp)})
+		Message: "connected to ctrl; ready", Attrs: []any{"addr", d.dialAddr, "mgmt_connected", d.mgmtUp}})
 	return out
 }
 
@@ -288,7 +288,7 @@ func (d *Data) peer(out *outputs, p *hellopicsv1.Peer) {
 		// readiness: say again that we are ready.
 		out.send(d.mgmt, hellopicsv1.MsgType_MSG_TYPE_READY, d.readyMsg())
 		out.event(Event{Kind: EventPeer, Peer: hellopicsv1.Role_ROLE_CTRL, PairID: d.cfg.PairID, Session: d.mgmt, Epoch: p.GetEpoch(),
-			Message: "mgmt registered our ctrl at " + d.ctrlAddr + "; still connected, ready again"})
+			Message: "mgmt registered the ctrl already connected; ready again", Attrs: []any{"addr", d.ctrlAddr}})
 	case d.ctrlUp:
 		*out = append(*out, Close{Session: d.ctrl, Reason: "ctrl moved to " + d.ctrlAddr})
 		d.ctrlUp = false

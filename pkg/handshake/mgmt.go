@@ -427,7 +427,11 @@ func (m *Mgmt) identify(out *outputs, s *mgmtSession, in *hellopicsv1.Identify, 
 		if !ValidPairID(pairID) {
 			pairID = ""
 		}
-		out.event(Event{Kind: EventRedirect, Peer: in.GetRole(), PairID: pairID, Session: s.id, Epoch: m.cfg.Epoch, Message: reason})
+		msg, attrs := "not master; component redirected to the master", []any{"master_addr", m.cfg.MasterAddr}
+		if m.cfg.MasterAddr == "" {
+			msg, attrs = "not master and no master known; component told to retry", nil
+		}
+		out.event(Event{Kind: EventRedirect, Peer: in.GetRole(), PairID: pairID, Session: s.id, Epoch: m.cfg.Epoch, Message: msg, Attrs: attrs})
 		delete(m.sessions, s.id)
 		return
 	}
@@ -463,7 +467,7 @@ func (m *Mgmt) identify(out *outputs, s *mgmtSession, in *hellopicsv1.Identify, 
 	s.ident = proto.Clone(in).(*hellopicsv1.Identify)
 	*mb = member{session: s.id, live: true, instance: in.GetInstance(), addr: s.remoteAddr, dataAddr: in.GetDataAddr(), since: s.since}
 	out.event(Event{Kind: EventIdentified, Peer: role, PairID: p.id, Session: s.id, Epoch: m.cfg.Epoch,
-		Message: fmt.Sprintf("%s %s instance %s from %s", RoleName(role), p.id, in.GetInstance(), s.remoteAddr)})
+		Message: "component identified", Attrs: []any{"instance", in.GetInstance(), "addr", s.remoteAddr}})
 	// Tell the other side of the pair about the newcomer. data learns (or
 	// relearns) where ctrl listens; ctrl learns that data is back. Either
 	// re-announces its readiness if it still is ready, which is how a pair
@@ -549,7 +553,7 @@ func (m *Mgmt) checkIdentity(s *mgmtSession, in *hellopicsv1.Identify) (refused,
 func (m *Mgmt) sendPeer(out *outputs, p *pair, to SessionID, role hellopicsv1.Role, addr string) {
 	out.send(to, hellopicsv1.MsgType_MSG_TYPE_PEER, &hellopicsv1.Peer{Role: role, PairId: p.id, Addr: addr, Epoch: m.cfg.Epoch})
 	out.event(Event{Kind: EventPeer, Peer: role, PairID: p.id, Session: to, Epoch: m.cfg.Epoch,
-		Message: fmt.Sprintf("sent %s address %s", RoleName(role), addr)})
+		Message: "sent its address to the other side of the pair", Attrs: []any{"addr", addr}})
 }
 
 func (m *Mgmt) getPeer(out *outputs, s *mgmtSession, p *pair, g *hellopicsv1.GetPeer) {
@@ -577,14 +581,14 @@ func (m *Mgmt) ready(out *outputs, s *mgmtSession, p *pair, r *hellopicsv1.Ready
 	mb.wasReady = true
 	if !mb.ready {
 		mb.ready = true
-		out.event(Event{Kind: EventReady, Peer: role, PairID: p.id, Session: s.id, Epoch: m.cfg.Epoch, Message: RoleName(role) + " ready"})
+		out.event(Event{Kind: EventReady, Peer: role, PairID: p.id, Session: s.id, Epoch: m.cfg.Epoch, Message: "component ready"})
 	}
 	if p.ctrl.ready && p.data.ready && !p.running {
 		p.running = true
 		p.nextDir = hellopicsv1.Direction_DIRECTION_MGMT_CTRL_DATA
 		p.outstanding = hello{}
 		out.event(Event{Kind: EventCycleStarted, PairID: p.id, Seq: m.nextSeq, Epoch: m.cfg.Epoch,
-			Message: fmt.Sprintf("ctrl and data ready; hello every %v", m.cfg.HelloInterval)})
+			Message: "ctrl and data ready; hello cycle started", Attrs: []any{"hello_interval", m.cfg.HelloInterval.String()}})
 		m.sendHello(out, p, now)
 	}
 }
@@ -761,7 +765,7 @@ func (m *Mgmt) SetMastership(isMaster bool, epoch uint64, masterAddr string, now
 		// losing sight of the master (MasterAddr) happens at every late
 		// heartbeat.
 		out.event(Event{Kind: EventMastership, Epoch: m.cfg.Epoch,
-			Message: fmt.Sprintf("master=%v master_addr=%q (was master=%v)", isMaster, masterAddr, !wasBackup)})
+			Message: mastershipMessage(isMaster, masterAddr)})
 	}
 	if !m.cfg.Backup || m.cfg.MasterAddr != "" {
 		// Answer the held identifies: accepted as master, redirected
@@ -803,7 +807,7 @@ func (m *Mgmt) SetMastership(isMaster bool, epoch uint64, masterAddr string, now
 		}
 		out.send(id, hellopicsv1.MsgType_MSG_TYPE_REDIRECT, &hellopicsv1.Redirect{MasterAddr: masterAddr, Epoch: m.cfg.Epoch})
 		out = append(out, Close{Session: id, Reason: "no longer master"})
-		out.event(Event{Kind: EventRedirect, Peer: s.ident.GetRole(), PairID: s.ident.GetPairId(), Session: id, Epoch: m.cfg.Epoch, Message: "no longer master; redirected to " + masterAddr})
+		out.event(Event{Kind: EventRedirect, Peer: s.ident.GetRole(), PairID: s.ident.GetPairId(), Session: id, Epoch: m.cfg.Epoch, Message: "no longer master; component redirected to the master", Attrs: []any{"master_addr", masterAddr}})
 		out = append(out, m.SessionDown(id, "no longer master", now)...)
 	}
 	return out
@@ -1024,4 +1028,15 @@ func (m *Mgmt) Restore(s Snapshot) error {
 		}
 	}
 	return nil
+}
+
+func mastershipMessage(isMaster bool, masterAddr string) string {
+	switch {
+	case isMaster:
+		return "now master"
+	case masterAddr == "":
+		return "now a backup; no master known"
+	default:
+		return "now a backup of the master at " + masterAddr
+	}
 }

@@ -69,8 +69,12 @@ type Event struct {
 	Seq uint64
 	// Epoch is the mastership epoch concerned, if any.
 	Epoch uint64
-	// Message says what happened, for people.
+	// Message says what happened, for people, in words: the values
+	// belong in Attrs.
 	Message string
+	// Attrs are further key/value pairs for the log line (addr,
+	// instance, ...), after the keys above.
+	Attrs []any
 	// RTT is the round-trip time of a returned hello (EventHelloReturned).
 	RTT time.Duration
 	// Outage is how long a pair's cycle was silent across a failover
@@ -216,6 +220,13 @@ func (k EventKind) String() string {
 func (k EventKind) Level() slog.Level {
 	switch k {
 	case EventHelloSent, EventHelloReturned, EventHelloForwarded, EventUp, EventHeld, EventWatch:
+		return slog.LevelDebug
+	case EventIgnored, EventMastership:
+		// An ignored message without a refusal is a race of a normal
+		// start or failover (a frame on a session just closed, a
+		// repeated identify): Debug; a refusal is raised to Warn by
+		// Event.Level. Mastership echoes what the shell told the
+		// machine; the election's own events tell it at INFO.
 		return slog.LevelDebug
 	case EventHelloMissed, EventHelloOutOfOrder, EventRejected, EventStaleEpoch,
 		EventDropped, EventDown, EventCycleStopped, EventOutage:

@@ -81,6 +81,7 @@ func eventLine(component string, ev handshake.Event) (string, []any) {
 	if ev.Refused != "" {
 		args = append(args, "refused", ev.Refused)
 	}
+	args = append(args, ev.Attrs...)
 	msg := ev.Message
 	if msg == "" {
 		msg = strings.ReplaceAll(ev.Kind.String(), "_", " ")
