@@ -108,7 +108,7 @@ func (c *Ctrl) MgmtDown(id SessionID, reason string) []Output {
 	}
 	c.mgmtUp = false
 	var out outputs
-	out.event(Event{Kind: EventDown, Peer: hellopicsv1.Role_ROLE_MGMT, PairID: c.cfg.PairID, Session: id, Message: "mgmt lost: " + reason})
+	out.event(Event{Kind: EventDown, Peer: hellopicsv1.Role_ROLE_MGMT, PairID: c.cfg.PairID, Session: id, Message: "mgmt lost", Attrs: []any{"reason", reason}})
 	return out
 }
 
@@ -150,7 +150,7 @@ func (c *Ctrl) DataDown(id SessionID, reason string) []Output {
 	}
 	c.hasData, c.dataReady = false, false
 	var out outputs
-	out.event(Event{Kind: EventDown, Peer: hellopicsv1.Role_ROLE_DATA, PairID: c.cfg.PairID, Session: id, Message: "data lost: " + reason})
+	out.event(Event{Kind: EventDown, Peer: hellopicsv1.Role_ROLE_DATA, PairID: c.cfg.PairID, Session: id, Message: "data lost", Attrs: []any{"reason", reason}})
 	return out
 }
 

@@ -126,7 +126,7 @@ func (d *Data) MgmtDown(id SessionID, reason string, now time.Time) []Output {
 	}
 	d.mgmtUp = false
 	var out outputs
-	out.event(Event{Kind: EventDown, Peer: hellopicsv1.Role_ROLE_MGMT, PairID: d.cfg.PairID, Session: id, Message: "mgmt lost: " + reason})
+	out.event(Event{Kind: EventDown, Peer: hellopicsv1.Role_ROLE_MGMT, PairID: d.cfg.PairID, Session: id, Message: "mgmt lost", Attrs: []any{"reason", reason}})
 	return out
 }
 
@@ -188,7 +188,7 @@ func (d *Data) CtrlDown(id SessionID, reason string, now time.Time) []Output {
 	}
 	d.ctrlUp = false
 	var out outputs
-	out.event(Event{Kind: EventDown, Peer: hellopicsv1.Role_ROLE_CTRL, PairID: d.cfg.PairID, Session: id, Message: "ctrl lost: " + reason})
+	out.event(Event{Kind: EventDown, Peer: hellopicsv1.Role_ROLE_CTRL, PairID: d.cfg.PairID, Session: id, Message: "ctrl lost", Attrs: []any{"reason", reason}})
 	if at := d.ctrlSince.Add(d.cfg.RetryDelay); now.Before(at) {
 		d.retry, d.retryAt = true, at
 		return out

@@ -244,11 +244,11 @@ func (m *Mgmt) SessionDown(id SessionID, reason string, now time.Time) []Output 
 			delete(m.watches, k)
 		}
 		out.event(Event{Kind: EventWatch, Peer: w.GetRole(), PairID: w.GetPairId(), Session: id,
-			Message: "watch session from " + s.remoteAddr + " lost: " + reason})
+			Message: "watch session lost", Attrs: []any{"addr", s.remoteAddr, "reason", reason}})
 		return out
 	}
 	if !s.identified {
-		out.event(Event{Kind: EventDown, Session: id, Message: "unidentified session from " + s.remoteAddr + " lost: " + reason})
+		out.event(Event{Kind: EventDown, Session: id, Message: "unidentified session lost", Attrs: []any{"addr", s.remoteAddr, "reason", reason}})
 		return out
 	}
 	p := m.pairs[s.ident.GetPairId()]
@@ -264,7 +264,8 @@ func (m *Mgmt) SessionDown(id SessionID, reason string, now time.Time) []Output 
 		p.idleSince = now
 	}
 	why := fmt.Sprintf("%s %s lost: %s", RoleName(s.ident.GetRole()), s.ident.GetInstance(), reason)
-	out.event(Event{Kind: EventDown, Peer: s.ident.GetRole(), PairID: p.id, Session: id, Epoch: m.cfg.Epoch, Message: why})
+	out.event(Event{Kind: EventDown, Peer: s.ident.GetRole(), PairID: p.id, Session: id, Epoch: m.cfg.Epoch,
+		Message: "component lost", Attrs: []any{"instance", s.ident.GetInstance(), "reason", reason}})
 	m.resetPair(&out, p, why)
 	return out
 }
@@ -277,7 +278,8 @@ func (m *Mgmt) resetPair(out *outputs, p *pair, why string) {
 	if p.running {
 		p.running = false
 		p.outstanding = hello{}
-		out.event(Event{Kind: EventCycleStopped, PairID: p.id, Seq: p.lastSeq, Epoch: m.cfg.Epoch, Message: why})
+		out.event(Event{Kind: EventCycleStopped, PairID: p.id, Seq: p.lastSeq, Epoch: m.cfg.Epoch,
+			Message: "hello cycle stopped", Attrs: []any{"reason", why}})
 	}
 }
 

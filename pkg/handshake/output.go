@@ -3,6 +3,7 @@ package handshake
 import (
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -90,6 +91,25 @@ type Event struct {
 	Refused string
 }
 
+// attrString is Attrs as " key=value" pairs, for String.
+func (e Event) attrString() string {
+	var b strings.Builder
+	for i := 0; i+1 < len(e.Attrs); i += 2 {
+		fmt.Fprintf(&b, " %v=%v", e.Attrs[i], e.Attrs[i+1])
+	}
+	return b.String()
+}
+
+// Attr returns the value of key in Attrs as a string, "" if absent.
+func (e Event) Attr(key string) string {
+	for i := 0; i+1 < len(e.Attrs); i += 2 {
+		if k, ok := e.Attrs[i].(string); ok && k == key {
+			return fmt.Sprint(e.Attrs[i+1])
+		}
+	}
+	return ""
+}
+
 // Level is the log level of the event: Warn for a refusal, Debug for the loss of a session that never identified, else its
 // Kind's level.
 func (e Event) Level() slog.Level {
@@ -114,11 +134,11 @@ func (Event) isOutput()      {}
 // String formats the event for tests and debugging.
 func (e Event) String() string {
 	if e.Refused != "" {
-		return fmt.Sprintf("%s peer=%s pair=%q session=%d seq=%d epoch=%d refused=%s: %s",
-			e.Kind, RoleName(e.Peer), e.PairID, e.Session, e.Seq, e.Epoch, e.Refused, e.Message)
+		return fmt.Sprintf("%s peer=%s pair=%q session=%d seq=%d epoch=%d refused=%s: %s%s",
+			e.Kind, RoleName(e.Peer), e.PairID, e.Session, e.Seq, e.Epoch, e.Refused, e.Message, e.attrString())
 	}
-	return fmt.Sprintf("%s peer=%s pair=%q session=%d seq=%d epoch=%d: %s",
-		e.Kind, RoleName(e.Peer), e.PairID, e.Session, e.Seq, e.Epoch, e.Message)
+	return fmt.Sprintf("%s peer=%s pair=%q session=%d seq=%d epoch=%d: %s%s",
+		e.Kind, RoleName(e.Peer), e.PairID, e.Session, e.Seq, e.Epoch, e.Message, e.attrString())
 }
 
 // EventKind classifies an Event. ONLY APPEND TO THIS LIST: shells and tests
