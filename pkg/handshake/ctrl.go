@@ -212,6 +212,11 @@ func (c *Ctrl) fromMgmt(out *outputs, t hellopicsv1.MsgType, msg proto.Message) 
 // rejectData refuses data session id under rule refused: a Reject with
 // reason (which must reveal nothing the sender did not send), a Close, and
 // an event with reason and detail.
+// ReasonEpochAhead is the reason of ctrl's Reject of a data that has
+// seen a higher epoch than ctrl: at a start or failover, data can reach
+// ctrl before mgmt's Peer tells ctrl the epoch; data retries.
+const ReasonEpochAhead = "ctrl has not seen that epoch yet; retry"
+
 func (c *Ctrl) rejectData(out *outputs, id SessionID, refused, reason, detail string) {
 	out.send(id, hellopicsv1.MsgType_MSG_TYPE_REJECT, &hellopicsv1.Reject{Reason: Sanitize(reason)})
 	*out = append(*out, Close{Session: id, Reason: reason})
@@ -223,7 +228,7 @@ func (c *Ctrl) rejectData(out *outputs, id SessionID, refused, reason, detail st
 		msg += " (" + detail + ")"
 	}
 	out.event(Event{Kind: EventRejected, Peer: hellopicsv1.Role_ROLE_DATA, PairID: c.cfg.PairID, Session: id, Epoch: c.fence.epoch,
-		Refused: refused, Message: msg})
+		Refused: refused, Message: msg, Race: reason == ReasonEpochAhead})
 	delete(c.dataSessions, id)
 }
 
@@ -259,7 +264,7 @@ func (c *Ctrl) identifyData(out *outputs, id SessionID, t hellopicsv1.MsgType, m
 		return
 	}
 	if in.GetEpoch() > c.fence.epoch {
-		c.rejectData(out, id, RefusedEpochAhead, "ctrl has not seen that epoch yet; retry",
+		c.rejectData(out, id, RefusedEpochAhead, ReasonEpochAhead,
 			fmt.Sprintf("data has seen epoch %d, ctrl %d", in.GetEpoch(), c.fence.epoch))
 		return
 	}

@@ -48,6 +48,10 @@ type Data struct {
 	cfg   DataConfig
 	fence fence
 
+	// ctrlRaced: ctrl refused this link for the epoch race
+	// (ReasonEpochAhead); its loss is logged at Debug.
+	ctrlRaced bool
+
 	mgmt   SessionID
 	mgmtUp bool
 
@@ -188,7 +192,9 @@ func (d *Data) CtrlDown(id SessionID, reason string, now time.Time) []Output {
 	}
 	d.ctrlUp = false
 	var out outputs
-	out.event(Event{Kind: EventDown, Peer: hellopicsv1.Role_ROLE_CTRL, PairID: d.cfg.PairID, Session: id, Message: "ctrl lost", Attrs: []any{"reason", reason}})
+	out.event(Event{Kind: EventDown, Peer: hellopicsv1.Role_ROLE_CTRL, PairID: d.cfg.PairID, Session: id, Message: "ctrl lost", Attrs: []any{"reason", reason},
+		Race: d.ctrlRaced})
+	d.ctrlRaced = false
 	if at := d.ctrlSince.Add(d.cfg.RetryDelay); now.Before(at) {
 		d.retry, d.retryAt = true, at
 		return out
@@ -308,7 +314,10 @@ func (d *Data) fromCtrl(out *outputs, t hellopicsv1.MsgType, msg proto.Message) 
 			fromSession: d.ctrl, toSession: d.mgmt, toUp: d.mgmtUp,
 			want: hellopicsv1.Direction_DIRECTION_MGMT_CTRL_DATA, pairID: d.cfg.PairID})
 	case hellopicsv1.MsgType_MSG_TYPE_REJECT:
-		out.event(Event{Kind: EventRejected, Peer: from, PairID: d.cfg.PairID, Session: d.ctrl, Message: "ctrl refuses: " + Sanitize(msg.(*hellopicsv1.Reject).GetReason())})
+		reason := Sanitize(msg.(*hellopicsv1.Reject).GetReason())
+		d.ctrlRaced = reason == ReasonEpochAhead
+		out.event(Event{Kind: EventRejected, Peer: from, PairID: d.cfg.PairID, Session: d.ctrl, Message: "ctrl refuses",
+			Attrs: []any{"reason", reason}, Race: d.ctrlRaced})
 	default:
 		ignored(out, from, d.cfg.PairID, d.ctrl, "unexpected %s from ctrl", t)
 	}

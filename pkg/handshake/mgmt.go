@@ -614,7 +614,8 @@ func (m *Mgmt) countOutage(out *outputs, p *pair, now time.Time) {
 		p.missed += lost
 	}
 	out.event(Event{Kind: EventOutage, PairID: p.id, Epoch: m.cfg.Epoch, Outage: gap,
-		Message: fmt.Sprintf("hello cycle back after a failover: %v without a returned hello; %d hellos counted as missed", gap.Round(time.Millisecond), lost)})
+		Message: "hello cycle back after a failover; the hellos due meanwhile count as missed",
+		Attrs:   []any{"outage", gap.Round(time.Millisecond).String(), "missed", lost}})
 }
 
 // sendHello sends p's next hello and schedules the one after.

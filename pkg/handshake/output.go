@@ -73,6 +73,10 @@ type Event struct {
 	// Message says what happened, for people, in words: the values
 	// belong in Attrs.
 	Message string
+	// Race marks an expected race of a normal start or failover that
+	// the sides retry by themselves (data reaching ctrl before mgmt told
+	// ctrl the epoch): logged at Debug, refusal or not.
+	Race bool
 	// Attrs are further key/value pairs for the log line (addr,
 	// instance, ...), after the keys above.
 	Attrs []any
@@ -113,6 +117,9 @@ func (e Event) Attr(key string) string {
 // Level is the log level of the event: Warn for a refusal, Debug for the loss of a session that never identified, else its
 // Kind's level.
 func (e Event) Level() slog.Level {
+	if e.Race {
+		return slog.LevelDebug
+	}
 	if e.Refused != "" && e.Kind.Level() < slog.LevelWarn {
 		return slog.LevelWarn
 	}
