@@ -3,8 +3,10 @@ package e2e
 import (
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -148,5 +150,63 @@ func checkGolden(t *testing.T, name string, got []string) {
 	if len(diff) > 0 {
 		t.Errorf("%s: the log lines differ from %s (- missing, + new; if intended, run with -update and update docs/logs.md):\n%s\ngot:\n%s",
 			name, path, strings.Join(diff, "\n"), strings.Join(got, "\n"))
+	}
+}
+
+// TestLogsDocumented: every message of a log call at INFO, WARN or
+// ERROR in the daemons' source, and every entry of the golden files, is
+// in docs/logs.md (as `message`). The handshake machines' messages are
+// checked through the golden files.
+func TestLogsDocumented(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "docs", "logs.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := func(m string) bool { return strings.Contains(string(doc), "`"+m+"`") }
+	// log.Info("message", ...) or, rate-limited, rl.Warn("rule", "message", ...).
+	call := regexp.MustCompile(`\.(?:Info|Warn|Error)\("([^"]*)"(?:\+[^,]+)?(?:, "([^"]+)")?`)
+	var missing []string
+	for _, root := range []string{"cmd", "pkg", "mgmt", "ctrl", "data", "internal"} {
+		err := filepath.WalkDir(filepath.Join("..", root), func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") ||
+				strings.Contains(path, filepath.Join("internal", "sim")) {
+				return err
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			for _, line := range strings.Split(string(b), "\n") {
+				if strings.HasPrefix(strings.TrimSpace(line), "//") {
+					continue
+				}
+				for _, m := range call.FindAllStringSubmatch(line, -1) {
+					if m[2] == "" && strings.Contains(m[0], "+") {
+						continue // a rate-limited line whose message is a variable: documented at its callers
+					}
+					if !documented(m[1]) && (m[2] == "" || !documented(m[2])) {
+						missing = append(missing, fmt.Sprintf("%s: %q", path, m[0]))
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range []string{"start", "failover"} {
+		b, err := os.ReadFile(filepath.Join("testdata", "logs", name+".golden"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			if f := strings.Split(strings.TrimPrefix(l, "? "), " | "); len(f) == 5 && !documented(f[3]) {
+				missing = append(missing, fmt.Sprintf("%s.golden: %q", name, f[3]))
+			}
+		}
+	}
+	if len(missing) > 0 {
+		t.Errorf("log messages not in docs/logs.md:\n%s", strings.Join(missing, "\n"))
 	}
 }

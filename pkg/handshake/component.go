@@ -37,7 +37,7 @@ func (f *fence) admit(out *outputs, e uint64, what string, from hellopicsv1.Role
 	}
 	if e < f.epoch {
 		out.event(Event{Kind: EventStaleEpoch, Peer: from, PairID: pairID, Session: s, Seq: seq, Epoch: e,
-			Message: fmt.Sprintf("dropped %s with epoch %d below %d", what, e, f.epoch)})
+			Message: "message of an older epoch dropped", Attrs: []any{"what", what, "known_epoch", f.epoch}})
 		return false
 	}
 	if from == hellopicsv1.Role_ROLE_MGMT {
@@ -134,7 +134,7 @@ func (f *fence) forwardHello(out *outputs, h *hellopicsv1.Hello, hp hop) {
 	}
 	if !hp.toUp {
 		out.event(Event{Kind: EventDropped, Peer: hp.from, PairID: hp.pairID, Session: hp.fromSession, Seq: h.GetSeq(), Epoch: h.GetEpoch(),
-			Message: fmt.Sprintf("hello for %s, but %s not connected", to, to)})
+			Message: "hello dropped: the next hop is not connected", Attrs: []any{"to", to}})
 		return
 	}
 	out.send(hp.toSession, hellopicsv1.MsgType_MSG_TYPE_HELLO, h)

@@ -625,7 +625,7 @@ func (m *Mgmt) sendHello(out *outputs, p *pair, now time.Time) {
 		// last_seq), but never wrap: stop instead.
 		p.running = false
 		p.outstanding = hello{}
-		out.event(Event{Kind: EventCycleStopped, PairID: p.id, Seq: p.lastSeq, Epoch: m.cfg.Epoch, Message: "hello numbers exhausted"})
+		out.event(Event{Kind: EventCycleStopped, PairID: p.id, Seq: p.lastSeq, Epoch: m.cfg.Epoch, Message: "hello cycle stopped", Attrs: []any{"reason", "hello numbers exhausted"}})
 		return
 	}
 	h := hello{seq: m.nextSeq, dir: p.nextDir, sentAt: now}
@@ -660,7 +660,8 @@ func (m *Mgmt) helloBack(out *outputs, s *mgmtSession, p *pair, h *hellopicsv1.H
 		s.ident.GetRole() != lastHop || h.GetPairId() != p.id {
 		inc(&p.outOfOrder)
 		out.event(Event{Kind: EventHelloOutOfOrder, Peer: s.ident.GetRole(), PairID: p.id, Session: s.id, Seq: h.GetSeq(), Epoch: h.GetEpoch(),
-			Message: fmt.Sprintf("hello %d %s from %s; expected %d", h.GetSeq(), h.GetDirection(), RoleName(s.ident.GetRole()), o.seq)})
+			Message: "hello came back with an unexpected number",
+				Attrs: []any{"direction", h.GetDirection().String(), "from", RoleName(s.ident.GetRole()), "expected", o.seq}})
 		return
 	}
 	p.outstanding = hello{}
@@ -726,7 +727,7 @@ func (m *Mgmt) Tick(now time.Time) []Output {
 			}
 			delete(m.pairs, p.id)
 			out.event(Event{Kind: EventPairExpired, PairID: p.id, Epoch: m.cfg.Epoch,
-				Message: fmt.Sprintf("ctrl and data gone for %v; removed from the registry", now.Sub(p.idleSince))})
+				Message: "ctrl and data gone too long; pair removed from the registry", Attrs: []any{"gone", now.Sub(p.idleSince).Round(time.Millisecond).String()}})
 		}
 	}
 	for _, p := range m.sortedPairs() {
@@ -736,7 +737,8 @@ func (m *Mgmt) Tick(now time.Time) []Output {
 		if p.outstanding.seq != 0 {
 			inc(&p.missed)
 			out.event(Event{Kind: EventHelloMissed, PairID: p.id, Seq: p.outstanding.seq, Epoch: m.cfg.Epoch,
-				Message: fmt.Sprintf("hello %d %s not back after %v", p.outstanding.seq, p.outstanding.dir, now.Sub(p.outstanding.sentAt))})
+				Message: "hello not back when the next was due",
+				Attrs: []any{"direction", p.outstanding.dir.String(), "waited", now.Sub(p.outstanding.sentAt).Round(time.Millisecond).String()}})
 		}
 		m.sendHello(&out, p, now)
 	}
