@@ -661,7 +661,7 @@ func (m *Mgmt) helloBack(out *outputs, s *mgmtSession, p *pair, h *hellopicsv1.H
 		inc(&p.outOfOrder)
 		out.event(Event{Kind: EventHelloOutOfOrder, Peer: s.ident.GetRole(), PairID: p.id, Session: s.id, Seq: h.GetSeq(), Epoch: h.GetEpoch(),
 			Message: "hello came back with an unexpected number",
-				Attrs: []any{"direction", h.GetDirection().String(), "from", RoleName(s.ident.GetRole()), "expected", o.seq}})
+			Attrs:   []any{"direction", h.GetDirection().String(), "from", RoleName(s.ident.GetRole()), "expected", o.seq}})
 		return
 	}
 	p.outstanding = hello{}
@@ -738,7 +738,7 @@ func (m *Mgmt) Tick(now time.Time) []Output {
 			inc(&p.missed)
 			out.event(Event{Kind: EventHelloMissed, PairID: p.id, Seq: p.outstanding.seq, Epoch: m.cfg.Epoch,
 				Message: "hello not back when the next was due",
-				Attrs: []any{"direction", p.outstanding.dir.String(), "waited", now.Sub(p.outstanding.sentAt).Round(time.Millisecond).String()}})
+				Attrs:   []any{"direction", p.outstanding.dir.String(), "waited", now.Sub(p.outstanding.sentAt).Round(time.Millisecond).String()}})
 		}
 		m.sendHello(&out, p, now)
 	}
