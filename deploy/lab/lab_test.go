@@ -397,7 +397,7 @@ func TestLab(t *testing.T) {
 		master + " .* step=cycle_started pair=pic0",
 		"ctrl .* step=ready peer=data pair=pic0",
 		"data .* step=ready peer=ctrl pair=pic0",
-		backup + " .* following " + master,
+		backup + " .* following a new master: .*master=" + master,
 	} {
 		if !regexp.MustCompile(want).MatchString(logs) {
 			t.Errorf("logs: no line matches %q", want)
