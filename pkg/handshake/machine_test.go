@@ -272,6 +272,17 @@ func TestMgmtHelloCounting(t *testing.T) {
 	if got := back(2, 1, dirDC, t0.Add(time.Millisecond)); got != " | hello_out_of_order" {
 		t.Fatalf("wrong direction: %s", got)
 	}
+	// Same number and path, but another master's epoch (a split where
+	// both number from the synced counter): not this master's hello.
+	for _, e := range []uint64{0, 2} {
+		outs := m.Receive(2, msgHello, &hellopicsv1.Hello{Seq: 1, Direction: dirCD, Epoch: e, PairId: "p1"}, t0.Add(time.Millisecond))
+		if got := summary(outs); got != " | hello_out_of_order" {
+			t.Fatalf("hello 1 at epoch %d: %s", e, got)
+		}
+		if ev := outs[0].(Event); ev.Message != "hello of another master's epoch came back" {
+			t.Fatalf("hello 1 at epoch %d: message %q", e, ev.Message)
+		}
+	}
 	if got := back(2, 1, dirCD, t0.Add(7*time.Millisecond)); got != " | hello_returned" {
 		t.Fatalf("return: %s", got)
 	}
@@ -297,7 +308,7 @@ func TestMgmtHelloCounting(t *testing.T) {
 		t.Fatalf("deadline after late tick %v", d)
 	}
 	c := m.Pairs()[0].GetCounters()
-	want := &hellopicsv1.HelloCounters{Sent: 3, Received: 1, Missed: 1, OutOfOrder: 3, LastSeq: 3,
+	want := &hellopicsv1.HelloCounters{Sent: 3, Received: 1, Missed: 1, OutOfOrder: 5, LastSeq: 3,
 		LastHello: c.GetLastHello(), LastRtt: c.GetLastRtt()}
 	if !proto.Equal(c, want) {
 		t.Fatalf("counters %v, want %v", c, want)

@@ -182,8 +182,12 @@ type pair struct {
 }
 
 type hello struct {
-	seq    uint64
-	dir    hellopicsv1.Direction
+	seq uint64
+	dir hellopicsv1.Direction
+	// epoch is the one the hello was sent at: a hello that comes back
+	// with the same number but another epoch is another master's (two
+	// masters number from the same synced counter), not this one.
+	epoch  uint64
 	sentAt time.Time
 }
 
@@ -634,7 +638,7 @@ func (m *Mgmt) sendHello(out *outputs, p *pair, now time.Time) {
 		out.event(Event{Kind: EventCycleStopped, PairID: p.id, Seq: p.lastSeq, Epoch: m.cfg.Epoch, Message: "hello cycle stopped", Attrs: []any{"reason", "hello numbers exhausted"}})
 		return
 	}
-	h := hello{seq: m.nextSeq, dir: p.nextDir, sentAt: now}
+	h := hello{seq: m.nextSeq, dir: p.nextDir, epoch: m.cfg.Epoch, sentAt: now}
 	m.nextSeq++
 	first, firstRole := p.ctrl.session, hellopicsv1.Role_ROLE_CTRL
 	if h.dir == hellopicsv1.Direction_DIRECTION_MGMT_DATA_CTRL {
@@ -663,11 +667,17 @@ func (m *Mgmt) helloBack(out *outputs, s *mgmtSession, p *pair, h *hellopicsv1.H
 	}
 	o := p.outstanding
 	if !p.running || o.seq == 0 || h.GetSeq() != o.seq || h.GetDirection() != o.dir ||
-		s.ident.GetRole() != lastHop || h.GetPairId() != p.id {
+		s.ident.GetRole() != lastHop || h.GetPairId() != p.id || h.GetEpoch() != o.epoch {
 		inc(&p.outOfOrder)
+		msg := "hello came back with an unexpected number"
+		if p.running && o.seq != 0 && h.GetSeq() == o.seq && h.GetEpoch() != o.epoch {
+			// Same number, other epoch: a hello another master sent
+			// (during a split, both number from the synced counter).
+			msg = "hello of another master's epoch came back"
+		}
 		out.event(Event{Kind: EventHelloOutOfOrder, Peer: s.ident.GetRole(), PairID: p.id, Session: s.id, Seq: h.GetSeq(), Epoch: h.GetEpoch(),
-			Message: "hello came back with an unexpected number",
-			Attrs:   []any{"direction", h.GetDirection().String(), "from", RoleName(s.ident.GetRole()), "expected", o.seq}})
+			Message: msg,
+			Attrs:   []any{"direction", h.GetDirection().String(), "from", RoleName(s.ident.GetRole()), "expected", o.seq, "expected_epoch", o.epoch}})
 		return
 	}
 	p.outstanding = hello{}
