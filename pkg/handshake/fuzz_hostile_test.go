@@ -90,6 +90,12 @@ func hostileMgmt(t *testing.T, in []byte) {
 		}
 		now := t0
 		up := map[SessionID]bool{}
+		// shadow is a backup fed only m's deltas (TakeChanges): after
+		// every step it must hold m's registry.
+		shadow, err := NewMgmt(MgmtConfig{HelloInterval: MinHelloInterval, Epoch: 1, Backup: true})
+		if err != nil {
+			t.Fatal(err)
+		}
 		type reg struct {
 			session SessionID
 			addr    string
@@ -150,6 +156,12 @@ func hostileMgmt(t *testing.T, in []byte) {
 				}
 			}
 
+			if err := shadow.Restore(m.TakeChanges()); err != nil {
+				t.Fatalf("step %d: delta not restored: %v", step, err)
+			}
+			if got, want := registryView(shadow.Pairs()), registryView(m.Pairs()); got != want {
+				t.Fatalf("step %d: backup fed deltas differs:\n got %s\nwant %s", step, got, want)
+			}
 			if m.Epoch() < epoch || m.Epoch() >= EpochLimit {
 				t.Fatalf("step %d: epoch %d -> %d", step, epoch, m.Epoch())
 			}

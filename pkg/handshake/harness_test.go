@@ -97,11 +97,14 @@ type netw struct {
 	// restarts (standing in for persistence or the HA sync).
 	snapshots map[string]Snapshot
 	steps     int
+	// shadows are backups of each mgmt node fed only its deltas
+	// (TakeChanges) after every call; checkShadow compares them with it.
+	shadows map[string]*Mgmt
 }
 
 func newNet(t *testing.T) *netw {
 	t.Helper()
-	return &netw{t: t, now: t0, nodes: map[string]*node{}, conns: map[end]*conn{}, snapshots: map[string]Snapshot{}}
+	return &netw{t: t, now: t0, nodes: map[string]*node{}, conns: map[end]*conn{}, snapshots: map[string]Snapshot{}, shadows: map[string]*Mgmt{}}
 }
 
 func (w *netw) addMgmt(name string, cfg MgmtConfig) *node {
@@ -153,6 +156,7 @@ func (w *netw) start(name string) {
 				err = n.mgmt.Restore(s)
 			}
 		}
+		delete(w.shadows, name) // a new baseline when it acts as master
 	case roleCtrl:
 		n.ctrl, err = NewCtrl(CtrlConfig{PairID: n.pair, Instance: n.instance(), DataAddr: n.dataAddr(w.movingAddrs), Version: "test"})
 	case roleData:
@@ -346,6 +350,63 @@ func (w *netw) apply(n *node, outs []Output) {
 			w.t.Fatalf("unknown output %T", o)
 		}
 	}
+	if n.role == roleMgmt && n.alive {
+		w.checkShadow(n)
+	}
+}
+
+// checkShadow hands mgmt node n's changes to its shadow backup and
+// fails unless the shadow's registry now equals n's: the deltas carry
+// every change a backup must hold.
+func (w *netw) checkShadow(n *node) {
+	w.t.Helper()
+	if !n.mgmt.IsMaster() {
+		delete(w.shadows, n.name) // the next mastership starts a new baseline
+		return
+	}
+	sh := w.shadows[n.name]
+	if sh == nil {
+		// A master's backups start from a full snapshot, then take
+		// deltas (as the Replicator has it).
+		var err error
+		if sh, err = NewMgmt(MgmtConfig{Backup: true, Epoch: n.mgmt.Epoch(), HelloInterval: n.mgmtCfg.HelloInterval}); err != nil {
+			w.t.Fatal(err)
+		}
+		full := n.mgmt.Snapshot()
+		full.Full = true
+		n.mgmt.TakeChanges()
+		if err := sh.Restore(full); err != nil {
+			w.t.Fatalf("%s: shadow baseline: %v", n.name, err)
+		}
+		w.shadows[n.name] = sh
+	}
+	if err := sh.Restore(n.mgmt.TakeChanges()); err != nil {
+		w.t.Fatalf("%s: shadow restore: %v", n.name, err)
+	}
+	if got, want := registryView(sh.Pairs()), registryView(n.mgmt.Pairs()); got != want {
+		w.t.Fatalf("%s: backup fed deltas differs at step %d:\n got %s\nwant %s", n.name, w.steps, got, want)
+	}
+	if sh.NextSeq() != n.mgmt.NextSeq() {
+		w.t.Fatalf("%s: backup's next hello number %d, master's %d", n.name, sh.NextSeq(), n.mgmt.NextSeq())
+	}
+}
+
+// registryView renders what a backup holds of a registry: pairs,
+// counters, relay reports and components' identities (not the live
+// sessions, which a backup never takes over).
+func registryView(ps []*hellopicsv1.PairStatus) string {
+	var b strings.Builder
+	for _, p := range ps {
+		c := p.GetCounters()
+		fmt.Fprintf(&b, "[%s sent=%d recv=%d missed=%d ooo=%d last=%d hello=%v rtt=%v relay=%v",
+			p.GetPairId(), c.GetSent(), c.GetReceived(), c.GetMissed(), c.GetOutOfOrder(), c.GetLastSeq(),
+			c.GetLastHello().AsTime(), c.GetLastRtt().AsDuration(), p.GetRelay().String())
+		for _, m := range []*hellopicsv1.ComponentStatus{p.GetCtrl(), p.GetData()} {
+			fmt.Fprintf(&b, " %s/%s/%s", m.GetInstance(), m.GetAddr(), m.GetDataAddr())
+		}
+		b.WriteString("] ")
+	}
+	return b.String()
 }
 
 func (w *netw) send(n *node, s Send) {

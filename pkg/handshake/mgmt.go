@@ -102,6 +102,10 @@ type Mgmt struct {
 	// unstamped counts pairs without components whose idleSince is not
 	// yet set (restored ones): the next call with a time sets it.
 	unstamped int
+	// changed and removed are the pairs changed and forgotten since the
+	// last TakeChanges (noteChanges): what a master sends its backups.
+	changed map[string]struct{}
+	removed map[string]struct{}
 }
 
 // mgmtSession is one connection to mgmt.
@@ -203,6 +207,8 @@ func NewMgmt(cfg MgmtConfig) (*Mgmt, error) {
 		watches:  make(map[watchKey]SessionID),
 		pairs:    make(map[string]*pair),
 		nextSeq:  1,
+		changed:  make(map[string]struct{}),
+		removed:  make(map[string]struct{}),
 	}, nil
 }
 
@@ -220,7 +226,8 @@ func (m *Mgmt) NextSeq() uint64 { return m.nextSeq }
 
 // SessionUp reports a new connection from remoteAddr. Nothing is accepted
 // on it but an Identify until it has identified itself.
-func (m *Mgmt) SessionUp(id SessionID, remoteAddr string, now time.Time) []Output {
+func (m *Mgmt) SessionUp(id SessionID, remoteAddr string, now time.Time) (res []Output) {
+	defer func() { m.noteChanges(res) }()
 	var out outputs
 	m.stamp(now)
 	if old, ok := m.sessions[id]; ok {
@@ -235,7 +242,8 @@ func (m *Mgmt) SessionUp(id SessionID, remoteAddr string, now time.Time) []Outpu
 // SessionDown reports that a connection is gone. If it was a registered
 // component, that pair's cycle stops and both its components must report
 // ready again. Unknown sessions are ignored.
-func (m *Mgmt) SessionDown(id SessionID, reason string, now time.Time) []Output {
+func (m *Mgmt) SessionDown(id SessionID, reason string, now time.Time) (res []Output) {
+	defer func() { m.noteChanges(res) }()
 	var out outputs
 	s, ok := m.sessions[id]
 	if !ok {
@@ -289,7 +297,8 @@ func (m *Mgmt) resetPair(out *outputs, p *pair, why string) {
 
 // Receive handles one frame of type t from session id. msg must be of the
 // Go type NewMessage(t) returns.
-func (m *Mgmt) Receive(id SessionID, t hellopicsv1.MsgType, msg proto.Message, now time.Time) []Output {
+func (m *Mgmt) Receive(id SessionID, t hellopicsv1.MsgType, msg proto.Message, now time.Time) (res []Output) {
+	defer func() { m.noteChanges(res) }()
 	var out outputs
 	s, ok := m.sessions[id]
 	if !ok {
@@ -361,6 +370,7 @@ func (m *Mgmt) Receive(id SessionID, t hellopicsv1.MsgType, msg proto.Message, n
 		}
 		if role == hellopicsv1.Role_ROLE_DATA && r.GetRelay() != nil {
 			p.relay = proto.Clone(r.GetRelay()).(*hellopicsv1.RelayStats)
+			m.changed[p.id] = struct{}{} // the one change that has no event
 		}
 	case hellopicsv1.MsgType_MSG_TYPE_REJECT:
 		out.event(Event{Kind: EventRejected, Peer: role, PairID: p.id, Session: id, Message: "peer refuses: " + Sanitize(msg.(*hellopicsv1.Reject).GetReason())})
@@ -724,7 +734,8 @@ func (m *Mgmt) NextDeadline() (time.Time, bool) {
 // counts the outstanding one as missed and sends the next. After a long
 // pause (a late Tick) the cycle sends one hello, not a burst. Sessions that
 // have not identified within IdentifyTimeout are closed.
-func (m *Mgmt) Tick(now time.Time) []Output {
+func (m *Mgmt) Tick(now time.Time) (res []Output) {
+	defer func() { m.noteChanges(res) }()
 	var out outputs
 	m.stamp(now)
 	for _, id := range m.sortedSessions() {
@@ -742,6 +753,7 @@ func (m *Mgmt) Tick(now time.Time) []Output {
 				continue
 			}
 			delete(m.pairs, p.id)
+			m.removed[p.id] = struct{}{}
 			out.event(Event{Kind: EventPairExpired, PairID: p.id, Epoch: m.cfg.Epoch,
 				Message: "ctrl and data gone too long; pair removed from the registry", Attrs: []any{"gone", now.Sub(p.idleSince).Round(time.Millisecond).String()}})
 		}
@@ -765,7 +777,8 @@ func (m *Mgmt) Tick(now time.Time) []Output {
 // becomes backup redirects and closes every identified session and stops
 // every cycle; a backup that becomes master starts accepting components.
 // The epoch never decreases: a lower value is ignored.
-func (m *Mgmt) SetMastership(isMaster bool, epoch uint64, masterAddr string, now time.Time) []Output {
+func (m *Mgmt) SetMastership(isMaster bool, epoch uint64, masterAddr string, now time.Time) (res []Output) {
+	defer func() { m.noteChanges(res) }()
 	var out outputs
 	m.stamp(now)
 	wasEpoch := m.cfg.Epoch
@@ -981,6 +994,63 @@ type Snapshot struct {
 	// forgets the pairs it does not hold that have no live component here
 	// (pairs the master expired).
 	Full bool
+	// Removed, in a snapshot that is not Full (TakeChanges), are the
+	// pairs forgotten since the last one: Restore forgets them (those
+	// with no live component here) before it loads Pairs.
+	Removed []string
+}
+
+// noteChanges records the pairs a call's outputs name as changed: every
+// change of a pair's state the backups hold (membership, addresses,
+// readiness, counters) comes with an event naming the pair, but for a
+// relay report (recorded where it is taken). A pair named but gone was
+// removed (expired) and is recorded there.
+func (m *Mgmt) noteChanges(outs []Output) {
+	for _, o := range outs {
+		if ev, ok := o.(Event); ok && ev.PairID != "" {
+			if _, ok := m.pairs[ev.PairID]; ok {
+				m.changed[ev.PairID] = struct{}{}
+			}
+		}
+	}
+}
+
+// HasChanges reports whether a pair changed or was removed since the
+// last TakeChanges.
+func (m *Mgmt) HasChanges() bool { return len(m.changed) > 0 || len(m.removed) > 0 }
+
+// TakeChanges returns what changed since its last call, and forgets
+// it: the pairs changed (as Pairs returns them, sorted by id), the pairs
+// removed, and the next hello number; Full is false. A master sends it
+// to its backups as a delta (Restore applies it), in place of the whole
+// registry: what a change costs does not grow with the pairs. A pair
+// changed and removed since is only in Removed; one removed and
+// registered again is in both (Restore forgets it first).
+func (m *Mgmt) TakeChanges() Snapshot {
+	s := Snapshot{NextSeq: m.nextSeq}
+	if len(m.changed) > 0 {
+		ids := make([]string, 0, len(m.changed))
+		for id := range m.changed {
+			if _, ok := m.pairs[id]; ok {
+				ids = append(ids, id)
+			}
+		}
+		sort.Strings(ids)
+		s.Pairs = make([]*hellopicsv1.PairStatus, 0, len(ids))
+		for _, id := range ids {
+			s.Pairs = append(s.Pairs, m.pairs[id].status())
+		}
+		clear(m.changed)
+	}
+	if len(m.removed) > 0 {
+		s.Removed = make([]string, 0, len(m.removed))
+		for id := range m.removed {
+			s.Removed = append(s.Removed, id)
+		}
+		sort.Strings(s.Removed)
+		clear(m.removed)
+	}
+	return s
 }
 
 // Snapshot returns the state to replicate to a backup.
@@ -1003,6 +1073,23 @@ func (m *Mgmt) Restore(s Snapshot) error {
 			return fmt.Errorf("%w: pair id empty or beyond the limits", ErrBadSnapshot)
 		}
 		in[ps.GetPairId()] = true
+	}
+	for _, id := range s.Removed {
+		if !ValidPairID(id) {
+			return fmt.Errorf("%w: removed pair id empty or beyond the limits", ErrBadSnapshot)
+		}
+	}
+	if s.Full && len(s.Removed) > 0 {
+		return fmt.Errorf("%w: a full snapshot names removed pairs", ErrBadSnapshot)
+	}
+	// What this machine changed itself is moot: it holds the master's
+	// state now, and a master it becomes sends full snapshots first.
+	clear(m.changed)
+	clear(m.removed)
+	for _, id := range s.Removed {
+		if p := m.pairs[id]; p != nil && !p.ctrl.live && !p.data.live {
+			delete(m.pairs, id)
+		}
 	}
 	if s.Full {
 		for id, p := range m.pairs {

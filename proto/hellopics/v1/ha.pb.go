@@ -183,7 +183,9 @@ type SyncUpdate struct {
 	Version uint64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
 	// full is true for a complete snapshot.
 	Full bool `protobuf:"varint,3,opt,name=full,proto3" json:"full,omitempty"`
-	// pairs are the registry's pairs with their counters.
+	// pairs are the registry's pairs with their counters: all of them on
+	// a full update, the ones that changed since the last version on
+	// another.
 	Pairs []*PairStatus `protobuf:"bytes,4,rep,name=pairs,proto3" json:"pairs,omitempty"`
 	// next_seq is the next hello number the master would use.
 	NextSeq uint64 `protobuf:"varint,5,opt,name=next_seq,json=nextSeq,proto3" json:"next_seq,omitempty"`
@@ -195,7 +197,12 @@ type SyncUpdate struct {
 	App [][]byte `protobuf:"bytes,7,rep,name=app,proto3" json:"app,omitempty"`
 	// app_snapshot, on a full update, is the application's whole state
 	// (State.Snapshot); app then holds nothing.
-	AppSnapshot   []byte `protobuf:"bytes,8,opt,name=app_snapshot,json=appSnapshot,proto3" json:"app_snapshot,omitempty"`
+	AppSnapshot []byte `protobuf:"bytes,8,opt,name=app_snapshot,json=appSnapshot,proto3" json:"app_snapshot,omitempty"`
+	// removed_pairs, on an update that is not full, are the pairs the
+	// master forgot (expired) since the last version: the backup forgets
+	// them before it applies pairs. An update that is not full carries in
+	// pairs only the pairs that changed since the last version.
+	RemovedPairs  []string `protobuf:"bytes,9,rep,name=removed_pairs,json=removedPairs,proto3" json:"removed_pairs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -282,6 +289,13 @@ func (x *SyncUpdate) GetApp() [][]byte {
 func (x *SyncUpdate) GetAppSnapshot() []byte {
 	if x != nil {
 		return x.AppSnapshot
+	}
+	return nil
+}
+
+func (x *SyncUpdate) GetRemovedPairs() []string {
+	if x != nil {
+		return x.RemovedPairs
 	}
 	return nil
 }
@@ -407,7 +421,7 @@ const file_hellopics_v1_ha_proto_rawDesc = "" +
 	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12\x1b\n" +
 	"\tmaster_id\x18\x04 \x01(\tR\bmasterId\x12%\n" +
 	"\x0ecomponent_addr\x18\x05 \x01(\tR\rcomponentAddr\x12\x1c\n" +
-	"\tnopreempt\x18\x06 \x01(\bR\tnopreempt\"\xeb\x01\n" +
+	"\tnopreempt\x18\x06 \x01(\bR\tnopreempt\"\x90\x02\n" +
 	"\n" +
 	"SyncUpdate\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x18\n" +
@@ -417,7 +431,8 @@ const file_hellopics_v1_ha_proto_rawDesc = "" +
 	"\bnext_seq\x18\x05 \x01(\x04R\anextSeq\x12\x19\n" +
 	"\bapp_only\x18\x06 \x01(\bR\aappOnly\x12\x10\n" +
 	"\x03app\x18\a \x03(\fR\x03app\x12!\n" +
-	"\fapp_snapshot\x18\b \x01(\fR\vappSnapshot\"9\n" +
+	"\fapp_snapshot\x18\b \x01(\fR\vappSnapshot\x12#\n" +
+	"\rremoved_pairs\x18\t \x03(\tR\fremovedPairs\"9\n" +
 	"\aSyncAck\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\"9\n" +
