@@ -33,6 +33,7 @@ func runDemo(args []string) int {
 	o := demo.Options{Out: os.Stdout}
 	fs := cli.NewFlagSet("hellopics demo", demoUsage)
 	fs.DurationVar(&o.HelloInterval, "hello-interval", 0, "Hello cycle period (default 1s)")
+	fs.DurationVar(&o.HelloSummary, "hello-summary", 0, "period of mgmt's INFO summary of each Hello cycle (default 10s)")
 	fs.DurationVar(&o.CommandInterval, "command-interval", 0, "time between TPCE commands (default 1s)")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "log level of every process")
 	color := fs.Bool("color", isTerminal(os.Stdout), "color the process names (default: when writing to a terminal)")

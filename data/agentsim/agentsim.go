@@ -337,7 +337,11 @@ func (a *Agent) Close() error {
 		}
 		_ = a.conn.Close()
 		a.wg.Wait()
-		a.log.Info("agent simulator stopped", "stats", fmt.Sprintf("%+v", a.Stats()))
+		st := a.Stats()
+		a.log.Info("agent simulator stopped", "requests", st.Requests, "dropped", st.Dropped, "gets", st.Gets,
+			"fragments", st.Fragments, "bad_fragments", st.BadFragments, "commands", st.Commands, "responses", st.Responses,
+			"events", st.Events, "status", st.Status, "notifications", st.Notifications, "notify_failures", st.NotifyFailures,
+			"queue_drops", st.QueueDrops, "expired_commands", st.ExpiredCommands)
 	})
 	return nil
 }

@@ -407,16 +407,16 @@ func (r *Relay) Stats() Stats {
 
 func (r *Relay) logStats(msg string) {
 	s := r.Stats()
-	r.log.Info(msg,
-		"commands_in", s.Commands.MessagesIn, "responses", s.Responses, "rerouted", s.ResponsesRerouted,
+	args := []any{"commands_in", s.Commands.MessagesIn, "responses", s.Responses, "rerouted", s.ResponsesRerouted,
 		"events", s.EventsReceived, "status", s.StatusBlocks, "relay_errors", s.RelayErrors,
 		"fragments_sent", s.FragmentsSent, "retries", s.Retries, "send_failures", s.SendFailures,
 		"notifications", s.Notifications, "duplicates", s.Duplicates,
-		"clients", s.Commands.Clients+s.Events.Clients+s.Status.Clients,
-		"clients_refused", s.Commands.Refused+s.Events.Refused+s.Status.Refused+s.Commands.RefusedPerIP+s.Events.RefusedPerIP+s.Status.RefusedPerIP,
-		"accept_errors", s.Commands.AcceptErrors+s.Events.AcceptErrors+s.Status.AcceptErrors,
+		"clients", s.Commands.Clients + s.Events.Clients + s.Status.Clients,
+		"clients_refused", s.Commands.Refused + s.Events.Refused + s.Status.Refused + s.Commands.RefusedPerIP + s.Events.RefusedPerIP + s.Status.RefusedPerIP,
+		"accept_errors", s.Commands.AcceptErrors + s.Events.AcceptErrors + s.Status.AcceptErrors,
 		"clients_stalled", s.Commands.Stalled, "clients_idle", s.Commands.Idle,
-		"dropped", fmt.Sprintf("%+v", s.Dropped), "agent_reachable", s.AgentReachable, "pending", s.PendingCommands)
+		"agent_reachable", s.AgentReachable, "pending", s.PendingCommands}
+	r.log.Info(msg, append(args, s.Dropped.logFields()...)...)
 }
 
 // submit renumbers a command and hands it to the SNMP side. It blocks

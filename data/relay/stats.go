@@ -104,3 +104,27 @@ type counters struct {
 
 	pollFailures atomic.Uint64
 }
+
+// logFields returns the drops as log keys: dropped, the total, then
+// dropped_<reason> for each reason that counted any.
+func (d DropStats) logFields() []any {
+	reasons := []struct {
+		key string
+		n   uint64
+	}{
+		{"dropped_source", d.Source}, {"dropped_replay", d.Replay}, {"dropped_decode", d.Decode},
+		{"dropped_version", d.Version}, {"dropped_community", d.Community}, {"dropped_usm", d.USM},
+		{"dropped_time_window", d.TimeWindow}, {"dropped_pdu", d.PDU}, {"dropped_fragment", d.Fragment},
+		{"dropped_reassembly", d.Reassembly}, {"dropped_expired", d.Expired}, {"dropped_message", d.Message},
+		{"dropped_wrong_type", d.WrongType}, {"dropped_no_port", d.NoPort}, {"dropped_relay_error_lost", d.RelayErrorLost},
+	}
+	var total uint64
+	var out []any
+	for _, r := range reasons {
+		total += r.n
+		if r.n != 0 {
+			out = append(out, r.key, r.n)
+		}
+	}
+	return append([]any{"dropped", total}, out...)
+}

@@ -28,6 +28,7 @@
 #   LAB_MEM_MAX         cgroup v2 memory.max per host (default 256M)
 #   LAB_CPU_MAX         cgroup v2 cpu.max per host (default "50000 100000": half a CPU)
 #   LAB_KILL_AFTER      failover: seconds between the link cut and the kill (default 5)
+#   LAB_LOG_LEVEL       -log-level of every daemon (default: theirs, info)
 #   LAB_CGROUP2_ROOT    where cgroup v2 is mounted (default: from /proc/mounts)
 set -euo pipefail
 
@@ -305,6 +306,7 @@ start() {
 	[[ $h == mgmt-* ]] && mkdir -p "$RUN/state/$h"
 	local -a cmd
 	read -r -a cmd <<<"$(args "$h")"
+	[[ -z ${LAB_LOG_LEVEL:-} ]] || cmd+=(-log-level "$LAB_LOG_LEVEL")
 	{
 		# Local time, like hclog's: `logs` sorts on it.
 		echo "# $(date +%FT%T.%3N) $PROG: ip netns exec $(ns "$h") $BIN ${cmd[*]}"

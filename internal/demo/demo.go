@@ -40,6 +40,9 @@ type Options struct {
 	Out io.Writer
 	// HelloInterval is passed to mgmt. Default 1s.
 	HelloInterval time.Duration
+	// HelloSummary is mgmt's -hello-summary: shorter than mgmt's
+	// default, so that the demo shows the hellos flowing. Default 10s.
+	HelloSummary time.Duration
 	// CommandInterval is how often the TPCE client sends a command; 0
 	// runs no relay traffic. Default 1s.
 	CommandInterval time.Duration
@@ -94,6 +97,9 @@ type proc struct {
 // stops the processes (SIGTERM, then SIGKILL after 5 s) in reverse order
 // of start. It returns an error if a process could not be started.
 func Run(ctx context.Context, o Options) error {
+	if o.HelloSummary == 0 {
+		o.HelloSummary = 10 * time.Second
+	}
 	if o.HelloInterval == 0 {
 		o.HelloInterval = time.Second
 	}
@@ -172,7 +178,7 @@ Stop with Ctrl-C.
 	mgmtArgs := func(id, prio, listen, op, ha, peer string) []string {
 		return append([]string{"mgmt", "-id", id, "-priority", prio, "-listen", listen, "-operator", op,
 			"-ha-listen", ha, "-peers", peer, "-nopreempt", "-state-dir", filepath.Join(stateDir, id),
-			"-hello-interval", o.HelloInterval.String()}, tlsFlags("mgmt-"+id)...)
+			"-hello-interval", o.HelloInterval.String(), "-hello-summary", o.HelloSummary.String()}, tlsFlags("mgmt-"+id)...)
 	}
 	specs := []spec{
 		{"agent", []string{"agent", "-listen", agentAddr, "-notify", notifyAddr, "-event-interval", "5s", "-status-interval", "10s"}},

@@ -86,10 +86,7 @@ type Stats struct {
 	Masterships   int // elections won (became master)
 	HostileFrames int // hostile frames handled by a machine or refused by a shell
 	Faults        int // faults applied
-	// KnownSaturated counts hello numbers that came back twice at or
-	// above handshake.SeqLimit-1, where a component's report saturates
-	// (after a HostileSeqBomb); a failure with Options.Strict.
-	KnownSaturated int
+	WatchSwitches int // components that followed an Elected on a watch session
 	// KnownEpochAhead counts liveness bounds missed because ctrl or data
 	// had seen a higher epoch than every instance it could reach (which
 	// refuses it: epoch_ahead, and cannot learn that epoch); a failure
@@ -198,6 +195,8 @@ func (k *checker) mgmtSent(m *mgmtProc, o handshake.Send) {
 		m.sent[msg.GetSeq()] = sentHello{pair: msg.GetPairId(), epoch: epoch}
 	case *hellopicsv1.Peer:
 		epoch = msg.GetEpoch()
+	case *hellopicsv1.Elected:
+		epoch = msg.GetEpoch()
 	default:
 		return
 	}
@@ -254,13 +253,6 @@ func (k *checker) mgmtReceived(m *mgmtProc, e *end, t hellopicsv1.MsgType, msg p
 			}
 			delete(c.fwd, seq)
 			if _, dup := c.back[seq]; dup {
-				if seq >= handshake.SeqLimit-1 && !w.opts.Strict {
-					// Known limitation: a component reports at most
-					// SeqLimit-1 in its Identify, so past it a new master
-					// cannot start above what it forwarded.
-					k.stats.KnownSaturated++
-					continue
-				}
 				w.fail(InvHelloReuse, "hello %d of pair %s came back to %s a second time while %s (incarnation %d), which forwarded both, lives",
 					seq, ev.PairID, m.name, c.name, c.inc)
 				return
@@ -331,6 +323,32 @@ func (k *checker) compReceived(c *compProc, e *end, fromMgmt bool, t hellopicsv1
 	from := hostOf(e.remote)
 	if o := k.actOwner[epoch]; o != "" && o != from {
 		w.fail(InvOneMaster, "%s acted on %s from %s at epoch %d, where components acted on %s before", c.name, t, from, epoch, o)
+		return
+	}
+	k.actOwner[epoch] = from
+}
+
+// compElected follows an Elected a component's machine took on a watch
+// session: raising the fence or switching to the sender is acting on
+// the sender as the master of that epoch.
+func (k *checker) compElected(c *compProc, e *end, epoch uint64, outs []handshake.Output, before uint64) {
+	acted := c.Epoch() > before
+	for _, o := range outs {
+		if _, ok := o.(handshake.SwitchMgmt); ok {
+			acted = true
+		}
+	}
+	if !acted {
+		return
+	}
+	k.stats.WatchSwitches++
+	from := hostOf(e.remote)
+	if e.other().p.hostile {
+		k.w.fail(InvHostile, "%s followed a hostile Elected at epoch %d", c.name, epoch)
+		return
+	}
+	if o := k.actOwner[epoch]; o != "" && o != from {
+		k.w.fail(InvOneMaster, "%s acted on an Elected from %s at epoch %d, where components acted on %s before", c.name, from, epoch, o)
 		return
 	}
 	k.actOwner[epoch] = from

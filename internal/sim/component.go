@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -32,6 +33,11 @@ type compProc struct {
 	idTimers map[handshake.SessionID]bool // ctrl: data sessions not identified yet
 	peerSess *end                         // data: the session to ctrl
 	mgmt     *client
+	mgmtAddr string // the mgmt session's remote address
+
+	// watch.go: a client per mgmt address, and the open watch sessions
+	watches   []*client
+	watchSess map[*end]string
 
 	// what the checker follows, per incarnation
 	epoch uint64              // the fence last seen
@@ -64,6 +70,8 @@ func (c *compProc) start() {
 	c.mgmtID, c.mgmtUp = 0, false
 	c.idTimers = map[handshake.SessionID]bool{}
 	c.peerSess = nil
+	c.mgmtAddr = ""
+	c.watches, c.watchSess = nil, map[*end]string{}
 	c.epoch = 0
 	c.fwd = map[uint64]struct{}{}
 	c.back = map[uint64]struct{}{}
@@ -89,6 +97,71 @@ func (c *compProc) start() {
 	w.tracef("%s starts (instance %s)", c.name, instance)
 	c.mgmt = newClient(w, &c.proc, clientConfig{retry: t.Retry, jitter: 0.2, dialTimeout: t.Dial, dead: t.MgmtDead, linger: t.Linger},
 		addrs, handler{frame: c.onFrame, ended: c.onMgmtEnd}, c.onMgmtEvent)
+	c.startWatches(addrs)
+}
+
+// startWatches mirrors watch.go's: with two or more mgmt addresses (and
+// the scenario's watches on), a client per address, configured as the
+// mgmt client but for the dead timeout: max(DeadTimeout, MgmtDeadTimeout).
+func (c *compProc) startWatches(addrs []string) {
+	t := c.w.sc.Timers
+	if !c.w.sc.Watch || len(addrs) < 2 {
+		return
+	}
+	cfg := clientConfig{retry: t.Retry, jitter: 0.2, dialTimeout: t.Dial, dead: max(t.PeerDead, t.MgmtDead), linger: t.Linger}
+	for _, a := range addrs {
+		c.watches = append(c.watches, newClient(c.w, &c.proc, cfg, []string{a},
+			handler{frame: c.onWatchFrame, ended: c.onWatchEnd}, c.onWatchEvent))
+	}
+}
+
+// onWatchEvent mirrors onWatchSession (established): the session is
+// kept by its remote address and sent the watch Identify.
+func (c *compProc) onWatchEvent(e *end, _ error) {
+	if e == nil {
+		return
+	}
+	c.watchSess[e] = e.remote
+	var in *hellopicsv1.Identify
+	if c.isCtrl {
+		in = c.ctrl.WatchIdentify()
+	} else {
+		in = c.data.WatchIdentify()
+	}
+	_ = c.w.net.send(e, int32(hellopicsv1.MsgType_MSG_TYPE_ID), in)
+}
+
+// onWatchEnd mirrors onWatchSession (ended).
+func (c *compProc) onWatchEnd(e *end, _ error) { delete(c.watchSess, e) }
+
+// onWatchFrame mirrors onWatchFrame. A frame whose body is not its
+// type's does not decode: tier.Prepare's error closes the session.
+func (c *compProc) onWatchFrame(e *end, typ int32, msg proto.Message) {
+	addr, ok := c.watchSess[e]
+	if !ok {
+		return
+	}
+	t := hellopicsv1.MsgType(typ)
+	if nm, known := handshake.NewMessage(t); !known || nm.ProtoReflect().Descriptor() != msg.ProtoReflect().Descriptor() {
+		c.w.net.abort(e, errors.New("frame does not decode"))
+		return
+	}
+	if t != hellopicsv1.MsgType_MSG_TYPE_ELECTED {
+		return // a Reject (mgmt then closes) or anything else: logged only
+	}
+	epoch := msg.(*hellopicsv1.Elected).GetEpoch()
+	if c.mgmtUp && c.mgmtAddr == addr {
+		return // already there
+	}
+	before := c.Epoch()
+	var outs []handshake.Output
+	if c.isCtrl {
+		outs = c.ctrl.MasterElected(addr, epoch)
+	} else {
+		outs = c.data.MasterElected(addr, epoch)
+	}
+	c.w.chk.compElected(c, e, epoch, outs, before)
+	c.apply(outs)
 }
 
 // crash is SIGKILL: nothing survives.
@@ -97,6 +170,9 @@ func (c *compProc) crash() {
 	c.up, c.paused = false, false
 	c.inbox, c.timers = nil, nil
 	c.mgmt.closed = true
+	for _, wc := range c.watches {
+		wc.closed = true
+	}
 	c.ctrl, c.data = nil, nil
 	c.w.tracef("%s crashes", c.name)
 }
@@ -163,6 +239,7 @@ func (c *compProc) onMgmtEvent(e *end, err error) {
 	id := handshake.SessionID(e.ID())
 	c.reg[id] = e
 	c.mgmtID, c.mgmtUp = id, true
+	c.mgmtAddr = e.remote
 	c.w.tracef("%s connected to mgmt %s", c.name, hostOf(e.remote))
 	c.apply(c.mUp(id))
 }

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/hellopics/hellopics/pkg/election"
+	"github.com/hellopics/hellopics/pkg/handshake"
 	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
 
@@ -51,14 +52,24 @@ const (
 	// an Identify that ctrl refuses (wrong pair, role, epoch at 2^63,
 	// epoch ahead of ctrl's).
 	HostileDataPort
+	// HostileWatchIdentify: at a mgmt's component port, a watch
+	// Identify wrong in itself (role, pair id, epoch at 2^63, an
+	// overlong instance), or an Elected or a frame of the wrong body
+	// before any Identify.
+	HostileWatchIdentify
+	// HostileElected: at ctrl's data port (the only component port a
+	// stranger can reach: watch sessions are the component's own
+	// connections), an Elected from that non-mgmt end, at EpochLimit or
+	// just above ctrl's fence, with or without an Identify before it.
+	HostileElected
 
-	hostileKinds = HostileDataPort
+	hostileKinds = HostileElected
 )
 
 var hostileNames = map[HostileKind]string{
 	HostileHAEpochRange: "ha-epoch-range", HostileHAEpochJump: "ha-epoch-jump", HostileHAUnknownPeer: "ha-unknown-peer",
 	HostileHABadField: "ha-bad-field", HostileHAMalformed: "ha-malformed", HostileIdentify: "bad-identify",
-	HostileSeqBomb: "seq-bomb", HostileDataPort: "data-port",
+	HostileSeqBomb: "seq-bomb", HostileDataPort: "data-port", HostileWatchIdentify: "bad-watch", HostileElected: "forged-elected",
 }
 
 // String is the kind's name.
@@ -71,7 +82,7 @@ func (k HostileKind) String() string {
 
 // target picks whom a hostile peer of kind k attacks.
 func (k HostileKind) target(r *rand.Rand, sc *Scenario, mgmts []string) string {
-	if k == HostileDataPort {
+	if k == HostileDataPort || k == HostileElected {
 		return fmt.Sprintf("c%d", 1+r.IntN(sc.Pairs))
 	}
 	return pick(r, mgmts...)
@@ -101,7 +112,7 @@ func (w *World) spawnHostile(f Fault) {
 	switch f.Hostile {
 	case HostileHAEpochRange, HostileHAEpochJump, HostileHAUnknownPeer, HostileHABadField, HostileHAMalformed:
 		addr = fmt.Sprintf("%s:%d", f.Proc, haPort)
-	case HostileIdentify, HostileSeqBomb:
+	case HostileIdentify, HostileSeqBomb, HostileWatchIdentify:
 		addr = fmt.Sprintf("%s:%d", f.Proc, compPort)
 	default:
 		addr = fmt.Sprintf("%s:%d", f.Proc, dataPort)
@@ -121,6 +132,8 @@ func (w *World) spawnHostile(f Fault) {
 		w.after(2*time.Second, func() { h.up = false })
 	})
 }
+
+const handshakeEpochLimit = handshake.EpochLimit
 
 type frame struct {
 	typ int32
@@ -190,6 +203,42 @@ func (h *hostileProc) frames() []frame {
 			out = append(out, hs(hellopicsv1.MsgType_MSG_TYPE_HELLO, &hellopicsv1.Identify{Role: hellopicsv1.Role_ROLE_DATA, PairId: "px"}))
 		}
 		return out
+	case HostileWatchIdentify:
+		id := hellopicsv1.MsgType_MSG_TYPE_ID
+		el := hellopicsv1.MsgType_MSG_TYPE_ELECTED
+		switch v % 6 {
+		case 0:
+			return []frame{hs(id, &hellopicsv1.Identify{Role: hellopicsv1.Role_ROLE_MGMT, PairId: "p1", Instance: "evil", Watch: true})}
+		case 1:
+			return []frame{hs(id, &hellopicsv1.Identify{Role: hellopicsv1.Role_ROLE_DATA, PairId: "bad pair!", Instance: "evil", Watch: true})}
+		case 2:
+			return []frame{hs(id, &hellopicsv1.Identify{Role: hellopicsv1.Role_ROLE_CTRL, PairId: "p1", DataAddr: "x:1", Epoch: 1 << 63, Watch: true})}
+		case 3:
+			return []frame{hs(id, &hellopicsv1.Identify{Role: hellopicsv1.Role_ROLE_DATA, PairId: "p1", Instance: strings.Repeat("i", 200), Watch: true})}
+		case 4:
+			return []frame{hs(el, &hellopicsv1.Elected{Epoch: handshakeEpochLimit}),
+				hs(id, &hellopicsv1.Identify{Role: hellopicsv1.Role_ROLE_UNSPECIFIED, PairId: "p1", Watch: true})}
+		default:
+			return []frame{hs(el, &hellopicsv1.Identify{Role: hellopicsv1.Role_ROLE_DATA, PairId: "p1", Watch: true})}
+		}
+	case HostileElected:
+		var fence uint64
+		for _, c := range w.comps {
+			if c.name == f.Proc && c.up && c.ctrl != nil {
+				fence = c.ctrl.Epoch()
+			}
+		}
+		el := hellopicsv1.MsgType_MSG_TYPE_ELECTED
+		pair := "p" + f.Proc[1:]
+		switch v % 3 {
+		case 0:
+			return []frame{hs(el, &hellopicsv1.Elected{Epoch: handshakeEpochLimit + uint64(v)})}
+		case 1:
+			return []frame{hs(el, &hellopicsv1.Elected{Epoch: fence + 1})}
+		default:
+			return []frame{hs(hellopicsv1.MsgType_MSG_TYPE_ID, &hellopicsv1.Identify{Role: hellopicsv1.Role_ROLE_DATA, PairId: pair, Epoch: 1 << 63, Instance: "evil"}),
+				hs(el, &hellopicsv1.Elected{Epoch: fence + 1})}
+		}
 	default: // HostileDataPort
 		var ctrl *compProc
 		for _, c := range w.comps {
@@ -212,7 +261,13 @@ func (h *hostileProc) frames() []frame {
 		case 2:
 			return []frame{hs(id, &hellopicsv1.Identify{Role: hellopicsv1.Role_ROLE_DATA, PairId: pair, Epoch: 1 << 63, Instance: "evil"})}
 		case 3:
-			return []frame{hs(id, &hellopicsv1.Identify{Role: hellopicsv1.Role_ROLE_DATA, PairId: pair, Epoch: fence + 1000, Instance: "evil"})}
+			// Ahead of ctrl's epoch by more than any run can move it: a
+			// bad-identify at a mgmt may legitimately lift the epochs by
+			// 1000 (ObserveComponentEpoch adopts up to MaxEpochJump, one
+			// per 20 heartbeats), so a claim of fence+1000 could be an
+			// epoch ctrl has seen by the time a paused ctrl reads it
+			// (seed 743621), and then nothing tells it from a real data.
+			return []frame{hs(id, &hellopicsv1.Identify{Role: hellopicsv1.Role_ROLE_DATA, PairId: pair, Epoch: fence + 1<<40 + uint64(v), Instance: "evil"})}
 		default:
 			return []frame{hs(hellopicsv1.MsgType_MSG_TYPE_READY, &hellopicsv1.Identify{Role: hellopicsv1.Role_ROLE_DATA, PairId: pair})}
 		}

@@ -47,8 +47,8 @@ type Options struct {
 	Bug Bug
 	// MaxEvents bounds a run (zero: no bound beyond the deadline).
 	MaxEvents int
-	// Strict makes the known limitations failures too (see
-	// Stats.KnownSaturated and Stats.KnownEpochAhead).
+	// Strict makes the known limitation a failure too (see
+	// Stats.KnownEpochAhead).
 	Strict bool
 }
 

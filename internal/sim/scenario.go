@@ -26,6 +26,11 @@ type Scenario struct {
 	// HAAnySource is mgmt's -ha-any-source: without it a hostile host
 	// cannot reach the HA port at all (the accept filter).
 	HAAnySource bool
+	// Watch is whether ctrl and data keep watch sessions to every mgmt
+	// address (pkg/appliance/watch.go), as they do with two or more
+	// addresses unless -no-watch. Drawn from its own stream of the seed,
+	// so that the rest of the scenario is what it was without it.
+	Watch bool
 	// Start is when each process (by name) first starts.
 	Start map[string]time.Duration
 	// Faults is the fault schedule, sorted by time.
@@ -182,6 +187,9 @@ func (sc *Scenario) String() string {
 	if sc.HAAnySource {
 		b.WriteString("; ha-any-source")
 	}
+	if !sc.Watch {
+		b.WriteString("; no-watch")
+	}
 	fmt.Fprintf(&b, "; heal at %s", fmtDur(sc.HealAt))
 	return b.String()
 }
@@ -257,6 +265,8 @@ func Generate(seed uint64) *Scenario {
 		Jitter:     pick(r, 0, 100*time.Microsecond, time.Millisecond),
 	}
 	sc.HAAnySource = r.IntN(3) == 0
+	// Watches in three seeds of four: both paths stay covered.
+	sc.Watch = rand.New(rand.NewPCG(seed, 0x77617463686573)).IntN(4) != 0
 	names := sc.procNames()
 	for _, name := range names {
 		sc.Start[name] = time.Duration(r.IntN(300)) * ms

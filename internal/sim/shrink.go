@@ -128,8 +128,8 @@ func (s *Stats) Add(o Stats) {
 	s.Masterships += o.Masterships
 	s.HostileFrames += o.HostileFrames
 	s.Faults += o.Faults
-	s.KnownSaturated += o.KnownSaturated
 	s.KnownEpochAhead += o.KnownEpochAhead
+	s.WatchSwitches += o.WatchSwitches
 }
 
 // Seed is the report's seed.

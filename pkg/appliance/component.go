@@ -295,7 +295,7 @@ func (c *Component) onMgmtSession(ev pconn.Event) {
 		c.mgmtID, c.mgmtUp = c.reg.Add(ev.Session), true
 		c.mgmtAddr = ev.Addr.String()
 		c.ep.Links().Established("mgmt")
-		c.log.Info("connected to mgmt", "component", c.name, "peer", ev.Addr.String(), "step", "connected")
+		c.log.Info("connected to mgmt", "component", c.name, "peer", "mgmt", "addr", ev.Addr.String(), "step", "connected")
 		c.apply(c.m.mgmtUp(c.mgmtID, now))
 		// The Identify is queued ahead of anything the application
 		// sends from here on.
@@ -392,7 +392,7 @@ func (c *Component) tick() { c.apply(c.m.tick(time.Now())) }
 // dial connects data to ctrl off the loop; the session's events report
 // success (peerUp), a failure is posted as DialFailed.
 func (c *Component) dial(addr string) {
-	c.log.Debug("dialling ctrl", "component", c.name, "peer", addr)
+	c.log.Debug("dialling ctrl", "component", c.name, "peer", "ctrl", "addr", addr)
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -400,7 +400,7 @@ func (c *Component) dial(addr string) {
 		if err != nil {
 			c.loop.Post(func() {
 				c.ep.Links().Failed("ctrl")
-				c.log.Warn("cannot reach ctrl; will ask mgmt again", "component", c.name, "peer", addr, "error", err)
+				c.log.Warn("cannot reach ctrl; will ask mgmt again", "component", c.name, "peer", "ctrl", "addr", addr, "error", err)
 				c.apply(c.m.(dataMachine).DialFailed(err.Error(), time.Now()))
 			})
 			return
@@ -430,7 +430,7 @@ func (c *Component) apply(outs []handshake.Output) {
 				c.dial(o.Addr)
 			}
 		case handshake.SwitchMgmt:
-			c.log.Info("following the master mgmt", "component", c.name, "peer", o.Addr, "epoch", o.Epoch, "step", "switch_mgmt")
+			c.log.Info("following the master mgmt", "component", c.name, "peer", "mgmt", "addr", o.Addr, "epoch", o.Epoch, "step", "switch_mgmt")
 			c.mgmt.Redirect(o.Addr)
 		}
 	}

@@ -82,6 +82,10 @@ type Management struct {
 	failOnce sync.Once
 	fail     chan error // receives the error that stops the instance
 
+	// helloBase is each running cycle's start of the current summary
+	// period (management_summary.go). On the loop.
+	helloBase map[string]helloBaseline
+
 	mu        sync.Mutex
 	listeners []func(*hellopicsv1.WatchEventsResponse)
 }
@@ -186,6 +190,7 @@ func StartManagement(cfg ManagementConfig) (*Management, error) {
 	}
 	s.log.Info("listening for components", "component", "mgmt", "id", s.cfg.ID, "addr", srv.Addr().String(),
 		"hello_interval", cfg.HelloInterval)
+	s.loop.Do(s.startHelloSummary)
 	s.startNotify()
 	if err := s.startHA(pc); err != nil {
 		s.Close()
@@ -291,10 +296,12 @@ func (s *Management) apply(outs []handshake.Output) {
 			switch o.Kind {
 			case handshake.EventCycleStarted:
 				s.rt.PairReady(o.PairID, o.Epoch)
+				s.helloCycleStarted(o.PairID)
 			case handshake.EventCycleStopped:
-				s.rt.PairLost(o.PairID, o.Message)
+				s.rt.PairLost(o.PairID, o.Attr("reason"))
+				delete(s.helloBase, o.PairID)
 			}
-			if o.Kind.Level() >= slog.LevelInfo {
+			if o.Kind.Level() >= slog.LevelInfo || o.Kind == handshake.EventMastership {
 				s.publish(&hellopicsv1.WatchEventsResponse{Kind: o.Kind.String(), PairId: o.PairID, Message: o.String(), Epoch: o.Epoch})
 			}
 		}

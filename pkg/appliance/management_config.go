@@ -95,6 +95,13 @@ type ManagementConfig struct {
 	// 10 s.
 	RefusalLogInterval time.Duration
 
+	// HelloSummaryInterval is how often the master logs, for each
+	// running Hello cycle, one INFO line "hello cycle summary" with the
+	// hellos sent, received, missed and out of order and the RTT median
+	// and 99th percentile over the period. 0 disables it. Default
+	// DefaultHelloSummaryInterval (1 min).
+	HelloSummaryInterval time.Duration
+
 	// HAAnySource accepts a mgmt peer's connection from any address.
 	// By default a connection whose first heartbeat names peer X must
 	// come from an IP address of X's configured HA address, so that a
@@ -127,7 +134,8 @@ func DefaultManagementConfig() ManagementConfig {
 		PairExpiry:      handshake.DefaultPairExpiry,
 		DeadTimeout:     3 * time.Second,
 
-		RefusalLogInterval: 10 * time.Second,
+		RefusalLogInterval:   10 * time.Second,
+		HelloSummaryInterval: DefaultHelloSummaryInterval,
 	}
 }
 
@@ -159,6 +167,9 @@ func (c *ManagementConfig) Problems() []error {
 	}
 	if c.HeartbeatInterval <= 0 {
 		errs = append(errs, fmt.Errorf("HeartbeatInterval %v must be positive", c.HeartbeatInterval))
+	}
+	if c.HelloSummaryInterval < 0 {
+		errs = append(errs, fmt.Errorf("HelloSummaryInterval %v is negative", c.HelloSummaryInterval))
 	}
 	if c.RefusalLogInterval < 0 {
 		errs = append(errs, fmt.Errorf("RefusalLogInterval %v is negative", c.RefusalLogInterval))

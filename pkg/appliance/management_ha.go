@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -537,7 +538,8 @@ func (s *Management) drainElection() {
 				}
 			}
 			for _, ev := range rd.Events {
-				s.log.Info(ev.String(), "component", "mgmt", "step", ev.Kind.String(), "epoch", ev.Epoch, "master", ev.Master)
+				msg, args := electionLine(ev)
+				s.log.Info(msg, args...)
 				s.publishHA(ev)
 				switch ev.Kind {
 				case election.EventBecameMaster, election.EventSteppedDown, election.EventMasterChanged, election.EventHandoverSent:
@@ -662,4 +664,45 @@ func (s *Management) setServing(master bool) {
 	if s.cfg.OnServing != nil {
 		s.cfg.OnServing(master)
 	}
+}
+
+// electionLine is the log line of an election event: what happened in
+// words, the values in the keys component, step, epoch, master, peer and
+// reason (the last three only when set).
+func electionLine(ev election.Event) (string, []any) {
+	var msg string
+	switch ev.Kind {
+	case election.EventBecameMaster:
+		msg = "became master"
+	case election.EventSteppedDown:
+		msg = "stepped down"
+	case election.EventMasterChanged:
+		msg = "following a new master"
+		if ev.Master == "" {
+			msg = "no live master"
+		}
+	case election.EventPeerUp:
+		msg = "mgmt peer up"
+	case election.EventPeerDown:
+		msg = "mgmt peer down"
+	case election.EventSwitchoverStarted:
+		msg = "switchover started"
+	case election.EventHandoverSent:
+		msg = "mastership handed over"
+	case election.EventSwitchoverAborted:
+		msg = "switchover aborted"
+	default:
+		msg = strings.ReplaceAll(ev.Kind.String(), "_", " ")
+	}
+	args := []any{"component", "mgmt", "step", ev.Kind.String(), "epoch", ev.Epoch}
+	if ev.Master != "" {
+		args = append(args, "master", ev.Master)
+	}
+	if ev.Peer != "" {
+		args = append(args, "peer", ev.Peer)
+	}
+	if ev.Reason != "" {
+		args = append(args, "reason", ev.Reason)
+	}
+	return msg, args
 }

@@ -37,7 +37,7 @@ func (f *fence) admit(out *outputs, e uint64, what string, from hellopicsv1.Role
 	}
 	if e < f.epoch {
 		out.event(Event{Kind: EventStaleEpoch, Peer: from, PairID: pairID, Session: s, Seq: seq, Epoch: e,
-			Message: fmt.Sprintf("dropped %s with epoch %d below %d", what, e, f.epoch)})
+			Message: "message of an older epoch dropped", Attrs: []any{"what", what, "known_epoch", f.epoch}})
 		return false
 	}
 	if from == hellopicsv1.Role_ROLE_MGMT {
@@ -61,12 +61,12 @@ func (f *fence) redirect(out *outputs, s SessionID, r *hellopicsv1.Redirect, pai
 	*out = append(*out, Close{Session: s, Reason: "redirected by a backup mgmt"})
 	if r.GetMasterAddr() == "" {
 		out.event(Event{Kind: EventRedirect, Peer: hellopicsv1.Role_ROLE_MGMT, PairID: pairID, Session: s, Epoch: r.GetEpoch(),
-			Message: "mgmt is a backup and knows no master; retry later"})
+			Message: "mgmt is a backup and knows no master; retrying later"})
 		return true
 	}
 	*out = append(*out, SwitchMgmt{Addr: r.GetMasterAddr(), Epoch: r.GetEpoch()})
 	out.event(Event{Kind: EventRedirect, Peer: hellopicsv1.Role_ROLE_MGMT, PairID: pairID, Session: s, Epoch: r.GetEpoch(),
-		Message: "mgmt is a backup; switching to master at " + r.GetMasterAddr()})
+		Message: "mgmt is a backup; switching to the master", Attrs: []any{"master_addr", Sanitize(r.GetMasterAddr())}})
 	return true
 }
 
@@ -92,7 +92,7 @@ func (f *fence) elected(out *outputs, s SessionID, up bool, addr string, epoch u
 	}
 	*out = append(*out, SwitchMgmt{Addr: addr, Epoch: epoch})
 	out.event(Event{Kind: EventRedirect, Peer: hellopicsv1.Role_ROLE_MGMT, PairID: pairID, Session: s, Epoch: epoch,
-		Message: fmt.Sprintf("mgmt at %s elected master at epoch %d; switching to it", addr, epoch)})
+		Message: "a new master was elected; switching to it", Attrs: []any{"master_addr", addr}})
 	return up
 }
 
@@ -134,7 +134,7 @@ func (f *fence) forwardHello(out *outputs, h *hellopicsv1.Hello, hp hop) {
 	}
 	if !hp.toUp {
 		out.event(Event{Kind: EventDropped, Peer: hp.from, PairID: hp.pairID, Session: hp.fromSession, Seq: h.GetSeq(), Epoch: h.GetEpoch(),
-			Message: fmt.Sprintf("hello for %s, but %s not connected", to, to)})
+			Message: "hello dropped: the next hop is not connected", Attrs: []any{"to", to}})
 		return
 	}
 	out.send(hp.toSession, hellopicsv1.MsgType_MSG_TYPE_HELLO, h)

@@ -108,7 +108,7 @@ func (c *Ctrl) MgmtDown(id SessionID, reason string) []Output {
 	}
 	c.mgmtUp = false
 	var out outputs
-	out.event(Event{Kind: EventDown, Peer: hellopicsv1.Role_ROLE_MGMT, PairID: c.cfg.PairID, Session: id, Message: "mgmt lost: " + reason})
+	out.event(Event{Kind: EventDown, Peer: hellopicsv1.Role_ROLE_MGMT, PairID: c.cfg.PairID, Session: id, Message: "mgmt lost", Attrs: []any{"reason", reason}})
 	return out
 }
 
@@ -150,7 +150,7 @@ func (c *Ctrl) DataDown(id SessionID, reason string) []Output {
 	}
 	c.hasData, c.dataReady = false, false
 	var out outputs
-	out.event(Event{Kind: EventDown, Peer: hellopicsv1.Role_ROLE_DATA, PairID: c.cfg.PairID, Session: id, Message: "data lost: " + reason})
+	out.event(Event{Kind: EventDown, Peer: hellopicsv1.Role_ROLE_DATA, PairID: c.cfg.PairID, Session: id, Message: "data lost", Attrs: []any{"reason", reason}})
 	return out
 }
 
@@ -197,7 +197,7 @@ func (c *Ctrl) fromMgmt(out *outputs, t hellopicsv1.MsgType, msg proto.Message) 
 			out.send(c.mgmt, hellopicsv1.MsgType_MSG_TYPE_READY, c.readyMsg())
 		}
 		out.event(Event{Kind: EventPeer, Peer: from, PairID: c.cfg.PairID, Session: c.mgmt, Epoch: p.GetEpoch(),
-			Message: fmt.Sprintf("mgmt registered data at %s (ready=%v)", Sanitize(p.GetAddr()), c.dataReady)})
+			Message: "mgmt registered data", Attrs: []any{"data_addr", Sanitize(p.GetAddr()), "data_ready", c.dataReady}})
 	case hellopicsv1.MsgType_MSG_TYPE_REDIRECT:
 		if c.fence.redirect(out, c.mgmt, msg.(*hellopicsv1.Redirect), c.cfg.PairID) {
 			c.mgmtUp = false
@@ -212,6 +212,11 @@ func (c *Ctrl) fromMgmt(out *outputs, t hellopicsv1.MsgType, msg proto.Message) 
 // rejectData refuses data session id under rule refused: a Reject with
 // reason (which must reveal nothing the sender did not send), a Close, and
 // an event with reason and detail.
+// ReasonEpochAhead is the reason of ctrl's Reject of a data that has
+// seen a higher epoch than ctrl: at a start or failover, data can reach
+// ctrl before mgmt's Peer tells ctrl the epoch; data retries.
+const ReasonEpochAhead = "ctrl has not seen that epoch yet; retry"
+
 func (c *Ctrl) rejectData(out *outputs, id SessionID, refused, reason, detail string) {
 	out.send(id, hellopicsv1.MsgType_MSG_TYPE_REJECT, &hellopicsv1.Reject{Reason: Sanitize(reason)})
 	*out = append(*out, Close{Session: id, Reason: reason})
@@ -223,7 +228,7 @@ func (c *Ctrl) rejectData(out *outputs, id SessionID, refused, reason, detail st
 		msg += " (" + detail + ")"
 	}
 	out.event(Event{Kind: EventRejected, Peer: hellopicsv1.Role_ROLE_DATA, PairID: c.cfg.PairID, Session: id, Epoch: c.fence.epoch,
-		Refused: refused, Message: msg})
+		Refused: refused, Message: msg, Race: reason == ReasonEpochAhead})
 	delete(c.dataSessions, id)
 }
 
@@ -259,7 +264,7 @@ func (c *Ctrl) identifyData(out *outputs, id SessionID, t hellopicsv1.MsgType, m
 		return
 	}
 	if in.GetEpoch() > c.fence.epoch {
-		c.rejectData(out, id, RefusedEpochAhead, "ctrl has not seen that epoch yet; retry",
+		c.rejectData(out, id, RefusedEpochAhead, ReasonEpochAhead,
 			fmt.Sprintf("data has seen epoch %d, ctrl %d", in.GetEpoch(), c.fence.epoch))
 		return
 	}
@@ -279,7 +284,7 @@ func (c *Ctrl) identifyData(out *outputs, id SessionID, t hellopicsv1.MsgType, m
 	ds.identified, ds.instance = true, in.GetInstance()
 	c.data, c.hasData = id, true
 	out.event(Event{Kind: EventIdentified, Peer: hellopicsv1.Role_ROLE_DATA, PairID: c.cfg.PairID, Session: id, Epoch: c.fence.epoch,
-		Message: fmt.Sprintf("data instance %s from %s", in.GetInstance(), ds.remoteAddr)})
+		Message: "data identified", Attrs: []any{"instance", in.GetInstance(), "addr", ds.remoteAddr}})
 }
 
 func (c *Ctrl) fromData(out *outputs, t hellopicsv1.MsgType, msg proto.Message) {
@@ -294,7 +299,7 @@ func (c *Ctrl) fromData(out *outputs, t hellopicsv1.MsgType, msg proto.Message) 
 		// r.Epoch is data's to report, not to raise ctrl's fence with.
 		c.dataReady = true
 		out.event(Event{Kind: EventReady, Peer: from, PairID: c.cfg.PairID, Session: c.data, Epoch: c.fence.epoch,
-			Message: fmt.Sprintf("data ready; telling mgmt (connected=%v)", c.mgmtUp)})
+			Message: "data ready", Attrs: []any{"mgmt_connected", c.mgmtUp}})
 		if c.mgmtUp {
 			out.send(c.mgmt, hellopicsv1.MsgType_MSG_TYPE_READY, c.readyMsg())
 		}

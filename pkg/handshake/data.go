@@ -48,6 +48,10 @@ type Data struct {
 	cfg   DataConfig
 	fence fence
 
+	// ctrlRaced: ctrl refused this link for the epoch race
+	// (ReasonEpochAhead); its loss is logged at Debug.
+	ctrlRaced bool
+
 	mgmt   SessionID
 	mgmtUp bool
 
@@ -126,7 +130,7 @@ func (d *Data) MgmtDown(id SessionID, reason string, now time.Time) []Output {
 	}
 	d.mgmtUp = false
 	var out outputs
-	out.event(Event{Kind: EventDown, Peer: hellopicsv1.Role_ROLE_MGMT, PairID: d.cfg.PairID, Session: id, Message: "mgmt lost: " + reason})
+	out.event(Event{Kind: EventDown, Peer: hellopicsv1.Role_ROLE_MGMT, PairID: d.cfg.PairID, Session: id, Message: "mgmt lost", Attrs: []any{"reason", reason}})
 	return out
 }
 
@@ -134,7 +138,7 @@ func (d *Data) dial(out *outputs, addr string) {
 	d.retry = false
 	d.dialing, d.dialAddr = true, addr
 	*out = append(*out, Dial{Addr: addr})
-	out.event(Event{Kind: EventPeer, Peer: hellopicsv1.Role_ROLE_CTRL, PairID: d.cfg.PairID, Epoch: d.fence.epoch, Message: "dialling ctrl at " + addr})
+	out.event(Event{Kind: EventPeer, Peer: hellopicsv1.Role_ROLE_CTRL, PairID: d.cfg.PairID, Epoch: d.fence.epoch, Message: "dialling ctrl", Attrs: []any{"addr", addr}})
 }
 
 // CtrlUp reports that the connection asked for by the last Dial is
@@ -160,7 +164,7 @@ func (d *Data) CtrlUp(id SessionID, now time.Time) []Output {
 		out.send(d.mgmt, hellopicsv1.MsgType_MSG_TYPE_READY, d.readyMsg())
 	}
 	out.event(Event{Kind: EventReady, Peer: hellopicsv1.Role_ROLE_CTRL, PairID: d.cfg.PairID, Session: id, Epoch: d.fence.epoch,
-		Message: fmt.Sprintf("connected to ctrl at %s; ready (mgmt connected=%v)", d.dialAddr, d.mgmtUp)})
+		Message: "connected to ctrl; ready", Attrs: []any{"addr", d.dialAddr, "mgmt_connected", d.mgmtUp}})
 	return out
 }
 
@@ -188,7 +192,9 @@ func (d *Data) CtrlDown(id SessionID, reason string, now time.Time) []Output {
 	}
 	d.ctrlUp = false
 	var out outputs
-	out.event(Event{Kind: EventDown, Peer: hellopicsv1.Role_ROLE_CTRL, PairID: d.cfg.PairID, Session: id, Message: "ctrl lost: " + reason})
+	out.event(Event{Kind: EventDown, Peer: hellopicsv1.Role_ROLE_CTRL, PairID: d.cfg.PairID, Session: id, Message: "ctrl lost", Attrs: []any{"reason", reason},
+		Race: d.ctrlRaced})
+	d.ctrlRaced = false
 	if at := d.ctrlSince.Add(d.cfg.RetryDelay); now.Before(at) {
 		d.retry, d.retryAt = true, at
 		return out
@@ -288,7 +294,7 @@ func (d *Data) peer(out *outputs, p *hellopicsv1.Peer) {
 		// readiness: say again that we are ready.
 		out.send(d.mgmt, hellopicsv1.MsgType_MSG_TYPE_READY, d.readyMsg())
 		out.event(Event{Kind: EventPeer, Peer: hellopicsv1.Role_ROLE_CTRL, PairID: d.cfg.PairID, Session: d.mgmt, Epoch: p.GetEpoch(),
-			Message: "mgmt registered our ctrl at " + d.ctrlAddr + "; still connected, ready again"})
+			Message: "mgmt registered the ctrl already connected; ready again", Attrs: []any{"addr", d.ctrlAddr}})
 	case d.ctrlUp:
 		*out = append(*out, Close{Session: d.ctrl, Reason: "ctrl moved to " + d.ctrlAddr})
 		d.ctrlUp = false
@@ -308,7 +314,10 @@ func (d *Data) fromCtrl(out *outputs, t hellopicsv1.MsgType, msg proto.Message) 
 			fromSession: d.ctrl, toSession: d.mgmt, toUp: d.mgmtUp,
 			want: hellopicsv1.Direction_DIRECTION_MGMT_CTRL_DATA, pairID: d.cfg.PairID})
 	case hellopicsv1.MsgType_MSG_TYPE_REJECT:
-		out.event(Event{Kind: EventRejected, Peer: from, PairID: d.cfg.PairID, Session: d.ctrl, Message: "ctrl refuses: " + Sanitize(msg.(*hellopicsv1.Reject).GetReason())})
+		reason := Sanitize(msg.(*hellopicsv1.Reject).GetReason())
+		d.ctrlRaced = reason == ReasonEpochAhead
+		out.event(Event{Kind: EventRejected, Peer: from, PairID: d.cfg.PairID, Session: d.ctrl, Message: "ctrl refuses",
+			Attrs: []any{"reason", reason}, Race: d.ctrlRaced})
 	default:
 		ignored(out, from, d.cfg.PairID, d.ctrl, "unexpected %s from ctrl", t)
 	}

@@ -282,22 +282,37 @@ func TestMgmtIdentifyLimits(t *testing.T) {
 	}
 }
 
-// TestMgmtLastSeqBound: the highest accepted last_seq still leaves hello
-// numbers that never wrap.
+// TestMgmtLastSeqBound: an Identify's last_seq moves the counter by less
+// than MaxSeqJump, a larger jump is refused without touching the state,
+// and the counter stops below SeqLimit-1 (where a component's report
+// saturates) rather than send a number twice or wrap.
 func TestMgmtLastSeqBound(t *testing.T) {
 	m := newTestMgmt(t, MgmtConfig{Epoch: 1})
+	start := m.NextSeq()
 	m.SessionUp(1, "10.0.0.1:1", t0)
-	m.Receive(1, msgID, &hellopicsv1.Identify{Role: roleCtrlPB, PairId: "p1", Instance: "c", DataAddr: "c:1", LastSeq: SeqLimit - 1}, t0)
-	if m.NextSeq() != SeqLimit {
-		t.Fatalf("next seq %d", m.NextSeq())
+	if got := summary(m.Receive(1, msgID, &hellopicsv1.Identify{Role: roleCtrlPB, PairId: "p1", Instance: "c", DataAddr: "c:1",
+		LastSeq: start + MaxSeqJump - 1}, t0)); got != " | identified" {
+		t.Fatalf("last_seq just under the jump bound: %s", got)
 	}
-	// The counter at its very end stops the cycle rather than wrap.
-	m.nextSeq = math.MaxUint64
+	if m.NextSeq() != start+MaxSeqJump {
+		t.Fatalf("next seq %d, want %d", m.NextSeq(), start+MaxSeqJump)
+	}
+	// A jump of MaxSeqJump or more: refused, nothing changes.
+	next := m.NextSeq()
+	m.SessionUp(3, "10.0.0.3:1", t0)
+	outs := m.Receive(3, msgID, &hellopicsv1.Identify{Role: roleDataPB, PairId: "p9", Instance: "evil", LastSeq: next + MaxSeqJump}, t0)
+	wantRefused(t, outs, RefusedSeqRange)
+	if m.NextSeq() != next || len(m.Pairs()) != 1 {
+		t.Fatalf("a refused jump changed the state: next %d -> %d, %d pairs", next, m.NextSeq(), len(m.Pairs()))
+	}
+	// The counter at SeqLimit-1 stops the cycle: a component reports at
+	// most SeqLimit-1, so a number from there on could be sent twice.
+	m.nextSeq = SeqLimit - 1
 	m.SessionUp(2, "10.0.0.2:1", t0)
 	m.Receive(2, msgID, dataID("p1", "d"), t0)
 	m.Receive(2, msgReady, &hellopicsv1.Ready{Role: roleDataPB, PairId: "p1"}, t0)
-	outs := m.Receive(1, msgReady, &hellopicsv1.Ready{Role: roleCtrlPB, PairId: "p1"}, t0)
-	if got := summary(outs); got != " | ready cycle_started cycle_stopped" || m.NextSeq() != math.MaxUint64 {
+	outs = m.Receive(1, msgReady, &hellopicsv1.Ready{Role: roleCtrlPB, PairId: "p1"}, t0)
+	if got := summary(outs); got != " | ready cycle_started cycle_stopped" || m.NextSeq() != SeqLimit-1 {
 		t.Fatalf("at the end of the numbers: %s, next %d", got, m.NextSeq())
 	}
 	// SetMastership ignores epochs out of range.

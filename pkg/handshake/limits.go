@@ -40,6 +40,16 @@ const (
 	// room that can never wrap.
 	EpochLimit = uint64(1) << 63
 	SeqLimit   = uint64(1) << 63
+	// MaxSeqJump bounds how far above a master's next hello number an
+	// Identify's last_seq may take it. An honest component reports the
+	// highest number a master sent it, so it is ahead only of a master
+	// that lost the synced state, and by at most what the appliance ever
+	// sent: 2^48 is 89 years of 100,000 hellos a second. A larger jump is
+	// refused (RefusedSeqRange), so that one forged Identify cannot use up
+	// the numbers. mgmt never sends SeqLimit-1 or above (a component's
+	// report saturates there), so numbers are never sent twice however
+	// the counter was moved; at the end the cycle stops.
+	MaxSeqJump = uint64(1) << 48
 
 	// DefaultMaxPairs is MgmtConfig.MaxPairs when none is set. With every
 	// string at its limit, a registry of this many pairs still fits in one
@@ -59,7 +69,7 @@ const (
 	RefusedVersion         = "version"          // version too long or unprintable
 	RefusedEpochRange      = "epoch_range"      // an epoch at or above 2^63
 	RefusedEpochAhead      = "epoch_ahead"      // a component has seen a higher epoch than the receiver
-	RefusedSeqRange        = "seq_range"        // a hello number at or above 2^63
+	RefusedSeqRange        = "seq_range"        // a hello number at or above 2^63, or MaxSeqJump above the master's
 	RefusedInUse           = "in_use"           // the role of the pair is held by a live session
 	RefusedTooManyPairs    = "too_many_pairs"   // a new pair beyond MaxPairs
 	RefusedWrongPair       = "wrong_pair"       // data of another pair at ctrl

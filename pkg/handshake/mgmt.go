@@ -244,11 +244,11 @@ func (m *Mgmt) SessionDown(id SessionID, reason string, now time.Time) []Output 
 			delete(m.watches, k)
 		}
 		out.event(Event{Kind: EventWatch, Peer: w.GetRole(), PairID: w.GetPairId(), Session: id,
-			Message: "watch session from " + s.remoteAddr + " lost: " + reason})
+			Message: "watch session lost", Attrs: []any{"addr", s.remoteAddr, "reason", reason}})
 		return out
 	}
 	if !s.identified {
-		out.event(Event{Kind: EventDown, Session: id, Message: "unidentified session from " + s.remoteAddr + " lost: " + reason})
+		out.event(Event{Kind: EventDown, Session: id, Message: "unidentified session lost", Attrs: []any{"addr", s.remoteAddr, "reason", reason}})
 		return out
 	}
 	p := m.pairs[s.ident.GetPairId()]
@@ -264,7 +264,8 @@ func (m *Mgmt) SessionDown(id SessionID, reason string, now time.Time) []Output 
 		p.idleSince = now
 	}
 	why := fmt.Sprintf("%s %s lost: %s", RoleName(s.ident.GetRole()), s.ident.GetInstance(), reason)
-	out.event(Event{Kind: EventDown, Peer: s.ident.GetRole(), PairID: p.id, Session: id, Epoch: m.cfg.Epoch, Message: why})
+	out.event(Event{Kind: EventDown, Peer: s.ident.GetRole(), PairID: p.id, Session: id, Epoch: m.cfg.Epoch,
+		Message: "component lost", Attrs: []any{"instance", s.ident.GetInstance(), "reason", reason}})
 	m.resetPair(&out, p, why)
 	return out
 }
@@ -277,7 +278,8 @@ func (m *Mgmt) resetPair(out *outputs, p *pair, why string) {
 	if p.running {
 		p.running = false
 		p.outstanding = hello{}
-		out.event(Event{Kind: EventCycleStopped, PairID: p.id, Seq: p.lastSeq, Epoch: m.cfg.Epoch, Message: why})
+		out.event(Event{Kind: EventCycleStopped, PairID: p.id, Seq: p.lastSeq, Epoch: m.cfg.Epoch,
+			Message: "hello cycle stopped", Attrs: []any{"reason", why}})
 	}
 }
 
@@ -427,7 +429,11 @@ func (m *Mgmt) identify(out *outputs, s *mgmtSession, in *hellopicsv1.Identify, 
 		if !ValidPairID(pairID) {
 			pairID = ""
 		}
-		out.event(Event{Kind: EventRedirect, Peer: in.GetRole(), PairID: pairID, Session: s.id, Epoch: m.cfg.Epoch, Message: reason})
+		msg, attrs := "not master; component redirected to the master", []any{"master_addr", m.cfg.MasterAddr}
+		if m.cfg.MasterAddr == "" {
+			msg, attrs = "not master and no master known; component told to retry", nil
+		}
+		out.event(Event{Kind: EventRedirect, Peer: in.GetRole(), PairID: pairID, Session: s.id, Epoch: m.cfg.Epoch, Message: msg, Attrs: attrs})
 		delete(m.sessions, s.id)
 		return
 	}
@@ -437,6 +443,12 @@ func (m *Mgmt) identify(out *outputs, s *mgmtSession, in *hellopicsv1.Identify, 
 		return
 	}
 	if ls := in.GetLastSeq(); ls >= m.nextSeq {
+		if ls-m.nextSeq >= MaxSeqJump {
+			m.reject(out, s, in, RefusedSeqRange, "last_seq too far above this master's hello numbers",
+				fmt.Sprintf("last_seq %d, next %d, at most %d above", ls, m.nextSeq, MaxSeqJump))
+			delete(m.sessions, s.id)
+			return
+		}
 		// The component has forwarded numbers this master never synced
 		// (it took over without the old master's state): go past them.
 		// checkIdentity bounds ls below SeqLimit, so this cannot wrap.
@@ -463,7 +475,7 @@ func (m *Mgmt) identify(out *outputs, s *mgmtSession, in *hellopicsv1.Identify, 
 	s.ident = proto.Clone(in).(*hellopicsv1.Identify)
 	*mb = member{session: s.id, live: true, instance: in.GetInstance(), addr: s.remoteAddr, dataAddr: in.GetDataAddr(), since: s.since}
 	out.event(Event{Kind: EventIdentified, Peer: role, PairID: p.id, Session: s.id, Epoch: m.cfg.Epoch,
-		Message: fmt.Sprintf("%s %s instance %s from %s", RoleName(role), p.id, in.GetInstance(), s.remoteAddr)})
+		Message: "component identified", Attrs: []any{"instance", in.GetInstance(), "addr", s.remoteAddr}})
 	// Tell the other side of the pair about the newcomer. data learns (or
 	// relearns) where ctrl listens; ctrl learns that data is back. Either
 	// re-announces its readiness if it still is ready, which is how a pair
@@ -549,7 +561,7 @@ func (m *Mgmt) checkIdentity(s *mgmtSession, in *hellopicsv1.Identify) (refused,
 func (m *Mgmt) sendPeer(out *outputs, p *pair, to SessionID, role hellopicsv1.Role, addr string) {
 	out.send(to, hellopicsv1.MsgType_MSG_TYPE_PEER, &hellopicsv1.Peer{Role: role, PairId: p.id, Addr: addr, Epoch: m.cfg.Epoch})
 	out.event(Event{Kind: EventPeer, Peer: role, PairID: p.id, Session: to, Epoch: m.cfg.Epoch,
-		Message: fmt.Sprintf("sent %s address %s", RoleName(role), addr)})
+		Message: "sent its address to the other side of the pair", Attrs: []any{"addr", addr}})
 }
 
 func (m *Mgmt) getPeer(out *outputs, s *mgmtSession, p *pair, g *hellopicsv1.GetPeer) {
@@ -577,14 +589,14 @@ func (m *Mgmt) ready(out *outputs, s *mgmtSession, p *pair, r *hellopicsv1.Ready
 	mb.wasReady = true
 	if !mb.ready {
 		mb.ready = true
-		out.event(Event{Kind: EventReady, Peer: role, PairID: p.id, Session: s.id, Epoch: m.cfg.Epoch, Message: RoleName(role) + " ready"})
+		out.event(Event{Kind: EventReady, Peer: role, PairID: p.id, Session: s.id, Epoch: m.cfg.Epoch, Message: "component ready"})
 	}
 	if p.ctrl.ready && p.data.ready && !p.running {
 		p.running = true
 		p.nextDir = hellopicsv1.Direction_DIRECTION_MGMT_CTRL_DATA
 		p.outstanding = hello{}
 		out.event(Event{Kind: EventCycleStarted, PairID: p.id, Seq: m.nextSeq, Epoch: m.cfg.Epoch,
-			Message: fmt.Sprintf("ctrl and data ready; hello every %v", m.cfg.HelloInterval)})
+			Message: "ctrl and data ready; hello cycle started", Attrs: []any{"hello_interval", m.cfg.HelloInterval.String()}})
 		m.sendHello(out, p, now)
 	}
 }
@@ -608,17 +620,18 @@ func (m *Mgmt) countOutage(out *outputs, p *pair, now time.Time) {
 		p.missed += lost
 	}
 	out.event(Event{Kind: EventOutage, PairID: p.id, Epoch: m.cfg.Epoch, Outage: gap,
-		Message: fmt.Sprintf("hello cycle back after a failover: %v without a returned hello; %d hellos counted as missed", gap.Round(time.Millisecond), lost)})
+		Message: "hello cycle back after a failover; the hellos due meanwhile count as missed",
+		Attrs:   []any{"outage", gap.Round(time.Millisecond).String(), "missed", lost}})
 }
 
 // sendHello sends p's next hello and schedules the one after.
 func (m *Mgmt) sendHello(out *outputs, p *pair, now time.Time) {
-	if m.nextSeq == math.MaxUint64 {
-		// Unreachable in practice (2^63 hellos after the highest accepted
-		// last_seq), but never wrap: stop instead.
+	if m.nextSeq >= SeqLimit-1 {
+		// Unreachable by honest components (see MaxSeqJump), but never send a number a component cannot report
+		// in full (its report saturates at SeqLimit-1): stop instead.
 		p.running = false
 		p.outstanding = hello{}
-		out.event(Event{Kind: EventCycleStopped, PairID: p.id, Seq: p.lastSeq, Epoch: m.cfg.Epoch, Message: "hello numbers exhausted"})
+		out.event(Event{Kind: EventCycleStopped, PairID: p.id, Seq: p.lastSeq, Epoch: m.cfg.Epoch, Message: "hello cycle stopped", Attrs: []any{"reason", "hello numbers exhausted"}})
 		return
 	}
 	h := hello{seq: m.nextSeq, dir: p.nextDir, sentAt: now}
@@ -653,7 +666,8 @@ func (m *Mgmt) helloBack(out *outputs, s *mgmtSession, p *pair, h *hellopicsv1.H
 		s.ident.GetRole() != lastHop || h.GetPairId() != p.id {
 		inc(&p.outOfOrder)
 		out.event(Event{Kind: EventHelloOutOfOrder, Peer: s.ident.GetRole(), PairID: p.id, Session: s.id, Seq: h.GetSeq(), Epoch: h.GetEpoch(),
-			Message: fmt.Sprintf("hello %d %s from %s; expected %d", h.GetSeq(), h.GetDirection(), RoleName(s.ident.GetRole()), o.seq)})
+			Message: "hello came back with an unexpected number",
+			Attrs:   []any{"direction", h.GetDirection().String(), "from", RoleName(s.ident.GetRole()), "expected", o.seq}})
 		return
 	}
 	p.outstanding = hello{}
@@ -719,7 +733,7 @@ func (m *Mgmt) Tick(now time.Time) []Output {
 			}
 			delete(m.pairs, p.id)
 			out.event(Event{Kind: EventPairExpired, PairID: p.id, Epoch: m.cfg.Epoch,
-				Message: fmt.Sprintf("ctrl and data gone for %v; removed from the registry", now.Sub(p.idleSince))})
+				Message: "ctrl and data gone too long; pair removed from the registry", Attrs: []any{"gone", now.Sub(p.idleSince).Round(time.Millisecond).String()}})
 		}
 	}
 	for _, p := range m.sortedPairs() {
@@ -729,7 +743,8 @@ func (m *Mgmt) Tick(now time.Time) []Output {
 		if p.outstanding.seq != 0 {
 			inc(&p.missed)
 			out.event(Event{Kind: EventHelloMissed, PairID: p.id, Seq: p.outstanding.seq, Epoch: m.cfg.Epoch,
-				Message: fmt.Sprintf("hello %d %s not back after %v", p.outstanding.seq, p.outstanding.dir, now.Sub(p.outstanding.sentAt))})
+				Message: "hello not back when the next was due",
+				Attrs:   []any{"direction", p.outstanding.dir.String(), "waited", now.Sub(p.outstanding.sentAt).Round(time.Millisecond).String()}})
 		}
 		m.sendHello(&out, p, now)
 	}
@@ -761,7 +776,7 @@ func (m *Mgmt) SetMastership(isMaster bool, epoch uint64, masterAddr string, now
 		// losing sight of the master (MasterAddr) happens at every late
 		// heartbeat.
 		out.event(Event{Kind: EventMastership, Epoch: m.cfg.Epoch,
-			Message: fmt.Sprintf("master=%v master_addr=%q (was master=%v)", isMaster, masterAddr, !wasBackup)})
+			Message: mastershipMessage(isMaster, masterAddr)})
 	}
 	if !m.cfg.Backup || m.cfg.MasterAddr != "" {
 		// Answer the held identifies: accepted as master, redirected
@@ -803,7 +818,7 @@ func (m *Mgmt) SetMastership(isMaster bool, epoch uint64, masterAddr string, now
 		}
 		out.send(id, hellopicsv1.MsgType_MSG_TYPE_REDIRECT, &hellopicsv1.Redirect{MasterAddr: masterAddr, Epoch: m.cfg.Epoch})
 		out = append(out, Close{Session: id, Reason: "no longer master"})
-		out.event(Event{Kind: EventRedirect, Peer: s.ident.GetRole(), PairID: s.ident.GetPairId(), Session: id, Epoch: m.cfg.Epoch, Message: "no longer master; redirected to " + masterAddr})
+		out.event(Event{Kind: EventRedirect, Peer: s.ident.GetRole(), PairID: s.ident.GetPairId(), Session: id, Epoch: m.cfg.Epoch, Message: "no longer master; component redirected to the master", Attrs: []any{"master_addr", masterAddr}})
 		out = append(out, m.SessionDown(id, "no longer master", now)...)
 	}
 	return out
@@ -1024,4 +1039,15 @@ func (m *Mgmt) Restore(s Snapshot) error {
 		}
 	}
 	return nil
+}
+
+func mastershipMessage(isMaster bool, masterAddr string) string {
+	switch {
+	case isMaster:
+		return "now master"
+	case masterAddr == "":
+		return "now a backup; no master known"
+	default:
+		return "now a backup of the master at " + masterAddr
+	}
 }

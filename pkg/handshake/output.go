@@ -3,6 +3,7 @@ package handshake
 import (
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -69,8 +70,16 @@ type Event struct {
 	Seq uint64
 	// Epoch is the mastership epoch concerned, if any.
 	Epoch uint64
-	// Message says what happened, for people.
+	// Message says what happened, for people, in words: the values
+	// belong in Attrs.
 	Message string
+	// Race marks an expected race of a normal start or failover that
+	// the sides retry by themselves (data reaching ctrl before mgmt told
+	// ctrl the epoch): logged at Debug, refusal or not.
+	Race bool
+	// Attrs are further key/value pairs for the log line (addr,
+	// instance, ...), after the keys above.
+	Attrs []any
 	// RTT is the round-trip time of a returned hello (EventHelloReturned).
 	RTT time.Duration
 	// Outage is how long a pair's cycle was silent across a failover
@@ -86,9 +95,31 @@ type Event struct {
 	Refused string
 }
 
+// attrString is Attrs as " key=value" pairs, for String.
+func (e Event) attrString() string {
+	var b strings.Builder
+	for i := 0; i+1 < len(e.Attrs); i += 2 {
+		fmt.Fprintf(&b, " %v=%v", e.Attrs[i], e.Attrs[i+1])
+	}
+	return b.String()
+}
+
+// Attr returns the value of key in Attrs as a string, "" if absent.
+func (e Event) Attr(key string) string {
+	for i := 0; i+1 < len(e.Attrs); i += 2 {
+		if k, ok := e.Attrs[i].(string); ok && k == key {
+			return fmt.Sprint(e.Attrs[i+1])
+		}
+	}
+	return ""
+}
+
 // Level is the log level of the event: Warn for a refusal, Debug for the loss of a session that never identified, else its
 // Kind's level.
 func (e Event) Level() slog.Level {
+	if e.Race {
+		return slog.LevelDebug
+	}
 	if e.Refused != "" && e.Kind.Level() < slog.LevelWarn {
 		return slog.LevelWarn
 	}
@@ -110,11 +141,11 @@ func (Event) isOutput()      {}
 // String formats the event for tests and debugging.
 func (e Event) String() string {
 	if e.Refused != "" {
-		return fmt.Sprintf("%s peer=%s pair=%q session=%d seq=%d epoch=%d refused=%s: %s",
-			e.Kind, RoleName(e.Peer), e.PairID, e.Session, e.Seq, e.Epoch, e.Refused, e.Message)
+		return fmt.Sprintf("%s peer=%s pair=%q session=%d seq=%d epoch=%d refused=%s: %s%s",
+			e.Kind, RoleName(e.Peer), e.PairID, e.Session, e.Seq, e.Epoch, e.Refused, e.Message, e.attrString())
 	}
-	return fmt.Sprintf("%s peer=%s pair=%q session=%d seq=%d epoch=%d: %s",
-		e.Kind, RoleName(e.Peer), e.PairID, e.Session, e.Seq, e.Epoch, e.Message)
+	return fmt.Sprintf("%s peer=%s pair=%q session=%d seq=%d epoch=%d: %s%s",
+		e.Kind, RoleName(e.Peer), e.PairID, e.Session, e.Seq, e.Epoch, e.Message, e.attrString())
 }
 
 // EventKind classifies an Event. ONLY APPEND TO THIS LIST: shells and tests
@@ -216,6 +247,13 @@ func (k EventKind) String() string {
 func (k EventKind) Level() slog.Level {
 	switch k {
 	case EventHelloSent, EventHelloReturned, EventHelloForwarded, EventUp, EventHeld, EventWatch:
+		return slog.LevelDebug
+	case EventIgnored, EventMastership:
+		// An ignored message without a refusal is a race of a normal
+		// start or failover (a frame on a session just closed, a
+		// repeated identify): Debug; a refusal is raised to Warn by
+		// Event.Level. Mastership echoes what the shell told the
+		// machine; the election's own events tell it at INFO.
 		return slog.LevelDebug
 	case EventHelloMissed, EventHelloOutOfOrder, EventRejected, EventStaleEpoch,
 		EventDropped, EventDown, EventCycleStopped, EventOutage:

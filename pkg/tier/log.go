@@ -33,6 +33,8 @@ func NewEventLog(log hclog.Logger, component string, interval time.Duration) *Ev
 // Log writes ev.
 func (l *EventLog) Log(ev handshake.Event) {
 	switch {
+	case ev.Race:
+		LogEvent(l.log, l.component, ev) // at Debug
 	case ev.Refused != "":
 		msg, args := eventLine(l.component, ev)
 		l.refusals.Warn(ev.Refused, msg, args...)
@@ -81,6 +83,7 @@ func eventLine(component string, ev handshake.Event) (string, []any) {
 	if ev.Refused != "" {
 		args = append(args, "refused", ev.Refused)
 	}
+	args = append(args, ev.Attrs...)
 	msg := ev.Message
 	if msg == "" {
 		msg = strings.ReplaceAll(ev.Kind.String(), "_", " ")

@@ -161,8 +161,8 @@ loop:
 		d, from, from+d, el.Round(time.Millisecond), workers, float64(d)/el.Seconds(), len(reports))
 	fmt.Printf("exercised: %d events, %d faults, %d masterships, %d hellos back, %d hostile frames refused\n",
 		total.Events, total.Faults, total.Masterships, total.HellosBack, total.HostileFrames)
-	fmt.Printf("known limitations hit (not failures; see docs/simulator.md): epoch_ahead lockout %d, saturated hello numbers %d\n",
-		total.KnownEpochAhead, total.KnownSaturated)
+	fmt.Printf("components that followed an Elected on a watch session: %d\n", total.WatchSwitches)
+	fmt.Printf("known limitation hit (not a failure; see docs/simulator.md): epoch_ahead lockout %d\n", total.KnownEpochAhead)
 	for _, r := range reports {
 		fmt.Print(r)
 	}
