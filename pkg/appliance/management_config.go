@@ -117,7 +117,7 @@ type ManagementConfig struct {
 
 	// Notify holds the notify scripts run when this instance's state
 	// (master, backup, fault), epoch or master changes or is re-asserted
-	// (docs/ha.md, "Notify scripts and tracked health"); its ID and
+	// (docs/ha.md, "Notify scripts"); its ID and
 	// Logger are set by the shell. No command runs none.
 	Notify notify.Config
 
