@@ -24,17 +24,17 @@ type Flags struct {
 
 // Register defines the flags on fs.
 func (f *Flags) Register(fs *flag.FlagSet) {
-	fs.Func("track-script", "tracked health check: a shell command line run every -track-interval; exit status 0 passes (repeatable; takes the -track-* settings given before it; docs/ha.md, \"Tracked health\")", func(v string) error {
+	fs.Func("track-script", "tracked health check: a shell command line `CMD` run every -track-interval; exit status 0 passes (repeatable; takes the -track-* settings given before it; docs/ha.md, \"Tracked health\")", func(v string) error {
 		return f.add(Check{Script: v})
 	})
-	fs.Func("track-interface", "tracked health check: a network interface that must be up with a carrier (repeatable; takes the -track-* settings given before it)", func(v string) error {
+	fs.Func("track-interface", "tracked health check: a network interface `IF` that must be up with a carrier (repeatable; takes the -track-* settings given before it)", func(v string) error {
 		return f.add(Check{Interface: v})
 	})
-	fs.Func("track-name", "name of the next -track-script or -track-interface in status, metrics and logs (default script:CMD or interface:IF)", func(v string) error {
+	fs.Func("track-name", "`name` of the next -track-script or -track-interface in status, metrics and logs (default script:CMD or interface:IF)", func(v string) error {
 		f.cur.Name, f.pending = v, "-track-name"
 		return nil
 	})
-	fs.Func("track-weight", "for the checks after it: lower the election priority by this much while the check fails; 0 (the default) puts the instance in the fault state instead (never master, -notify-fault runs)", func(v string) error {
+	fs.Func("track-weight", "for the checks after it: lower the election priority by this `weight` while the check fails; 0 (the default) puts the instance in the fault state instead (never master, -notify-fault runs)", func(v string) error {
 		n, err := strconv.ParseUint(v, 10, 32)
 		if err != nil {
 			return errors.New("not a number from 0 to 4294967295")
@@ -42,22 +42,22 @@ func (f *Flags) Register(fs *flag.FlagSet) {
 		f.cur.Weight, f.pending = uint32(n), "-track-weight"
 		return nil
 	})
-	fs.Func("track-interval", fmt.Sprintf("for the checks after it: time between the starts of two runs (default %v)", DefaultInterval), func(v string) error {
+	fs.Func("track-interval", fmt.Sprintf("for the checks after it: `duration` between the starts of two runs (default %v)", DefaultInterval), func(v string) error {
 		d, err := positive(v)
 		f.cur.Interval, f.pending = d, "-track-interval"
 		return err
 	})
-	fs.Func("track-timeout", "for the checks after it: kill a check script's process group after this long; the run fails (default: the interval)", func(v string) error {
+	fs.Func("track-timeout", "for the checks after it: kill a check script's process group after this `duration`; the run fails (default: the interval)", func(v string) error {
 		d, err := positive(v)
 		f.cur.Timeout, f.pending = d, "-track-timeout"
 		return err
 	})
-	fs.Func("track-fall", fmt.Sprintf("for the checks after it: consecutive failed runs that make a passing check fail (default %d)", DefaultFall), func(v string) error {
+	fs.Func("track-fall", fmt.Sprintf("for the checks after it: `count` of consecutive failed runs that make a passing check fail (default %d)", DefaultFall), func(v string) error {
 		n, err := count(v)
 		f.cur.Fall, f.pending = n, "-track-fall"
 		return err
 	})
-	fs.Func("track-rise", fmt.Sprintf("for the checks after it: consecutive passed runs that make a failing check pass (default %d)", DefaultRise), func(v string) error {
+	fs.Func("track-rise", fmt.Sprintf("for the checks after it: `count` of consecutive passed runs that make a failing check pass (default %d)", DefaultRise), func(v string) error {
 		n, err := count(v)
 		f.cur.Rise, f.pending = n, "-track-rise"
 		return err
