@@ -42,7 +42,9 @@ func (s *Management) startTrack() error {
 			}
 		}
 		s.trackPrio = prio
-		s.applyTrack("first runs of the tracked checks")
+		// No election yet: startHA hands it this state before its
+		// first tick (startTrackedElection) and tells the scripts.
+		s.updateTrack()
 	})
 	return nil
 }
@@ -72,11 +74,39 @@ func trackState(ok bool) string {
 
 // applyTrack brings the election's priority and fault state in line with
 // the checks' states (each is computed afresh from all of them, so a
-// change seen early is harmless). Loop goroutine.
+// change seen early is harmless), and tells the notify scripts. Loop
+// goroutine.
 func (s *Management) applyTrack(reason string) {
+	failing, changed := s.updateTrack()
+	if !changed {
+		return
+	}
+	if s.el == nil {
+		// A single instance stays master (nobody could take over); it
+		// reports the fault and runs its notify-fault script.
+		s.checkNotify(reason)
+		return
+	}
+	s.flushApp() // a master may step down: its backups get what it committed first
+	now := time.Now()
+	if s.fault {
+		s.el.SetFault(now, true, "failing: "+strings.Join(failing, ", ")) // steps down first
+		s.el.SetPriority(now, s.trackPrio)
+	} else {
+		s.el.SetPriority(now, s.trackPrio)
+		s.el.SetFault(now, false, "")
+	}
+	s.checkNotify(reason)
+	s.drainElection()
+}
+
+// updateTrack computes the priority and fault state the checks leave,
+// records and logs them, and reports the failing checks and whether
+// anything changed. Loop goroutine.
+func (s *Management) updateTrack() (failing []string, changed bool) {
 	prio, fault, failing := track.Effective(s.cfg.Priority, s.tracker.States())
 	if prio == s.trackPrio && fault == s.fault {
-		return
+		return failing, false
 	}
 	wasFault := s.fault
 	s.trackPrio, s.fault = prio, fault
@@ -90,23 +120,7 @@ func (s *Management) applyTrack(reason string) {
 	default:
 		s.log.Info("election priority changed by the tracked checks", args...)
 	}
-	if s.el == nil {
-		// A single instance stays master (nobody could take over); it
-		// reports the fault and runs its notify-fault script.
-		s.checkNotify(reason)
-		return
-	}
-	now := time.Now()
-	why := "failing: " + strings.Join(failing, ", ")
-	if fault {
-		s.el.SetFault(now, true, why) // steps down first
-		s.el.SetPriority(now, prio)
-	} else {
-		s.el.SetPriority(now, prio)
-		s.el.SetFault(now, false, "")
-	}
-	s.checkNotify(reason)
-	s.drainElection()
+	return failing, true
 }
 
 // trackStatus fills the status's priority, fault and checks. Loop

@@ -200,6 +200,14 @@ func TestTrackFaultFromStart(t *testing.T) {
 	if isMaster(t, a) || !status(t, a).GetFault() {
 		t.Fatalf("a: %v", status(t, a))
 	}
+	// Its scripts were only ever told fault, never with itself as the
+	// master.
+	out, _ := os.ReadFile(filepath.Join(dir, "notify-a"))
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if !strings.HasPrefix(l, "fault") || l == "fault a" {
+			t.Errorf("a's scripts told %q:\n%s", l, out)
+		}
+	}
 }
 
 // TestTrackSingleInstance: a single instance stays master in the fault
