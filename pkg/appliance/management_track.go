@@ -82,9 +82,13 @@ func (s *Management) applyTrack(reason string) {
 		return
 	}
 	if s.el == nil {
-		// A single instance stays master (nobody could take over); it
-		// reports the fault and runs its notify-fault script.
-		s.checkNotify(reason)
+		if len(s.cfg.Peers) == 0 {
+			// A single instance stays master (nobody could take over);
+			// it reports the fault and runs its notify-fault script.
+			s.checkNotify(reason)
+		}
+		// Else the election is not set up yet (the peers are being
+		// reached): it starts from this state (startTrackedElection).
 		return
 	}
 	s.flushApp() // a master may step down: its backups get what it committed first
