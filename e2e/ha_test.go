@@ -429,7 +429,7 @@ func TestHAFailoverPausedMaster(t *testing.T) {
 	a.Signal(syscall.SIGCONT)
 	resumed = true
 	l, _ := a.WaitFor(aMark, step("stepped_down", ""))
-	if !strings.Contains(l.Msg(), "fenced") {
+	if !strings.Contains(l.Str("reason"), "fenced") {
 		t.Errorf("a stepped down for another reason than fencing: %s", l.Raw)
 	}
 	if m, sts := h.WaitMaster(); m.id != "b" {
@@ -629,7 +629,7 @@ func testHARejoin(t *testing.T, preempt bool) {
 		}
 	} else {
 		l, _ := a2.WaitFor(0, step("became_master", ""))
-		if !strings.Contains(l.Msg(), "preempting b") {
+		if !strings.Contains(l.Str("reason"), "preempting b") {
 			t.Errorf("a became master for another reason than preemption: %s", l.Raw)
 		}
 		b.WaitFor(bMark, step("stepped_down", ""))

@@ -23,8 +23,9 @@ func init() {
 const benchUsage = `Usage: hellopics bench pairs [flags]
 
 Runs -n ctrl/data pairs in this process (the real component code, over
-real TCP) against mgmt instances, waits until every pair's Hello cycle
-runs, measures a steady-state window and, with -kill, SIGKILLs the master
+real TCP) against mgmt instances, each pair from a loopback host of
+its own (-source-net), waits until every pair's Hello cycle runs,
+measures a steady-state window and, with -kill, SIGKILLs the master
 and measures the time until every pair cycles under the new one. It
 prints mgmt's CPU (fraction of one core) and RSS, the bytes per second
 the master's HA sockets sent (state sync and heartbeats), the hello
@@ -70,6 +71,7 @@ func benchPairs(args []string, stdout, stderr io.Writer) int {
 	)
 	fs.IntVar(&cfg.Pairs, "n", cfg.Pairs, "pairs to run")
 	fs.StringVar(&cfg.Prefix, "prefix", cfg.Prefix, "pair ids are this prefix and a 4-digit number")
+	fs.StringVar(&cfg.SourceNet, "source-net", cfg.SourceNet, "pair i dials from (and its ctrl listens on) the i-th host of this 127.x.0.0/16, so mgmt sees a host per pair; \"\" dials every pair from the default source (mgmt's per-host limit then caps the pairs)")
 	fs.Float64Var(&cfg.StartRate, "start-rate", 0, "pairs started per second (0: all at once, like a chassis powering up)")
 	fs.DurationVar(&cfg.Settle, "settle", cfg.Settle, "longest wait for every pair to cycle (at the start and after -kill)")
 	fs.DurationVar(&cfg.Window, "window", cfg.Window, "steady-state measurement window")

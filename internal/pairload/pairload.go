@@ -16,6 +16,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"sort"
@@ -31,6 +33,7 @@ import (
 
 	"github.com/hellopics/hellopics/ctrl"
 	"github.com/hellopics/hellopics/data"
+	"github.com/hellopics/hellopics/pkg/pconn"
 	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
 
@@ -49,6 +52,15 @@ type Config struct {
 	// Pairs is how many pairs to run; Prefix names them (Prefix0001...).
 	Pairs  int
 	Prefix string
+	// SourceNet, if set, gives pair i a loopback host of its own: its
+	// ctrl and data dial from, and ctrl listens on, the i-th address of
+	// this 127.x.0.0/16 network (127.1.0.0: 127.1.0.1, 127.1.0.2, ...),
+	// so that mgmt sees one host per pair, as it would a line card each,
+	// and its per-host session limit applies per pair. Linux routes all
+	// of 127/8 to lo. Empty: every pair dials from the default source
+	// (one host for all), and mgmt refuses pairs beyond its per-host
+	// limit.
+	SourceNet string
 	// StartRate is how many pairs start a second; 0 starts all at once.
 	StartRate float64
 	// Settle bounds the wait for every pair to cycle.
@@ -64,10 +76,10 @@ type Config struct {
 	Out io.Writer
 }
 
-// DefaultConfig returns 10 pairs, all at once, 60 s to settle, a 20 s
+// DefaultConfig returns 10 pairs, each from its own 127.1.x.y host, all at once, 60 s to settle, a 20 s
 // window, no kill.
 func DefaultConfig() Config {
-	return Config{Pairs: 10, Prefix: "load", Settle: 60 * time.Second, Window: 20 * time.Second,
+	return Config{Pairs: 10, Prefix: "load", SourceNet: "127.1.0.0", Settle: 60 * time.Second, Window: 20 * time.Second,
 		Logger: hclog.NewNullLogger(), Out: io.Discard}
 }
 
@@ -101,6 +113,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	if len(cfg.PIDs) != 0 && len(cfg.PIDs) != len(cfg.Mgmt) {
 		return res, errors.New("pairload: give one pid per mgmt instance, or none")
+	}
+	if cfg.SourceNet != "" {
+		if _, err := SourceAddr(cfg.SourceNet, cfg.Pairs-1); err != nil {
+			return res, err
+		}
 	}
 	ops := make([]hellopicsv1.OperatorServiceClient, len(cfg.Operator))
 	for i, a := range cfg.Operator {
@@ -143,14 +160,21 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		}
 		id := fmt.Sprintf("%s%04d", cfg.Prefix, i)
 		log := cfg.Logger.Named("pair").With("pair", id)
+		listen, transport := "127.0.0.1:0", (*pconn.Config)(nil)
+		if cfg.SourceNet != "" {
+			ip, _ := SourceAddr(cfg.SourceNet, i) // checked above
+			listen, transport = net.JoinHostPort(ip.String(), "0"), sourceTransport(ip)
+		}
 		cc := ctrl.DefaultConfig()
-		cc.MgmtAddrs, cc.PairID, cc.ListenAddr, cc.Logger, cc.Version = cfg.Mgmt, id, "127.0.0.1:0", log, "pairload"
+		cc.MgmtAddrs, cc.PairID, cc.ListenAddr, cc.Logger, cc.Version = cfg.Mgmt, id, listen, log, "pairload"
+		cc.Transport = transport
 		c, err := ctrl.New(cc)
 		if err != nil {
 			return res, fmt.Errorf("pair %s: ctrl: %w", id, err)
 		}
 		dc := data.DefaultConfig()
 		dc.MgmtAddrs, dc.PairID, dc.Logger, dc.Version = cfg.Mgmt, id, log, "pairload"
+		dc.Transport = transport
 		d, err := data.New(dc)
 		if err != nil {
 			c.Close()
@@ -252,6 +276,36 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		res.FailoverFirst = first.Sub(killed)
 	}
 	return res, nil
+}
+
+// SourceAddr is pair i's address in the loopback network base
+// (127.x.0.0): 127.x.(i/254).(i%254+1), never .0 or .255. It refuses a
+// base outside 127/8 or not a /16 network address, and an i past the
+// 65,024 hosts it holds.
+func SourceAddr(base string, i int) (netip.Addr, error) {
+	a, err := netip.ParseAddr(base)
+	if err != nil || !a.Is4() || !a.IsLoopback() {
+		return netip.Addr{}, fmt.Errorf("pairload: source network %q: want a 127.x.0.0 address", base)
+	}
+	b := a.As4()
+	if b[2] != 0 || b[3] != 0 {
+		return netip.Addr{}, fmt.Errorf("pairload: source network %q: want a 127.x.0.0 address", base)
+	}
+	if i < 0 || i >= 254*256 {
+		return netip.Addr{}, fmt.Errorf("pairload: pair %d: a 127.x.0.0/16 network holds %d pairs", i, 254*256)
+	}
+	b[2], b[3] = byte(i/254), byte(i%254+1)
+	return netip.AddrFrom4(b), nil
+}
+
+// sourceTransport is pconn's default configuration dialling from ip.
+func sourceTransport(ip netip.Addr) *pconn.Config {
+	t := pconn.DefaultConfig(nil)
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip.AsSlice()}}
+	t.Dial = func(ctx context.Context, addr string) (net.Conn, error) {
+		return d.DialContext(ctx, "tcp", addr)
+	}
+	return &t
 }
 
 // waitAllCycling polls the instances (skipping index skip) every 50 ms
