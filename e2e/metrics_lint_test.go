@@ -76,7 +76,8 @@ func TestMetricsLive(t *testing.T) {
 	h := newHACluster(t, tm, haSpec{id: "a", priority: 200, flags: steady}, haSpec{id: "b", priority: 100, flags: steady})
 	h.opTLS = p.clientConfig("operator-e2e")
 	met := map[string]string{"mgmt-a": freePort(t), "mgmt-b": freePort(t), "ctrl": freePort(t), "data": freePort(t)}
-	h.StartMgmt("a", append(p.flags("mgmt-a"), "-metrics", met["mgmt-a"])...)
+	// A tracked check, so that hellopics_mgmt_track_up is in the scrape.
+	h.StartMgmt("a", append(p.flags("mgmt-a"), "-metrics", met["mgmt-a"], "-track-name", "true", "-track-script", "true")...)
 	h.StartMgmt("b", append(p.flags("mgmt-b"), "-metrics", met["mgmt-b"])...)
 	h.startComponent("ctrl", haPair, h.ctrl, append(p.flags("ctrl-"+haPair), "-listen", "127.0.0.1:0", "-metrics", met["ctrl"])...)
 

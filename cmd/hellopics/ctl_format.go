@@ -62,6 +62,9 @@ func ctlFormatStatus(w io.Writer, addr string, st *hellopicsv1.GetStatusResponse
 		master += " (this instance)"
 	}
 	p("master\t%s\n", master)
+	if prio := ctlPriority(st); prio != "" {
+		p("priority\t%s\n", prio)
+	}
 	switch role {
 	case hellopicsv1.MgmtRole_MGMT_ROLE_MASTER:
 		p("sync version\t%d sent\n", st.GetSyncVersion())
@@ -79,6 +82,22 @@ func ctlFormatStatus(w io.Writer, addr string, st *hellopicsv1.GetStatusResponse
 		p("started\t-\n")
 	}
 	p("\n")
+
+	if len(st.GetTracks()) > 0 {
+		p("TRACKED CHECK\tWEIGHT\tSTATE\tSINCE\tLAST ERROR\n")
+		for _, tr := range st.GetTracks() {
+			weight := fmt.Sprint(tr.GetWeight())
+			if tr.GetWeight() == 0 {
+				weight = "0 (fault)"
+			}
+			state := "ok"
+			if !tr.GetOk() {
+				state = "FAILING"
+			}
+			p("%s\t%s\t%s\t%s\t%s\n", ctlDash(tr.GetName()), weight, state, ctlAgo(tr.GetSince(), now), ctlDash(tr.GetLastError()))
+		}
+		p("\n")
+	}
 
 	if len(st.GetMgmtPeers()) == 0 {
 		p("no other management instance\n")
@@ -99,7 +118,11 @@ func ctlFormatStatus(w io.Writer, addr string, st *hellopicsv1.GetStatusResponse
 					sync = "BEHIND"
 				}
 			}
-			p("%s\t%s\t%s\t%d\t%d\t%s\t%s\n", ctlDash(mp.GetId()), ctlDash(mp.GetAddr()), ctlYesNo(mp.GetAlive()), mp.GetPriority(), mp.GetEpoch(), lag, sync)
+			prio := fmt.Sprint(mp.GetPriority())
+			if mp.GetFault() {
+				prio += " FAULT"
+			}
+			p("%s\t%s\t%s\t%s\t%d\t%s\t%s\n", ctlDash(mp.GetId()), ctlDash(mp.GetAddr()), ctlYesNo(mp.GetAlive()), prio, mp.GetEpoch(), lag, sync)
 		}
 		for _, e := range syncErrs {
 			p("sync to %s\n", e)
@@ -247,6 +270,22 @@ func ctlAge(d time.Duration) string {
 	}
 	days := d / (24 * time.Hour)
 	return fmt.Sprintf("%dd%s", days, (d - days*24*time.Hour).Round(time.Second))
+}
+
+// ctlPriority is the election priority line: the priority announced,
+// and the configured one when the tracked checks lowered it or the
+// instance is in the fault state; "" from a server that reports none.
+func ctlPriority(st *hellopicsv1.GetStatusResponse) string {
+	base, prio := st.GetBasePriority(), st.GetPriority()
+	switch {
+	case st.GetFault():
+		return fmt.Sprintf("%d (base %d): FAULT, a tracked check of weight 0 fails; never master", prio, base)
+	case prio != base:
+		return fmt.Sprintf("%d (base %d, lowered by failing tracked checks)", prio, base)
+	case base == 0 && len(st.GetTracks()) == 0:
+		return ""
+	}
+	return fmt.Sprint(prio)
 }
 
 func ctlYesNo(b bool) string {

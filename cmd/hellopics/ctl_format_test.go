@@ -36,11 +36,19 @@ func ctlTestStatus() *hellopicsv1.GetStatusResponse {
 		Version:       "v1.4.0",
 		SyncVersion:   1042,
 		Started:       ts(26*time.Hour + 3*time.Minute + 5*time.Second),
+		BasePriority:  200,
+		Priority:      180,
+		Tracks: []*hellopicsv1.TrackStatus{
+			{Name: "uplink", Weight: 0, Ok: true, Since: ts(26 * time.Hour)},
+			{Name: "script:curl -fs http://localhost:8080/health", Weight: 20, Ok: false, Since: ts(42 * time.Second),
+				LastError: "exit status 7: curl: (7) Failed to connect to localhost port 8080"},
+		},
 		MgmtPeers: []*hellopicsv1.MgmtPeerStatus{
 			{Id: "mgmt-2", Addr: "10.0.0.2:7401", Alive: true, Priority: 100, Epoch: 7, InSync: true},
 			{Id: "mgmt-3", Addr: "10.0.0.3:7401", Alive: false, Priority: 50, Epoch: 6, SyncLag: 12},
 			{Id: "mgmt-4", Addr: "10.0.0.4:7401", Alive: true, Priority: 40, Epoch: 7, SyncLag: 300,
 				SyncError: "pconn: frame too large: 1100000 bytes, maximum 1048576"},
+			{Id: "mgmt-5", Addr: "10.0.0.5:7401", Alive: true, Priority: 0, Epoch: 7, InSync: true, Fault: true},
 		},
 		Pairs: []*hellopicsv1.PairStatus{
 			{
@@ -116,6 +124,28 @@ func TestCtlFormatStatusBackup(t *testing.T) {
 	// A backup does not know its peers' sync lag.
 	if strings.Contains(out, "99") {
 		t.Errorf("backup shows a sync lag:\n%s", out)
+	}
+}
+
+func TestCtlFormatStatusFault(t *testing.T) {
+	st := &hellopicsv1.GetStatusResponse{Id: "mgmt-1", Role: hellopicsv1.MgmtRole_MGMT_ROLE_BACKUP, BasePriority: 200, Fault: true,
+		Tracks: []*hellopicsv1.TrackStatus{{Name: "interface:eth1", LastError: "interface eth1 down"}}}
+	var b bytes.Buffer
+	if err := ctlFormatStatus(&b, "", st, ctlTestNow); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"0 (base 200): FAULT", "interface:eth1", "0 (fault)", "FAILING", "interface eth1 down"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, b.String())
+		}
+	}
+	// A server that reports no priority (before tracked health): no line.
+	b.Reset()
+	if err := ctlFormatStatus(&b, "", &hellopicsv1.GetStatusResponse{Id: "x"}, ctlTestNow); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), "priority") {
+		t.Errorf("priority line without a priority:\n%s", b.String())
 	}
 }
 

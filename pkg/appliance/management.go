@@ -24,6 +24,7 @@ import (
 	"github.com/hellopics/hellopics/pkg/pconn"
 	"github.com/hellopics/hellopics/pkg/tier"
 	"github.com/hellopics/hellopics/pkg/tlsconf"
+	"github.com/hellopics/hellopics/pkg/track"
 	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
 
@@ -68,6 +69,10 @@ type Management struct {
 	lastHAWhy    string          // the last mastership event, for the scripts' reason
 	rivals       map[string]bool // "peer@epoch" of masters seen while master
 	fault        bool            // a tracked check of weight 0 fails
+
+	// Tracked health (management_track.go); loop goroutine only.
+	tracker   *track.Tracker // nil without checks
+	trackPrio uint32         // the priority the checks leave (cfg.Priority without checks)
 
 	metrics *mgmtMetrics
 
@@ -192,6 +197,13 @@ func StartManagement(cfg ManagementConfig) (*Management, error) {
 		"hello_interval", cfg.HelloInterval)
 	s.loop.Do(s.startHelloSummary)
 	s.startNotify()
+	if err := s.startTrack(); err != nil {
+		s.srv.Close()
+		s.stopNotify()
+		s.loop.Do(s.rt.Stop)
+		s.loop.Close()
+		return nil, fmt.Errorf("mgmt: %w", err)
+	}
 	if err := s.startHA(pc); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("mgmt: %w", err)
@@ -354,6 +366,7 @@ func (s *Management) Status(ctx context.Context) (*hellopicsv1.GetStatusResponse
 		Version:       s.cfg.Version,
 	}
 	ok := s.loop.Do(func() {
+		s.trackStatus(st)
 		st.Pairs = s.machine.Pairs()
 		st.Epoch = s.machine.Epoch()
 		if s.machine.IsMaster() {
@@ -388,6 +401,7 @@ func (s *Management) Status(ctx context.Context) (*hellopicsv1.GetStatusResponse
 func (s *Management) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
+	s.stopTrack()
 	err := s.srv.Shutdown(ctx)
 	s.stopHA()
 	s.stopNotify()

@@ -12,6 +12,7 @@ import (
 	"github.com/hellopics/hellopics/pkg/notify"
 	"github.com/hellopics/hellopics/pkg/pconn"
 	"github.com/hellopics/hellopics/pkg/tlsconf"
+	"github.com/hellopics/hellopics/pkg/track"
 )
 
 // ManagementConfig configures the management shell (StartManagement):
@@ -116,9 +117,18 @@ type ManagementConfig struct {
 
 	// Notify holds the notify scripts run when this instance's state
 	// (master, backup, fault), epoch or master changes or is re-asserted
-	// (docs/ha.md, "Notify scripts and tracked health"); its ID and
+	// (docs/ha.md, "Notify scripts"); its ID and
 	// Logger are set by the shell. No command runs none.
 	Notify notify.Config
+
+	// Track are the tracked health checks (docs/ha.md, "Tracked
+	// health"): each runs on its own goroutine; while one of weight W > 0
+	// fails, the election priority is Priority less W (at least 0);
+	// while one of weight 0 fails, the instance is in the fault state:
+	// never master, and the notify-fault script runs. The instance
+	// starts electing only after every check's first run. None: no
+	// check.
+	Track []track.Check
 }
 
 // DefaultManagementConfig returns the defaults described on
@@ -173,6 +183,11 @@ func (c *ManagementConfig) Problems() []error {
 	}
 	if c.RefusalLogInterval < 0 {
 		errs = append(errs, fmt.Errorf("RefusalLogInterval %v is negative", c.RefusalLogInterval))
+	}
+	for _, tc := range c.Track {
+		if err := tc.Problem(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if c.DeadMisses < 1 {
 		errs = append(errs, fmt.Errorf("DeadMisses %d must be at least 1", c.DeadMisses))

@@ -173,6 +173,7 @@ func (s *Management) startHA(base pconn.Config) error {
 		"ha_listen", srv.Addr().String(), "peers", len(s.cfg.Peers), "epoch", persisted)
 	s.loop.Do(func() {
 		s.el = el
+		s.startTrackedElection()
 		s.el.Tick(time.Now())
 		s.drainElection()
 	})

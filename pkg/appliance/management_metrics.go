@@ -19,6 +19,9 @@ var (
 	descSyncLag     = prometheus.NewDesc("hellopics_mgmt_sync_lag", "State updates a backup has not acknowledged (on the master).", []string{"peer"}, nil)
 	descPeerInSync  = prometheus.NewDesc("hellopics_mgmt_peer_in_sync", "1 while the backup holds the master's state and acknowledged every update (on the master).", []string{"peer"}, nil)
 	descPeerAlive   = prometheus.NewDesc("hellopics_mgmt_peer_alive", "1 while the other management instance's heartbeats arrive.", []string{"peer"}, nil)
+	descPriority    = prometheus.NewDesc("hellopics_mgmt_priority", "Election priority this instance announces: -priority less the weights of its failing tracked checks (at least 0), 0 in the fault state.", nil, nil)
+	descFault       = prometheus.NewDesc("hellopics_mgmt_fault", "1 while this instance is in the fault state (a tracked check of weight 0 fails): it is never master.", nil, nil)
+	descTrackUp     = prometheus.NewDesc("hellopics_mgmt_track_up", "1 while the tracked health check passes, 0 while it fails (after -track-fall failed runs).", []string{"check"}, nil)
 	descCycle       = prometheus.NewDesc("hellopics_hello_cycle_running", "1 while the pair's Hello cycle runs.", []string{"pair"}, nil)
 	descReady       = prometheus.NewDesc("hellopics_component_ready", "1 while the component is ready (handshake complete).", []string{"pair", "role"}, nil)
 	descConnected   = prometheus.NewDesc("hellopics_component_connected", "1 while the component has a session to this instance.", []string{"pair", "role"}, nil)
@@ -118,6 +121,11 @@ func (s *Management) collect(ch chan<- prometheus.Metric) {
 	metrics.Gauge(ch, descMaster, metrics.Bool(st.GetRole() == hellopicsv1.MgmtRole_MGMT_ROLE_MASTER))
 	metrics.Gauge(ch, descEpoch, float64(st.GetEpoch()))
 	metrics.Gauge(ch, descSyncVersion, float64(st.GetSyncVersion()))
+	metrics.Gauge(ch, descPriority, float64(st.GetPriority()))
+	metrics.Gauge(ch, descFault, metrics.Bool(st.GetFault()))
+	for _, t := range st.GetTracks() {
+		metrics.Gauge(ch, descTrackUp, metrics.Bool(t.GetOk()), t.GetName())
+	}
 	for _, p := range st.GetMgmtPeers() {
 		metrics.Gauge(ch, descPeerAlive, metrics.Bool(p.GetAlive()), p.GetId())
 		metrics.Gauge(ch, descSyncLag, float64(p.GetSyncLag()), p.GetId())

@@ -143,3 +143,30 @@ func TestMgmtPeersSyntax(t *testing.T) {
 		t.Errorf("error:\n%s", out)
 	}
 }
+
+// TestMgmtTrackFlags: the tracked checks reach the config, each with
+// the settings given before it; a setting after the last check is a
+// usage error.
+func TestMgmtTrackFlags(t *testing.T) {
+	stderrOf(t, func() {
+		m, _, code, ok := mgmtConfig("counters mgmt", []string{"-listen", "127.0.0.1:0", "-operator", "",
+			"-track-interface", "lo", "-track-weight", "30", "-track-fall", "3", "-track-script", "test -e /run/ok"}, Apps{})
+		if !ok || len(m.Track) != 2 {
+			t.Fatalf("mgmt: %v %d: %+v", ok, code, m.Track)
+		}
+		if c := m.Track[0]; c.Interface != "lo" || c.Weight != 0 {
+			t.Errorf("first check %+v", c)
+		}
+		if c := m.Track[1]; c.Script != "test -e /run/ok" || c.Weight != 30 || c.Fall != 3 {
+			t.Errorf("second check %+v", c)
+		}
+	})
+	out := stderrOf(t, func() {
+		if code := RunMgmt("counters mgmt", []string{"-track-script", "true", "-track-weight", "10"}, Apps{}); code != 2 {
+			t.Errorf("setting after the last check: exit %d, want 2", code)
+		}
+	})
+	if !strings.Contains(out, "-track-weight is given after the last -track-script") {
+		t.Errorf("error:\n%s", out)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/hellopics/hellopics/pkg/election"
 	"github.com/hellopics/hellopics/pkg/notify"
 	"github.com/hellopics/hellopics/pkg/sdnotify"
+	"github.com/hellopics/hellopics/pkg/track"
 )
 
 const mgmtUsage = `Usage: %s [flags]
@@ -89,9 +90,11 @@ func mgmtConfig(name string, args []string, apps Apps) (mgmt.Config, hclog.Logge
 	fs.StringVar(&cfg.MetricsAddr, "metrics", envOr("HELLOPICS_METRICS_ADDR", ""), "serve Prometheus metrics on this address (/metrics); empty disables (env HELLOPICS_METRICS_ADDR)")
 	fs.StringVar(&cfg.Notify.OnMaster, "notify-master", "", "shell command run when this instance becomes (or is re-asserted) master; args and env: state, epoch, master, reason (docs/ha.md)")
 	fs.StringVar(&cfg.Notify.OnBackup, "notify-backup", "", "shell command run when this instance becomes (or is re-asserted) backup, or its master changes")
-	fs.StringVar(&cfg.Notify.OnFault, "notify-fault", "", "shell command run when a tracked check of weight 0 fails (the fault state)")
+	fs.StringVar(&cfg.Notify.OnFault, "notify-fault", "", "shell command run when this instance enters the fault state (a -track-script or -track-interface of -track-weight 0 fails)")
 	fs.StringVar(&cfg.Notify.OnAny, "notify", "", "shell command run on every state, after the state's own script")
 	fs.DurationVar(&cfg.Notify.Timeout, "notify-timeout", notify.DefaultTimeout, "kill a notify script's process group after this long")
+	var trf track.Flags
+	trf.Register(fs)
 	lf.Register(fs)
 	lf.RegisterRefusals(fs)
 	tf.Register(fs)
@@ -106,6 +109,12 @@ func mgmtConfig(name string, args []string, apps Apps) (mgmt.Config, hclog.Logge
 		fmt.Fprintf(os.Stderr, "%s: -notify-timeout must be positive\n", name)
 		return cfg, nil, 2, false
 	}
+	checks, err := trf.Checks()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		return cfg, nil, 2, false
+	}
+	cfg.Track = checks
 	cfg.Priority = uint32(prio)
 	cfg.RefusalLogInterval = lf.RefusalsEvery
 	cfg.Version = apps.version()

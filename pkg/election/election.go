@@ -49,6 +49,11 @@ type Election struct {
 
 	exhausted bool // the epoch range is used up; reported once
 
+	// fault: a tracked check of weight 0 fails (SetFault). The instance
+	// never claims, preempts or takes a handover, steps down if master,
+	// and announces priority 0 and fault in its heartbeats.
+	fault bool
+
 	sw   *switchover // master: a switchover in progress
 	hand *handover   // backup: we handed over, waiting for the target
 
@@ -68,6 +73,7 @@ type peer struct {
 	epoch         uint64
 	masterID      string
 	nopreempt     bool
+	fault         bool // announces the fault state: never a candidate
 	componentAddr string
 	// linkLost: a connection to or from the peer broke (LinkLost) and
 	// no heartbeat has come since.
@@ -193,8 +199,35 @@ func (e *Election) SetPriority(now time.Time, priority uint32) {
 	e.broadcast()
 }
 
-// Priority is this instance's current priority (SetPriority).
+// Priority is this instance's current priority (SetPriority). While
+// the instance is in the fault state its heartbeats announce 0 instead.
 func (e *Election) Priority() uint32 { return e.cfg.Priority }
+
+// SetFault puts this instance in the fault state at now, or takes it
+// out of it (tracked health: a check of weight 0 fails, like
+// keepalived's FAULT). While faulty the instance never becomes master:
+// a master steps down at once (why says why), a backup never claims,
+// preempts or takes a Handover, and its heartbeats, sent at once,
+// announce priority 0 and the fault, so that its peers do not count it
+// as a candidate (they claim without waiting for it). Out of the fault
+// state it takes part in the election again with its priority: as the
+// best live instance it preempts a working master (unless NoPreempt),
+// or claims when there is none.
+func (e *Election) SetFault(now time.Time, fault bool, why string) {
+	e.advance(now)
+	if fault == e.fault {
+		return
+	}
+	e.fault = fault
+	if fault && e.role == hellopicsv1.MgmtRole_MGMT_ROLE_MASTER {
+		e.stepDown("fault: " + why) // broadcasts
+	}
+	e.evaluate()
+	e.broadcast()
+}
+
+// Fault reports whether this instance is in the fault state (SetFault).
+func (e *Election) Fault() bool { return e.fault }
 
 // Step hands the machine a message received at now from the instance
 // from (the time matters: a peer's liveness counts from it): a *hellopicsv1.Heartbeat, *hellopicsv1.Handover,
@@ -223,6 +256,7 @@ func (e *Election) Step(now time.Time, from string, msg proto.Message) error {
 		p.epoch = m.GetEpoch()
 		p.masterID = m.GetMasterId()
 		p.nopreempt = m.GetNopreempt()
+		p.fault = m.GetFault()
 		p.componentAddr = m.GetComponentAddr()
 		e.observe(m.GetEpoch(), "heartbeat from "+from)
 		if m.GetMasterId() == from && m.GetEpoch() < e.epoch {
@@ -281,6 +315,9 @@ func (e *Election) check(from string, msg proto.Message) error {
 // (check made sure it is the master), unless the epoch is not the next
 // one of ours or we know better.
 func (e *Election) stepHandover(from string, m *hellopicsv1.Handover) {
+	if e.fault {
+		return // a faulty instance never takes mastership; the master's handover times out
+	}
 	ep := m.GetEpoch()
 	next, ok := e.nextOwnEpoch(e.slot)
 	if !ok || ep != next || ep <= e.lastOwn {
@@ -338,12 +375,19 @@ func (e *Election) evaluate() {
 		if e.hand != nil && m == e.hand.target {
 			e.hand = nil
 		}
+		if e.fault {
+			e.preemptSince = time.Time{}
+			return
+		}
 		e.considerPreempt(e.peers[m])
 		return
 	}
 	e.preemptSince = time.Time{}
 	if e.masterlessSince.IsZero() {
 		e.masterlessSince = e.now
+	}
+	if e.fault {
+		return // never claims while faulty
 	}
 	if e.now.Before(e.holdUntil) {
 		return
@@ -372,12 +416,12 @@ func (e *Election) fallbackAt() time.Time {
 }
 
 // bestAlive returns a live peer preferred over us, or "" if we are the
-// best live instance.
+// best live instance. A peer in the fault state is no candidate.
 func (e *Election) bestAlive() string {
 	best := ""
 	bp, bid := e.cfg.Priority, e.cfg.ID
 	for _, p := range e.peerList {
-		if p.alive && better(p.priority, p.id, bp, bid) {
+		if p.alive && !p.fault && better(p.priority, p.id, bp, bid) {
 			best, bp, bid = p.id, p.priority, p.id
 		}
 	}
@@ -506,13 +550,13 @@ func (e *Election) Switchover(now time.Time, target string) (string, error) {
 			// We are the best; take the best of the others.
 			var bp uint32
 			for _, p := range e.peerList {
-				if p.alive && (target == "" || better(p.priority, p.id, bp, target)) {
+				if p.alive && !p.fault && (target == "" || better(p.priority, p.id, bp, target)) {
 					target, bp = p.id, p.priority
 				}
 			}
 		}
 		if target == "" {
-			return "", errors.New("election: switchover: no live backup")
+			return "", errors.New("election: switchover: no live backup out of the fault state")
 		}
 	}
 	p := e.peers[target]
@@ -521,6 +565,9 @@ func (e *Election) Switchover(now time.Time, target string) (string, error) {
 	}
 	if !p.alive {
 		return "", fmt.Errorf("election: switchover target %q is not alive", target)
+	}
+	if p.fault {
+		return "", fmt.Errorf("election: switchover target %q is in the fault state", target)
 	}
 	e.sw = &switchover{target: target, deadline: e.now.Add(e.cfg.switchoverTimeout())}
 	e.flush = true
@@ -642,13 +689,18 @@ func (e *Election) Reject(rd *Ready, u *hellopicsv1.SyncUpdate) {
 func (e *Election) Heartbeat() *hellopicsv1.Heartbeat { return e.heartbeat() }
 
 func (e *Election) heartbeat() *hellopicsv1.Heartbeat {
+	prio := e.cfg.Priority
+	if e.fault {
+		prio = 0
+	}
 	return &hellopicsv1.Heartbeat{
 		Id:            e.cfg.ID,
-		Priority:      e.cfg.Priority,
+		Priority:      prio,
 		Epoch:         e.epoch,
 		MasterId:      e.master,
 		ComponentAddr: e.cfg.ComponentAddr,
 		Nopreempt:     e.cfg.NoPreempt,
+		Fault:         e.fault,
 	}
 }
 
@@ -760,6 +812,7 @@ func (e *Election) Status() Status {
 			Epoch:    p.epoch,
 			SyncLag:  e.rep.Lag(p.id),
 			InSync:   e.role == hellopicsv1.MgmtRole_MGMT_ROLE_MASTER && e.rep.InSync(p.id),
+			Fault:    p.fault,
 		})
 	}
 	return st

@@ -10,17 +10,14 @@
 package notify
 
 import (
-	"bytes"
 	"context"
-	"errors"
-	"os"
-	"os/exec"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/hellopics/hellopics/internal/script"
 )
 
 // The states a State may report.
@@ -36,7 +33,7 @@ const (
 	DefaultQueueSize = 16
 	// MaxOutput is how much of a script's combined output is logged;
 	// the rest is dropped (and the log says how much).
-	MaxOutput = 4096
+	MaxOutput = script.MaxOutput
 )
 
 // State is what a script is told. It gets, as arguments $1..$4, the
@@ -211,62 +208,23 @@ func (r *Runner) run() {
 	}
 }
 
-// limitedBuffer keeps the first MaxOutput bytes written and counts the rest.
-type limitedBuffer struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	dropped int
-}
-
-func (b *limitedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	room := MaxOutput - b.buf.Len()
-	if room < len(p) {
-		b.dropped += len(p) - max(room, 0)
-		if room > 0 {
-			b.buf.Write(p[:room])
-		}
-		return len(p), nil
-	}
-	b.buf.Write(p)
-	return len(p), nil
-}
-
 func (r *Runner) exec(command string, st State) Result {
-	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.Timeout)
-	defer cancel()
 	epoch := strconv.FormatUint(st.Epoch, 10)
-	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", command, "sh", st.State, epoch, st.Master, st.Reason)
-	cmd.Env = append(os.Environ(),
-		"HELLOPICS_STATE="+st.State,
-		"HELLOPICS_EPOCH="+epoch,
-		"HELLOPICS_MASTER="+st.Master,
-		"HELLOPICS_REASON="+st.Reason,
-		"HELLOPICS_ID="+r.cfg.ID,
-	)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error {
-		// The whole group: a script's children die with it.
-		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	}
-	// A child that escaped the group and holds the output pipe cannot
-	// keep Wait (and the runner) waiting.
-	cmd.WaitDelay = time.Second
-	var out limitedBuffer
-	cmd.Stdout = &out
-	cmd.Stderr = &out
-	start := time.Now()
-	err := cmd.Run()
-	res := Result{State: st, Command: command, ExitCode: -1, Duration: time.Since(start), Err: err}
-	if cmd.ProcessState != nil {
-		res.ExitCode = cmd.ProcessState.ExitCode()
-	}
-	res.TimedOut = errors.Is(ctx.Err(), context.DeadlineExceeded)
-	out.mu.Lock()
-	res.Output = out.buf.String()
-	dropped := out.dropped
-	out.mu.Unlock()
+	run := script.Run(r.ctx, script.Command{
+		Line: command,
+		Args: []string{st.State, epoch, st.Master, st.Reason},
+		Env: []string{
+			"HELLOPICS_STATE=" + st.State,
+			"HELLOPICS_EPOCH=" + epoch,
+			"HELLOPICS_MASTER=" + st.Master,
+			"HELLOPICS_REASON=" + st.Reason,
+			"HELLOPICS_ID=" + r.cfg.ID,
+		},
+		Timeout: r.cfg.Timeout,
+	})
+	res := Result{State: st, Command: command, ExitCode: run.ExitCode, TimedOut: run.TimedOut, Err: run.Err,
+		Duration: run.Duration, Output: run.Output}
+	dropped := run.Dropped
 	kv := []any{"component", "mgmt", "state", st.State, "epoch", st.Epoch, "master", st.Master, "reason", st.Reason,
 		"command", command, "exit_code", res.ExitCode, "duration", res.Duration, "output", res.Output}
 	if dropped > 0 {
@@ -275,8 +233,8 @@ func (r *Runner) exec(command string, st State) Result {
 	switch {
 	case res.TimedOut:
 		r.log.Error("notify script killed at its timeout", append(kv, "timeout", r.cfg.Timeout)...)
-	case err != nil:
-		r.log.Warn("notify script failed", append(kv, "error", err)...)
+	case res.Err != nil:
+		r.log.Warn("notify script failed", append(kv, "error", res.Err)...)
 	default:
 		r.log.Info("notify script ran", kv...)
 	}

@@ -97,7 +97,11 @@ type Heartbeat struct {
 	// component_addr is where the sender accepts ctrl and data.
 	ComponentAddr string `protobuf:"bytes,5,opt,name=component_addr,json=componentAddr,proto3" json:"component_addr,omitempty"`
 	// nopreempt is true when the sender does not preempt.
-	Nopreempt     bool `protobuf:"varint,6,opt,name=nopreempt,proto3" json:"nopreempt,omitempty"`
+	Nopreempt bool `protobuf:"varint,6,opt,name=nopreempt,proto3" json:"nopreempt,omitempty"`
+	// fault is true while the sender is in the fault state (a tracked
+	// check of weight 0 fails): it never claims mastership, announces
+	// priority 0, and its peers do not count it as a candidate.
+	Fault         bool `protobuf:"varint,7,opt,name=fault,proto3" json:"fault,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -170,6 +174,13 @@ func (x *Heartbeat) GetComponentAddr() string {
 func (x *Heartbeat) GetNopreempt() bool {
 	if x != nil {
 		return x.Nopreempt
+	}
+	return false
+}
+
+func (x *Heartbeat) GetFault() bool {
+	if x != nil {
+		return x.Fault
 	}
 	return false
 }
@@ -414,14 +425,15 @@ var File_hellopics_v1_ha_proto protoreflect.FileDescriptor
 
 const file_hellopics_v1_ha_proto_rawDesc = "" +
 	"\n" +
-	"\x15hellopics/v1/ha.proto\x12\fhellopics.v1\x1a\x19hellopics/v1/status.proto\"\xaf\x01\n" +
+	"\x15hellopics/v1/ha.proto\x12\fhellopics.v1\x1a\x19hellopics/v1/status.proto\"\xc5\x01\n" +
 	"\tHeartbeat\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\bpriority\x18\x02 \x01(\rR\bpriority\x12\x14\n" +
 	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12\x1b\n" +
 	"\tmaster_id\x18\x04 \x01(\tR\bmasterId\x12%\n" +
 	"\x0ecomponent_addr\x18\x05 \x01(\tR\rcomponentAddr\x12\x1c\n" +
-	"\tnopreempt\x18\x06 \x01(\bR\tnopreempt\"\x90\x02\n" +
+	"\tnopreempt\x18\x06 \x01(\bR\tnopreempt\x12\x14\n" +
+	"\x05fault\x18\a \x01(\bR\x05fault\"\x90\x02\n" +
 	"\n" +
 	"SyncUpdate\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x18\n" +

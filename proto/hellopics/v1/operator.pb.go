@@ -81,7 +81,18 @@ type GetStatusResponse struct {
 	// version of the software.
 	Version string `protobuf:"bytes,9,opt,name=version,proto3" json:"version,omitempty"`
 	// sync_version is the last state version applied (backup) or sent (master).
-	SyncVersion   uint64 `protobuf:"varint,10,opt,name=sync_version,json=syncVersion,proto3" json:"sync_version,omitempty"`
+	SyncVersion uint64 `protobuf:"varint,10,opt,name=sync_version,json=syncVersion,proto3" json:"sync_version,omitempty"`
+	// base_priority is the configured election priority (-priority).
+	BasePriority uint32 `protobuf:"varint,11,opt,name=base_priority,json=basePriority,proto3" json:"base_priority,omitempty"`
+	// priority is the effective priority announced: base_priority less
+	// the weights of the failing tracked checks (at least 0), and 0 in
+	// the fault state.
+	Priority uint32 `protobuf:"varint,12,opt,name=priority,proto3" json:"priority,omitempty"`
+	// fault is true while a tracked check of weight 0 fails: the instance
+	// never becomes master and runs its notify-fault script.
+	Fault bool `protobuf:"varint,13,opt,name=fault,proto3" json:"fault,omitempty"`
+	// tracks are the tracked health checks, in the order configured.
+	Tracks        []*TrackStatus `protobuf:"bytes,14,rep,name=tracks,proto3" json:"tracks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -184,6 +195,34 @@ func (x *GetStatusResponse) GetSyncVersion() uint64 {
 		return x.SyncVersion
 	}
 	return 0
+}
+
+func (x *GetStatusResponse) GetBasePriority() uint32 {
+	if x != nil {
+		return x.BasePriority
+	}
+	return 0
+}
+
+func (x *GetStatusResponse) GetPriority() uint32 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
+}
+
+func (x *GetStatusResponse) GetFault() bool {
+	if x != nil {
+		return x.Fault
+	}
+	return false
+}
+
+func (x *GetStatusResponse) GetTracks() []*TrackStatus {
+	if x != nil {
+		return x.Tracks
+	}
+	return nil
 }
 
 // WatchEventsRequest subscribes to events. The empty request (what
@@ -546,7 +585,7 @@ var File_hellopics_v1_operator_proto protoreflect.FileDescriptor
 const file_hellopics_v1_operator_proto_rawDesc = "" +
 	"\n" +
 	"\x1bhellopics/v1/operator.proto\x12\fhellopics.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19hellopics/v1/status.proto\"\x12\n" +
-	"\x10GetStatusRequest\"\x89\x03\n" +
+	"\x10GetStatusRequest\"\x93\x04\n" +
 	"\x11GetStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12*\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x16.hellopics.v1.MgmtRoleR\x04role\x12\x14\n" +
@@ -559,7 +598,11 @@ const file_hellopics_v1_operator_proto_rawDesc = "" +
 	"\astarted\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\astarted\x12\x18\n" +
 	"\aversion\x18\t \x01(\tR\aversion\x12!\n" +
 	"\fsync_version\x18\n" +
-	" \x01(\x04R\vsyncVersion\"i\n" +
+	" \x01(\x04R\vsyncVersion\x12#\n" +
+	"\rbase_priority\x18\v \x01(\rR\fbasePriority\x12\x1a\n" +
+	"\bpriority\x18\f \x01(\rR\bpriority\x12\x14\n" +
+	"\x05fault\x18\r \x01(\bR\x05fault\x121\n" +
+	"\x06tracks\x18\x0e \x03(\v2\x19.hellopics.v1.TrackStatusR\x06tracks\"i\n" +
 	"\x12WatchEventsRequest\x120\n" +
 	"\x05since\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12!\n" +
 	"\fhistory_only\x18\x02 \x01(\bR\vhistoryOnly\"\xa2\x01\n" +
@@ -613,27 +656,29 @@ var file_hellopics_v1_operator_proto_goTypes = []any{
 	(*PairStatus)(nil),            // 9: hellopics.v1.PairStatus
 	(*MgmtPeerStatus)(nil),        // 10: hellopics.v1.MgmtPeerStatus
 	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(*TrackStatus)(nil),           // 12: hellopics.v1.TrackStatus
 }
 var file_hellopics_v1_operator_proto_depIdxs = []int32{
 	8,  // 0: hellopics.v1.GetStatusResponse.role:type_name -> hellopics.v1.MgmtRole
 	9,  // 1: hellopics.v1.GetStatusResponse.pairs:type_name -> hellopics.v1.PairStatus
 	10, // 2: hellopics.v1.GetStatusResponse.mgmt_peers:type_name -> hellopics.v1.MgmtPeerStatus
 	11, // 3: hellopics.v1.GetStatusResponse.started:type_name -> google.protobuf.Timestamp
-	11, // 4: hellopics.v1.WatchEventsRequest.since:type_name -> google.protobuf.Timestamp
-	11, // 5: hellopics.v1.WatchEventsResponse.time:type_name -> google.protobuf.Timestamp
-	0,  // 6: hellopics.v1.OperatorService.GetStatus:input_type -> hellopics.v1.GetStatusRequest
-	2,  // 7: hellopics.v1.OperatorService.WatchEvents:input_type -> hellopics.v1.WatchEventsRequest
-	4,  // 8: hellopics.v1.OperatorService.Switchover:input_type -> hellopics.v1.SwitchoverRequest
-	6,  // 9: hellopics.v1.OperatorService.AppCall:input_type -> hellopics.v1.AppCallRequest
-	1,  // 10: hellopics.v1.OperatorService.GetStatus:output_type -> hellopics.v1.GetStatusResponse
-	3,  // 11: hellopics.v1.OperatorService.WatchEvents:output_type -> hellopics.v1.WatchEventsResponse
-	5,  // 12: hellopics.v1.OperatorService.Switchover:output_type -> hellopics.v1.SwitchoverResponse
-	7,  // 13: hellopics.v1.OperatorService.AppCall:output_type -> hellopics.v1.AppCallResponse
-	10, // [10:14] is the sub-list for method output_type
-	6,  // [6:10] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	12, // 4: hellopics.v1.GetStatusResponse.tracks:type_name -> hellopics.v1.TrackStatus
+	11, // 5: hellopics.v1.WatchEventsRequest.since:type_name -> google.protobuf.Timestamp
+	11, // 6: hellopics.v1.WatchEventsResponse.time:type_name -> google.protobuf.Timestamp
+	0,  // 7: hellopics.v1.OperatorService.GetStatus:input_type -> hellopics.v1.GetStatusRequest
+	2,  // 8: hellopics.v1.OperatorService.WatchEvents:input_type -> hellopics.v1.WatchEventsRequest
+	4,  // 9: hellopics.v1.OperatorService.Switchover:input_type -> hellopics.v1.SwitchoverRequest
+	6,  // 10: hellopics.v1.OperatorService.AppCall:input_type -> hellopics.v1.AppCallRequest
+	1,  // 11: hellopics.v1.OperatorService.GetStatus:output_type -> hellopics.v1.GetStatusResponse
+	3,  // 12: hellopics.v1.OperatorService.WatchEvents:output_type -> hellopics.v1.WatchEventsResponse
+	5,  // 13: hellopics.v1.OperatorService.Switchover:output_type -> hellopics.v1.SwitchoverResponse
+	7,  // 14: hellopics.v1.OperatorService.AppCall:output_type -> hellopics.v1.AppCallResponse
+	11, // [11:15] is the sub-list for method output_type
+	7,  // [7:11] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_hellopics_v1_operator_proto_init() }

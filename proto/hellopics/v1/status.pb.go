@@ -448,7 +448,10 @@ type MgmtPeerStatus struct {
 	InSync bool `protobuf:"varint,7,opt,name=in_sync,json=inSync,proto3" json:"in_sync,omitempty"`
 	// sync_error is why the last state update to it could not be sent,
 	// "" once one goes out again (master only).
-	SyncError     string `protobuf:"bytes,8,opt,name=sync_error,json=syncError,proto3" json:"sync_error,omitempty"`
+	SyncError string `protobuf:"bytes,8,opt,name=sync_error,json=syncError,proto3" json:"sync_error,omitempty"`
+	// fault is true while it announces the fault state (a tracked check
+	// of weight 0 fails there).
+	Fault         bool `protobuf:"varint,9,opt,name=fault,proto3" json:"fault,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -539,6 +542,98 @@ func (x *MgmtPeerStatus) GetSyncError() string {
 	return ""
 }
 
+func (x *MgmtPeerStatus) GetFault() bool {
+	if x != nil {
+		return x.Fault
+	}
+	return false
+}
+
+// TrackStatus is the state of one tracked health check of a
+// management instance (-track-script, -track-interface).
+type TrackStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name of the check ("script:CMD", "interface:IF", or -track-name).
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// weight lowers the priority by this much while the check fails; 0
+	// puts the instance in the fault state instead.
+	Weight uint32 `protobuf:"varint,2,opt,name=weight,proto3" json:"weight,omitempty"`
+	// ok is true while the check passes (after -track-rise successes),
+	// false once it failed -track-fall times in a row.
+	Ok bool `protobuf:"varint,3,opt,name=ok,proto3" json:"ok,omitempty"`
+	// last_error is why its last run failed ("" after a success).
+	LastError string `protobuf:"bytes,4,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// since is when ok last changed (or when the first run decided it).
+	Since         *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=since,proto3" json:"since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TrackStatus) Reset() {
+	*x = TrackStatus{}
+	mi := &file_hellopics_v1_status_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrackStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrackStatus) ProtoMessage() {}
+
+func (x *TrackStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_hellopics_v1_status_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrackStatus.ProtoReflect.Descriptor instead.
+func (*TrackStatus) Descriptor() ([]byte, []int) {
+	return file_hellopics_v1_status_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *TrackStatus) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TrackStatus) GetWeight() uint32 {
+	if x != nil {
+		return x.Weight
+	}
+	return 0
+}
+
+func (x *TrackStatus) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *TrackStatus) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *TrackStatus) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
 var File_hellopics_v1_status_proto protoreflect.FileDescriptor
 
 const file_hellopics_v1_status_proto_rawDesc = "" +
@@ -569,7 +664,7 @@ const file_hellopics_v1_status_proto_rawDesc = "" +
 	"\x04data\x18\x03 \x01(\v2\x1d.hellopics.v1.ComponentStatusR\x04data\x12#\n" +
 	"\rcycle_running\x18\x04 \x01(\bR\fcycleRunning\x127\n" +
 	"\bcounters\x18\x05 \x01(\v2\x1b.hellopics.v1.HelloCountersR\bcounters\x12.\n" +
-	"\x05relay\x18\x06 \x01(\v2\x18.hellopics.v1.RelayStatsR\x05relay\"\xcf\x01\n" +
+	"\x05relay\x18\x06 \x01(\v2\x18.hellopics.v1.RelayStatsR\x05relay\"\xe5\x01\n" +
 	"\x0eMgmtPeerStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x14\n" +
@@ -579,7 +674,15 @@ const file_hellopics_v1_status_proto_rawDesc = "" +
 	"\bsync_lag\x18\x06 \x01(\x04R\asyncLag\x12\x17\n" +
 	"\ain_sync\x18\a \x01(\bR\x06inSync\x12\x1d\n" +
 	"\n" +
-	"sync_error\x18\b \x01(\tR\tsyncError*\x86\x01\n" +
+	"sync_error\x18\b \x01(\tR\tsyncError\x12\x14\n" +
+	"\x05fault\x18\t \x01(\bR\x05fault\"\x9a\x01\n" +
+	"\vTrackStatus\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06weight\x18\x02 \x01(\rR\x06weight\x12\x0e\n" +
+	"\x02ok\x18\x03 \x01(\bR\x02ok\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x04 \x01(\tR\tlastError\x120\n" +
+	"\x05since\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05since*\x86\x01\n" +
 	"\x0eComponentState\x12\x1f\n" +
 	"\x1bCOMPONENT_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14COMPONENT_STATE_DOWN\x10\x01\x12\x1e\n" +
@@ -604,7 +707,7 @@ func file_hellopics_v1_status_proto_rawDescGZIP() []byte {
 }
 
 var file_hellopics_v1_status_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_hellopics_v1_status_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_hellopics_v1_status_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_hellopics_v1_status_proto_goTypes = []any{
 	(ComponentState)(0),           // 0: hellopics.v1.ComponentState
 	(MgmtRole)(0),                 // 1: hellopics.v1.MgmtRole
@@ -612,26 +715,28 @@ var file_hellopics_v1_status_proto_goTypes = []any{
 	(*HelloCounters)(nil),         // 3: hellopics.v1.HelloCounters
 	(*PairStatus)(nil),            // 4: hellopics.v1.PairStatus
 	(*MgmtPeerStatus)(nil),        // 5: hellopics.v1.MgmtPeerStatus
-	(Role)(0),                     // 6: hellopics.v1.Role
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 8: google.protobuf.Duration
-	(*RelayStats)(nil),            // 9: hellopics.v1.RelayStats
+	(*TrackStatus)(nil),           // 6: hellopics.v1.TrackStatus
+	(Role)(0),                     // 7: hellopics.v1.Role
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 9: google.protobuf.Duration
+	(*RelayStats)(nil),            // 10: hellopics.v1.RelayStats
 }
 var file_hellopics_v1_status_proto_depIdxs = []int32{
-	6, // 0: hellopics.v1.ComponentStatus.role:type_name -> hellopics.v1.Role
-	0, // 1: hellopics.v1.ComponentStatus.state:type_name -> hellopics.v1.ComponentState
-	7, // 2: hellopics.v1.ComponentStatus.connected_since:type_name -> google.protobuf.Timestamp
-	7, // 3: hellopics.v1.HelloCounters.last_hello:type_name -> google.protobuf.Timestamp
-	8, // 4: hellopics.v1.HelloCounters.last_rtt:type_name -> google.protobuf.Duration
-	2, // 5: hellopics.v1.PairStatus.ctrl:type_name -> hellopics.v1.ComponentStatus
-	2, // 6: hellopics.v1.PairStatus.data:type_name -> hellopics.v1.ComponentStatus
-	3, // 7: hellopics.v1.PairStatus.counters:type_name -> hellopics.v1.HelloCounters
-	9, // 8: hellopics.v1.PairStatus.relay:type_name -> hellopics.v1.RelayStats
-	9, // [9:9] is the sub-list for method output_type
-	9, // [9:9] is the sub-list for method input_type
-	9, // [9:9] is the sub-list for extension type_name
-	9, // [9:9] is the sub-list for extension extendee
-	0, // [0:9] is the sub-list for field type_name
+	7,  // 0: hellopics.v1.ComponentStatus.role:type_name -> hellopics.v1.Role
+	0,  // 1: hellopics.v1.ComponentStatus.state:type_name -> hellopics.v1.ComponentState
+	8,  // 2: hellopics.v1.ComponentStatus.connected_since:type_name -> google.protobuf.Timestamp
+	8,  // 3: hellopics.v1.HelloCounters.last_hello:type_name -> google.protobuf.Timestamp
+	9,  // 4: hellopics.v1.HelloCounters.last_rtt:type_name -> google.protobuf.Duration
+	2,  // 5: hellopics.v1.PairStatus.ctrl:type_name -> hellopics.v1.ComponentStatus
+	2,  // 6: hellopics.v1.PairStatus.data:type_name -> hellopics.v1.ComponentStatus
+	3,  // 7: hellopics.v1.PairStatus.counters:type_name -> hellopics.v1.HelloCounters
+	10, // 8: hellopics.v1.PairStatus.relay:type_name -> hellopics.v1.RelayStats
+	8,  // 9: hellopics.v1.TrackStatus.since:type_name -> google.protobuf.Timestamp
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_hellopics_v1_status_proto_init() }
@@ -646,7 +751,7 @@ func file_hellopics_v1_status_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hellopics_v1_status_proto_rawDesc), len(file_hellopics_v1_status_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
