@@ -12,9 +12,9 @@ import (
 	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
 
-// seqReserve mirrors mgmt/ha.go's: the master announces its next hello
-// number this far ahead to the backups.
-const seqReserve = 64
+// seqReserve mirrors pkg/appliance's: the master announces its next
+// hello number this far ahead to the backups.
+const seqReserve = 4096
 
 // maxDrainRounds mirrors mgmt/ha.go's bound on one drainElection.
 const maxDrainRounds = 16
@@ -51,7 +51,8 @@ type mgmtProc struct {
 	redrain      bool
 	tickDeferred bool
 	aligned      mastership
-	pending      int // peers whose first HA connection attempt is still open
+	pacer        election.SyncPacer // when the registry's changes go to the backups
+	pending      int                // peers whose first HA connection attempt is still open
 
 	// what the checker follows, per incarnation
 	hsEpoch uint64               // the handshake machine's epoch last seen
@@ -112,6 +113,7 @@ func (m *mgmtProc) start() {
 	m.el = nil
 	m.draining, m.redrain, m.tickDeferred = false, false, false
 	m.aligned = mastership{}
+	m.pacer = election.SyncPacer{Interval: t.syncInterval(), Reserve: seqReserve}
 	m.hsEpoch = 0
 	m.sent = map[uint64]sentHello{}
 	m.got = map[uint64]bool{}
@@ -373,7 +375,8 @@ func (m *mgmtProc) drainElection() {
 			}
 			for _, u := range rd.Apply {
 				if !u.GetAppOnly() {
-					if err := m.machine.Restore(handshake.Snapshot{NextSeq: u.GetNextSeq(), Pairs: u.GetPairs(), Full: true}); err != nil {
+					full := u.GetFull() || !u.GetDelta()
+					if err := m.machine.Restore(handshake.Snapshot{NextSeq: u.GetNextSeq(), Pairs: u.GetPairs(), Full: full, Removed: u.GetRemovedPairs()}); err != nil {
 						m.w.tracef("%s: state update %d not applied: %v", m.name, u.GetVersion(), err)
 						continue
 					}
@@ -383,11 +386,11 @@ func (m *mgmtProc) drainElection() {
 				m.sendHA(msg)
 			}
 			for _, id := range rd.Snapshots {
-				body := &hellopicsv1.SyncUpdate{Pairs: m.machine.Pairs(), NextSeq: m.machine.NextSeq() + seqReserve}
+				body := &hellopicsv1.SyncUpdate{Pairs: m.machine.Pairs(), NextSeq: m.pacer.Sent(m.w.wall(), m.machine.NextSeq())}
 				_ = m.el.SnapshotWith(id, body)
 			}
 			if rd.Flush {
-				_, _ = m.el.Sync(m.machine.Pairs(), m.machine.NextSeq()+seqReserve)
+				_ = m.sendChanges()
 			}
 			for _, ev := range rd.Events {
 				if ev.Kind != election.EventPeerUp && ev.Kind != election.EventPeerDown || m.w.opts.Verbose {
@@ -413,18 +416,37 @@ func (m *mgmtProc) alignMastership() {
 	if now == m.aligned {
 		return
 	}
+	if now.master != m.aligned.master || now.epoch != m.aligned.epoch {
+		m.pacer.Reset()
+	}
 	m.aligned = now
 	m.apply(m.machine.SetMastership(now.master, now.epoch, now.addr, m.w.wall()))
 }
 
-// syncState mirrors mgmt/ha.go's: the registry to the backups after
-// every change.
+// syncState mirrors pkg/appliance's: the registry's changes to the
+// backups, paced by the SyncPacer.
 func (m *mgmtProc) syncState() {
 	if m.el == nil || m.el.Role() != hellopicsv1.MgmtRole_MGMT_ROLE_MASTER {
 		return
 	}
-	_, _ = m.el.Sync(m.machine.Pairs(), m.machine.NextSeq()+seqReserve)
+	now, at := m.pacer.Plan(m.w.wall(), m.machine.HasChanges(), m.machine.NextSeq())
+	if !now {
+		if !at.IsZero() {
+			m.w.slot(&m.proc, slotSync, at, m.syncState)
+		}
+		return
+	}
+	_ = m.sendChanges()
 	m.drainElection()
+}
+
+// sendChanges mirrors pkg/appliance's: one delta to the election.
+func (m *mgmtProc) sendChanges() error {
+	d := m.machine.TakeChanges()
+	m.w.slot(&m.proc, slotSync, time.Time{}, nil)
+	_, err := m.el.SyncWith(&hellopicsv1.SyncUpdate{Pairs: d.Pairs, RemovedPairs: d.Removed, Delta: true,
+		NextSeq: m.pacer.Sent(m.w.wall(), d.NextSeq)})
+	return err
 }
 
 // switchover mirrors the start of mgmt/ha.go's Switchover.

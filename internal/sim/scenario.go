@@ -54,6 +54,9 @@ type Timers struct {
 	Heartbeat  time.Duration // election HeartbeatInterval
 	DeadMisses int           // election DeadMisses
 	Hello      time.Duration // mgmt HelloInterval
+	// Sync is mgmt's SyncInterval (0: the Hello interval, at most 100
+	// ms, as in pkg/appliance).
+	Sync time.Duration
 	// MgmtDead is the components' MgmtDeadTimeout (their session to mgmt).
 	MgmtDead time.Duration
 	// PeerDead is the components' DeadTimeout (the ctrl<->data session).
@@ -347,4 +350,12 @@ func (sc *Scenario) with(keep []int) *Scenario {
 		c.Faults = append(c.Faults, sc.Faults[i])
 	}
 	return &c
+}
+
+// syncInterval mirrors pkg/appliance's default.
+func (t Timers) syncInterval() time.Duration {
+	if t.Sync > 0 {
+		return t.Sync
+	}
+	return min(t.Hello, 100*time.Millisecond)
 }

@@ -181,6 +181,7 @@ func (w *World) procAfter(p *proc, d time.Duration, fn func()) {
 const (
 	slotElection = iota
 	slotHandshake
+	slotSync
 	numSlots
 )
 

@@ -57,6 +57,7 @@ type Management struct {
 	tickDeferred bool
 	redrain      bool
 	aligned      mastership        // what alignMastership last applied
+	pacer        election.SyncPacer // when the registry's changes go to the backups
 	haSources    *peerAddrs        // where each peer's connections may come from
 	syncErr      map[string]string // peer id -> why its last sync was not sent
 	haLog        *ratelog.Logger

@@ -24,8 +24,11 @@ import (
 // seqReserve is how far ahead of the hello numbers in use the master
 // announces its next number to the backups: a backup that takes over
 // starts there, so it never reuses a number the old master sent after
-// its last sync reached the backup (the master syncs after every hello).
-const seqReserve = 64
+// its last sync reached the backup. The master syncs at once when the
+// numbers in use come within half of it (election.SyncPacer), however
+// many pairs and whatever the SyncInterval; a failover skips at most
+// this many numbers.
+const seqReserve = 4096
 
 // epochFile is the name of the epoch file in Config.StateDir.
 const epochFile = "epoch"
@@ -34,6 +37,7 @@ const epochFile = "epoch"
 // fresh epoch; with peers, the election machine and its transport start.
 // Called from New before the component listener accepts.
 func (s *Management) startHA(base pconn.Config) error {
+	s.pacer = election.SyncPacer{Interval: s.cfg.syncInterval(), Reserve: seqReserve}
 	if s.cfg.StateDir != "" {
 		if err := os.MkdirAll(s.cfg.StateDir, 0o750); err != nil {
 			return fmt.Errorf("state dir: %w", err)
@@ -490,9 +494,12 @@ func (s *Management) drainElection() {
 					continue
 				}
 				if !u.GetAppOnly() {
-					// Every update carries the whole registry (issue 14 will
-					// make them deltas): pairs it lacks were expired.
-					if err := s.machine.Restore(handshake.Snapshot{NextSeq: u.GetNextSeq(), Pairs: u.GetPairs(), Full: true}); err != nil {
+					// A snapshot or a delta (the pairs changed and removed
+					// since the last version). An update that is neither
+					// (a master before deltas) carries the whole registry:
+					// pairs it lacks were expired.
+					full := u.GetFull() || !u.GetDelta()
+					if err := s.machine.Restore(handshake.Snapshot{NextSeq: u.GetNextSeq(), Pairs: u.GetPairs(), Full: full, Removed: u.GetRemovedPairs()}); err != nil {
 						s.metrics.haRefused.WithLabelValues("bad_state").Inc()
 						s.haLog.Warn("ha_restore", "state update from the master not applied; this backup is not in sync", "component", "mgmt",
 							"version", u.GetVersion(), "error", err)
@@ -527,14 +534,16 @@ func (s *Management) drainElection() {
 					if err != nil {
 						break
 					}
-					body := &hellopicsv1.SyncUpdate{Pairs: s.machine.Pairs(), NextSeq: s.machine.NextSeq() + seqReserve, AppSnapshot: app}
+					body := &hellopicsv1.SyncUpdate{Pairs: s.machine.Pairs(), NextSeq: s.pacer.Sent(time.Now(), s.machine.NextSeq()), AppSnapshot: app}
 					if err := s.el.SnapshotWith(id, body); err != nil {
 						s.log.Debug("snapshot not sent", "peer", id, "error", err)
 					}
 				}
 			}
 			if rd.Flush {
-				if _, err := s.el.Sync(s.machine.Pairs(), s.machine.NextSeq()+seqReserve); err != nil {
+				// The switchover's barrier: what changed since the last
+				// sync, at once.
+				if err := s.sendChanges(); err != nil {
 					s.log.Debug("flush not sent", "error", err)
 				}
 			}
@@ -589,6 +598,11 @@ func (s *Management) alignMastership() {
 		s.log.Debug("master's component address", "component", "mgmt", "master_addr", now.addr, "epoch", now.epoch,
 			"step", "master_addr")
 	}
+	if now.master != was.master || now.epoch != was.epoch {
+		// A new mastership (or none): the backups get snapshots first,
+		// and the numbers they were told start again from those.
+		s.pacer.Reset()
+	}
 	s.apply(s.machine.SetMastership(now.master, now.epoch, now.addr, time.Now()))
 	if now.master != was.master || now.epoch != was.epoch {
 		s.rt.SetMastership(now.master, now.epoch)
@@ -596,17 +610,43 @@ func (s *Management) alignMastership() {
 	}
 }
 
-// syncState streams the registry to the backups after a change. Master
-// with peers only.
+// syncState sends the registry's changes to the backups after a change
+// of the machine, paced (SyncInterval, election.SyncPacer): at once
+// after a quiet spell or when the hello numbers' reserve runs low, else
+// at the end of the interval, with what changed meanwhile. Master with
+// peers only; loop goroutine.
 func (s *Management) syncState() {
-	if s.el == nil || s.el.Role() != hellopicsv1.MgmtRole_MGMT_ROLE_MASTER {
+	if s.el == nil {
+		s.machine.DiscardChanges() // nobody to tell
 		return
 	}
-	s.flushApp() // their version comes first
-	if _, err := s.el.Sync(s.machine.Pairs(), s.machine.NextSeq()+seqReserve); err != nil {
+	if s.el.Role() != hellopicsv1.MgmtRole_MGMT_ROLE_MASTER {
+		return
+	}
+	now, at := s.pacer.Plan(time.Now(), s.machine.HasChanges(), s.machine.NextSeq())
+	if !now {
+		if !at.IsZero() {
+			s.loop.At("sync", at, s.syncState)
+		}
+		return
+	}
+	if err := s.sendChanges(); err != nil {
 		s.haLog.Warn("ha_sync", "state not synced to the backups", "component", "mgmt", "error", err)
 	}
 	s.drainElection()
+}
+
+// sendChanges hands the election one delta of the registry (the pairs
+// changed and removed since the last, and the next hello number with
+// the reserve), after the application's pending updates (their version
+// comes first). Loop goroutine, master.
+func (s *Management) sendChanges() error {
+	s.flushApp()
+	d := s.machine.TakeChanges()
+	s.loop.At("sync", time.Time{}, nil)
+	_, err := s.el.SyncWith(&hellopicsv1.SyncUpdate{Pairs: d.Pairs, RemovedPairs: d.Removed, Delta: true,
+		NextSeq: s.pacer.Sent(time.Now(), d.NextSeq)})
+	return err
 }
 
 // Switchover hands mastership to target (or the best backup when "") and

@@ -623,10 +623,18 @@ func (e *Election) handOver(target string) {
 // switchover the first Sync after Ready.Flush is the barrier. Master
 // only.
 func (e *Election) Sync(pairs []*hellopicsv1.PairStatus, nextSeq uint64) (uint64, error) {
+	return e.SyncWith(&hellopicsv1.SyncUpdate{Pairs: pairs, NextSeq: nextSeq})
+}
+
+// SyncWith is Sync for a body the shell builds: a delta (the pairs
+// changed, removed_pairs, next_seq; see handshake.Mgmt.TakeChanges),
+// which backups apply in version order on top of their snapshot.
+// Master only.
+func (e *Election) SyncWith(body *hellopicsv1.SyncUpdate) (uint64, error) {
 	if e.role != hellopicsv1.MgmtRole_MGMT_ROLE_MASTER {
 		return 0, ErrNotMaster
 	}
-	v, err := e.rep.Update(pairs, nextSeq)
+	v, err := e.rep.UpdateWith(body)
 	if err == nil && e.sw != nil && e.sw.barrier == 0 {
 		e.sw.barrier = v
 	}

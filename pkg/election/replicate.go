@@ -167,6 +167,8 @@ func (r *Replicator) stamp(body *hellopicsv1.SyncUpdate, full bool) *hellopicsv1
 		Pairs: body.GetPairs(), NextSeq: body.GetNextSeq(), AppSnapshot: body.GetAppSnapshot()}
 	if !full {
 		u.App = body.GetApp()
+		u.RemovedPairs = body.GetRemovedPairs()
+		u.Delta = body.GetDelta()
 	}
 	return u
 }

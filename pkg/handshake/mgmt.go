@@ -1015,6 +1015,14 @@ func (m *Mgmt) noteChanges(outs []Output) {
 	}
 }
 
+// DiscardChanges forgets the changes recorded since the last
+// TakeChanges, for a machine that has no backup to tell (a single
+// instance): what it records stays bounded.
+func (m *Mgmt) DiscardChanges() {
+	clear(m.changed)
+	clear(m.removed)
+}
+
 // HasChanges reports whether a pair changed or was removed since the
 // last TakeChanges.
 func (m *Mgmt) HasChanges() bool { return len(m.changed) > 0 || len(m.removed) > 0 }

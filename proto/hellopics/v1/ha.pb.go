@@ -213,7 +213,11 @@ type SyncUpdate struct {
 	// master forgot (expired) since the last version: the backup forgets
 	// them before it applies pairs. An update that is not full carries in
 	// pairs only the pairs that changed since the last version.
-	RemovedPairs  []string `protobuf:"bytes,9,rep,name=removed_pairs,json=removedPairs,proto3" json:"removed_pairs,omitempty"`
+	RemovedPairs []string `protobuf:"bytes,9,rep,name=removed_pairs,json=removedPairs,proto3" json:"removed_pairs,omitempty"`
+	// delta marks an update that is not full as a delta (pairs holds the
+	// changed pairs only). Without it (a master of an older version), an
+	// update carries the whole registry, and pairs it lacks were removed.
+	Delta         bool `protobuf:"varint,10,opt,name=delta,proto3" json:"delta,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -309,6 +313,13 @@ func (x *SyncUpdate) GetRemovedPairs() []string {
 		return x.RemovedPairs
 	}
 	return nil
+}
+
+func (x *SyncUpdate) GetDelta() bool {
+	if x != nil {
+		return x.Delta
+	}
+	return false
 }
 
 // SyncAck acknowledges a SyncUpdate.
@@ -433,7 +444,7 @@ const file_hellopics_v1_ha_proto_rawDesc = "" +
 	"\tmaster_id\x18\x04 \x01(\tR\bmasterId\x12%\n" +
 	"\x0ecomponent_addr\x18\x05 \x01(\tR\rcomponentAddr\x12\x1c\n" +
 	"\tnopreempt\x18\x06 \x01(\bR\tnopreempt\x12\x14\n" +
-	"\x05fault\x18\a \x01(\bR\x05fault\"\x90\x02\n" +
+	"\x05fault\x18\a \x01(\bR\x05fault\"\xa6\x02\n" +
 	"\n" +
 	"SyncUpdate\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x18\n" +
@@ -444,7 +455,9 @@ const file_hellopics_v1_ha_proto_rawDesc = "" +
 	"\bapp_only\x18\x06 \x01(\bR\aappOnly\x12\x10\n" +
 	"\x03app\x18\a \x03(\fR\x03app\x12!\n" +
 	"\fapp_snapshot\x18\b \x01(\fR\vappSnapshot\x12#\n" +
-	"\rremoved_pairs\x18\t \x03(\tR\fremovedPairs\"9\n" +
+	"\rremoved_pairs\x18\t \x03(\tR\fremovedPairs\x12\x14\n" +
+	"\x05delta\x18\n" +
+	" \x01(\bR\x05delta\"9\n" +
 	"\aSyncAck\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\"9\n" +
