@@ -101,6 +101,7 @@ func (m *mgmtProc) start() {
 	machine, err := handshake.NewMgmt(handshake.MgmtConfig{
 		HelloInterval:   t.Hello,
 		IdentifyTimeout: t.Identify,
+		SpreadHellos:    true,
 		Backup:          true,
 		// The shell holds identifies while no live master is known.
 		HoldWithoutMaster: len(m.peers) > 0,

@@ -56,10 +56,10 @@ type Management struct {
 	draining     bool
 	tickDeferred bool
 	redrain      bool
-	aligned      mastership        // what alignMastership last applied
+	aligned      mastership         // what alignMastership last applied
 	pacer        election.SyncPacer // when the registry's changes go to the backups
-	haSources    *peerAddrs        // where each peer's connections may come from
-	syncErr      map[string]string // peer id -> why its last sync was not sent
+	haSources    *peerAddrs         // where each peer's connections may come from
+	syncErr      map[string]string  // peer id -> why its last sync was not sent
 	haLog        *ratelog.Logger
 	syncVersion  uint64
 	advertised   string
@@ -116,7 +116,10 @@ func StartManagement(cfg ManagementConfig) (*Management, error) {
 		IdentifyTimeout: cfg.IdentifyTimeout,
 		MaxPairs:        cfg.MaxPairs,
 		PairExpiry:      expiry,
-		Backup:          true, // until the election (or a single instance) decides
+		// Pairs started together (a chassis powering up, a failover)
+		// do not send in lock-step for ever.
+		SpreadHellos: true,
+		Backup:       true, // until the election (or a single instance) decides
 		// A backup that knows no live master holds an Identify: it may
 		// be the next master, and components arriving after a failover
 		// are then accepted without another round of dials.

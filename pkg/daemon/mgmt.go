@@ -69,6 +69,7 @@ func mgmtConfig(name string, args []string, apps Apps) (mgmt.Config, hclog.Logge
 	fs.StringVar(&cfg.AdvertiseAddr, "advertise", cfg.AdvertiseAddr, "address components use for this instance (default: -listen, or when it names no host, this host's address toward the first peer)")
 	fs.StringVar(&cfg.OperatorAddr, "operator", envOr("HELLOPICS_OPERATOR_ADDR", cfg.OperatorAddr), "operator gRPC API address; empty disables it (env HELLOPICS_OPERATOR_ADDR)")
 	fs.DurationVar(&cfg.HelloInterval, "hello-interval", cfg.HelloInterval, "Hello cycle period (at least 10ms)")
+	fs.DurationVar(&cfg.SyncInterval, "sync-interval", cfg.SyncInterval, "least time between two state syncs to the backups carrying registry changes; changes meanwhile go together (0: the hello interval, at most 100ms)")
 	fs.DurationVar(&cfg.HelloSummaryInterval, "hello-summary", cfg.HelloSummaryInterval, "log one INFO summary per Hello cycle this often (sent, received, missed, out of order, RTT p50/p99); 0 disables")
 	fs.DurationVar(&cfg.DeadTimeout, "dead-timeout", cfg.DeadTimeout, "declare a silent component lost after this long (at least 30ms)")
 	fs.DurationVar(&cfg.IdentifyTimeout, "identify-timeout", cfg.IdentifyTimeout, "close a session that does not identify itself in time")

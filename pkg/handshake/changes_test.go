@@ -1,6 +1,7 @@
 package handshake
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -94,6 +95,126 @@ func TestMgmtRestoreDeltaChecked(t *testing.T) {
 	} {
 		if err := m.Restore(s); err == nil {
 			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+// checkDeadlines fails unless m's deadline bookkeeping matches its
+// state: the sets of idle pairs and of sessions that must identify, and
+// NextDeadline against a scan of every pair and session.
+func checkDeadlines(t *testing.T, m *Mgmt, where string) {
+	t.Helper()
+	var want time.Time
+	found := false
+	earliest := func(at time.Time) {
+		if !found || at.Before(want) {
+			want, found = at, true
+		}
+	}
+	for id, p := range m.pairs {
+		if _, ok := m.idlePairs[id]; ok != !p.idleSince.IsZero() {
+			t.Fatalf("%s: pair %s idle since %v, in the idle set: %v", where, id, p.idleSince, ok)
+		}
+		if p.running {
+			earliest(p.nextDue)
+		}
+		if m.cfg.PairExpiry > 0 && !p.idleSince.IsZero() {
+			earliest(p.idleSince.Add(m.cfg.PairExpiry))
+		}
+	}
+	for id := range m.idlePairs {
+		if m.pairs[id] == nil {
+			t.Fatalf("%s: idle set names pair %s, gone", where, id)
+		}
+	}
+	for id, s := range m.sessions {
+		waits := !s.identified && s.watch == nil
+		if _, ok := m.unidentified[id]; ok != waits {
+			t.Fatalf("%s: session %d must identify: %v, in the set: %v", where, id, waits, ok)
+		}
+		if waits {
+			earliest(s.since.Add(m.cfg.IdentifyTimeout))
+		}
+	}
+	for id := range m.unidentified {
+		if m.sessions[id] == nil {
+			t.Fatalf("%s: unidentified set names session %d, gone", where, id)
+		}
+	}
+	got, ok := m.NextDeadline()
+	if ok != found || !got.Equal(want) {
+		t.Fatalf("%s: NextDeadline %v %v, a scan says %v %v", where, got, ok, want, found)
+	}
+}
+
+// TestMgmtSpreadHellos: twenty pairs whose cycles start at the same
+// instant (a failover) send their hellos spread over the interval after
+// a few intervals, every gap within a tenth of the interval, none
+// missed. Without SpreadHellos they stay in lock-step.
+func TestMgmtSpreadHellos(t *testing.T) {
+	for _, spread := range []bool{false, true} {
+		m := newTestMgmt(t, MgmtConfig{Epoch: 1, SpreadHellos: spread})
+		const n = 20
+		var starts []Output
+		for i := range n {
+			p := fmt.Sprintf("p%d", i)
+			c, d := SessionID(2*i+1), SessionID(2*i+2)
+			m.SessionUp(c, "10.0.0.1:1", t0)
+			m.SessionUp(d, "10.0.0.2:2", t0)
+			m.Receive(c, msgID, ctrlID(p, "c-"+p), t0)
+			m.Receive(d, msgID, dataID(p, "d-"+p), t0)
+			m.Receive(d, msgReady, &hellopicsv1.Ready{Role: roleDataPB, PairId: p}, t0)
+			starts = append(starts, m.Receive(c, msgReady, &hellopicsv1.Ready{Role: roleCtrlPB, PairId: p}, t0)...)
+		}
+		last := map[string]time.Time{}
+		instants := map[time.Duration]bool{}
+		back := func(outs []Output, at time.Time) {
+			for _, o := range outs {
+				ev, ok := o.(Event)
+				if !ok || ev.Kind != EventHelloSent {
+					continue
+				}
+				if prev, ok := last[ev.PairID]; ok {
+					if gap := at.Sub(prev); gap < testInterval*9/10 || gap > testInterval*11/10 {
+						t.Fatalf("spread=%v: %s: gap %v between two hellos", spread, ev.PairID, gap)
+					}
+				}
+				last[ev.PairID] = at
+				instants[at.Sub(t0)%testInterval] = true
+				// It comes back at once, from the last hop.
+				p := m.pairs[ev.PairID]
+				hop := p.data.session
+				if p.outstanding.dir == dirDC {
+					hop = p.ctrl.session
+				}
+				m.Receive(hop, msgHello, &hellopicsv1.Hello{Seq: ev.Seq, Direction: p.outstanding.dir, Epoch: 1, PairId: ev.PairID}, at)
+			}
+		}
+		back(starts, t0)
+		for round := range 12 {
+			instants = map[time.Duration]bool{}
+			for {
+				at, ok := m.NextDeadline()
+				if !ok {
+					t.Fatal("no deadline with cycles running")
+				}
+				if at.After(t0.Add(time.Duration(round+1) * testInterval * 11 / 10)) {
+					break
+				}
+				back(m.Tick(at), at)
+			}
+		}
+		for _, p := range m.Pairs() {
+			if c := p.GetCounters(); c.GetMissed() != 0 || c.GetOutOfOrder() != 0 {
+				t.Fatalf("spread=%v: %s missed %d, out of order %d", spread, p.GetPairId(), c.GetMissed(), c.GetOutOfOrder())
+			}
+		}
+		// In the last round: distinct instants within the interval.
+		if !spread && len(instants) > 1 {
+			t.Fatalf("without spreading: hellos at %d instants of the interval, want 1 (lock-step)", len(instants))
+		}
+		if spread && len(instants) < n/2 {
+			t.Fatalf("spread: hellos at only %d instants of the interval for %d pairs", len(instants), n)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package handshake
 
 import (
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -156,6 +157,7 @@ func hostileMgmt(t *testing.T, in []byte) {
 				}
 			}
 
+			checkDeadlines(t, m, fmt.Sprintf("step %d", step))
 			if err := shadow.Restore(m.TakeChanges()); err != nil {
 				t.Fatalf("step %d: delta not restored: %v", step, err)
 			}

@@ -351,6 +351,7 @@ func (w *netw) apply(n *node, outs []Output) {
 		}
 	}
 	if n.role == roleMgmt && n.alive {
+		checkDeadlines(w.t, n.mgmt, fmt.Sprintf("%s at step %d", n.name, w.steps))
 		w.checkShadow(n)
 	}
 }

@@ -59,6 +59,11 @@ type MgmtConfig struct {
 	// stays in the registry before Tick removes it (EventPairExpired).
 	// Zero means DefaultPairExpiry; a negative value keeps pairs forever.
 	PairExpiry time.Duration
+	// SpreadHellos spreads the pairs' hellos over the interval instead
+	// of keeping the instants their cycles started at (all at once
+	// after a failover): each gap between two hellos of a pair is then
+	// within a tenth of HelloInterval of it, not exactly it.
+	SpreadHellos bool
 }
 
 func (c *MgmtConfig) validate() error {
@@ -106,6 +111,11 @@ type Mgmt struct {
 	// last TakeChanges (noteChanges): what a master sends its backups.
 	changed map[string]struct{}
 	removed map[string]struct{}
+
+	// Deadlines (mgmt_timers.go).
+	hellos       helloHeap
+	idlePairs    map[string]struct{}    // pairs with idleSince set
+	unidentified map[SessionID]struct{} // sessions that must still identify
 }
 
 // mgmtSession is one connection to mgmt.
@@ -175,6 +185,9 @@ type pair struct {
 	lastRTT                                     time.Duration
 	hasLastHello                                bool
 
+	// phase is where in the interval the pair's hellos go (phaseNudge;
+	// -1 until computed).
+	phase time.Duration
 	// idleSince is when the pair last had neither component live (zero
 	// while one is, or not yet known for a restored pair).
 	idleSince time.Time
@@ -209,6 +222,9 @@ func NewMgmt(cfg MgmtConfig) (*Mgmt, error) {
 		nextSeq:  1,
 		changed:  make(map[string]struct{}),
 		removed:  make(map[string]struct{}),
+
+		idlePairs:    make(map[string]struct{}),
+		unidentified: make(map[SessionID]struct{}),
 	}, nil
 }
 
@@ -234,7 +250,9 @@ func (m *Mgmt) SessionUp(id SessionID, remoteAddr string, now time.Time) (res []
 		// The shell reused a live ID: treat the old connection as lost.
 		out = append(out, m.SessionDown(old.id, "session id reused", now)...)
 	}
-	m.sessions[id] = &mgmtSession{id: id, remoteAddr: remoteAddr, since: now}
+	s := &mgmtSession{id: id, remoteAddr: remoteAddr, since: now}
+	m.sessions[id] = s
+	m.unidentified[id] = struct{}{}
 	out.event(Event{Kind: EventUp, Session: id, Message: "connection from " + remoteAddr})
 	return out
 }
@@ -249,7 +267,7 @@ func (m *Mgmt) SessionDown(id SessionID, reason string, now time.Time) (res []Ou
 	if !ok {
 		return nil
 	}
-	delete(m.sessions, id)
+	m.dropSession(id)
 	if w := s.watch; w != nil {
 		k := watchKey{w.GetPairId(), w.GetRole()}
 		if m.watches[k] == id {
@@ -273,7 +291,7 @@ func (m *Mgmt) SessionDown(id SessionID, reason string, now time.Time) (res []Ou
 	}
 	mb.live, mb.ready = false, false
 	if !p.ctrl.live && !p.data.live {
-		p.idleSince = now
+		m.idle(p, now)
 	}
 	why := fmt.Sprintf("%s %s lost: %s", RoleName(s.ident.GetRole()), s.ident.GetInstance(), reason)
 	out.event(Event{Kind: EventDown, Peer: s.ident.GetRole(), PairID: p.id, Session: id, Epoch: m.cfg.Epoch,
@@ -329,7 +347,7 @@ func (m *Mgmt) Receive(id SessionID, t hellopicsv1.MsgType, msg proto.Message, n
 				reason := fmt.Sprintf("more than %d messages behind an identify held for want of a master", maxHeldMsgs)
 				out = append(out, Close{Session: id, Reason: reason})
 				out.event(Event{Kind: EventDown, Session: id, Refused: RefusedNotIdentified, Message: s.remoteAddr + ": " + reason})
-				delete(m.sessions, id)
+				m.dropSession(id)
 				return out
 			}
 			s.heldMsgs = append(s.heldMsgs, heldMsg{t, msg})
@@ -420,7 +438,7 @@ func (m *Mgmt) identify(out *outputs, s *mgmtSession, in *hellopicsv1.Identify, 
 		}
 		if refused != "" {
 			m.reject(out, s, in, refused, why, "")
-			delete(m.sessions, s.id)
+			m.dropSession(s.id)
 			return
 		}
 		s.held = in
@@ -448,19 +466,19 @@ func (m *Mgmt) identify(out *outputs, s *mgmtSession, in *hellopicsv1.Identify, 
 			msg, attrs = "not master and no master known; component told to retry", nil
 		}
 		out.event(Event{Kind: EventRedirect, Peer: in.GetRole(), PairID: pairID, Session: s.id, Epoch: m.cfg.Epoch, Message: msg, Attrs: attrs})
-		delete(m.sessions, s.id)
+		m.dropSession(s.id)
 		return
 	}
 	if refused, reason, detail := m.checkIdentity(s, in); refused != "" {
 		m.reject(out, s, in, refused, reason, detail)
-		delete(m.sessions, s.id)
+		m.dropSession(s.id)
 		return
 	}
 	if ls := in.GetLastSeq(); ls >= m.nextSeq {
 		if ls-m.nextSeq >= MaxSeqJump {
 			m.reject(out, s, in, RefusedSeqRange, "last_seq too far above this master's hello numbers",
 				fmt.Sprintf("last_seq %d, next %d, at most %d above", ls, m.nextSeq, MaxSeqJump))
-			delete(m.sessions, s.id)
+			m.dropSession(s.id)
 			return
 		}
 		// The component has forwarded numbers this master never synced
@@ -470,10 +488,10 @@ func (m *Mgmt) identify(out *outputs, s *mgmtSession, in *hellopicsv1.Identify, 
 	}
 	p := m.pairs[in.GetPairId()]
 	if p == nil {
-		p = &pair{id: in.GetPairId()}
+		p = &pair{id: in.GetPairId(), phase: -1}
 		m.pairs[p.id] = p
 	}
-	p.idleSince = time.Time{}
+	m.busy(p)
 	role := in.GetRole()
 	mb := p.member(role)
 	if mb.live {
@@ -483,9 +501,10 @@ func (m *Mgmt) identify(out *outputs, s *mgmtSession, in *hellopicsv1.Identify, 
 		old := mb.session
 		*out = append(*out, Close{Session: old, Reason: "superseded by a new session of the same instance"})
 		*out = append(*out, m.SessionDown(old, "superseded by a new session of the same instance", now)...)
-		p.idleSince = time.Time{}
+		m.busy(p)
 	}
 	s.identified = true
+	delete(m.unidentified, s.id)
 	s.ident = proto.Clone(in).(*hellopicsv1.Identify)
 	*mb = member{session: s.id, live: true, instance: in.GetInstance(), addr: s.remoteAddr, dataAddr: in.GetDataAddr(), since: s.since}
 	out.event(Event{Kind: EventIdentified, Peer: role, PairID: p.id, Session: s.id, Epoch: m.cfg.Epoch,
@@ -523,7 +542,7 @@ func (m *Mgmt) watch(out *outputs, s *mgmtSession, in *hellopicsv1.Identify) {
 	}
 	if refused != "" {
 		m.reject(out, s, in, refused, why, "")
-		delete(m.sessions, s.id)
+		m.dropSession(s.id)
 		return
 	}
 	k := watchKey{in.GetPairId(), in.GetRole()}
@@ -532,6 +551,7 @@ func (m *Mgmt) watch(out *outputs, s *mgmtSession, in *hellopicsv1.Identify) {
 		*out = append(*out, m.SessionDown(old, "superseded by a newer watch session", s.since)...)
 	}
 	s.watch = proto.Clone(in).(*hellopicsv1.Identify)
+	delete(m.unidentified, s.id)
 	m.watches[k] = s.id
 	out.event(Event{Kind: EventWatch, Peer: in.GetRole(), PairID: in.GetPairId(), Session: s.id, Epoch: m.cfg.Epoch,
 		Message: fmt.Sprintf("watch session for %s %s instance %s from %s", RoleName(in.GetRole()), in.GetPairId(), in.GetInstance(), s.remoteAddr)})
@@ -660,7 +680,7 @@ func (m *Mgmt) sendHello(out *outputs, p *pair, now time.Time) {
 	p.outstanding = h
 	inc(&p.sent)
 	p.lastSeq = h.seq
-	p.nextDue = now.Add(m.cfg.HelloInterval)
+	m.scheduleHello(p, now.Add(m.cfg.HelloInterval+m.phaseNudge(p, now)))
 	out.send(first, hellopicsv1.MsgType_MSG_TYPE_HELLO, &hellopicsv1.Hello{
 		Seq: h.seq, Direction: h.dir, Epoch: m.cfg.Epoch, PairId: p.id, SentUnixNano: now.UnixNano(),
 	})
@@ -707,25 +727,19 @@ func (m *Mgmt) helloBack(out *outputs, s *mgmtSession, p *pair, h *hellopicsv1.H
 // The shell reads it again after every call; calling Tick earlier or more
 // often is harmless.
 func (m *Mgmt) NextDeadline() (time.Time, bool) {
-	var next time.Time
-	found := false
+	next, found := m.nextHello()
 	earliest := func(at time.Time) {
 		if !found || at.Before(next) {
 			next, found = at, true
 		}
 	}
-	for _, p := range m.pairs {
-		if p.running {
-			earliest(p.nextDue)
-		}
-		if m.cfg.PairExpiry > 0 && !p.idleSince.IsZero() {
-			earliest(p.idleSince.Add(m.cfg.PairExpiry))
+	if m.cfg.PairExpiry > 0 {
+		for id := range m.idlePairs {
+			earliest(m.pairs[id].idleSince.Add(m.cfg.PairExpiry))
 		}
 	}
-	for _, s := range m.sessions {
-		if !s.identified && s.watch == nil {
-			earliest(s.since.Add(m.cfg.IdentifyTimeout))
-		}
+	for id := range m.unidentified {
+		earliest(m.sessions[id].since.Add(m.cfg.IdentifyTimeout))
 	}
 	return next, found
 }
@@ -738,30 +752,31 @@ func (m *Mgmt) Tick(now time.Time) (res []Output) {
 	defer func() { m.noteChanges(res) }()
 	var out outputs
 	m.stamp(now)
-	for _, id := range m.sortedSessions() {
-		s := m.sessions[id]
-		if !s.identified && s.watch == nil && !now.Before(s.since.Add(m.cfg.IdentifyTimeout)) {
+	if len(m.unidentified) > 0 {
+		for _, id := range sortedIDs(m.unidentified) {
+			s := m.sessions[id]
+			if now.Before(s.since.Add(m.cfg.IdentifyTimeout)) {
+				continue
+			}
 			reason := fmt.Sprintf("no identify within %v", m.cfg.IdentifyTimeout)
 			out = append(out, Close{Session: id, Reason: reason})
 			out.event(Event{Kind: EventDown, Session: id, Refused: RefusedIdentifyTimeout, Message: s.remoteAddr + ": " + reason})
-			delete(m.sessions, id)
+			m.dropSession(id)
 		}
 	}
-	if m.cfg.PairExpiry > 0 {
-		for _, p := range m.sortedPairs() {
-			if p.idleSince.IsZero() || now.Before(p.idleSince.Add(m.cfg.PairExpiry)) {
+	if m.cfg.PairExpiry > 0 && len(m.idlePairs) > 0 {
+		for _, id := range sortedIDs(m.idlePairs) {
+			p := m.pairs[id]
+			if now.Before(p.idleSince.Add(m.cfg.PairExpiry)) {
 				continue
 			}
-			delete(m.pairs, p.id)
+			m.dropPair(p.id)
 			m.removed[p.id] = struct{}{}
 			out.event(Event{Kind: EventPairExpired, PairID: p.id, Epoch: m.cfg.Epoch,
 				Message: "ctrl and data gone too long; pair removed from the registry", Attrs: []any{"gone", now.Sub(p.idleSince).Round(time.Millisecond).String()}})
 		}
 	}
-	for _, p := range m.sortedPairs() {
-		if !p.running || now.Before(p.nextDue) {
-			continue
-		}
+	for _, p := range m.dueHellos(now) {
 		if p.outstanding.seq != 0 {
 			inc(&p.missed)
 			out.event(Event{Kind: EventHelloMissed, PairID: p.id, Seq: p.outstanding.seq, Epoch: m.cfg.Epoch,
@@ -905,7 +920,7 @@ func (m *Mgmt) stamp(now time.Time) {
 	m.unstamped = 0
 	for _, p := range m.pairs {
 		if p.idleSince.IsZero() && !p.ctrl.live && !p.data.live {
-			p.idleSince = now
+			m.idle(p, now)
 		}
 	}
 }
@@ -1096,13 +1111,13 @@ func (m *Mgmt) Restore(s Snapshot) error {
 	clear(m.removed)
 	for _, id := range s.Removed {
 		if p := m.pairs[id]; p != nil && !p.ctrl.live && !p.data.live {
-			delete(m.pairs, id)
+			m.dropPair(id)
 		}
 	}
 	if s.Full {
 		for id, p := range m.pairs {
 			if !in[id] && !p.ctrl.live && !p.data.live {
-				delete(m.pairs, id)
+				m.dropPair(id)
 			}
 		}
 	}
@@ -1114,7 +1129,7 @@ func (m *Mgmt) Restore(s Snapshot) error {
 		if p == nil {
 			// Restored without components: its idle time starts at the
 			// next call that knows the time (see stamp).
-			p = &pair{id: ps.GetPairId()}
+			p = &pair{id: ps.GetPairId(), phase: -1}
 			m.pairs[p.id] = p
 			m.unstamped++
 		}
