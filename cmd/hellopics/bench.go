@@ -72,6 +72,7 @@ func benchPairs(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Pairs, "n", cfg.Pairs, "pairs to run")
 	fs.StringVar(&cfg.Prefix, "prefix", cfg.Prefix, "pair ids are this prefix and a 4-digit number")
 	fs.StringVar(&cfg.SourceNet, "source-net", cfg.SourceNet, "pair i dials from (and its ctrl listens on) the i-th host of this 127.x.0.0/16, so mgmt sees a host per pair; \"\" dials every pair from the default source (mgmt's per-host limit then caps the pairs)")
+	fs.DurationVar(&cfg.MgmtDeadTimeout, "mgmt-dead-timeout", 0, "the components' -mgmt-dead-timeout (0: their default); idle, they ping mgmt every fifth of it")
 	fs.Float64Var(&cfg.StartRate, "start-rate", 0, "pairs started per second (0: all at once, like a chassis powering up)")
 	fs.DurationVar(&cfg.Settle, "settle", cfg.Settle, "longest wait for every pair to cycle (at the start and after -kill)")
 	fs.DurationVar(&cfg.Window, "window", cfg.Window, "steady-state measurement window")

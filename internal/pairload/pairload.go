@@ -61,6 +61,10 @@ type Config struct {
 	// (one host for all), and mgmt refuses pairs beyond its per-host
 	// limit.
 	SourceNet string
+	// MgmtDeadTimeout, if set, is the components' MgmtDeadTimeout (how
+	// often they ping mgmt: a fifth of it while idle); 0 keeps their
+	// default.
+	MgmtDeadTimeout time.Duration
 	// StartRate is how many pairs start a second; 0 starts all at once.
 	StartRate float64
 	// Settle bounds the wait for every pair to cycle.
@@ -168,6 +172,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		cc := ctrl.DefaultConfig()
 		cc.MgmtAddrs, cc.PairID, cc.ListenAddr, cc.Logger, cc.Version = cfg.Mgmt, id, listen, log, "pairload"
 		cc.Transport = transport
+		if cfg.MgmtDeadTimeout > 0 {
+			cc.MgmtDeadTimeout = cfg.MgmtDeadTimeout
+		}
 		c, err := ctrl.New(cc)
 		if err != nil {
 			return res, fmt.Errorf("pair %s: ctrl: %w", id, err)
@@ -175,6 +182,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		dc := data.DefaultConfig()
 		dc.MgmtAddrs, dc.PairID, dc.Logger, dc.Version = cfg.Mgmt, id, log, "pairload"
 		dc.Transport = transport
+		if cfg.MgmtDeadTimeout > 0 {
+			dc.MgmtDeadTimeout = cfg.MgmtDeadTimeout
+		}
 		d, err := data.New(dc)
 		if err != nil {
 			c.Close()

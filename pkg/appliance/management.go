@@ -28,6 +28,14 @@ import (
 	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
 
+// sessionsPerPair and sessionMargin size mgmt's session limit (pconn
+// MaxSessions) from ManagementConfig.MaxPairs when no Transport is
+// given.
+const (
+	sessionsPerPair = 4
+	sessionMargin   = 64
+)
+
 // Management is a running management instance: the shell that joins
 // the component sessions to the handshake machine (registry, Hello
 // cycle, redirects), the HA links to the election machine (mastership,
@@ -151,6 +159,11 @@ func StartManagement(cfg ManagementConfig) (*Management, error) {
 	pc := pconn.DefaultConfig(nil)
 	if cfg.Transport != nil {
 		pc = *cfg.Transport
+	} else {
+		// Room for every pair the registry may hold: each has up to four
+		// sessions here (ctrl's and data's, and their watch sessions),
+		// and a margin for strays and reconnections.
+		pc.MaxSessions = max(pc.MaxSessions, sessionsPerPair*cfg.MaxPairs+sessionMargin)
 	}
 	if cfg.TLS != nil {
 		if err := tier.CheckOwn(cfg.TLS, identity.RoleMgmt, s.cfg.ID); err != nil {

@@ -152,6 +152,7 @@ func (c *Client) loop() {
 	defer close(c.done)
 	failures := 0 // consecutive, for MaxRetries
 	round := 0    // configured addresses failed since the last wait or success
+	refused := 0  // refusals for load in a row (overloadDelay)
 	for !c.isClosed() {
 		addr, redirected := c.pickAddr()
 		conn, err := c.connect(addr)
@@ -205,7 +206,7 @@ func (c *Client) loop() {
 		// wait the retry interval once every address has failed, so that
 		// we never spin.
 		if pending || time.Since(began) >= c.cfg.RetryInterval/10 {
-			round, failures = 0, 0
+			round, failures, refused = 0, 0, 0
 			if !pending && errors.Is(s.Err(), ErrDeadPeer) {
 				// The server went silent (hung, paused or cut off) but
 				// its address may well still accept connections: try the
@@ -222,6 +223,18 @@ func (c *Client) loop() {
 			return
 		}
 		c.advance()
+		if overloaded(s.Err()) {
+			// Refused for load: back off, growing, whatever the
+			// rotation (another address would send us back here).
+			refused++
+			round = 0
+			d := c.overloadDelay(refused)
+			c.log.Debug("server refused for load; backing off", "addr", addr, "refusals", refused, "wait", d)
+			if !c.wait(d) { // a Redirect (a new master) cuts it short
+				break
+			}
+			continue
+		}
 		if round++; round >= len(c.addrs) {
 			round = 0
 			if !c.wait(c.retryDelay()) { // a Redirect cuts it short
@@ -230,6 +243,19 @@ func (c *Client) loop() {
 		}
 	}
 	c.stop(ErrClosed)
+}
+
+// overloadDelay is the wait after the n-th refusal for load in a row:
+// RetryInterval doubled n-1 times, at most MaxRetryBackoff, drawn at
+// random in its upper half.
+func (c *Client) overloadDelay(n int) time.Duration {
+	limit := max(c.cfg.MaxRetryBackoff, c.cfg.RetryInterval)
+	d := c.cfg.RetryInterval
+	for i := 1; i < n && d < limit; i++ {
+		d *= 2
+	}
+	d = min(d, limit)
+	return d/2 + time.Duration(c.rnd.Int64N(int64(d/2)+1))
 }
 
 func (c *Client) stop(err error) {

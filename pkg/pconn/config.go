@@ -132,6 +132,16 @@ type Config struct {
 	// Client only. Default 0.2.
 	RetryJitter float64
 
+	// MaxRetryBackoff bounds the client's wait after a server refused
+	// it for load (ErrServerFull, ErrTooManyFromHost): the first wait is
+	// RetryInterval, each refusal in a row doubles it up to this bound,
+	// and each is drawn at random in its upper half, so that a crowd of
+	// refused clients (a chassis powering up, every component following
+	// a failover) thins out instead of coming back in step and keeping
+	// the server full. A session that lives resets it. Client only.
+	// Default 30 s; at most RetryInterval when smaller.
+	MaxRetryBackoff time.Duration
+
 	// MaxRetries bounds the consecutive failed attempts before the client
 	// gives up (Client.Done closes). 0 retries for ever. Client only.
 	MaxRetries int
@@ -162,6 +172,7 @@ func DefaultConfig(h Handler) Config {
 		MaxSessionsPerHost:       64,               // server: concurrent connections per remote IP
 		RetryInterval:            time.Second,      // client: between attempts
 		RetryJitter:              0.2,              // client: each wait 80% to 100% of the interval
+		MaxRetryBackoff:          30 * time.Second, // client: after refusals for load
 		DialTimeout:              3 * time.Second,  // client: one attempt
 		LogInterval:              logInterval,      // a peer's flood of errors: a line per kind and 10 s
 	}

@@ -44,6 +44,18 @@ type PeerError struct{ Reason string }
 
 func (e *PeerError) Error() string { return "pconn: peer reported an error: " + e.Reason }
 
+// Is reports a server's refusal for load as the error it was on the
+// server: errors.Is(err, ErrServerFull) and errors.Is(err,
+// ErrTooManyFromHost) hold for a PeerError carrying their text.
+func (e *PeerError) Is(target error) bool {
+	return (target == ErrServerFull || target == ErrTooManyFromHost) && e.Reason == target.Error()
+}
+
+// overloaded reports whether err is a server's refusal for load.
+func overloaded(err error) bool {
+	return errors.Is(err, ErrServerFull) || errors.Is(err, ErrTooManyFromHost)
+}
+
 // HandlerError wraps the error a Handler returned, which closed the session.
 type HandlerError struct {
 	Type MsgType
