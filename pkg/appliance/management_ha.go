@@ -115,7 +115,7 @@ func (s *Management) startHA(base pconn.Config) error {
 		if ev.Type == pconn.EventEstablished || ev.Session == nil {
 			return
 		}
-		s.loop.Post(func() {
+		s.loop.PostUrgent(func() {
 			if id, _ := ev.Session.Cookie().(string); id != "" && s.haInbound[id] == ev.Session {
 				delete(s.haInbound, id)
 				s.haLinkLost(id)
@@ -144,7 +144,7 @@ func (s *Management) startHA(base pconn.Config) error {
 			if err != nil {
 				return err
 			}
-			s.loop.Post(func() { s.stepHA(p.ID, t, msg, nil) })
+			s.loop.PostUrgent(func() { s.stepHA(p.ID, t, msg, nil) })
 			return nil
 		})
 		out.EventHandler = pconn.EventHandlerFunc(func(ev pconn.Event) {
@@ -152,7 +152,7 @@ func (s *Management) startHA(base pconn.Config) error {
 				once.Do(pending.Done)
 			}
 			if ev.Type != pconn.EventEstablished && ev.Session != nil {
-				s.loop.Post(func() { s.haLinkLost(p.ID) })
+				s.loop.PostUrgent(func() { s.haLinkLost(p.ID) })
 			}
 		})
 		c, err := pconn.Dial(out, p.Addr)
@@ -291,7 +291,7 @@ func (s *Management) onHAFrame(ps *pconn.Session, m pconn.Message) error {
 		s.log.Debug("mgmt peer message before its first heartbeat dropped", "component", "mgmt", "type", t.String())
 		return nil
 	}
-	s.loop.Post(func() { s.stepHA(from, t, msg, ps) })
+	s.loop.PostUrgent(func() { s.stepHA(from, t, msg, ps) })
 	return nil
 }
 
@@ -445,7 +445,7 @@ func (s *Management) electionTick(due time.Time) {
 	if time.Since(due) > s.cfg.HeartbeatInterval && !s.tickDeferred {
 		s.tickDeferred = true
 		s.log.Debug("election tick late; letting pending heartbeats in first", "component", "mgmt", "late", time.Since(due))
-		s.loop.At("election", time.Now().Add(5*time.Millisecond), func() { s.electionTick(time.Now()) })
+		s.loop.AtUrgent("election", time.Now().Add(5*time.Millisecond), func() { s.electionTick(time.Now()) })
 		return
 	}
 	s.tickDeferred = false
@@ -475,7 +475,7 @@ func (s *Management) drainElection() {
 			// it settles in two or three. Never spin: leave the rest to
 			// a later turn of the loop, where a Stop can get in between.
 			s.haLog.Error("ha_drain", "election does not settle; carrying on later", "component", "mgmt", "rounds", round, "epoch", s.el.Epoch())
-			s.loop.Post(s.drainElection)
+			s.loop.PostUrgent(s.drainElection)
 			return
 		}
 		s.redrain = false
@@ -561,7 +561,7 @@ func (s *Management) drainElection() {
 			}
 			if !rd.NextTick.IsZero() {
 				due := rd.NextTick
-				s.loop.At("election", due, func() { s.electionTick(due) })
+				s.loop.AtUrgent("election", due, func() { s.electionTick(due) })
 			}
 		}
 		s.alignMastership()

@@ -3,6 +3,7 @@ package tier
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -12,6 +13,11 @@ import (
 // Posted work is queued under a mutex and taken by the loop a batch at a
 // time: a stream of frames costs one wake-up of the loop per batch, not
 // one channel operation per frame.
+//
+// Urgent work (PostUrgent, AtUrgent) has a lane of its own: the loop
+// runs it before any other queued work and between any two items of a
+// batch, so that it never waits behind a backlog (mgmt's heartbeats
+// behind a thousand components connecting at once).
 type Loop struct {
 	max  int
 	wake chan struct{} // one token: the queue went from empty to not
@@ -20,6 +26,8 @@ type Loop struct {
 	once sync.Once
 
 	mu      sync.Mutex
+	urgent  []func()
+	nUrgent atomic.Int32 // len(urgent), read without the lock between items
 	queue   []func()
 	spare   []func()      // the last batch's array, for reuse
 	space   chan struct{} // closed when room was made; nil while no one waits
@@ -57,6 +65,10 @@ func (l *Loop) run() {
 		} else {
 			runtime.Gosched() // more may come at once: look again before sleeping
 		}
+		if !l.runUrgent() {
+			l.stopTimers()
+			return
+		}
 		l.mu.Lock()
 		if len(l.queue) == 0 {
 			l.mu.Unlock()
@@ -78,6 +90,10 @@ func (l *Loop) run() {
 				return
 			default:
 			}
+			if l.nUrgent.Load() > 0 && !l.runUrgent() {
+				l.stopTimers()
+				return
+			}
 			f()
 			batch[i] = nil
 		}
@@ -87,6 +103,26 @@ func (l *Loop) run() {
 		}
 		l.mu.Unlock()
 	}
+}
+
+// runUrgent runs the urgent work queued; false if the loop was stopped.
+func (l *Loop) runUrgent() bool {
+	for l.nUrgent.Load() > 0 {
+		l.mu.Lock()
+		work := l.urgent
+		l.urgent = nil
+		l.nUrgent.Store(0)
+		l.mu.Unlock()
+		for _, f := range work {
+			select {
+			case <-l.stop:
+				return false
+			default:
+			}
+			f()
+		}
+	}
+	return true
 }
 
 func (l *Loop) stopTimers() {
@@ -129,6 +165,27 @@ func (l *Loop) Post(f func()) bool {
 	return true
 }
 
+// PostUrgent queues f to run on the loop before the work queued with
+// Post, and between two items of a batch already taken: it waits for
+// the item running now only. It never blocks (keep urgent work small
+// and bounded: mgmt's heartbeats and election, not a peer's flood). It
+// reports false, without running f, once the loop is stopped.
+func (l *Loop) PostUrgent(f func()) bool {
+	l.mu.Lock()
+	if l.stopped {
+		l.mu.Unlock()
+		return false
+	}
+	l.urgent = append(l.urgent, f)
+	l.nUrgent.Store(int32(len(l.urgent)))
+	l.mu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default: // a wake-up is pending already
+	}
+	return true
+}
+
 // Do runs f on the loop and waits for it; false if the loop is stopped.
 func (l *Loop) Do(f func()) bool {
 	ran := make(chan struct{})
@@ -147,6 +204,17 @@ func (l *Loop) Do(f func()) bool {
 // deadline of the same key; a zero t cancels it. A component has one key
 // per machine that wants ticks. Call it only from the loop goroutine.
 func (l *Loop) At(key string, t time.Time, f func()) {
+	l.at(key, t, f, l.Post)
+}
+
+// AtUrgent is At for urgent work: f is posted with PostUrgent when t
+// comes. A key is either urgent or not; do not mix At and AtUrgent on
+// one.
+func (l *Loop) AtUrgent(key string, t time.Time, f func()) {
+	l.at(key, t, f, l.PostUrgent)
+}
+
+func (l *Loop) at(key string, t time.Time, f func(), post func(func()) bool) {
 	if l.timers == nil {
 		l.timers = make(map[string]*loopTimer)
 	}
@@ -165,7 +233,7 @@ func (l *Loop) At(key string, t time.Time, f func()) {
 	}
 	gen := lt.gen
 	lt.t = time.AfterFunc(time.Until(t), func() {
-		l.Post(func() {
+		post(func() {
 			if lt.gen == gen { // not re-armed or cancelled since
 				lt.t = nil
 				f()

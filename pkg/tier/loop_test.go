@@ -2,7 +2,9 @@ package tier
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -88,5 +90,56 @@ func TestEventLogRateLimitsRefusals(t *testing.T) {
 	}
 	if n := strings.Count(out, "ctrl ready"); n != 3 {
 		t.Errorf("%d ordinary events logged; want all 3", n)
+	}
+}
+
+// TestLoopUrgentFirst: urgent work runs before the backlog queued with
+// Post, and between two items of a batch the loop took already.
+func TestLoopUrgentFirst(t *testing.T) {
+	l := NewLoop(0)
+	defer l.Close()
+	var mu sync.Mutex
+	var order []string
+	rec := func(s string) func() {
+		return func() { mu.Lock(); order = append(order, s); mu.Unlock() }
+	}
+	block := make(chan struct{})
+	l.Post(func() { <-block })
+	// Queued behind the blocked item, so taken as one batch after it:
+	// a posts urgent work, which must run before b.
+	l.Post(func() { rec("a")(); l.PostUrgent(rec("u2")) })
+	l.Post(rec("b"))
+	for i := range 50 {
+		l.Post(rec(fmt.Sprintf("n%d", i)))
+	}
+	l.PostUrgent(rec("u1"))
+	close(block)
+	done := make(chan struct{})
+	l.Post(func() { close(done) })
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	if len(order) < 4 || order[0] != "u1" || order[1] != "a" || order[2] != "u2" || order[3] != "b" {
+		t.Fatalf("order %v, want u1 a u2 b first", order[:min(len(order), 6)])
+	}
+	if len(order) != 54 {
+		t.Fatalf("%d items ran, want 54", len(order))
+	}
+}
+
+// TestLoopAtUrgent: an urgent deadline runs, and a stopped loop refuses
+// urgent work.
+func TestLoopAtUrgent(t *testing.T) {
+	l := NewLoop(0)
+	ran := make(chan struct{})
+	l.Do(func() { l.AtUrgent("hb", time.Now().Add(5*time.Millisecond), func() { close(ran) }) })
+	select {
+	case <-ran:
+	case <-time.After(10 * time.Second):
+		t.Fatal("urgent deadline never ran")
+	}
+	l.Close()
+	if l.PostUrgent(func() {}) {
+		t.Fatal("PostUrgent accepted on a stopped loop")
 	}
 }
