@@ -66,7 +66,7 @@ func benchPairs(args []string, stdout, stderr io.Writer) int {
 		spawn, basePort                   int
 		hello, heartbeat                  time.Duration
 		deadMisses                        int
-		logFile                           string
+		logFile, mgmtLevel                string
 		lf                                cli.LogFlags
 	)
 	fs.IntVar(&cfg.Pairs, "n", cfg.Pairs, "pairs to run")
@@ -82,6 +82,7 @@ func benchPairs(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&hello, "hello-interval", time.Second, "with -spawn: mgmt -hello-interval")
 	fs.DurationVar(&heartbeat, "heartbeat", 0, "with -spawn: mgmt -heartbeat (0: its default)")
 	fs.IntVar(&deadMisses, "dead-misses", 0, "with -spawn: mgmt -dead-misses (0: its default)")
+	fs.StringVar(&mgmtLevel, "mgmt-log-level", "warn", "with -spawn: mgmt -log-level (its lines go to -log)")
 	fs.StringVar(&mgmtAddrs, "mgmt", "", "with -spawn 0: mgmt component addresses, comma-separated")
 	fs.StringVar(&opAddrs, "operator", "", "with -spawn 0: their operator API addresses (plaintext), same order")
 	fs.StringVar(&pids, "pids", "", "with -spawn 0: their process ids, same order (CPU, RSS, sync bytes, -kill)")
@@ -113,7 +114,7 @@ func benchPairs(args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := cli.UntilSignal()
 	defer cancel()
 	if spawn > 0 {
-		stop, err := spawnMgmt(ctx, &cfg, spawn, basePort, hello, heartbeat, deadMisses, logW, stderr)
+		stop, err := spawnMgmt(ctx, &cfg, spawn, basePort, hello, heartbeat, deadMisses, mgmtLevel, logW, stderr)
 		defer stop()
 		if err != nil {
 			return cli.Fail(stderr, name, err)
@@ -145,7 +146,7 @@ func benchPairs(args []string, stdout, stderr io.Writer) int {
 
 // spawnMgmt starts n plaintext mgmt processes of this binary on loopback
 // and waits for their operator ports; stop kills them.
-func spawnMgmt(ctx context.Context, cfg *pairload.Config, n, base int, hello, heartbeat time.Duration, deadMisses int, logW io.Writer, stderr io.Writer) (stop func(), err error) {
+func spawnMgmt(ctx context.Context, cfg *pairload.Config, n, base int, hello, heartbeat time.Duration, deadMisses int, level string, logW io.Writer, stderr io.Writer) (stop func(), err error) {
 	self, err := os.Executable()
 	if err != nil {
 		return func() {}, err
@@ -180,7 +181,7 @@ func spawnMgmt(ctx context.Context, cfg *pairload.Config, n, base int, hello, he
 		args := []string{"mgmt", "-insecure", "-id", id, "-priority", strconv.Itoa(200 - i), "-nopreempt",
 			"-listen", addr(base + i), "-ha-listen", addr(base + 100 + i), "-operator", addr(base + 200 + i),
 			"-state-dir", filepath.Join(dir, id), "-hello-interval", hello.String(),
-			"-max-pairs", strconv.Itoa(maxPairs), "-log-level", "warn"}
+			"-max-pairs", strconv.Itoa(maxPairs), "-log-level", level}
 		if heartbeat > 0 {
 			args = append(args, "-heartbeat", heartbeat.String())
 		}
