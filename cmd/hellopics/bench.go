@@ -76,6 +76,8 @@ func benchPairs(args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&cfg.StartRate, "start-rate", 0, "pairs started per second (0: all at once, like a chassis powering up)")
 	fs.DurationVar(&cfg.Settle, "settle", cfg.Settle, "longest wait for every pair to cycle (at the start and after -kill)")
 	fs.DurationVar(&cfg.Window, "window", cfg.Window, "steady-state measurement window")
+	fs.DurationVar(&cfg.Freeze, "freeze", 0, "after the window, stop the master (SIGSTOP) this long, then SIGCONT: time until every pair cycles and the mastership changes over the next -freeze-watch")
+	fs.DurationVar(&cfg.FreezeWatch, "freeze-watch", 10*time.Second, "with -freeze: how long after the SIGCONT to count mastership changes")
 	fs.BoolVar(&cfg.Kill, "kill", false, "after the window, SIGKILL the master and time the recovery of every pair")
 	fs.IntVar(&spawn, "spawn", 2, "start this many mgmt processes on 127.0.0.1 (0: use -mgmt, -operator, -pids, -ha-ports)")
 	fs.IntVar(&basePort, "base-port", 17300, "with -spawn: instance i listens on base+i (components), base+100+i (HA), base+200+i (operator)")
@@ -226,6 +228,10 @@ func printBench(w io.Writer, cfg pairload.Config, r pairload.Result) {
 	fmt.Fprintf(w, "hello RTT              p50 %v, p99 %v (%d samples)\n", r.RTTP50.Round(time.Microsecond), r.RTTP99.Round(time.Microsecond), r.RTTSamples)
 	fmt.Fprintf(w, "hellos in the window   sent %d, received %d, missed %d, out of order %d\n", r.Sent, r.Received, r.Missed, r.OutOfOrder)
 	fmt.Fprintf(w, "mastership changes     %d\n", r.EpochChanges)
+	if cfg.Freeze > 0 {
+		fmt.Fprintf(w, "master stopped %v     every pair cycling %v after the SIGCONT; epoch %d -> %d over %v (%d mastership changes at most)\n",
+			cfg.Freeze, r.FreezeSettle.Round(time.Millisecond), r.FreezeEpochs[0], r.FreezeEpochs[1], cfg.FreezeWatch, r.FreezeEpochs[1]-r.FreezeEpochs[0])
+	}
 	if cfg.Kill {
 		fmt.Fprintf(w, "SIGKILL of the master  first pair cycling after %v, every pair after %v\n",
 			r.FailoverFirst.Round(time.Millisecond), r.FailoverAll.Round(time.Millisecond))

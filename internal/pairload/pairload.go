@@ -71,6 +71,13 @@ type Config struct {
 	Settle time.Duration
 	// Window is the steady-state measurement.
 	Window time.Duration
+	// Freeze, when set, stops the master with SIGSTOP for this long
+	// after the window (then SIGCONT), and measures the time until every
+	// pair cycles again and the mastership changes over the next
+	// FreezeWatch (default 10 s): the metastable-collapse test of issue
+	// 14. It comes before Kill.
+	Freeze      time.Duration
+	FreezeWatch time.Duration
 	// Kill, when set, SIGKILLs the master after the window and measures
 	// the time until every pair cycles under the new one.
 	Kill bool
@@ -105,6 +112,8 @@ type Result struct {
 	OutOfOrder     uint64
 	EpochChanges   int           // masters' epoch changes seen during the window
 	FailoverAll    time.Duration // SIGKILL -> every pair cycling (Kill)
+	FreezeSettle   time.Duration // SIGCONT -> every pair cycling (Freeze)
+	FreezeEpochs   [2]uint64     // the highest epoch before the freeze and at the end of FreezeWatch
 	FailoverFirst  time.Duration // SIGKILL -> a new master with its first pair cycling
 }
 
@@ -271,6 +280,19 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		res.RTTP99 = rtts[(len(rtts)-1)*99/100]
 	}
 
+	if cfg.Freeze > 0 && len(cfg.PIDs) > 0 && len(ops) > 1 {
+		if err := freeze(ctx, cfg, ops, want, master, &res); err != nil {
+			return res, err
+		}
+		// The master may have changed: the kill goes to the one now.
+		if m, _, err := waitAllCycling(ctx, ops, want, cfg.Settle, -1); err == nil {
+			master = m
+			if st, err := status(ctx, ops[m]); err == nil {
+				res.Master = st.GetId()
+			}
+		}
+	}
+
 	// The failover.
 	if cfg.Kill && len(cfg.PIDs) > 0 && len(ops) > 1 {
 		killed := time.Now()
@@ -286,6 +308,50 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		res.FailoverFirst = first.Sub(killed)
 	}
 	return res, nil
+}
+
+// freeze stops the master for cfg.Freeze, lets it go on, and measures
+// how the appliance settles: the time to every pair cycling (on any
+// master) and the highest epoch before and FreezeWatch after.
+func freeze(ctx context.Context, cfg Config, ops []hellopicsv1.OperatorServiceClient, want map[string]bool, master int, res *Result) error {
+	highest := func() uint64 {
+		var e uint64
+		for _, op := range ops {
+			if st, err := status(ctx, op); err == nil {
+				e = max(e, st.GetEpoch())
+			}
+		}
+		return e
+	}
+	res.FreezeEpochs[0] = highest()
+	pid := cfg.PIDs[master]
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		return fmt.Errorf("freeze master (pid %d): %w", pid, err)
+	}
+	fmt.Fprintf(cfg.Out, "master %s (pid %d) stopped for %v\n", res.Master, pid, cfg.Freeze)
+	select {
+	case <-time.After(cfg.Freeze):
+	case <-ctx.Done():
+	}
+	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+		return fmt.Errorf("continue master (pid %d): %w", pid, err)
+	}
+	cont := time.Now()
+	if _, _, err := waitAllCycling(ctx, ops, want, cfg.Settle, -1); err != nil {
+		return fmt.Errorf("after the freeze: %w", err)
+	}
+	res.FreezeSettle = time.Since(cont)
+	watch := cfg.FreezeWatch
+	if watch <= 0 {
+		watch = 10 * time.Second
+	}
+	select {
+	case <-time.After(time.Until(cont.Add(watch))):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	res.FreezeEpochs[1] = highest()
+	return nil
 }
 
 // SourceAddr is pair i's address in the loopback network base

@@ -382,7 +382,9 @@ func (s *Management) Status(ctx context.Context) (*hellopicsv1.GetStatusResponse
 		Started:       timestamppb.New(s.started),
 		Version:       s.cfg.Version,
 	}
-	ok := s.loop.Do(func() {
+	// On the urgent lane: the status answers while mgmt works through a
+	// backlog (a thousand components connecting at once).
+	ok := s.loop.DoUrgent(func() {
 		s.trackStatus(st)
 		st.Pairs = s.machine.Pairs()
 		st.Epoch = s.machine.Epoch()

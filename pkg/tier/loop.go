@@ -187,9 +187,16 @@ func (l *Loop) PostUrgent(f func()) bool {
 }
 
 // Do runs f on the loop and waits for it; false if the loop is stopped.
-func (l *Loop) Do(f func()) bool {
+func (l *Loop) Do(f func()) bool { return l.do(f, l.Post) }
+
+// DoUrgent is Do on the urgent lane (PostUrgent): for a reader that
+// must answer while the loop works through a backlog, such as the
+// operator's status.
+func (l *Loop) DoUrgent(f func()) bool { return l.do(f, l.PostUrgent) }
+
+func (l *Loop) do(f func(), post func(func()) bool) bool {
 	ran := make(chan struct{})
-	if !l.Post(func() { f(); close(ran) }) {
+	if !post(func() { f(); close(ran) }) {
 		return false
 	}
 	select {
