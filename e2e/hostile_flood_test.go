@@ -193,7 +193,16 @@ func TestFloodIdle(t *testing.T) {
 	var f flood
 	defer f.Close()
 	f.open(t, c.mgmtAddr, 1100, 2, 1100, func(int) []byte { return nil })
-	refused := waitScrape(t, met, "hellopics_listener_refused_total", `listener="components",reason="per_host"`, 1100-64, c.Tails)
+	// A dial that timed out (the listen backlog overflows on a loaded
+	// machine, SYNs are dropped) never reached mgmt to be refused.
+	if f.fails > 100 {
+		t.Fatalf("%d of %d dials failed", f.fails, f.dials)
+	}
+	// 64 are admitted; when mgmt works through the flood slower than the
+	// strays' dead timeout (the fast timers, under the race detector on
+	// a loaded machine), the admitted ones are closed and as many more
+	// admitted: allow two such rounds.
+	refused := waitScrape(t, met, "hellopics_listener_refused_total", `listener="components",reason="per_host"`, float64(1100-3*64-f.fails), c.Tails)
 	mark := m.Mark()
 	c.Ctrl(haPair).Kill()
 	c.StartCtrl(haPair)
