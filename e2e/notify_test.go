@@ -3,12 +3,15 @@ package e2e
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -471,4 +474,213 @@ func logDuration(l logLine, k string) time.Duration {
 	}
 	n, _ := strconv.ParseFloat(s, 64)
 	return time.Duration(n)
+}
+
+// cutProxy forwards TCP connections from its address to a target until
+// cut: then it closes every connection it carries and those it accepts,
+// until healed. It stands between two mgmt instances' HA sessions: a
+// partition of the HA link without network namespaces (the peers see
+// their connections reset rather than silence, and redial).
+type cutProxy struct {
+	ln     net.Listener
+	target string
+
+	mu    sync.Mutex
+	cut   bool
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+}
+
+// newCutProxy starts a proxy to target on a free loopback port; the
+// test's cleanup stops it and waits for its goroutines.
+func newCutProxy(t testing.TB, target string) *cutProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", freePort(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p.wg.Add(1)
+	go p.accept()
+	t.Cleanup(p.Close)
+	return p
+}
+
+// Addr is the proxy's address.
+func (p *cutProxy) Addr() string { return p.ln.Addr().String() }
+
+func (p *cutProxy) accept() {
+	defer p.wg.Done()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		cut := p.cut
+		p.mu.Unlock()
+		if cut {
+			c.Close()
+			continue
+		}
+		p.wg.Add(1)
+		go p.carry(c)
+	}
+}
+
+// track adds c to the connections a cut closes, false (c closed) if the
+// proxy is cut or closed meanwhile.
+func (p *cutProxy) track(c net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cut || p.conns == nil {
+		c.Close()
+		return false
+	}
+	p.conns[c] = struct{}{}
+	return true
+}
+
+func (p *cutProxy) carry(c net.Conn) {
+	defer p.wg.Done()
+	u, err := net.DialTimeout("tcp", p.target, 5*time.Second)
+	if err != nil {
+		c.Close()
+		return
+	}
+	if !p.track(c) || !p.track(u) {
+		c.Close()
+		u.Close()
+		return
+	}
+	done := make(chan struct{}, 2)
+	pipe := func(dst, src net.Conn) {
+		_, _ = io.Copy(dst, src)
+		dst.Close()
+		src.Close()
+		done <- struct{}{}
+	}
+	go pipe(u, c)
+	go pipe(c, u)
+	<-done
+	<-done
+	p.mu.Lock()
+	delete(p.conns, c)
+	delete(p.conns, u)
+	p.mu.Unlock()
+}
+
+// Cut closes every connection and refuses new ones until Heal.
+func (p *cutProxy) Cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = true
+	for c := range p.conns {
+		c.Close()
+	}
+}
+
+// Heal lets connections through again.
+func (p *cutProxy) Heal() {
+	p.mu.Lock()
+	p.cut = false
+	p.mu.Unlock()
+}
+
+// Close stops the proxy and waits for its goroutines.
+func (p *cutProxy) Close() {
+	p.ln.Close()
+	p.mu.Lock()
+	for c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+	p.mu.Unlock()
+	p.wg.Wait()
+}
+
+// TestHANotifyPartition: the HA link between the two mgmt instances is
+// cut (a proxy on each direction; ctrl and data still reach both): the
+// backup b claims a higher epoch and runs notify-master, ctrl and data
+// follow it, and a stays master at its lower epoch (its scripts are told
+// nothing new). When the link heals, a follows b and runs notify-backup
+// (keepalived issue #1884: the scripts run again after the heal), and b,
+// which stays master, re-asserts master at most once when it sees a's
+// stale claim.
+func TestHANotifyPartition(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	dir := t.TempDir()
+	fileA, fileB := filepath.Join(dir, "a.notify"), filepath.Join(dir, "b.notify")
+	h := newHACluster(t, fast,
+		haSpec{id: "a", priority: 200, flags: slices.Concat(steady, []string{"-nopreempt"}, notifyFlags(fileA))},
+		haSpec{id: "b", priority: 100, flags: slices.Concat(steady, []string{"-nopreempt"}, notifyFlags(fileB))})
+	toA, toB := newCutProxy(t, h.M("a").ha), newCutProxy(t, h.M("b").ha)
+	h.M("a").peerAddr, h.M("b").peerAddr = toA.Addr(), toB.Addr()
+	na := &notifyLog{t: t, h: h, id: "a", file: fileA}
+	nb := &notifyLog{t: t, h: h, id: "b", file: fileB}
+	a := h.StartMgmt("a")
+	b := h.StartMgmt("b")
+	h.StartPair(haPair)
+	if m, sts := h.WaitMaster(); m.id != "a" {
+		t.Fatalf("master is %s; want a: %s", m.id, summarize(sts))
+	}
+	h.WaitCycle("a", 0, haPair, 3)
+	h.WaitSynced("a", "b", haPair)
+	ra := na.expect("start", notifyWant{state: "master", master: "a", reason: "start: "})
+	nb.expect("start", notifyWant{state: "backup", master: "a", reason: "start: "})
+	e1 := epochOf(t, ra[0])
+
+	// The cut: b claims, the pair follows it; a stays master at e1.
+	aMark, bMark := a.Mark(), b.Mark()
+	toA.Cut()
+	toB.Cut()
+	h.WaitCycle("b", bMark, haPair, 3)
+	rb := nb.expect("cut", notifyWant{state: "master", master: "b", reason: "became_master"})
+	e2 := epochOf(t, rb[0])
+	if e2 <= e1 {
+		t.Errorf("cut: b told epoch %d; want above %d", e2, e1)
+	}
+	h.poll("two masters during the cut", func() string {
+		sa, err := h.Status("a")
+		if err != nil {
+			return err.Error()
+		}
+		if sa.GetRole() != roleMaster || sa.GetEpoch() != e1 {
+			return fmt.Sprintf("a: %v at epoch %d", sa.GetRole(), sa.GetEpoch())
+		}
+		return ""
+	})
+	if n := a.Count(aMark, step("stepped_down", "")); n != 0 {
+		t.Errorf("a stepped down during the cut\n%s", h.Tails())
+	}
+
+	// The heal: one master, b; a runs notify-backup of b at e2.
+	toA.Heal()
+	toB.Heal()
+	if m, sts := h.WaitMaster(); m.id != "b" {
+		t.Fatalf("after the heal the master is %s: %s", m.id, summarize(sts))
+	}
+	h.WaitSynced("b", "a", haPair)
+	ra = na.expect("heal",
+		notifyWant{state: "backup", master: "", optional: true},
+		notifyWant{state: "backup", master: "b"})
+	if epochOf(t, ra[1]) != e2 {
+		t.Errorf("heal: a told epoch %s; want %d", ra[1].arg2, e2)
+	}
+	all := nb.states()
+	extra := all[nb.seen:]
+	for _, r := range extra {
+		if r.arg1 != "master" || r.arg3 != "b" || !strings.HasPrefix(r.arg4, "another master seen: a at epoch") {
+			t.Errorf("b told %v after the heal; want at most a re-asserted master", r)
+		}
+	}
+	if len(extra) > 1 {
+		t.Errorf("b re-asserted master %d times for one stale claim: %v", len(extra), extra)
+	}
+	nb.seen += len(extra)
+	t.Logf("a told: %v", na.states())
+	t.Logf("b told: %v", nb.states())
+	na.done()
+	nb.done()
 }
