@@ -430,7 +430,11 @@ func (c *Component) apply(outs []handshake.Output) {
 				c.dial(o.Addr)
 			}
 		case handshake.SwitchMgmt:
-			c.log.Info("following the master mgmt", "component", c.name, "peer", "mgmt", "addr", o.Addr, "epoch", o.Epoch, "step", "switch_mgmt")
+			// Once per master and epoch at INFO: while the master cannot
+			// reach this component but its backup can, the backup
+			// redirects it back on every dial (the rest at DEBUG).
+			c.events.Repeated(fmt.Sprintf("switch_mgmt:%s@%d", o.Addr, o.Epoch), hclog.Info, "following the master mgmt",
+				"component", c.name, "peer", "mgmt", "addr", o.Addr, "epoch", o.Epoch, "step", "switch_mgmt")
 			c.mgmt.Redirect(o.Addr)
 		}
 	}
