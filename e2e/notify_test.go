@@ -684,3 +684,89 @@ func TestHANotifyPartition(t *testing.T) {
 	na.done()
 	nb.done()
 }
+
+// TestComponentScriptsFailover: ctrl and data, each with -on-ready,
+// -on-lost and -on-master-changed scripts recording what they got, run
+// master_changed (the first master, a) and ready at start, then only
+// master_changed (to b, at a higher epoch) when a is killed: the pair
+// stays ready through a failover, so neither lost nor ready runs again.
+func TestComponentScriptsFailover(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	dir := t.TempDir()
+	h := newHACluster(t, fast, haSpec{id: "a", priority: 200, flags: steady}, haSpec{id: "b", priority: 100, flags: steady})
+	h.StartMgmt("a")
+	h.StartMgmt("b")
+	file := func(role string) string { return filepath.Join(dir, role+".scripts") }
+	scripts := func(role string) []string {
+		rec := fmt.Sprintf(`printf '%%s\t%%s\t%%s\t%%s\t%%s\n' "$1" "$2" "$3" "$HELLOPICS_MASTER" "$4" >> %s`, file(role))
+		return []string{"-on-ready", rec, "-on-lost", rec, "-on-master-changed", rec, "-script-timeout", "5s"}
+	}
+	ctrl := h.startComponent("ctrl", haPair, h.ctrl, append([]string{"-listen", "127.0.0.1:0"}, scripts("ctrl")...)...)
+	data := h.startComponent("data", haPair, h.data, scripts("data")...)
+	if m, sts := h.WaitMaster(); m.id != "a" {
+		t.Fatalf("master is %s; want a: %s", m.id, summarize(sts))
+	}
+	h.WaitCycle("a", 0, haPair, 3)
+	h.WaitSynced("a", "b", haPair)
+	read := func(role string) [][]string {
+		b, err := os.ReadFile(file(role))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+		var out [][]string
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			if l != "" {
+				out = append(out, strings.Split(l, "\t"))
+			}
+		}
+		return out
+	}
+	// want waits for role's scripts to have run the events in order,
+	// with the master address (mgmt a's or b's listen address) and
+	// arguments matching the environment; it returns the epochs.
+	want := func(role string, events ...[2]string) []uint64 {
+		t.Helper()
+		var epochs []uint64
+		h.poll(role+"'s scripts", func() string {
+			got := read(role)
+			if len(got) < len(events) {
+				return fmt.Sprintf("%v so far", got)
+			}
+			if len(got) > len(events) {
+				t.Fatalf("%s's scripts ran %v; want %v", role, got, events)
+			}
+			epochs = epochs[:0]
+			for i, e := range events {
+				g := got[i]
+				if len(g) != 5 || g[0] != e[0] || g[2] != h.M(e[1]).listen || g[2] != g[3] {
+					t.Fatalf("%s's script %d: %v; want %s with master %s (%s)\nall: %v", role, i, g, e[0], e[1], h.M(e[1]).listen, got)
+				}
+				n, err := strconv.ParseUint(g[1], 10, 64)
+				if err != nil || n == 0 {
+					t.Fatalf("%s's script %d: epoch %q", role, i, g[1])
+				}
+				epochs = append(epochs, n)
+			}
+			return ""
+		})
+		return epochs
+	}
+	for _, role := range []string{"ctrl", "data"} {
+		want(role, [2]string{"master_changed", "a"}, [2]string{"ready", "a"})
+	}
+	bMark := h.M("b").p.Mark()
+	h.M("a").p.Kill()
+	h.WaitCycle("b", bMark, haPair, 3)
+	for _, role := range []string{"ctrl", "data"} {
+		e := want(role, [2]string{"master_changed", "a"}, [2]string{"ready", "a"}, [2]string{"master_changed", "b"})
+		if e[2] <= e[0] {
+			t.Errorf("%s: master_changed to b at epoch %d, not above a's %d", role, e[2], e[0])
+		}
+	}
+	for _, p := range []*proc{ctrl, data} {
+		if n := p.Count(0, msg("notify script ran")); n != 3 {
+			t.Errorf("%s logged %d script runs; want 3", p.name, n)
+		}
+	}
+}
