@@ -64,8 +64,8 @@ type haMgmt struct {
 	// peerAddr, when set, is the address the other instances are given
 	// to reach this one's -ha-listen (a proxy in between); else ha.
 	peerAddr string
-	p                        *proc   // the current (or last) process
-	procs                    []*proc // every process started, in order
+	p        *proc   // the current (or last) process
+	procs    []*proc // every process started, in order
 }
 
 // epochPath is the instance's epoch file.
