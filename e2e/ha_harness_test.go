@@ -61,8 +61,11 @@ type haSpec struct {
 type haMgmt struct {
 	haSpec
 	listen, op, ha, stateDir string
-	p                        *proc   // the current (or last) process
-	procs                    []*proc // every process started, in order
+	// peerAddr, when set, is the address the other instances are given
+	// to reach this one's -ha-listen (a proxy in between); else ha.
+	peerAddr string
+	p        *proc   // the current (or last) process
+	procs    []*proc // every process started, in order
 }
 
 // epochPath is the instance's epoch file.
@@ -164,7 +167,11 @@ func (h *haCluster) StartMgmt(id string, extra ...string) *proc {
 	var peers []string
 	for _, o := range h.mgmts {
 		if o != m {
-			peers = append(peers, o.id+"="+o.ha)
+			addr := o.ha
+			if o.peerAddr != "" {
+				addr = o.peerAddr
+			}
+			peers = append(peers, o.id+"="+addr)
 		}
 	}
 	lvl := h.mgmtLevel

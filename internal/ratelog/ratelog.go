@@ -12,6 +12,11 @@
 //	rl := ratelog.New(logger, 10*time.Second)
 //	rl.Warn("refused-full", "connection refused: server full", "peer", addr)
 //
+// A Logger made by NewDebug writes the occurrences it leaves out at DEBUG
+// instead of dropping them: for floods of a normal event (a hello
+// dropped on every cycle while a link is cut), where a debug log should
+// still hold every occurrence.
+//
 // A Logger is safe for concurrent use.
 package ratelog
 
@@ -37,6 +42,8 @@ type Logger struct {
 	log      hclog.Logger
 	interval time.Duration
 	now      func() time.Time // time.Now; replaced in tests
+	// debug: the suppressed occurrences are written at DEBUG.
+	debug bool
 
 	mu   sync.Mutex
 	keys map[string]*window
@@ -57,6 +64,15 @@ func New(log hclog.Logger, interval time.Duration) *Logger {
 	return &Logger{log: log, interval: interval, now: time.Now, keys: make(map[string]*window)}
 }
 
+// NewDebug is New, but the occurrences left out are written at DEBUG
+// (with the key suppressed_by naming the limiter's interval) rather
+// than dropped.
+func NewDebug(log hclog.Logger, interval time.Duration) *Logger {
+	l := New(log, interval)
+	l.debug = true
+	return l
+}
+
 // Warn logs msg with args at WARN level, unless a line with the same key
 // was logged less than the interval ago, in which case it only counts it.
 // A line logged after suppressed ones carries "suppressed", their number.
@@ -75,6 +91,7 @@ func (l *Logger) emit(level hclog.Level, key, msg string, args []any) {
 	if w != nil && now.Sub(w.start) < l.interval {
 		w.suppressed++
 		l.mu.Unlock()
+		l.suppressed(msg, args)
 		return
 	}
 	if w == nil && len(l.keys) >= maxKeys {
@@ -84,6 +101,7 @@ func (l *Logger) emit(level hclog.Level, key, msg string, args []any) {
 			if w = l.keys[key]; w != nil && now.Sub(w.start) < l.interval {
 				w.suppressed++
 				l.mu.Unlock()
+				l.suppressed(msg, args)
 				return
 			}
 		}
@@ -99,6 +117,14 @@ func (l *Logger) emit(level hclog.Level, key, msg string, args []any) {
 		args = append(args[:len(args):len(args)], "suppressed", suppressed, "interval", l.interval)
 	}
 	l.log.Log(level, msg, args...)
+}
+
+// suppressed writes an occurrence left out at DEBUG, for a NewDebug
+// Logger.
+func (l *Logger) suppressed(msg string, args []any) {
+	if l.debug && l.log.IsDebug() {
+		l.log.Debug(msg, append(args[:len(args):len(args)], "suppressed_by", l.interval)...)
+	}
 }
 
 // forget drops the keys whose interval has passed; mu is held.

@@ -127,3 +127,45 @@ func TestNilLoggerAndConcurrentUse(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestDebugKeepsTheSuppressed: a NewDebug Logger writes the first
+// occurrence at its level, the ones within the interval at DEBUG, and
+// the first after the interval at its level with the count; at a level
+// above DEBUG the suppressed ones are not written at all.
+func TestDebugKeepsTheSuppressed(t *testing.T) {
+	for _, level := range []hclog.Level{hclog.Debug, hclog.Info} {
+		var buf bytes.Buffer
+		log := hclog.New(&hclog.LoggerOptions{Output: &buf, Level: level, DisableTime: true})
+		c := &clock{t: time.Unix(1000, 0)}
+		l := NewDebug(log, 10*time.Second)
+		l.now = c.now
+		for i := 0; i < 5; i++ {
+			l.Warn("dropped", "hello dropped", "seq", i)
+			c.advance(time.Second)
+		}
+		c.advance(10 * time.Second)
+		l.Warn("dropped", "hello dropped", "seq", 5)
+		got := lines(&buf)
+		var warn, debug int
+		for _, g := range got {
+			switch {
+			case strings.Contains(g, "[WARN]"):
+				warn++
+			case strings.Contains(g, "[DEBUG]") && strings.Contains(g, "suppressed_by=10s"):
+				debug++
+			default:
+				t.Errorf("unexpected line %q", g)
+			}
+		}
+		wantDebug := 4
+		if level != hclog.Debug {
+			wantDebug = 0
+		}
+		if warn != 2 || debug != wantDebug {
+			t.Fatalf("level %v: %d WARN and %d DEBUG lines, want 2 and %d:\n%s", level, warn, debug, wantDebug, buf.String())
+		}
+		if last := got[len(got)-1]; !strings.Contains(last, "[WARN]") || !strings.Contains(last, "suppressed=4") || !strings.Contains(last, "seq=5") {
+			t.Errorf("level %v: summary line %q, want WARN with suppressed=4", level, last)
+		}
+	}
+}

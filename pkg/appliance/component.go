@@ -80,6 +80,7 @@ type Component struct {
 	wasReady   bool
 	peerReason string
 	closing    bool
+	scripts    componentScripts
 
 	ep      *tier.Endpoints
 	refused *prometheus.CounterVec
@@ -116,6 +117,7 @@ func StartComponent(spec ComponentSpec) (*Component, error) {
 	c.log = root.Named(c.name)
 	c.events = tier.NewEventLog(c.log, c.name, cfg.RefusalLogInterval)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.startScripts()
 	c.rt = NewRuntime(RuntimeConfig{Role: spec.Role, PairID: cfg.PairID, App: spec.App, Link: componentLink{c},
 		Loop: c.loop, Logger: c.log, RefusalLogInterval: cfg.RefusalLogInterval})
 
@@ -430,10 +432,16 @@ func (c *Component) apply(outs []handshake.Output) {
 				c.dial(o.Addr)
 			}
 		case handshake.SwitchMgmt:
-			c.log.Info("following the master mgmt", "component", c.name, "peer", "mgmt", "addr", o.Addr, "epoch", o.Epoch, "step", "switch_mgmt")
+			// Once per master and epoch at INFO: while the master cannot
+			// reach this component but its backup can, the backup
+			// redirects it back on every dial (the rest at DEBUG).
+			c.events.Repeated(fmt.Sprintf("switch_mgmt:%s@%d", o.Addr, o.Epoch), hclog.Info, "following the master mgmt",
+				"component", c.name, "peer", "mgmt", "addr", o.Addr, "epoch", o.Epoch, "step", "switch_mgmt")
 			c.mgmt.Redirect(o.Addr)
+			c.scripts.switchTo = o.Addr
 		}
 	}
+	c.checkMaster()
 	if at, ok := c.m.nextDeadline(); ok {
 		c.loop.At("handshake", at, c.tick)
 	} else {
@@ -446,12 +454,14 @@ func (c *Component) apply(outs []handshake.Output) {
 		p := Peer{Role: c.peer, PairID: c.spec.Config.PairID}
 		if ready {
 			c.rt.PeerReady(p, c.m.epoch())
+			c.tellScripts(ScriptReady, c.m.epoch(), c.scripts.master, "pair ready")
 		} else {
 			reason := c.peerReason
 			if reason == "" {
 				reason = "not ready"
 			}
 			c.rt.PeerLost(p, reason)
+			c.tellScripts(ScriptLost, c.m.epoch(), c.scripts.master, reason)
 		}
 	}
 }
@@ -491,6 +501,7 @@ func (c *Component) Close() error {
 	})
 	c.ep.Close()
 	c.loop.Close()
+	c.stopScripts()
 	return err
 }
 
@@ -502,6 +513,7 @@ func (c *Component) stopEarly() {
 	c.cancel()
 	c.ep.Close()
 	c.loop.Close()
+	c.stopScripts()
 }
 
 // componentLink is the component shell as its Runtime sees it.

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/hellopics/hellopics/internal/cli"
+	"github.com/hellopics/hellopics/pkg/notify"
 	"github.com/hellopics/hellopics/pkg/sdnotify"
 	"github.com/hellopics/hellopics/pkg/tier"
 	"github.com/hellopics/hellopics/pkg/tlsconf"
@@ -62,6 +63,13 @@ func (c *componentFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&cfg.NoWatch, "no-watch", cfg.NoWatch, "keep no watch sessions to the other mgmt addresses (a new master then reaches this component only once its -mgmt-dead-timeout gives up on the old one)")
 	fs.StringVar(&cfg.HealthAddr, "health", envOr("HELLOPICS_HEALTH_ADDR", ""), "serve the gRPC health service (SERVING once the handshake is complete) on this address; empty disables (env HELLOPICS_HEALTH_ADDR)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics", envOr("HELLOPICS_METRICS_ADDR", ""), "serve Prometheus metrics on this address (/metrics); empty disables (env HELLOPICS_METRICS_ADDR)")
+	// -on-*, not -notify-*: data's -notify is the relay's SNMP
+	// notification address, and mgmt's -notify-* are the mastership
+	// scripts; these name the component's own events.
+	fs.StringVar(&cfg.Scripts.OnReady, "on-ready", "", "shell command run when the pair becomes ready ($1 ready, $2 epoch, $3 master address, $4 reason; docs/ha.md)")
+	fs.StringVar(&cfg.Scripts.OnLost, "on-lost", "", "shell command run when the pair stops being ready (the other half or mgmt lost)")
+	fs.StringVar(&cfg.Scripts.OnMasterChanged, "on-master-changed", "", "shell command run when the component learns of a master at a new epoch (the first one too)")
+	fs.DurationVar(&cfg.Scripts.Timeout, "script-timeout", notify.DefaultTimeout, "kill an -on-* script's process group after this long")
 	c.logFlags.Register(fs)
 	c.logFlags.RegisterRefusals(fs)
 	c.tls.Register(fs)

@@ -1,6 +1,8 @@
 // Package notify runs operator scripts when a management instance's
 // state changes, in the manner of keepalived's notify_master,
-// notify_backup and notify_fault, without ever blocking the caller: a
+// notify_backup and notify_fault (and when a ctrl or data component's
+// pair becomes ready, is lost or its master changes), without ever
+// blocking the caller: a
 // Runner owns one goroutine that runs the scripts in order from a
 // bounded queue, each bounded by a timeout after which its whole
 // process group is killed.
@@ -56,6 +58,14 @@ type State struct {
 type Config struct {
 	// ID is this instance's id (HELLOPICS_ID).
 	ID string
+	// Component is the value of the component key of the runner's log
+	// lines: "mgmt" when empty.
+	Component string
+	// Scripts are commands for other states than Master, Backup and
+	// Fault, by state (the components' ready, lost, master_changed).
+	Scripts map[string]string
+	// Env is added to every script's environment (NAME=value).
+	Env []string
 	// OnMaster, OnBackup and OnFault run when the state becomes (or is
 	// re-asserted as) Master, Backup or Fault.
 	OnMaster, OnBackup, OnFault string
@@ -75,6 +85,11 @@ type Config struct {
 
 // Empty reports whether no command is configured.
 func (c Config) Empty() bool {
+	for _, cmd := range c.Scripts {
+		if cmd != "" {
+			return false
+		}
+	}
 	return c.OnMaster == "" && c.OnBackup == "" && c.OnFault == "" && c.OnAny == ""
 }
 
@@ -118,6 +133,9 @@ func New(cfg Config, onResult func(Result)) *Runner {
 	if cfg.QueueSize <= 0 {
 		cfg.QueueSize = DefaultQueueSize
 	}
+	if cfg.Component == "" {
+		cfg.Component = "mgmt"
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = hclog.NewNullLogger()
@@ -142,7 +160,7 @@ func (r *Runner) Notify(st State) {
 		r.queue[len(r.queue)-1] = st
 		r.coalesced++
 		r.mu.Unlock()
-		r.log.Warn("notify queue full: skipping to the latest state", "component", "mgmt", "state", st.State, "epoch", st.Epoch)
+		r.log.Warn("notify queue full: skipping to the latest state", "component", r.cfg.Component, "state", st.State, "epoch", st.Epoch)
 	} else {
 		r.queue = append(r.queue, st)
 		r.mu.Unlock()
@@ -195,6 +213,8 @@ func (r *Runner) run() {
 			own = r.cfg.OnBackup
 		case Fault:
 			own = r.cfg.OnFault
+		default:
+			own = r.cfg.Scripts[st.State]
 		}
 		for _, cmd := range []string{own, r.cfg.OnAny} {
 			if cmd == "" || r.ctx.Err() != nil {
@@ -213,19 +233,19 @@ func (r *Runner) exec(command string, st State) Result {
 	run := script.Run(r.ctx, script.Command{
 		Line: command,
 		Args: []string{st.State, epoch, st.Master, st.Reason},
-		Env: []string{
+		Env: append([]string{
 			"HELLOPICS_STATE=" + st.State,
 			"HELLOPICS_EPOCH=" + epoch,
 			"HELLOPICS_MASTER=" + st.Master,
 			"HELLOPICS_REASON=" + st.Reason,
 			"HELLOPICS_ID=" + r.cfg.ID,
-		},
+		}, r.cfg.Env...),
 		Timeout: r.cfg.Timeout,
 	})
 	res := Result{State: st, Command: command, ExitCode: run.ExitCode, TimedOut: run.TimedOut, Err: run.Err,
 		Duration: run.Duration, Output: run.Output}
 	dropped := run.Dropped
-	kv := []any{"component", "mgmt", "state", st.State, "epoch", st.Epoch, "master", st.Master, "reason", st.Reason,
+	kv := []any{"component", r.cfg.Component, "state", st.State, "epoch", st.Epoch, "master", st.Master, "reason", st.Reason,
 		"command", command, "exit_code", res.ExitCode, "duration", res.Duration, "output", res.Output}
 	if dropped > 0 {
 		kv = append(kv, "output_dropped_bytes", dropped)

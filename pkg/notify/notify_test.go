@@ -183,3 +183,28 @@ func TestCloseKillsRunning(t *testing.T) {
 		t.Fatalf("%d runs, want 1", n)
 	}
 }
+
+// TestOtherStates: a component's runner (Component, Scripts, Env) runs
+// the script of each of its own events, with the extra environment, and
+// logs under its component; Empty sees a Scripts command.
+func TestOtherStates(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "log")
+	cmd := `echo "$1 $2 $3 $4|$HELLOPICS_ID $HELLOPICS_PAIR" >>` + log
+	cfg := Config{ID: "ctrl", Component: "ctrl", Scripts: map[string]string{"ready": cmd, "lost": "", "master_changed": cmd},
+		Env: []string{"HELLOPICS_PAIR=pic0"}}
+	if cfg.Empty() || !(Config{Scripts: map[string]string{"ready": ""}}).Empty() {
+		t.Fatal("Empty does not look at Scripts")
+	}
+	var got results
+	r := New(cfg, got.add)
+	defer r.Close()
+	r.Notify(State{State: "master_changed", Epoch: 2, Master: "127.0.0.1:7300", Reason: "start"})
+	r.Notify(State{State: "lost", Epoch: 2, Reason: "no script"})
+	r.Notify(State{State: "ready", Epoch: 2, Master: "127.0.0.1:7300", Reason: "pair ready"})
+	await.True(t, func() bool { return len(got.get()) == 2 }, "two runs")
+	want := "master_changed 2 127.0.0.1:7300 start|ctrl pic0\nready 2 127.0.0.1:7300 pair ready|ctrl pic0"
+	if lines := strings.Join(readLines(t, log), "\n"); lines != want {
+		t.Fatalf("runs:\n%s\nwant:\n%s", lines, want)
+	}
+}

@@ -212,6 +212,16 @@ func (s *Session) Context() context.Context { return s.ctx }
 // delivered.
 func (s *Session) Done() <-chan struct{} { return s.done }
 
+// Closing reports whether the session takes no more frames: it is
+// ending or has ended, and its end is (or will be) reported by its final
+// event. A Send that fails on a closing session fails with its end
+// reason.
+func (s *Session) Closing() bool {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	return s.qclosed
+}
+
 // Err is why the session ended; nil while it runs.
 func (s *Session) Err() error {
 	select {

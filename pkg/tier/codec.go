@@ -147,6 +147,9 @@ func (r *Registry) Len() int { return len(r.m) }
 
 // Send carries out a handshake.Send; a session that is gone or full is
 // logged and skipped: the machine learns of the loss from its events.
+// A send that fails because the session is already closing (the peer
+// was lost: a killed master during a failover) is logged at DEBUG, since
+// the loss has its own line; any other failure (a full queue) at WARN.
 func (r *Registry) Send(log hclog.Logger, o handshake.Send) {
 	s := r.m[o.Session]
 	if s == nil {
@@ -154,6 +157,10 @@ func (r *Registry) Send(log hclog.Logger, o handshake.Send) {
 		return
 	}
 	if err := s.SendProto(pconn.MsgType(o.Type), o.Msg); err != nil {
+		if s.Closing() {
+			log.Debug("send failed", "type", o.Type.String(), "peer", s.RemoteAddr().String(), "error", err, "session_closing", true)
+			return
+		}
 		log.Warn("send failed", "type", o.Type.String(), "peer", s.RemoteAddr().String(), "error", err)
 	}
 }

@@ -78,6 +78,29 @@ type ComponentConfig struct {
 	// must not block) each time the handshake completes (true) or is
 	// undone by a loss (false). The daemon uses it for systemd readiness.
 	OnReadyChange func(ready bool)
+
+	// Scripts are operator scripts run when the pair becomes ready, is
+	// lost, or the master mgmt changes (docs/ha.md, "Component
+	// scripts"). None by default.
+	Scripts ComponentScripts
+}
+
+// ComponentScripts are the shell command lines a ctrl or data component
+// runs on its own events, each as /bin/sh -c CMD sh EVENT EPOCH MASTER
+// REASON, on a goroutine of their own, bounded by Timeout (package
+// pkg/notify). Empty commands are not run.
+type ComponentScripts struct {
+	// OnReady runs when the pair becomes ready (the handshake complete).
+	OnReady string
+	// OnLost runs when the pair stops being ready (the other half or
+	// mgmt lost).
+	OnLost string
+	// OnMasterChanged runs when the component learns of a master at a
+	// new epoch (the first one too).
+	OnMasterChanged string
+	// Timeout bounds each run (its process group is killed then).
+	// Default 10 s.
+	Timeout time.Duration
 }
 
 // DefaultComponentConfig returns the defaults described on
