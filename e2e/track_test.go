@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -134,4 +135,81 @@ func logTime(l logLine) time.Time {
 		return ts
 	}
 	return l.At
+}
+
+// TestHATrackInterface: a master tracking a real network interface
+// (-track-interface, weight 0) hands over when the link loses its
+// carrier, and is healthy again when it comes back. The interface is
+// one end of a veth pair made for the test; its other end is taken down
+// and up, as a cable pulled from an uplink. Needs root and ip(8).
+func TestHATrackInterface(t *testing.T) {
+	skipShort(t)
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to make a veth pair")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs ip(8)")
+	}
+	const (
+		interval = 100 * time.Millisecond
+		fall     = 2
+		dead     = 10 * election50ms
+	)
+	name := fmt.Sprintf("hptk%d", os.Getpid()%100000)
+	peer := name + "p"
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v: %s", args, err, out)
+		}
+	}
+	ip("link", "add", name, "type", "veth", "peer", "name", peer)
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", name).Run() })
+	ip("link", "set", name, "up")
+	ip("link", "set", peer, "up")
+
+	h := newHACluster(t, fast,
+		haSpec{id: "a", priority: 200, flags: slices.Concat(steady, []string{"-nopreempt", "-track-interval", interval.String(),
+			"-track-fall", fmt.Sprint(fall), "-track-interface", name})},
+		haSpec{id: "b", priority: 100, flags: steady})
+	a := h.StartMgmt("a")
+	b := h.StartMgmt("b")
+	h.StartPair(haPair)
+	if m, sts := h.WaitMaster(); m.id != "a" {
+		t.Fatalf("master is %s; want a: %s", m.id, summarize(sts))
+	}
+	h.WaitCycle("a", 0, haPair, 3)
+	if st := h.MustStatus("a"); st.GetFault() || len(st.GetTracks()) != 1 || !st.GetTracks()[0].GetOk() {
+		t.Fatalf("a with its link up: fault %v tracks %v", st.GetFault(), st.GetTracks())
+	}
+
+	aMark, bMark := a.Mark(), b.Mark()
+	cut := time.Now()
+	ip("link", "set", peer, "down") // the carrier goes
+	a.WaitFor(aMark, and(msg("tracked check failing"), field("state", "failing")))
+	a.WaitFor(aMark, and(step("stepped_down", ""), msg("stepped down")))
+	became, _ := b.WaitFor(bMark, step("became_master", ""))
+	took := logTime(became).Sub(cut)
+	t.Logf("carrier lost -> b's became_master %v (bound %v)", took.Round(time.Millisecond), (fall+1)*interval+dead)
+	if bound := (fall+1)*interval + dead + slack; took > bound {
+		t.Errorf("b became master %v after a's link lost its carrier; want within %v", took, bound)
+	}
+	h.WaitCycle("b", bMark, haPair, 3)
+	if st := h.MustStatus("a"); !st.GetFault() || st.GetTracks()[0].GetOk() || st.GetTracks()[0].GetLastError() == "" {
+		t.Errorf("a without its carrier: fault %v tracks %v", st.GetFault(), st.GetTracks())
+	}
+
+	aMark = a.Mark()
+	ip("link", "set", peer, "up")
+	a.WaitFor(aMark, msg("fault state over"))
+	h.poll("a healthy again, backup", func() string {
+		st, err := h.Status("a")
+		if err != nil {
+			return err.Error()
+		}
+		if st.GetFault() || !st.GetTracks()[0].GetOk() || st.GetRole() != roleBackup {
+			return fmt.Sprintf("role %v fault %v tracks %v", st.GetRole(), st.GetFault(), st.GetTracks())
+		}
+		return ""
+	})
 }
