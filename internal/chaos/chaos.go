@@ -112,16 +112,17 @@ func next(rng *rand.Rand, n int) Fault {
 
 // Summary is the outcome of a run.
 type Summary struct {
-	Cfg        Config
-	Start      time.Time
-	FaultsEnd  time.Time
-	End        time.Time
-	Faults     []Fault
-	Logs       LogStats
-	Relay      RelayStats
-	Violations []Violation
-	Checked    map[string]string // invariant -> what was checked (for "ok" lines)
-	Load       string            // /proc/loadavg at the start and at the end
+	Cfg         Config
+	Start       time.Time // the lab's start
+	FaultsStart time.Time
+	FaultsEnd   time.Time
+	End         time.Time
+	Faults      []Fault
+	Logs        LogStats
+	Relay       RelayStats
+	Violations  []Violation
+	Checked     map[string]string // invariant -> what was checked (for "ok" lines)
+	Load        string            // /proc/loadavg at the start and at the end
 }
 
 // Run runs the chaos: lab up, faults until cfg.Duration, checks, lab
@@ -241,6 +242,7 @@ func (r *runner) run(ctx context.Context) (*Summary, error) {
 	r.logf("hellos coming back, relay answering: faults begin")
 
 	begin := time.Now()
+	r.s.FaultsStart = begin
 	for n := 1; ctx.Err() == nil && time.Since(begin) < r.cfg.Duration; n++ {
 		f := next(r.rng, n)
 		r.inject(ctx, &f)

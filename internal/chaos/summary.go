@@ -14,7 +14,7 @@ import (
 func (s *Summary) Print(w io.Writer) {
 	c := s.Cfg
 	fmt.Fprintf(w, "lab-chaos summary: seed %d, faults for %v (run %v in all), lab %s on %s.0/24, logs in %s\n",
-		c.Seed, s.FaultsEnd.Sub(s.Start).Round(time.Second), s.End.Sub(s.Start).Round(time.Second), c.Prefix, c.Net, c.Run)
+		c.Seed, s.FaultsEnd.Sub(s.FaultsStart).Round(time.Second), s.End.Sub(s.Start).Round(time.Second), c.Prefix, c.Net, c.Run)
 	fmt.Fprintf(w, "  %s (2 cores, shared)\n", s.Load)
 	fmt.Fprintf(w, "faults injected: %d (one at a time)\n", len(s.Faults))
 	for _, k := range Kinds {
