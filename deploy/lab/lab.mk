@@ -4,7 +4,7 @@
 # LAB_* variables of lab.sh pass through the environment.
 LAB_SH ?= deploy/lab/lab.sh
 
-.PHONY: lab-up lab-down lab-failover lab-logs lab-status failover-bench
+.PHONY: lab-up lab-down lab-failover lab-logs lab-status failover-bench lab-chaos
 
 lab-up: build ## start the namespace lab (root): two mgmt, ctrl, data, agent
 	HELLOPICS=$(BIN) $(LAB_SH) up
@@ -24,3 +24,8 @@ lab-status: ## the lab's hosts, processes and ctl status
 TRIALS ?= 10
 failover-bench: build ## fault of the master mgmt -> first hello under the new one, in namespaces (root; TRIALS=10)
 	HELLOPICS=$(BIN) deploy/lab/failover-bench.sh $(TRIALS)
+
+DURATION ?= 2m
+SEED ?= $(shell date +%s)
+lab-chaos: build ## random faults in a namespace lab (root): DURATION=2m SEED=n; summary and invariants
+	$(GO) run ./internal/chaos/cmd/chaos -bin $(BIN) -duration $(DURATION) -seed $(SEED)

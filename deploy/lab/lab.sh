@@ -29,6 +29,9 @@
 #   LAB_CPU_MAX         cgroup v2 cpu.max per host (default "50000 100000": half a CPU)
 #   LAB_KILL_AFTER      failover: seconds between the link cut and the kill (default 5)
 #   LAB_LOG_LEVEL       -log-level of every daemon (default: theirs, info)
+#   LAB_LOG_JSON        set to 1: every daemon logs JSON lines (-log-json),
+#                       for programs that read the logs (lab-chaos); 'logs'
+#                       then sorts them on their "@timestamp"
 #   LAB_CGROUP2_ROOT    where cgroup v2 is mounted (default: from /proc/mounts)
 set -euo pipefail
 
@@ -307,6 +310,7 @@ start() {
 	local -a cmd
 	read -r -a cmd <<<"$(args "$h")"
 	[[ -z ${LAB_LOG_LEVEL:-} ]] || cmd+=(-log-level "$LAB_LOG_LEVEL")
+	[[ ${LAB_LOG_JSON:-} != 1 ]] || cmd+=(-log-json)
 	{
 		# Local time, like hclog's: `logs` sorts on it.
 		echo "# $(date +%FT%T.%3N) $PROG: ip netns exec $(ns "$h") $BIN ${cmd[*]}"
@@ -478,6 +482,7 @@ cmd_logs() {
 		awk -v h="$h" '
 			/^#/ { if (match($0, /T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]\.[0-9]+/)) t = substr($0, RSTART + 1, RLENGTH - 1) }
 			/^[0-9][0-9]:[0-9][0-9]:[0-9][0-9]\.[0-9]+ / { t = $1 }
+			/^\{/ { if (match($0, /"@timestamp":"[0-9][0-9]:[0-9][0-9]:[0-9][0-9]\.[0-9]+"/)) t = substr($0, RSTART + 14, RLENGTH - 15) }
 			{ printf "%s\t%06d\t%-7s %s\n", (t == "" ? "00:00:00.000" : t), NR, h, $0 }' "$f"
 	done | sort -s -t $'\t' -k1,1 | cut -f3-
 }
