@@ -60,6 +60,7 @@ func collectRelay(r *relay.Relay, ch chan<- prometheus.Metric) {
 		"fragment": d.Fragment, "reassembly": d.Reassembly, "expired": d.Expired, "message": d.Message,
 		"source": d.Source, "replay": d.Replay,
 		"wrong_type": d.WrongType, "no_port": d.NoPort, "relay_error_lost": d.RelayErrorLost,
+		"late_response": d.LateResponse,
 	} {
 		metrics.Counter(ch, descRelayDrops, float64(v), reason)
 	}

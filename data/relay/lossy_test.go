@@ -17,6 +17,7 @@ import (
 	"github.com/hellopics/hellopics/data/agentsim"
 	"github.com/hellopics/hellopics/data/relay"
 	"github.com/hellopics/hellopics/data/tpce"
+	"github.com/hellopics/hellopics/internal/await"
 	"github.com/hellopics/hellopics/pkg/meds"
 )
 
@@ -25,7 +26,9 @@ import (
 type lossyProxy struct {
 	ln        *net.UDPConn
 	target    *net.UDPAddr
-	dropEvery uint64
+	dropEvery uint64       // 0: none
+	dropBack  atomic.Bool  // drop every datagram from target back to the clients
+	delay     atomic.Int64 // hold each datagram toward target this many nanoseconds
 	n         atomic.Uint64
 	dropped   atomic.Uint64
 	mu        sync.Mutex
@@ -59,7 +62,7 @@ func newLossyProxy(t *testing.T, target string, dropEvery uint64) *lossyProxy {
 }
 
 func (p *lossyProxy) drop() bool {
-	if p.n.Add(1)%p.dropEvery == 0 {
+	if p.dropEvery != 0 && p.n.Add(1)%p.dropEvery == 0 {
 		p.dropped.Add(1)
 		return true
 	}
@@ -86,9 +89,16 @@ func (p *lossyProxy) run() {
 			go p.back(up, from)
 		}
 		p.mu.Unlock()
-		if !p.drop() {
-			_, _ = up.Write(buf[:n])
+		if p.drop() {
+			continue
 		}
+		if d := time.Duration(p.delay.Load()); d > 0 {
+			b := append([]byte(nil), buf[:n]...)
+			p.wg.Add(1)
+			time.AfterFunc(d, func() { defer p.wg.Done(); _, _ = up.Write(b) })
+			continue
+		}
+		_, _ = up.Write(buf[:n])
 	}
 }
 
@@ -102,6 +112,10 @@ func (p *lossyProxy) back(up *net.UDPConn, client netip.AddrPort) {
 		}
 		if err != nil {
 			continue // e.g. the target's port refused an earlier datagram
+		}
+		if p.dropBack.Load() {
+			p.dropped.Add(1)
+			continue
 		}
 		if !p.drop() {
 			_, _ = p.ln.WriteToUDPAddrPort(buf[:n], client)
@@ -186,5 +200,79 @@ func TestLossyNetwork(t *testing.T) {
 	}
 	if toAgent.dropped.Load() == 0 || toRelay.dropped.Load() == 0 || s.Retries == 0 {
 		t.Fatal("the proxies lost nothing: the test tested nothing")
+	}
+}
+
+// TestLateResponseAfterRelayError: the agent takes a command but its
+// answers to the SetRequests are lost, so the relay answers the client
+// with a relay error; the agent's response comes later. The client gets
+// one answer, the relay error: the late response is dropped and
+// counted, never sent as a second answer nor to anyone else (MEDS: one
+// answer per command; found by make lab-chaos under loss on data).
+func TestLateResponseAfterRelayError(t *testing.T) {
+	log := testLogger(t, hclog.Error)
+	acfg := agentsim.DefaultConfig()
+	acfg.Addr = "127.0.0.1:0"
+	a, err := agentsim.New(acfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	toAgent := newLossyProxy(t, a.Addr().String(), 0)
+	toAgent.dropBack.Store(true) // the agent's Set answers never arrive
+	rcfg := relay.DefaultConfig()
+	rcfg.CommandSecurity.Community, rcfg.NotifySecurity.Community = "private", "public"
+	rcfg.CommandsAddr, rcfg.NotifyAddr = "127.0.0.1:0", "127.0.0.1:0"
+	rcfg.AgentAddr = toAgent.ln.LocalAddr().String()
+	rcfg.SNMPTimeout, rcfg.SNMPRetries = 30*time.Millisecond, 1
+	rcfg.PollInterval, rcfg.StatsInterval = 0, 0
+	r, err := relay.New(rcfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	// The agent's response reaches the relay long after its retries.
+	toRelay := newLossyProxy(t, r.Addrs().Notify.String(), 0)
+	toRelay.delay.Store(int64(500 * time.Millisecond))
+	a.SetNotifyAddr(toRelay.ln.LocalAddr().String())
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	c, err := tpce.Dial(ctx, r.Addrs().Commands.String(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	other, err := tpce.Dial(ctx, r.Addrs().Commands.String(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := c.Command(7, []byte("set")); err != nil {
+		t.Fatal(err)
+	}
+	m, err := c.Recv()
+	if err != nil || m.Type != meds.TypeRelayError || m.ID != 7 {
+		t.Fatalf("first answer: %s id %d: %v", m.Type, m.ID, err)
+	}
+	// Wait until the late response has reached the relay.
+	await.True(t, func() bool { return r.Stats().Dropped.LateResponse == 1 }, "the late response dropped at the relay")
+	// Then a command that is answered: it must be the next thing either
+	// client reads (nothing of command 7 in between).
+	toAgent.dropBack.Store(false)
+	if err := other.Command(8, []byte("next")); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := other.Recv(); err != nil || m.ID != 8 {
+		t.Fatalf("the other client read %s id %d (%v), want the answer to its command 8", m.Type, m.ID, err)
+	}
+	if s := r.Stats(); s.ResponsesRerouted != 0 || s.RelayErrors != 1 {
+		t.Fatalf("rerouted %d, relay errors %d", s.ResponsesRerouted, s.RelayErrors)
 	}
 }

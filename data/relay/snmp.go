@@ -102,7 +102,7 @@ func (r *Relay) commandDone(frame []byte, transfer uint32, err error) {
 // commandFailed answers the command relayID, which the agent did not
 // take, with a relay error to the client that sent it.
 func (r *Relay) commandFailed(relayID, transfer uint32, err error) {
-	rt, ok := r.pending.take(relayID)
+	rt, ok := r.pending.fail(relayID)
 	if !ok {
 		r.c.sendFailures.Add(1)
 		r.log.Named("snmp").Warn("command not delivered; its client is forgotten", "relay_id", relayID, "transfer", transfer, "error", err)
@@ -449,7 +449,14 @@ func (r *Relay) deliver(log hclog.Logger, lim *limiter, now time.Time, msg []byt
 		p.broadcast(frame)
 		return
 	}
-	rt, ok := r.pending.take(m.ID)
+	rt, ok, failed := r.pending.take(m.ID)
+	if failed {
+		// Its client had a relay error for it already (the agent took
+		// the SetRequest, its answer was lost): one answer per command.
+		r.c.dropLateResponse.Add(1)
+		lim.log(log, now, "response to a command answered with a relay error dropped", "relay_id", m.ID)
+		return
+	}
 	if !ok {
 		// Not ours (or forgotten): every commands client gets it as is.
 		r.c.responsesRerouted.Add(1)

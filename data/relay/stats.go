@@ -43,6 +43,7 @@ type DropStats struct {
 	WrongType      uint64 // reassembled messages of a type the agent may not send
 	NoPort         uint64 // messages for a port that is not configured
 	RelayErrorLost uint64 // relay errors whose client was gone
+	LateResponse   uint64 // agent responses to commands already answered with a relay error
 }
 
 // Stats is a snapshot of the relay's counters, from Relay.Stats. All
@@ -100,7 +101,7 @@ type counters struct {
 
 	dropDecode, dropVersion, dropCommunity, dropUSM, dropTimeWindow, dropPDU, dropFragment atomic.Uint64
 	dropReassembly, dropExpired, dropMessage, dropWrongType, dropNoPort                    atomic.Uint64
-	dropRelayErrorLost, dropSource, dropReplay                                             atomic.Uint64
+	dropRelayErrorLost, dropSource, dropReplay, dropLateResponse                           atomic.Uint64
 
 	pollFailures atomic.Uint64
 }
@@ -117,6 +118,7 @@ func (d DropStats) logFields() []any {
 		{"dropped_time_window", d.TimeWindow}, {"dropped_pdu", d.PDU}, {"dropped_fragment", d.Fragment},
 		{"dropped_reassembly", d.Reassembly}, {"dropped_expired", d.Expired}, {"dropped_message", d.Message},
 		{"dropped_wrong_type", d.WrongType}, {"dropped_no_port", d.NoPort}, {"dropped_relay_error_lost", d.RelayErrorLost},
+		{"dropped_late_response", d.LateResponse},
 	}
 	var total uint64
 	var out []any
