@@ -121,7 +121,8 @@ func TestScheduleReplays(t *testing.T) {
 		}
 		return b.String()
 	}
-	if draw(7) != draw(7) || draw(7) == draw(8) {
+	first, again := draw(7), draw(7)
+	if first != again || first == draw(8) {
 		t.Error("the schedule does not follow the seed")
 	}
 	if s := draw(7); !strings.Contains(s, "kill") || !strings.Contains(s, "throttle") {
