@@ -74,11 +74,13 @@ func (m *Mgmt) validHello(e dueHello) bool {
 // by id, each once.
 func (m *Mgmt) dueHellos(now time.Time) []*pair {
 	var due []*pair
-	seen := map[string]bool{}
+	var last dueHello
 	for len(m.hellos) > 0 && !now.Before(m.hellos[0].at) {
 		e := heap.Pop(&m.hellos).(dueHello)
-		if m.validHello(e) && !seen[e.id] {
-			seen[e.id] = true
+		// Only the entry at a pair's nextDue is valid, and copies of
+		// one entry pop one after the other: skip the repeat.
+		if m.validHello(e) && (e.id != last.id || !e.at.Equal(last.at)) {
+			last = e
 			due = append(due, m.pairs[e.id])
 		}
 	}
