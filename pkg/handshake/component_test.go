@@ -94,12 +94,16 @@ func TestCtrl(t *testing.T) {
 		t.Fatalf("ready=%v epoch=%d", c.Ready(), c.Epoch())
 	}
 	// The data's Identify carries the epoch it has seen, but ctrl's fence
-	// is mgmt's to raise: data ahead of ctrl is told to retry; data at or
-	// below ctrl's epoch is accepted, and its Ready's epoch raises nothing.
+	// is mgmt's to raise: data ahead of ctrl is held, and told to retry
+	// when the identify timer expires first; data at or below ctrl's
+	// epoch is accepted, and its Ready's epoch raises nothing.
 	c.DataUp(6, "d:3")
-	outs = c.Receive(6, msgID, &hellopicsv1.Identify{Role: roleDataPB, PairId: "p1", Epoch: 7})
-	if got := summary(outs); got != "send 6 REJECT; close 6 | rejected" {
+	if got := summary(c.Receive(6, msgID, &hellopicsv1.Identify{Role: roleDataPB, PairId: "p1", Epoch: 7})); got != " | held" {
 		t.Fatalf("data ahead of ctrl: %s", got)
+	}
+	outs = c.IdentifyExpired(6)
+	if got := summary(outs); got != "send 6 REJECT; close 6 | rejected" {
+		t.Fatalf("held data's identify timer: %s", got)
 	}
 	if r := sentMsg[*hellopicsv1.Reject](t, outs, msgReject); !strings.Contains(r.GetReason(), "retry") {
 		t.Fatalf("reject reason %q", r.GetReason())

@@ -35,7 +35,9 @@ func (c *CtrlConfig) validate() error {
 
 // Ctrl is the control component's side of the handshake: it registers with
 // mgmt, accepts its data component and forwards hellos between them. It
-// has no timers. It is not safe for concurrent use.
+// has no timers of its own (the shell's identify timer bounds how long an
+// Identify is held, see IdentifyExpired). It is not safe for concurrent
+// use.
 type Ctrl struct {
 	cfg   CtrlConfig
 	fence fence
@@ -48,6 +50,10 @@ type Ctrl struct {
 	data         SessionID // the identified data session, if hasData
 	hasData      bool
 	dataReady    bool
+	// held are the data sessions whose Identify waits for ctrl's epoch
+	// (dataSession.held), in arrival order; usually none, at most one or
+	// two at a start or failover.
+	held []SessionID
 }
 
 // dataSession is one connection accepted on the data address.
@@ -55,6 +61,12 @@ type dataSession struct {
 	remoteAddr string
 	identified bool
 	instance   string // once identified
+	// held is the Identify of a data that has seen a higher epoch than
+	// ctrl (see identifyData), kept until ctrl hears that epoch from mgmt
+	// or the identify timer expires; heldReady is its Ready, if that
+	// arrived meanwhile.
+	held      *hellopicsv1.Identify
+	heldReady *hellopicsv1.Ready
 }
 
 // NewCtrl returns a Ctrl machine.
@@ -128,13 +140,19 @@ func (c *Ctrl) DataUp(id SessionID, remoteAddr string) []Output {
 // IdentifyExpired reports that data session id has had its time to
 // identify itself (the shell's timer, DefaultIdentifyTimeout by default):
 // if it still has not, it is rejected and closed, so that connections
-// that never identify cannot pile up on the data address.
+// that never identify cannot pile up on the data address. A session held
+// for an epoch ctrl has not heard is refused with ReasonEpochAhead.
 func (c *Ctrl) IdentifyExpired(id SessionID) []Output {
 	ds, ok := c.dataSessions[id]
 	if !ok || ds.identified {
 		return nil
 	}
 	var out outputs
+	if ds.held != nil {
+		c.rejectData(&out, id, RefusedEpochAhead, ReasonEpochAhead,
+			fmt.Sprintf("data has seen epoch %d, ctrl %d after the identify timeout", ds.held.GetEpoch(), c.fence.epoch))
+		return out
+	}
 	c.rejectData(&out, id, RefusedIdentifyTimeout, "no Identify within the identify timeout", "")
 	return out
 }
@@ -145,6 +163,7 @@ func (c *Ctrl) DataDown(id SessionID, reason string) []Output {
 		return nil
 	}
 	delete(c.dataSessions, id)
+	c.unhold(id)
 	if !c.hasData || id != c.data {
 		return nil
 	}
@@ -172,6 +191,7 @@ func (c *Ctrl) Receive(id SessionID, t hellopicsv1.MsgType, msg proto.Message) [
 	default:
 		ignored(&out, hellopicsv1.Role_ROLE_UNSPECIFIED, c.cfg.PairID, id, "%s on an unknown or replaced session", t)
 	}
+	c.admitHeld(&out)
 	return out
 }
 
@@ -230,6 +250,55 @@ func (c *Ctrl) rejectData(out *outputs, id SessionID, refused, reason, detail st
 	out.event(Event{Kind: EventRejected, Peer: hellopicsv1.Role_ROLE_DATA, PairID: c.cfg.PairID, Session: id, Epoch: c.fence.epoch,
 		Refused: refused, Message: msg, Race: reason == ReasonEpochAhead})
 	delete(c.dataSessions, id)
+	c.unhold(id)
+}
+
+// unhold forgets that session id was held.
+func (c *Ctrl) unhold(id SessionID) {
+	for i, h := range c.held {
+		if h == id {
+			c.held = append(c.held[:i], c.held[i+1:]...)
+			return
+		}
+	}
+}
+
+// admitHeld identifies the held data sessions whose epoch ctrl has now
+// heard from mgmt, then takes the Ready each sent while held.
+func (c *Ctrl) admitHeld(out *outputs) {
+	for i := 0; i < len(c.held); {
+		id := c.held[i]
+		ds := c.dataSessions[id]
+		if ds == nil || ds.held == nil {
+			c.held = append(c.held[:i], c.held[i+1:]...)
+			continue
+		}
+		if ds.held.GetEpoch() > c.fence.epoch {
+			i++
+			continue
+		}
+		in, ready := ds.held, ds.heldReady
+		ds.held, ds.heldReady = nil, nil
+		c.held = append(c.held[:i], c.held[i+1:]...)
+		c.identifyData(out, id, hellopicsv1.MsgType_MSG_TYPE_ID, in)
+		if ready != nil && c.hasData && c.data == id {
+			c.fromData(out, hellopicsv1.MsgType_MSG_TYPE_READY, ready)
+		}
+	}
+}
+
+// holdFrame handles a frame on a held data session: its Ready is kept
+// for when the session is identified, a hello (none should come) is
+// dropped, anything else refused as before identification.
+func (c *Ctrl) holdFrame(out *outputs, id SessionID, ds *dataSession, t hellopicsv1.MsgType, msg proto.Message) {
+	switch t {
+	case hellopicsv1.MsgType_MSG_TYPE_READY:
+		ds.heldReady = proto.Clone(msg).(*hellopicsv1.Ready) // checked by fromData when taken
+	case hellopicsv1.MsgType_MSG_TYPE_HELLO:
+		ignored(out, hellopicsv1.Role_ROLE_DATA, c.cfg.PairID, id, "hello from data held for epoch %d", ds.held.GetEpoch())
+	default:
+		refusedMsg(out, RefusedNotIdentified, hellopicsv1.Role_ROLE_DATA, c.cfg.PairID, id, "%s before identification", t)
+	}
 }
 
 // identifyData handles a frame on the data session id before it has
@@ -237,14 +306,20 @@ func (c *Ctrl) rejectData(out *outputs, id SessionID, refused, reason, detail st
 //
 //   - only data of this ctrl's pair, with fields within the limits;
 //   - ctrl never raises its fence from data: an Identify carrying an epoch
-//     above ctrl's is refused ("retry"); data retries after its retry
-//     delay, by which time ctrl has heard the epoch from mgmt;
+//     above ctrl's is held, unanswered, until ctrl hears that epoch from
+//     mgmt (at a start or failover data often hears mgmt's Peer first),
+//     then taken; if the identify timer expires first it is refused
+//     ("retry") and data retries;
 //   - while a data link is live, a new Identify replaces it only if it is
 //     the same instance from the same host (data reconnecting after losing
 //     a link ctrl has not yet seen die). Anyone else, a restarted data
 //     included, is refused until the old link is gone: closed, or dead by
 //     pconn's dead-peer timeout.
 func (c *Ctrl) identifyData(out *outputs, id SessionID, t hellopicsv1.MsgType, msg proto.Message) {
+	if ds := c.dataSessions[id]; ds.held != nil {
+		c.holdFrame(out, id, ds, t, msg)
+		return
+	}
 	if t != hellopicsv1.MsgType_MSG_TYPE_ID {
 		refusedMsg(out, RefusedNotIdentified, hellopicsv1.Role_ROLE_DATA, c.cfg.PairID, id, "%s before identification", t)
 		return
@@ -264,8 +339,10 @@ func (c *Ctrl) identifyData(out *outputs, id SessionID, t hellopicsv1.MsgType, m
 		return
 	}
 	if in.GetEpoch() > c.fence.epoch {
-		c.rejectData(out, id, RefusedEpochAhead, ReasonEpochAhead,
-			fmt.Sprintf("data has seen epoch %d, ctrl %d", in.GetEpoch(), c.fence.epoch))
+		ds.held = proto.Clone(in).(*hellopicsv1.Identify)
+		c.held = append(c.held, id)
+		out.event(Event{Kind: EventHeld, Peer: hellopicsv1.Role_ROLE_DATA, PairID: c.cfg.PairID, Session: id, Epoch: c.fence.epoch,
+			Message: fmt.Sprintf("data from %s has seen epoch %d, ctrl %d; identify held until mgmt tells ctrl", ds.remoteAddr, in.GetEpoch(), c.fence.epoch)})
 		return
 	}
 	if c.hasData {
@@ -331,5 +408,6 @@ func (c *Ctrl) MasterElected(addr string, epoch uint64) []Output {
 	if c.fence.elected(&out, c.mgmt, c.mgmtUp, addr, epoch, c.cfg.PairID) {
 		c.mgmtUp = false
 	}
+	c.admitHeld(&out)
 	return out
 }

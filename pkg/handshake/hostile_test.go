@@ -53,9 +53,26 @@ func TestCtrlEpochNeverRaisedByData(t *testing.T) {
 	for _, epoch := range []uint64{3, 1 << 62, math.MaxUint64} {
 		c.DataUp(3, "10.0.0.66:4000")
 		outs := c.Receive(3, msgID, &hellopicsv1.Identify{Role: roleDataPB, PairId: "p1", Instance: "evil", Epoch: epoch})
-		if got := summary(outs); got != "send 3 REJECT; close 3 | rejected" {
+		if epoch >= EpochLimit {
+			wantRefused(t, outs, RefusedEpochRange)
+			continue
+		}
+		if got := summary(outs); got != " | held" {
 			t.Fatalf("epoch %d: %s", epoch, got)
 		}
+		// Held, it gets nothing through: not its Ready, not its hellos.
+		c.Receive(3, msgReady, &hellopicsv1.Ready{Role: roleDataPB, PairId: "p1", Epoch: epoch})
+		if got := summary(c.Receive(3, msgHello, helloMsg(5, dirDC, 2))); got != " | ignored" {
+			t.Fatalf("hello from a held data: %s", got)
+		}
+		if s, ok := c.DataSession(); !ok || s != 2 {
+			t.Fatalf("data session %d %v while evil is held", s, ok)
+		}
+		outs = c.IdentifyExpired(3)
+		if got := summary(outs); got != "send 3 REJECT; close 3 | rejected" {
+			t.Fatalf("epoch %d at the identify timeout: %s", epoch, got)
+		}
+		wantRefused(t, outs, RefusedEpochAhead)
 		if strings.Contains(rejectReason(outs), "d-1") || strings.Contains(rejectReason(outs), "10.0.0.2") {
 			t.Fatalf("reject reveals the live data: %q", rejectReason(outs))
 		}
@@ -80,13 +97,45 @@ func TestCtrlEpochNeverRaisedByData(t *testing.T) {
 	}
 }
 
-// TestCtrlDataEpochAheadRetry: real data that has seen a newer master than
-// ctrl is refused with "retry", and accepted once mgmt told ctrl.
-func TestCtrlDataEpochAheadRetry(t *testing.T) {
+// TestCtrlDataEpochAheadHeld: real data that has seen a newer master than
+// ctrl (it heard mgmt's Peer first) is held, its Ready kept, and taken the
+// moment mgmt tells ctrl that epoch: no refusal, no lost link. Without
+// that word before the identify timer, it is refused with "retry" and
+// accepted on its next try.
+func TestCtrlDataEpochAheadHeld(t *testing.T) {
 	c := newTestCtrl(t)
 	c.MgmtUp(1)
 	c.DataUp(2, "10.0.0.2:5000")
-	outs := c.Receive(2, msgID, &hellopicsv1.Identify{Role: roleDataPB, PairId: "p1", Instance: "d-1", Epoch: 4})
+	if got := summary(c.Receive(2, msgID, &hellopicsv1.Identify{Role: roleDataPB, PairId: "p1", Instance: "d-1", Epoch: 4})); got != " | held" {
+		t.Fatalf("identify ahead: %s", got)
+	}
+	if got := summary(c.Receive(2, msgReady, &hellopicsv1.Ready{Role: roleDataPB, PairId: "p1", Epoch: 4})); got != " | " {
+		t.Fatalf("ready while held: %q", got)
+	}
+	if c.Ready() {
+		t.Fatal("ready while held")
+	}
+	// An older Peer does not release it.
+	if got := summary(c.Receive(1, msgPeer, &hellopicsv1.Peer{Role: roleDataPB, PairId: "p1", Addr: "10.0.0.2:5000", Epoch: 3})); got != " | peer" {
+		t.Fatalf("peer at 3: %s", got)
+	}
+	got := summary(c.Receive(1, msgPeer, &hellopicsv1.Peer{Role: roleDataPB, PairId: "p1", Addr: "10.0.0.2:5000", Epoch: 4}))
+	if got != "send 1 READY | peer identified ready" {
+		t.Fatalf("peer at 4: %s", got)
+	}
+	if s, ok := c.DataSession(); !ok || s != 2 || !c.Ready() || c.Epoch() != 4 {
+		t.Fatalf("after mgmt's epoch: session %d %v ready %v epoch %d", s, ok, c.Ready(), c.Epoch())
+	}
+	if outs := c.IdentifyExpired(2); len(outs) != 0 {
+		t.Fatalf("identify timer of a taken session: %s", summary(outs))
+	}
+
+	// The timer first: refused, then accepted once mgmt told ctrl.
+	c = newTestCtrl(t)
+	c.MgmtUp(1)
+	c.DataUp(2, "10.0.0.2:5000")
+	c.Receive(2, msgID, &hellopicsv1.Identify{Role: roleDataPB, PairId: "p1", Instance: "d-1", Epoch: 4})
+	outs := c.IdentifyExpired(2)
 	wantRefused(t, outs, RefusedEpochAhead)
 	if !strings.Contains(rejectReason(outs), "retry") {
 		t.Fatalf("reason %q", rejectReason(outs))
@@ -96,6 +145,13 @@ func TestCtrlDataEpochAheadRetry(t *testing.T) {
 	c.DataUp(3, "10.0.0.2:5001")
 	if got := summary(c.Receive(3, msgID, &hellopicsv1.Identify{Role: roleDataPB, PairId: "p1", Instance: "d-1", Epoch: 4})); got != " | identified" {
 		t.Fatalf("after mgmt's epoch: %s", got)
+	}
+	// A held session that goes away is forgotten.
+	c.DataUp(4, "10.0.0.9:1")
+	c.Receive(4, msgID, &hellopicsv1.Identify{Role: roleDataPB, PairId: "p1", Instance: "d-2", Epoch: 9})
+	c.DataDown(4, "eof")
+	if len(c.held) != 0 {
+		t.Fatalf("held %v after its session ended", c.held)
 	}
 }
 
