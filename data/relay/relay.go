@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"strings"
@@ -45,9 +46,14 @@ type Relay struct {
 
 	pending *pendingTable // relay id -> who sent the command
 
-	nextID       atomic.Uint32 // relay ids of commands toward the agent
-	nextTransfer atomic.Uint32 // medsTransfer of SetRequest messages
-	sendQ        chan sendJob  // SNMPv3: commands waiting for a sender goroutine
+	// nextID numbers commands toward the agent (relay ids), nextTransfer
+	// the medsTransfer of their SetRequests. Both start at a random value
+	// per relay, so that a restarted process's numbers are not the ones
+	// the agent may still answer or remember for the process before it
+	// (see New).
+	nextID       atomic.Uint32
+	nextTransfer atomic.Uint32
+	sendQ        chan sendJob // SNMPv3: commands waiting for a sender goroutine
 	// SNMPv2c: one asynchronous sender, and a place taken in it
 	// (Senders in flight plus SendQueue waiting) by each command.
 	pipe  *meds.V2cSender
@@ -120,6 +126,13 @@ func New(cfg Config, logger hclog.Logger) (*Relay, error) {
 		pending: newPendingTable(cfg.MaxPending),
 		perIP:   make(map[netip.Addr]int),
 	}
+	// A data process restarted on the same notification address gets the
+	// agent's late answers to its predecessor's commands; numbered from
+	// 1 again, they would be taken for answers to its own (and the
+	// agent's reassembly, keyed by sender and transfer, could mix the two
+	// processes' fragments). From a random start they are unknown ids.
+	r.nextID.Store(rand.Uint32())
+	r.nextTransfer.Store(rand.Uint32())
 	r.logEvery = time.Second
 	if cfg.LogEveryError {
 		r.logEvery = 0

@@ -51,6 +51,7 @@ type env struct {
 	relay *relay.Relay
 	agent *agentsim.Agent
 	acfg  agentsim.Config
+	rcfg  relay.Config // as the relay was started, AgentAddr set
 	addrs relay.Addrs
 }
 
@@ -78,6 +79,7 @@ func start(t testing.TB, mod func(*relay.Config, *agentsim.Config)) *env {
 	}
 	rcfg.AgentAddr = a.Addr().String()
 	e.acfg.Addr = a.Addr().String()
+	e.rcfg = rcfg
 	r, err := relay.New(rcfg, log)
 	if err != nil {
 		t.Fatal(err)
@@ -359,6 +361,83 @@ func TestAgentRestart(t *testing.T) {
 		t.Fatalf("after restart: %s id %d %q", m.Type, m.ID, m.Text)
 	}
 	waitFor(t, "agent reachable again", func() bool { return e.relay.Stats().AgentReachable })
+}
+
+// TestRestartedRelayIgnoresOldAnswers: a relay restarted (a data process
+// killed and started again) on the same notification address must not
+// take the agent's late answer to the old process's command for an answer
+// to its own: relay ids start at a random value per relay, so the old
+// one's are unknown to the new one. With ids from 1 in every process
+// (before the fix) the new client's command 1 got the old command's text,
+// then its own answer a second time: what `make lab-chaos` found.
+func TestRestartedRelayIgnoresOldAnswers(t *testing.T) {
+	release := make(chan struct{})
+	held := make(chan struct{}, 1)
+	var once sync.Once
+	e := start(t, func(_ *relay.Config, a *agentsim.Config) {
+		a.Respond = func(cmd meds.Message) []byte {
+			if string(cmd.Text) == "old" {
+				once.Do(func() { held <- struct{}{}; <-release })
+				return []byte("late answer to the old relay")
+			}
+			return append([]byte(nil), cmd.Text...)
+		}
+	})
+	old := e.dial(e.addrs.Commands)
+	if err := old.Command(1, []byte("old")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-held:
+	case <-time.After(wait):
+		t.Fatal("the agent never got the old relay's command")
+	}
+	_ = old.Close()
+	if err := e.relay.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The new process: the same notification address, so the agent's
+	// late answer reaches it.
+	cfg := e.rcfg
+	cfg.NotifyAddr = e.addrs.Notify.String()
+	r2, err := relay.New(cfg, e.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r2.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r2.Close() })
+	c := e.dial(r2.Addrs().Commands)
+	if err := c.Command(1, []byte("new")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the new relay's command sent", func() bool { s := r2.Stats(); return s.Commands.MessagesIn == 1 && s.PendingCommands == 1 })
+	close(release)
+	// The agent answers in order: the old command, the new one, then
+	// "after"; whatever reaches this client under id 1 before "after"
+	// must be the new command's one answer.
+	if err := c.Command(2, []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	var ones []string
+	for {
+		m := recv(t, c)
+		if m.ID == 2 {
+			if m.Type != meds.TypeResponse || string(m.Text) != "after" {
+				t.Fatalf("command 2: %s %q", m.Type, m.Text)
+			}
+			break
+		}
+		if m.ID == 1 {
+			ones = append(ones, fmt.Sprintf("%s %q", m.Type, m.Text))
+		} else if string(m.Text) != "late answer to the old relay" {
+			t.Fatalf("unexpected %s id %d %q", m.Type, m.ID, m.Text)
+		}
+	}
+	if len(ones) != 1 || ones[0] != `response "new"` {
+		t.Fatalf("command 1 of the new relay answered with %v; want one response \"new\"", ones)
+	}
 }
 
 // TestAgentPortClosedFailsFast: with the agent's port closed (ICMP
