@@ -61,6 +61,7 @@ func collectRelay(r *relay.Relay, ch chan<- prometheus.Metric) {
 		"source": d.Source, "replay": d.Replay,
 		"wrong_type": d.WrongType, "no_port": d.NoPort, "relay_error_lost": d.RelayErrorLost,
 		"late_response": d.LateResponse,
+		"unknown_id":    d.UnknownID,
 	} {
 		metrics.Counter(ch, descRelayDrops, float64(v), reason)
 	}

@@ -413,7 +413,7 @@ func (r *Relay) Stats() Stats {
 			Source: c.dropSource.Load(), Replay: c.dropReplay.Load(),
 			Reassembly: c.dropReassembly.Load(), Expired: c.dropExpired.Load(), Message: c.dropMessage.Load(),
 			WrongType: c.dropWrongType.Load(), NoPort: c.dropNoPort.Load(), RelayErrorLost: c.dropRelayErrorLost.Load(),
-			LateResponse: c.dropLateResponse.Load(),
+			LateResponse: c.dropLateResponse.Load(), UnknownID: c.dropUnknownID.Load(),
 		},
 		AgentReachable: up, AgentLastPoll: polled, AgentUptime: uptime, AgentPollFailures: c.pollFailures.Load(),
 	}

@@ -438,6 +438,10 @@ func TestRestartedRelayIgnoresOldAnswers(t *testing.T) {
 	if len(ones) != 1 || ones[0] != `response "new"` {
 		t.Fatalf("command 1 of the new relay answered with %v; want one response \"new\"", ones)
 	}
+	// The old relay's answer is no answer to anything here: dropped.
+	if s := r2.Stats(); s.Dropped.UnknownID != 1 || s.ResponsesRerouted != 0 {
+		t.Fatalf("unknown id drops %d, rerouted %d; want 1, 0", s.Dropped.UnknownID, s.ResponsesRerouted)
+	}
 }
 
 // TestAgentPortClosedFailsFast: with the agent's port closed (ICMP

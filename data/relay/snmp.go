@@ -99,13 +99,18 @@ func (r *Relay) commandDone(frame []byte, transfer uint32, err error) {
 	}
 }
 
-// commandFailed answers the command relayID, which the agent did not
-// take, with a relay error to the client that sent it.
+// commandFailed answers the command relayID, whose SetRequests the agent
+// did not answer, with a relay error to the client that sent it, and
+// leaves a tombstone so that a response still to come is dropped (one
+// answer per command). When the command is no longer pending, its
+// response came already (the agent took it; only its Set answers were
+// lost) or its route expired: no relay error then.
 func (r *Relay) commandFailed(relayID, transfer uint32, err error) {
 	rt, ok := r.pending.fail(relayID)
 	if !ok {
 		r.c.sendFailures.Add(1)
-		r.log.Named("snmp").Warn("command not delivered; its client is forgotten", "relay_id", relayID, "transfer", transfer, "error", err)
+		r.log.Named("snmp").Warn("command not delivered, but no longer pending (answered already, or forgotten): no relay error sent",
+			"relay_id", relayID, "transfer", transfer, "error", err)
 		return
 	}
 	r.notDelivered(rt.c, rt.id, relayID, transfer, err)
@@ -136,8 +141,10 @@ func (r *Relay) sendLoop(ctx context.Context, s *gosnmpSetter) {
 			if ctx.Err() != nil {
 				return
 			}
-			r.forget(j.relayID)
-			r.notDelivered(j.c, j.id, j.relayID, transfer, err)
+			// As on the SNMPv2c sender: a relay error only if the agent's
+			// response has not answered the command already, and a
+			// tombstone for a response still to come.
+			r.commandFailed(j.relayID, transfer, err)
 			continue
 		}
 		r.c.commandsSent.Add(1)
@@ -458,10 +465,13 @@ func (r *Relay) deliver(log hclog.Logger, lim *limiter, now time.Time, msg []byt
 		return
 	}
 	if !ok {
-		// Not ours (or forgotten): every commands client gets it as is.
-		r.c.responsesRerouted.Add(1)
-		lim.log(log, now, "response with unknown id sent to every commands client", "relay_id", m.ID)
-		p.broadcast(frame)
+		// Not a command this relay waits for: another process's (a data
+		// restarted on this notification address; relay ids start at a
+		// random value), or one forgotten after PendingTimeout. Its
+		// client's own id is unknown, and a client must get an answer
+		// under its own id only: dropped.
+		r.c.dropUnknownID.Add(1)
+		lim.log(log, now, "response to no pending command dropped", "relay_id", m.ID)
 		return
 	}
 	meds.PutHeader(frame, meds.Header{Version: meds.Version, Type: m.Type, Flags: m.Flags, ID: rt.id, Length: uint32(len(m.Text))})

@@ -44,6 +44,7 @@ type DropStats struct {
 	NoPort         uint64 // messages for a port that is not configured
 	RelayErrorLost uint64 // relay errors whose client was gone
 	LateResponse   uint64 // agent responses to commands already answered with a relay error
+	UnknownID      uint64 // agent responses under a relay id this relay is not waiting for (another process's, or expired)
 }
 
 // Stats is a snapshot of the relay's counters, from Relay.Stats. All
@@ -74,7 +75,7 @@ type Stats struct {
 	ReassemblyPending int    // incomplete transfers now
 
 	Responses         uint64 // responses routed to the client that sent the command
-	ResponsesRerouted uint64 // responses sent to every commands client (sender gone or unknown id)
+	ResponsesRerouted uint64 // responses sent to every commands client (their sender gone)
 	EventsReceived    uint64 // events received from the agent
 	StatusBlocks      uint64 // status blocks received from the agent
 
@@ -101,7 +102,7 @@ type counters struct {
 
 	dropDecode, dropVersion, dropCommunity, dropUSM, dropTimeWindow, dropPDU, dropFragment atomic.Uint64
 	dropReassembly, dropExpired, dropMessage, dropWrongType, dropNoPort                    atomic.Uint64
-	dropRelayErrorLost, dropSource, dropReplay, dropLateResponse                           atomic.Uint64
+	dropRelayErrorLost, dropSource, dropReplay, dropLateResponse, dropUnknownID            atomic.Uint64
 
 	pollFailures atomic.Uint64
 }
@@ -118,7 +119,7 @@ func (d DropStats) logFields() []any {
 		{"dropped_time_window", d.TimeWindow}, {"dropped_pdu", d.PDU}, {"dropped_fragment", d.Fragment},
 		{"dropped_reassembly", d.Reassembly}, {"dropped_expired", d.Expired}, {"dropped_message", d.Message},
 		{"dropped_wrong_type", d.WrongType}, {"dropped_no_port", d.NoPort}, {"dropped_relay_error_lost", d.RelayErrorLost},
-		{"dropped_late_response", d.LateResponse},
+		{"dropped_late_response", d.LateResponse}, {"dropped_unknown_id", d.UnknownID},
 	}
 	var total uint64
 	var out []any
