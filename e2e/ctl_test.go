@@ -5,10 +5,18 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
 
 // ctlRun runs "hellopics ctl -addr addr args..." and returns its exit
@@ -145,5 +153,85 @@ func TestCtlOperator(t *testing.T) {
 	// Usage stays 2.
 	if code, _, errOut := ctlRun(t, opAddr, "status", "-check", "-o", "xml"); code != 2 || errOut == "" {
 		t.Errorf("status -check -o xml: exit %d, %q", code, errOut)
+	}
+}
+
+// TestCtlPaging: with more pairs than a page, ctl status shows the first
+// -max-pairs and says how many more there are; ctl pairs and status
+// -check walk every page (here one pair per request); -pair filters at
+// mgmt; a page token of another filter is refused with InvalidArgument.
+func TestCtlPaging(t *testing.T) {
+	skipShort(t)
+	if !operatorServed(t) {
+		t.Skip("mgmt does not serve the operator API")
+	}
+	t.Parallel()
+	c := newCluster(t, fast)
+	c.StartMgmt()
+	pairs := []string{"pic2", "pic0", "pic1"}
+	for _, p := range pairs {
+		c.StartCtrl(p)
+		c.StartData(p)
+	}
+	for _, p := range pairs {
+		c.WaitRunning(0, p, 2)
+	}
+	rows := func(out string) (ids []string) {
+		for _, l := range strings.Split(out, "\n") {
+			if f := strings.Fields(l); len(f) > 5 && strings.HasPrefix(f[0], "pic") && (f[5] == "running" || f[5] == "stopped") { // PAIR CTRL(2) DATA(2) CYCLE
+				ids = append(ids, f[0])
+			}
+		}
+		return ids
+	}
+	code, out, errOut := ctlRun(t, c.opAddr, "status", "-max-pairs", "2", "-page-size", "1")
+	if got := fmt.Sprint(rows(out)); code != 0 || got != "[pic0 pic1]" || !strings.Contains(out, "showing 2 of 3 pairs (3 cycling)") {
+		t.Errorf("status -max-pairs 2: exit %d, pairs %s\n%s%s", code, got, out, errOut)
+	}
+	code, out, errOut = ctlRun(t, c.opAddr, "status")
+	if got := fmt.Sprint(rows(out)); code != 0 || got != "[pic0 pic1 pic2]" || strings.Contains(out, "showing") {
+		t.Errorf("status: exit %d, pairs %s\n%s%s", code, got, out, errOut)
+	}
+	code, out, errOut = ctlRun(t, c.opAddr, "status", "-pair", "pic1")
+	if got := fmt.Sprint(rows(out)); code != 0 || got != "[pic1]" {
+		t.Errorf("status -pair pic1: exit %d, pairs %s\n%s%s", code, got, out, errOut)
+	}
+	code, out, errOut = ctlRun(t, c.opAddr, "status", "-pair", "nope*")
+	if code != 0 || !strings.Contains(out, `no pair matches -pair "nope*"`) {
+		t.Errorf("status -pair nope*: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = ctlRun(t, c.opAddr, "pairs", "-page-size", "1")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 4 || !strings.HasPrefix(lines[1], "pic0 ") || !strings.HasPrefix(lines[3], "pic2 ") {
+		t.Errorf("pairs -page-size 1: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = ctlRun(t, c.opAddr, "-o", "json", "status", "-max-pairs", "1", "-page-size", "1")
+	if code != 0 || strings.Count(out, `"pair_id"`) != 9 { // pair_id is in each pair and in both its components
+		t.Errorf("status -o json: every pair, whatever -max-pairs: exit %d, %d pair_id\n%s%s", code, strings.Count(out, `"pair_id"`), out, errOut)
+	}
+	if code, out, errOut := ctlRun(t, c.opAddr, "status", "-check"); code != 0 || !strings.HasSuffix(out, ", 3 of 3 pairs ready and cycling\n") {
+		t.Errorf("status -check: exit %d\n%s%s", code, out, errOut)
+	}
+
+	// The API itself: pages of one, then a token of another filter.
+	cc, err := grpc.NewClient(c.opAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	oc := hellopicsv1.NewOperatorServiceClient(cc)
+	st, err := oc.GetStatus(ctx, &hellopicsv1.GetStatusRequest{PageSize: 1})
+	if err != nil || len(st.GetPairs()) != 1 || st.GetNextPageToken() == "" || st.GetTotalPairs() != 3 || st.GetCyclingPairs() != 3 {
+		t.Fatalf("first page: %v, %d pairs, token %q, total %d", err, len(st.GetPairs()), st.GetNextPageToken(), st.GetTotalPairs())
+	}
+	_, err = oc.GetStatus(ctx, &hellopicsv1.GetStatusRequest{Pair: "other*", PageToken: st.GetNextPageToken()})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Errorf("a token of another filter: %v, want InvalidArgument", err)
+	}
+	_, err = oc.GetStatus(ctx, &hellopicsv1.GetStatusRequest{Pair: strings.Repeat("x", 300)})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Errorf("a 300-byte filter: %v, want InvalidArgument", err)
 	}
 }

@@ -97,6 +97,16 @@ func (s *Server) MetricsAddr() net.Addr {
 	return s.metSrv.Addr()
 }
 
+// Status returns the instance's status, its pairs as req selects
+// (operator.Backend).
+func (s *Server) Status(ctx context.Context, req *hellopicsv1.GetStatusRequest) (*hellopicsv1.GetStatusResponse, error) {
+	st, err := s.Management.Status(ctx, req)
+	if errors.Is(err, appliance.ErrBadRequest) {
+		return nil, fmt.Errorf("%w: %v", operator.ErrInvalidArgument, err)
+	}
+	return st, err
+}
+
 // Switchover hands mastership to target (or the best backup when "") and
 // waits until it is done or ctx ends (operator.Backend).
 func (s *Server) Switchover(ctx context.Context, target string) (*hellopicsv1.SwitchoverResponse, error) {

@@ -199,18 +199,24 @@ func ctlMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch name {
 	case "status":
 		var check bool
+		var sa ctlStatusArgs
 		sub.BoolVar(&check, "check", false, "print one line per problem and exit 0 if healthy, 3 if degraded, 4 if there is no master, 1 if no mgmt answers")
+		sub.StringVar(&sa.pair, "pair", "", "show only pair ID, or with 'PREFIX*' the pairs whose id begins with PREFIX")
+		sub.IntVar(&sa.maxPairs, "max-pairs", 100, "show at most this many pairs (in pair id order) and how many more there are; 0 shows all (-o json always has all)")
+		sub.IntVar(&sa.pageSize, "page-size", ctlPageSize, "ask mgmt for at most this many pairs per request")
 		run = func(ctx context.Context, o *ctlOptions, stdout, stderr io.Writer) int {
 			if check {
 				return ctlStatusCheck(ctx, o, stdout, stderr)
 			}
-			return ctlStatus(ctx, o, stdout, stderr)
+			return ctlStatus(ctx, o, sa, stdout, stderr)
 		}
 	case "pairs":
 		var pair string
+		pageSize := ctlPageSize
 		sub.StringVar(&pair, "pair", "", "show only pair ID, or with 'PREFIX*' the pairs whose id begins with PREFIX")
+		sub.IntVar(&pageSize, "page-size", ctlPageSize, "ask mgmt for at most this many pairs per request")
 		run = func(ctx context.Context, o *ctlOptions, stdout, stderr io.Writer) int {
-			return ctlPairs(ctx, o, pair, stdout, stderr)
+			return ctlPairs(ctx, o, pair, pageSize, stdout, stderr)
 		}
 	case "events":
 		var a ctlEventsArgs
@@ -300,9 +306,57 @@ func ctlEach[T any](ctx context.Context, o *ctlOptions, f func(ctx context.Conte
 	return res, errs
 }
 
-func ctlStatus(ctx context.Context, o *ctlOptions, stdout, stderr io.Writer) int {
+// ctlStatusArgs are the flags of ctl status.
+type ctlStatusArgs struct {
+	pair     string
+	maxPairs int
+	pageSize int
+}
+
+// ctlPageSize is how many pairs one GetStatus asks for by default (ctl
+// -page-size): pages keep each answer, and mgmt's work on it, small.
+const ctlPageSize = 500
+
+// ctlGetStatus gets the status of the instance behind cc with the pairs
+// matching filter ("" every pair), pageSize at a time: all of them, or
+// the first limit when limit > 0, then NextPageToken says whether there
+// are more. Instance fields are the first page's.
+func ctlGetStatus(ctx context.Context, cc *grpc.ClientConn, filter string, limit, pageSize int) (*hellopicsv1.GetStatusResponse, error) {
+	c := hellopicsv1.NewOperatorServiceClient(cc)
+	size := ctlPageSize
+	if pageSize > 0 {
+		size = pageSize
+	}
+	if limit > 0 {
+		size = min(size, limit)
+	}
+	req := &hellopicsv1.GetStatusRequest{Pair: filter, PageSize: uint32(size)}
+	st, err := c.GetStatus(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	for st.GetNextPageToken() != "" && (limit <= 0 || len(st.Pairs) < limit) {
+		req.PageToken = st.GetNextPageToken()
+		if limit > 0 {
+			req.PageSize = uint32(min(size, limit-len(st.Pairs)))
+		}
+		next, err := c.GetStatus(ctx, req)
+		if err != nil {
+			return nil, fmt.Errorf("status page after pair %q: %w", req.PageToken, err)
+		}
+		st.Pairs = append(st.Pairs, next.GetPairs()...)
+		st.NextPageToken = next.GetNextPageToken()
+	}
+	return st, nil
+}
+
+func ctlStatus(ctx context.Context, o *ctlOptions, a ctlStatusArgs, stdout, stderr io.Writer) int {
+	limit := a.maxPairs
+	if o.output == "json" {
+		limit = 0
+	}
 	sts, errs := ctlEach(ctx, o, func(ctx context.Context, cc *grpc.ClientConn) (*hellopicsv1.GetStatusResponse, error) {
-		return hellopicsv1.NewOperatorServiceClient(cc).GetStatus(ctx, &hellopicsv1.GetStatusRequest{})
+		return ctlGetStatus(ctx, cc, a.pair, limit, a.pageSize)
 	})
 	code := 0
 	for _, err := range errs {
@@ -335,6 +389,13 @@ func ctlStatus(ctx context.Context, o *ctlOptions, stdout, stderr io.Writer) int
 		if err := ctlFormatStatus(stdout, addr, st, now); err != nil {
 			fmt.Fprintf(stderr, "hellopics ctl: %v\n", err)
 			return 1
+		}
+		if a.pair != "" && len(st.GetPairs()) == 0 {
+			fmt.Fprintf(stdout, "no pair matches -pair %q\n", a.pair)
+		}
+		if n := len(st.GetPairs()); st.GetNextPageToken() != "" {
+			fmt.Fprintf(stdout, "\nshowing %d of %d pairs (%d cycling): 'hellopics ctl pairs' lists them all, -pair ID or 'PREFIX*' picks, -max-pairs 0 shows all here\n",
+				n, st.GetTotalPairs(), st.GetCyclingPairs())
 		}
 	}
 	return code

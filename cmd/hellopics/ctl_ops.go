@@ -85,9 +85,9 @@ type ctlPairsJSON struct {
 	Pairs []json.RawMessage `json:"pairs"`
 }
 
-func ctlPairs(ctx context.Context, o *ctlOptions, filter string, stdout, stderr io.Writer) int {
+func ctlPairs(ctx context.Context, o *ctlOptions, filter string, pageSize int, stdout, stderr io.Writer) int {
 	sts, errs := ctlEach(ctx, o, func(ctx context.Context, cc *grpc.ClientConn) (*hellopicsv1.GetStatusResponse, error) {
-		return hellopicsv1.NewOperatorServiceClient(cc).GetStatus(ctx, &hellopicsv1.GetStatusRequest{})
+		return ctlGetStatus(ctx, cc, filter, 0, pageSize)
 	})
 	i := ctlPick(sts, errs)
 	for _, err := range errs {
@@ -104,7 +104,7 @@ func ctlPairs(ctx context.Context, o *ctlOptions, filter string, stdout, stderr 
 	}
 	pairs := ctlFilterPairs(st, filter)
 	if filter != "" && len(pairs) == 0 {
-		fmt.Fprintf(stderr, "hellopics ctl: no pair matches -pair %q (%d registered)\n", filter, len(st.GetPairs()))
+		fmt.Fprintf(stderr, "hellopics ctl: no pair matches -pair %q\n", filter)
 		return ctlExitFailure
 	}
 	if o.output == "json" {
@@ -353,7 +353,7 @@ func ctlFormatCheck(w io.Writer, r ctlCheckResult) error {
 
 func ctlStatusCheck(ctx context.Context, o *ctlOptions, stdout, stderr io.Writer) int {
 	sts, errs := ctlEach(ctx, o, func(ctx context.Context, cc *grpc.ClientConn) (*hellopicsv1.GetStatusResponse, error) {
-		return hellopicsv1.NewOperatorServiceClient(cc).GetStatus(ctx, &hellopicsv1.GetStatusRequest{})
+		return ctlGetStatus(ctx, cc, "", 0, 0)
 	})
 	r := ctlCheck(o.addrs, sts, errs)
 	if o.output == "json" {

@@ -26,7 +26,7 @@ type ctlFakeBackend struct {
 	target chan string
 }
 
-func (f *ctlFakeBackend) Status(context.Context) (*hellopicsv1.GetStatusResponse, error) {
+func (f *ctlFakeBackend) Status(context.Context, *hellopicsv1.GetStatusRequest) (*hellopicsv1.GetStatusResponse, error) {
 	return f.status, nil
 }
 

@@ -25,6 +25,9 @@ var (
 	// over now, e.g. it is not alive or not in sync
 	// (codes.FailedPrecondition).
 	ErrTargetNotReady = errors.New("target not ready")
+	// ErrInvalidArgument: the request cannot be answered as asked, e.g. a
+	// page token of another query (codes.InvalidArgument).
+	ErrInvalidArgument = errors.New("invalid argument")
 )
 
 // Code returns the gRPC code for an error from a Backend: the code of a
@@ -45,6 +48,8 @@ func Code(err error) codes.Code {
 		return codes.Unavailable
 	case errors.Is(err, ErrUnknownTarget):
 		return codes.NotFound
+	case errors.Is(err, ErrInvalidArgument):
+		return codes.InvalidArgument
 	case errors.Is(err, context.Canceled):
 		return codes.Canceled
 	case errors.Is(err, context.DeadlineExceeded):

@@ -53,6 +53,10 @@ const DefaultAddr = "127.0.0.1:7400"
 // before it cuts them.
 const DefaultGracePeriod = 5 * time.Second
 
+// MaxPairFilter bounds GetStatusRequest's pair and page_token (a pair id
+// is at most 64 bytes).
+const MaxPairFilter = 128
+
 // ServiceName is the operator service's full name, also its name in the
 // health service.
 const ServiceName = "hellopics.v1.OperatorService"
@@ -61,9 +65,10 @@ const ServiceName = "hellopics.v1.OperatorService"
 // wrap ErrNotMaster, ErrUnavailable, ErrUnknownTarget or ErrTargetNotReady
 // to choose the gRPC code (see Code).
 type Backend interface {
-	// Status returns the instance's status. The result is marshaled after
-	// Status returns and must not be modified afterwards.
-	Status(ctx context.Context) (*hellopicsv1.GetStatusResponse, error)
+	// Status returns the instance's status, its pairs as req selects
+	// (filter, page). The result is marshaled after Status returns and
+	// must not be modified afterwards.
+	Status(ctx context.Context, req *hellopicsv1.GetStatusRequest) (*hellopicsv1.GetStatusResponse, error)
 	// Switchover hands mastership to targetID ("" for the best backup)
 	// and returns once the new master has taken over or ctx is done.
 	Switchover(ctx context.Context, targetID string) (*hellopicsv1.SwitchoverResponse, error)
@@ -215,8 +220,11 @@ func (s *Server) beginStop() {
 }
 
 // GetStatus implements hellopicsv1.OperatorServiceServer.
-func (s *Server) GetStatus(ctx context.Context, _ *hellopicsv1.GetStatusRequest) (*hellopicsv1.GetStatusResponse, error) {
-	resp, err := s.backend.Status(ctx)
+func (s *Server) GetStatus(ctx context.Context, req *hellopicsv1.GetStatusRequest) (*hellopicsv1.GetStatusResponse, error) {
+	if n := len(req.GetPair()) + len(req.GetPageToken()); n > 2*MaxPairFilter {
+		return nil, status.Errorf(codes.InvalidArgument, "pair filter and page token of %d bytes (at most %d each)", n, MaxPairFilter)
+	}
+	resp, err := s.backend.Status(ctx, req)
 	if err != nil {
 		return nil, toStatus(err)
 	}

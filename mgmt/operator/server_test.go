@@ -78,7 +78,7 @@ type fakeBackend struct {
 	targets   []string
 }
 
-func (f *fakeBackend) Status(ctx context.Context) (*hellopicsv1.GetStatusResponse, error) {
+func (f *fakeBackend) Status(ctx context.Context, _ *hellopicsv1.GetStatusRequest) (*hellopicsv1.GetStatusResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.status, f.statusErr

@@ -31,6 +31,9 @@ var (
 	// ErrUnavailable: the management instance cannot do this now (it is
 	// still reaching the other instances); try again.
 	ErrUnavailable = errors.New("appliance: not available yet")
+	// ErrBadRequest: an operator request that cannot be answered as
+	// asked (a status page token of another query).
+	ErrBadRequest = errors.New("appliance: bad request")
 	// ErrStopped: the component is stopping.
 	ErrStopped = errors.New("appliance: component stopped")
 	// ErrWrongRole: the operation does not exist in this tier (Broadcast

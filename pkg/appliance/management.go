@@ -374,8 +374,13 @@ func (s *Management) Watchers() int {
 	return n
 }
 
-// Status returns the operator view of this instance.
-func (s *Management) Status(ctx context.Context) (*hellopicsv1.GetStatusResponse, error) {
+// Status returns the operator view of this instance: its pairs as req
+// selects (a filter and a page, see hellopicsv1.GetStatusRequest); nil
+// is every pair. A page token that does not belong to req's filter is
+// ErrBadRequest.
+func (s *Management) Status(ctx context.Context, req *hellopicsv1.GetStatusRequest) (*hellopicsv1.GetStatusResponse, error) {
+	q := handshake.PairQuery{Match: req.GetPair(), After: req.GetPageToken(), Limit: int(req.GetPageSize())}
+	pageOK := true
 	st := &hellopicsv1.GetStatusResponse{
 		Id:            s.cfg.ID,
 		ComponentAddr: s.advertised,
@@ -386,7 +391,12 @@ func (s *Management) Status(ctx context.Context) (*hellopicsv1.GetStatusResponse
 	// backlog (a thousand components connecting at once).
 	ok := s.loop.DoUrgent(func() {
 		s.trackStatus(st)
-		st.Pairs = s.machine.Pairs()
+		var page handshake.PairsPage
+		if page, pageOK = s.machine.PairsPage(q); !pageOK {
+			return
+		}
+		st.Pairs, st.NextPageToken = page.Pairs, page.Next
+		st.TotalPairs, st.CyclingPairs = uint32(page.Total), uint32(page.Cycling)
 		st.Epoch = s.machine.Epoch()
 		if s.machine.IsMaster() {
 			st.Role = hellopicsv1.MgmtRole_MGMT_ROLE_MASTER
@@ -410,6 +420,9 @@ func (s *Management) Status(ctx context.Context) (*hellopicsv1.GetStatusResponse
 	})
 	if !ok {
 		return nil, fmt.Errorf("mgmt: %w", ErrStopped)
+	}
+	if !pageOK {
+		return nil, fmt.Errorf("mgmt: %w: page token %q is not of the pairs %q", ErrBadRequest, q.After, q.Match)
 	}
 	return st, ctx.Err()
 }

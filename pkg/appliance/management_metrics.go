@@ -114,7 +114,7 @@ func (s *Management) collect(ch chan<- prometheus.Metric) {
 	defer cancel()
 	metrics.Listener(ch, "components", s.srv)
 	metrics.Listener(ch, "ha", s.haScrape.Load())
-	st, err := s.Status(ctx)
+	st, err := s.Status(ctx, nil)
 	if err != nil {
 		return
 	}

@@ -48,7 +48,7 @@ func fileCheck(dir, name string, weight uint32) track.Check {
 
 func status(t *testing.T, m *mgmt.Server) *hellopicsv1.GetStatusResponse {
 	t.Helper()
-	st, err := m.Status(context.Background())
+	st, err := m.Status(context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

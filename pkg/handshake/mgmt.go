@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -953,12 +954,87 @@ func (p *pair) member(role hellopicsv1.Role) *member {
 // Pairs returns the registry, one PairStatus per pair ever registered (or
 // restored), sorted by pair id. The result is a copy.
 func (m *Mgmt) Pairs() []*hellopicsv1.PairStatus {
-	ps := m.sortedPairs()
-	st := make([]*hellopicsv1.PairStatus, 0, len(ps))
-	for _, p := range ps {
-		st = append(st, p.status())
+	page, _ := m.PairsPage(PairQuery{})
+	return page.Pairs
+}
+
+// PairQuery selects the pairs of a status page (PairsPage).
+type PairQuery struct {
+	// Match is a pair id, or with a trailing '*' a prefix; "" matches
+	// every pair.
+	Match string
+	// After, when set, starts the page after this pair id.
+	After string
+	// Limit is the most pairs on the page; 0 is no limit.
+	Limit int
+}
+
+// Matches reports whether pair id matches q.Match.
+func (q PairQuery) Matches(id string) bool {
+	if q.Match == "" {
+		return true
 	}
-	return st
+	if p, ok := strings.CutSuffix(q.Match, "*"); ok {
+		return strings.HasPrefix(id, p)
+	}
+	return id == q.Match
+}
+
+// PairsPage is one page of the registry's status (PairsPage).
+type PairsPage struct {
+	// Pairs are the page's pairs, in pair id order.
+	Pairs []*hellopicsv1.PairStatus
+	// Next is the After of the next page; "" on the last page.
+	Next string
+	// Total and Cycling count the pairs matching the query on every page,
+	// and those of them running the Hello cycle.
+	Total, Cycling int
+}
+
+// PairsPage returns the status of the pairs q selects, in pair id order:
+// what a status page costs is its own pairs' status, not the registry's.
+// An exact Match is a map lookup. ok is false when q.After is set but
+// does not match q.Match (a token of another query).
+func (m *Mgmt) PairsPage(q PairQuery) (page PairsPage, ok bool) {
+	if q.After != "" && !q.Matches(q.After) {
+		return page, false
+	}
+	if q.Match != "" && !strings.HasSuffix(q.Match, "*") {
+		if p := m.pairs[q.Match]; p != nil && q.After < p.id {
+			page.Pairs, page.Total = []*hellopicsv1.PairStatus{p.status()}, 1
+			if p.running {
+				page.Cycling = 1
+			}
+		} else if p != nil {
+			page.Total = 1
+		}
+		return page, true
+	}
+	ps := make([]*pair, 0, len(m.pairs))
+	for _, p := range m.pairs {
+		if q.Matches(p.id) {
+			ps = append(ps, p)
+			if p.running {
+				page.Cycling++
+			}
+		}
+	}
+	page.Total = len(ps)
+	sort.Slice(ps, func(i, j int) bool { return ps[i].id < ps[j].id })
+	i := 0
+	if q.After != "" {
+		i = sort.Search(len(ps), func(i int) bool { return ps[i].id > q.After })
+	}
+	end := len(ps)
+	if q.Limit > 0 && i+q.Limit < end {
+		end = i + q.Limit
+		page.Next = ps[end-1].id
+	}
+	page.Pairs = make([]*hellopicsv1.PairStatus, 0, end-i)
+	for _, p := range ps[i:end] {
+		page.Pairs = append(page.Pairs, p.status())
+	}
+	return page, true
 }
 
 func (p *pair) status() *hellopicsv1.PairStatus {

@@ -23,8 +23,20 @@ const (
 )
 
 // GetStatusRequest asks for the status.
+// GetStatusRequest asks for an instance's status. The empty request gets
+// every pair; at hundreds of pairs ask for them a page at a time, or
+// filtered.
 type GetStatusRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// pair, when set, keeps only that pair, or with a trailing '*' the pairs
+	// whose id begins with what precedes it ("rack1-*").
+	Pair string `protobuf:"bytes,1,opt,name=pair,proto3" json:"pair,omitempty"`
+	// page_size, when not zero, returns at most that many pairs (in pair id
+	// order) and a next_page_token to ask for the rest. Zero: every pair.
+	PageSize uint32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// page_token is a next_page_token of an earlier response with the same
+	// pair filter: the page after it. Opaque.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -57,6 +69,27 @@ func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use GetStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetStatusRequest) Descriptor() ([]byte, []int) {
 	return file_hellopics_v1_operator_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *GetStatusRequest) GetPair() string {
+	if x != nil {
+		return x.Pair
+	}
+	return ""
+}
+
+func (x *GetStatusRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *GetStatusRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
 }
 
 // GetStatusResponse is a management instance's status.
@@ -92,7 +125,14 @@ type GetStatusResponse struct {
 	// never becomes master and runs its notify-fault script.
 	Fault bool `protobuf:"varint,13,opt,name=fault,proto3" json:"fault,omitempty"`
 	// tracks are the tracked health checks, in the order configured.
-	Tracks        []*TrackStatus `protobuf:"bytes,14,rep,name=tracks,proto3" json:"tracks,omitempty"`
+	Tracks []*TrackStatus `protobuf:"bytes,14,rep,name=tracks,proto3" json:"tracks,omitempty"`
+	// next_page_token asks for the next page of pairs (GetStatusRequest
+	// page_token); empty on the last page.
+	NextPageToken string `protobuf:"bytes,15,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// total_pairs is how many pairs match the request's filter, on every
+	// page; cycling_pairs how many of them run the Hello cycle.
+	TotalPairs    uint32 `protobuf:"varint,16,opt,name=total_pairs,json=totalPairs,proto3" json:"total_pairs,omitempty"`
+	CyclingPairs  uint32 `protobuf:"varint,17,opt,name=cycling_pairs,json=cyclingPairs,proto3" json:"cycling_pairs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -223,6 +263,27 @@ func (x *GetStatusResponse) GetTracks() []*TrackStatus {
 		return x.Tracks
 	}
 	return nil
+}
+
+func (x *GetStatusResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *GetStatusResponse) GetTotalPairs() uint32 {
+	if x != nil {
+		return x.TotalPairs
+	}
+	return 0
+}
+
+func (x *GetStatusResponse) GetCyclingPairs() uint32 {
+	if x != nil {
+		return x.CyclingPairs
+	}
+	return 0
 }
 
 // WatchEventsRequest subscribes to events. The empty request (what
@@ -584,8 +645,12 @@ var File_hellopics_v1_operator_proto protoreflect.FileDescriptor
 
 const file_hellopics_v1_operator_proto_rawDesc = "" +
 	"\n" +
-	"\x1bhellopics/v1/operator.proto\x12\fhellopics.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19hellopics/v1/status.proto\"\x12\n" +
-	"\x10GetStatusRequest\"\x93\x04\n" +
+	"\x1bhellopics/v1/operator.proto\x12\fhellopics.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19hellopics/v1/status.proto\"b\n" +
+	"\x10GetStatusRequest\x12\x12\n" +
+	"\x04pair\x18\x01 \x01(\tR\x04pair\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"\x81\x05\n" +
 	"\x11GetStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12*\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x16.hellopics.v1.MgmtRoleR\x04role\x12\x14\n" +
@@ -602,7 +667,11 @@ const file_hellopics_v1_operator_proto_rawDesc = "" +
 	"\rbase_priority\x18\v \x01(\rR\fbasePriority\x12\x1a\n" +
 	"\bpriority\x18\f \x01(\rR\bpriority\x12\x14\n" +
 	"\x05fault\x18\r \x01(\bR\x05fault\x121\n" +
-	"\x06tracks\x18\x0e \x03(\v2\x19.hellopics.v1.TrackStatusR\x06tracks\"i\n" +
+	"\x06tracks\x18\x0e \x03(\v2\x19.hellopics.v1.TrackStatusR\x06tracks\x12&\n" +
+	"\x0fnext_page_token\x18\x0f \x01(\tR\rnextPageToken\x12\x1f\n" +
+	"\vtotal_pairs\x18\x10 \x01(\rR\n" +
+	"totalPairs\x12#\n" +
+	"\rcycling_pairs\x18\x11 \x01(\rR\fcyclingPairs\"i\n" +
 	"\x12WatchEventsRequest\x120\n" +
 	"\x05since\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12!\n" +
 	"\fhistory_only\x18\x02 \x01(\bR\vhistoryOnly\"\xa2\x01\n" +
