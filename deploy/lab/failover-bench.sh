@@ -8,8 +8,8 @@
 # Faults: kill (SIGKILL of mgmt-a), hostloss (mgmt-a's link set down:
 # nothing, not even a reset, reaches anyone). Settings: default (the
 # defaults, hello every 10 ms), tight (-heartbeat 10ms; ctrl and data
-# -mgmt-dead-timeout 30ms -retry 10ms), md150 (the defaults, ctrl and
-# data -mgmt-dead-timeout 150ms). Every trial starts the four
+# -mgmt-dead-timeout 30ms -retry 10ms), md<D> (the defaults, ctrl and
+# data -mgmt-dead-timeout D: md150 is 150ms, md1s 1s). Every trial starts the four
 # daemons afresh, waits for the cycle under mgmt-a, injects the fault at
 # a random phase and reads mgmt-b's JSON log for its first hello_returned.
 #
@@ -102,8 +102,11 @@ start() {
 	if [[ $h == ctrl || $h == data ]] && [[ $set == tight ]]; then
 		args+=(-mgmt-dead-timeout 30ms -retry 10ms)
 	fi
-	if [[ $h == ctrl || $h == data ]] && [[ $set == md150 ]]; then
-		args+=(-mgmt-dead-timeout 150ms) # the defaults but this
+	if [[ $h == ctrl || $h == data ]] && [[ $set == md* ]]; then
+		# The defaults but this: md150 is 150ms, md1s 1s.
+		local md=${set#md}
+		[[ $md =~ ^[0-9]+$ ]] && md=${md}ms
+		args+=(-mgmt-dead-timeout "$md")
 	fi
 	local cert=mgmt-$h
 	[[ $h == ctrl || $h == data ]] && cert=$h-pic0
