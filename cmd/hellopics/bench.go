@@ -235,5 +235,7 @@ func printBench(w io.Writer, cfg pairload.Config, r pairload.Result) {
 	if cfg.Kill {
 		fmt.Fprintf(w, "SIGKILL of the master  first pair cycling after %v, every pair after %v\n",
 			r.FailoverFirst.Round(time.Millisecond), r.FailoverAll.Round(time.Millisecond))
+		fmt.Fprintf(w, "  CPU meanwhile        new master %.1f %%, the pairs (this process) %.1f %% of one core\n",
+			100*r.FailoverCPU, 100*r.FailoverPairsCPU)
 	}
 }

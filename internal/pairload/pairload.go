@@ -115,6 +115,11 @@ type Result struct {
 	FreezeSettle   time.Duration // SIGCONT -> every pair cycling (Freeze)
 	FreezeEpochs   [2]uint64     // the highest epoch before the freeze and at the end of FreezeWatch
 	FailoverFirst  time.Duration // SIGKILL -> a new master with its first pair cycling
+	// FailoverCPU is the CPU the surviving mgmt instance and this process
+	// (the pairs) used from SIGKILL until every pair cycled, as fractions
+	// of one core: near 1 for the new master means it was the bottleneck;
+	// the pairs' own share shows what the load generator cost beside it.
+	FailoverCPU, FailoverPairsCPU float64
 }
 
 // Run starts the pairs, waits for them to cycle, measures, optionally
@@ -295,6 +300,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 
 	// The failover.
 	if cfg.Kill && len(cfg.PIDs) > 0 && len(ops) > 1 {
+		cpuK, selfK := cpuTimes(cfg.PIDs), selfCPU()
 		killed := time.Now()
 		if err := syscall.Kill(cfg.PIDs[master], syscall.SIGKILL); err != nil {
 			return res, fmt.Errorf("kill master (pid %d): %w", cfg.PIDs[master], err)
@@ -306,6 +312,13 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		}
 		res.FailoverAll = time.Since(killed)
 		res.FailoverFirst = first.Sub(killed)
+		cpuE, selfE := cpuTimes(cfg.PIDs), selfCPU()
+		for i := range cfg.PIDs {
+			if i != master {
+				res.FailoverCPU = max(res.FailoverCPU, (cpuE[i]-cpuK[i]).Seconds()/res.FailoverAll.Seconds())
+			}
+		}
+		res.FailoverPairsCPU = (selfE - selfK).Seconds() / res.FailoverAll.Seconds()
 	}
 	return res, nil
 }
@@ -461,6 +474,15 @@ func counters(st *hellopicsv1.GetStatusResponse, want map[string]bool) [4]uint64
 }
 
 // cpuTimes reads each process's user+system CPU time.
+// selfCPU is the CPU time this process has used (user and system).
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 func cpuTimes(pids []int) []time.Duration {
 	out := make([]time.Duration, len(pids))
 	for i, pid := range pids {
