@@ -113,12 +113,14 @@ func (p *port) accept(ctx context.Context) {
 		delay = 0
 		ip := remoteIP(conn)
 		if reason, limit := p.r.admit(ip); reason != "" {
-			_ = conn.Close()
+			// Counted before the close: whoever sees the close sees it
+			// counted.
 			if reason == refusedTotal {
 				p.c.refusedTotal.Add(1)
 			} else {
 				p.c.refusedPerIP.Add(1)
 			}
+			_ = conn.Close()
 			p.r.tcpLog.Warn("refused:"+p.kind.String()+":"+reason, "client refused", "port", p.kind.String(),
 				"peer", conn.RemoteAddr().String(), "reason", reason, "limit", limit)
 			continue
