@@ -1,6 +1,7 @@
 package appliance_test
 
 import (
+	"context"
 	"io"
 	"net"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/hellopics/hellopics/mgmt"
 	"github.com/hellopics/hellopics/pkg/appliance"
 	"github.com/hellopics/hellopics/pkg/election"
+	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
 
 // TestWatchFollowsElectionAfterHostLoss: the master's host goes silent
@@ -55,11 +57,24 @@ func TestWatchFollowsElectionAfterHostLoss(t *testing.T) {
 	await.True(t, func() bool { return c.Ready() && d.Ready() }, "ctrl and data ready")
 	await.True(t, func() bool { return h.last("ctrl master") == compA.addr() }, "ctrl on a")
 	await.True(t, func() bool { return b.Watchers() == 2 }, "b has ctrl's and data's watch sessions (has %d)", b.Watchers())
+	// b must know a as its master before a is lost: on a loaded machine
+	// b can claim before a's first heartbeat reaches it through the
+	// proxies (a "b master" at epoch 1, below a's), and a freeze then
+	// would leave it there, below the epoch ctrl and data follow.
+	status := func(m *mgmt.Server) *hellopicsv1.GetStatusResponse {
+		st, err := m.Status(context.Background(), &hellopicsv1.GetStatusRequest{PageSize: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	await.True(t, func() bool { return status(b).GetMasterId() == "a" }, "b follows a")
+	epochA := status(a).GetEpoch()
 
 	toA.freeze()
 	toB.freeze()
 	compA.freeze()
-	await.True(t, func() bool { return h.has("b master", true) }, "b elected")
+	await.True(t, func() bool { st := status(b); return st.GetMasterId() == "b" && st.GetEpoch() > epochA }, "b elected above a's epoch %d", epochA)
 	await.True(t, func() bool { return h.last("ctrl master") == b.Addr().String() }, "ctrl follows b")
 	await.True(t, func() bool { return h.last("data master") == b.Addr().String() }, "data follows b")
 	await.True(t, func() bool { return h.has("b pair ready", "p1") }, "the pair ready on b")
