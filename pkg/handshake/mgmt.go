@@ -117,6 +117,8 @@ type Mgmt struct {
 	hellos       helloHeap
 	idlePairs    map[string]struct{}    // pairs with idleSince set
 	unidentified map[SessionID]struct{} // sessions that must still identify
+	expiryDue    keyHeap[string]        // idle pairs' expiries (mgmt_timers.go)
+	identifyDue  keyHeap[SessionID]     // unidentified sessions' identify deadlines
 }
 
 // mgmtSession is one connection to mgmt.
@@ -253,7 +255,7 @@ func (m *Mgmt) SessionUp(id SessionID, remoteAddr string, now time.Time) (res []
 	}
 	s := &mgmtSession{id: id, remoteAddr: remoteAddr, since: now}
 	m.sessions[id] = s
-	m.unidentified[id] = struct{}{}
+	m.unidentifiedSession(s)
 	out.event(Event{Kind: EventUp, Session: id, Message: "connection from " + remoteAddr})
 	return out
 }
@@ -735,12 +737,12 @@ func (m *Mgmt) NextDeadline() (time.Time, bool) {
 		}
 	}
 	if m.cfg.PairExpiry > 0 {
-		for id := range m.idlePairs {
-			earliest(m.pairs[id].idleSince.Add(m.cfg.PairExpiry))
+		if at, ok := m.expiryDue.next(m.validIdle); ok {
+			earliest(at)
 		}
 	}
-	for id := range m.unidentified {
-		earliest(m.sessions[id].since.Add(m.cfg.IdentifyTimeout))
+	if at, ok := m.identifyDue.next(m.validIdentify); ok {
+		earliest(at)
 	}
 	return next, found
 }
@@ -754,11 +756,8 @@ func (m *Mgmt) Tick(now time.Time) (res []Output) {
 	var out outputs
 	m.stamp(now)
 	if len(m.unidentified) > 0 {
-		for _, id := range sortedIDs(m.unidentified) {
+		for _, id := range m.identifyDue.due(now, m.validIdentify) {
 			s := m.sessions[id]
-			if now.Before(s.since.Add(m.cfg.IdentifyTimeout)) {
-				continue
-			}
 			reason := fmt.Sprintf("no identify within %v", m.cfg.IdentifyTimeout)
 			out = append(out, Close{Session: id, Reason: reason})
 			out.event(Event{Kind: EventDown, Session: id, Refused: RefusedIdentifyTimeout, Message: s.remoteAddr + ": " + reason})
@@ -766,11 +765,8 @@ func (m *Mgmt) Tick(now time.Time) (res []Output) {
 		}
 	}
 	if m.cfg.PairExpiry > 0 && len(m.idlePairs) > 0 {
-		for _, id := range sortedIDs(m.idlePairs) {
+		for _, id := range m.expiryDue.due(now, m.validIdle) {
 			p := m.pairs[id]
-			if now.Before(p.idleSince.Add(m.cfg.PairExpiry)) {
-				continue
-			}
 			m.dropPair(p.id)
 			m.removed[p.id] = struct{}{}
 			out.event(Event{Kind: EventPairExpired, PairID: p.id, Epoch: m.cfg.Epoch,
