@@ -221,8 +221,9 @@ func (s *Server) beginStop() {
 
 // GetStatus implements hellopicsv1.OperatorServiceServer.
 func (s *Server) GetStatus(ctx context.Context, req *hellopicsv1.GetStatusRequest) (*hellopicsv1.GetStatusResponse, error) {
-	if n := len(req.GetPair()) + len(req.GetPageToken()); n > 2*MaxPairFilter {
-		return nil, status.Errorf(codes.InvalidArgument, "pair filter and page token of %d bytes (at most %d each)", n, MaxPairFilter)
+	if len(req.GetPair()) > MaxPairFilter || len(req.GetPageToken()) > MaxPairFilter {
+		return nil, status.Errorf(codes.InvalidArgument, "pair filter of %d bytes and page token of %d (at most %d each)",
+			len(req.GetPair()), len(req.GetPageToken()), MaxPairFilter)
 	}
 	resp, err := s.backend.Status(ctx, req)
 	if err != nil {
