@@ -420,8 +420,12 @@ func (m *mgmtProc) alignMastership() {
 	if now.master != m.aligned.master || now.epoch != m.aligned.epoch {
 		m.pacer.Reset()
 	}
+	was := m.aligned
 	m.aligned = now
 	m.apply(m.machine.SetMastership(now.master, now.epoch, now.addr, m.w.wall()))
+	if now.master && !was.master && m.el.HandedOver() {
+		m.machine.PlannedTakeover()
+	}
 }
 
 // syncState mirrors pkg/appliance's: the registry's changes to the

@@ -604,6 +604,9 @@ func (s *Management) alignMastership() {
 		s.pacer.Reset()
 	}
 	s.apply(s.machine.SetMastership(now.master, now.epoch, now.addr, time.Now()))
+	if now.master && !was.master && s.el.HandedOver() {
+		s.machine.PlannedTakeover()
+	}
 	if now.master != was.master || now.epoch != was.epoch {
 		s.rt.SetMastership(now.master, now.epoch)
 		s.setServing(now.master)

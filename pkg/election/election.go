@@ -56,6 +56,9 @@ type Election struct {
 
 	sw   *switchover // master: a switchover in progress
 	hand *handover   // backup: we handed over, waiting for the target
+	// handedOver: master by a Handover (a graceful switchover), not by
+	// an election.
+	handedOver bool
 
 	rep *Replicator
 
@@ -324,6 +327,7 @@ func (e *Election) stepHandover(from string, m *hellopicsv1.Handover) {
 		return // stale, duplicate, or not ours: a higher epoch exists
 	}
 	e.becomeMaster(ep, "handover from "+from)
+	e.handedOver = true
 }
 
 // observe records an epoch seen in a message.
@@ -505,6 +509,7 @@ func (e *Election) becomeMaster(epoch uint64, why string) {
 	e.preemptSince = time.Time{}
 	e.yieldTo, e.yieldEpoch = "", 0
 	e.hand = nil
+	e.handedOver = false
 	var backups []string
 	for _, p := range e.peerList {
 		if p.alive {
@@ -801,6 +806,14 @@ func (e *Election) Epoch() uint64 { return e.epoch }
 
 // Master is the current master's id ("" if none known).
 func (e *Election) Master() string { return e.master }
+
+// HandedOver reports whether this instance is master because the old
+// master handed mastership over (a graceful switchover: its state was
+// flushed here and it stopped on purpose), not because an election found
+// no live master. False while not master.
+func (e *Election) HandedOver() bool {
+	return e.handedOver && e.role == hellopicsv1.MgmtRole_MGMT_ROLE_MASTER
+}
 
 // Status returns the state for the operator API.
 func (e *Election) Status() Status {

@@ -346,6 +346,9 @@ func TestSwitchover(t *testing.T) {
 			s := newSim(t, 7, specs...)
 			s.mustConverge(time.Second)
 			old := s.nodes["a"].e.Epoch()
+			if s.nodes["a"].e.HandedOver() {
+				t.Fatalf("a, master by election, says it was handed over")
+			}
 			got, err := s.nodes["a"].e.Switchover(s.now, tt.target)
 			if err != nil || got != tt.want {
 				t.Fatalf("Switchover(%q) = %q, %v; want %q", tt.target, got, err, tt.want)
@@ -360,6 +363,10 @@ func TestSwitchover(t *testing.T) {
 			// At no step were a and the target both master.
 			if n := s.nodes[tt.want]; n.e.Epoch() <= old {
 				t.Fatalf("new epoch %d not above %d", n.e.Epoch(), old)
+			}
+			if !s.nodes[tt.want].e.HandedOver() || s.nodes["a"].e.HandedOver() {
+				t.Fatalf("HandedOver: target %v, a %v; want true, false",
+					s.nodes[tt.want].e.HandedOver(), s.nodes["a"].e.HandedOver())
 			}
 			if !s.hasEvent("a", EventHandoverSent) || !s.hasEvent("a", EventSwitchoverStarted) {
 				t.Fatalf("a's events: %v", s.nodes["a"].events)

@@ -623,6 +623,35 @@ func TestMgmtOutageCounted(t *testing.T) {
 	}
 }
 
+// TestMgmtPlannedTakeoverNoOutage: a backup handed mastership by a
+// graceful switchover counts no outage, however long the pause (the old
+// master stopped its cycles on purpose); the cycle's counters continue.
+func TestMgmtPlannedTakeoverNoOutage(t *testing.T) {
+	m := runningMgmt(t)
+	m.Receive(2, msgHello, &hellopicsv1.Hello{Seq: 1, Direction: dirCD, Epoch: 1, PairId: "p1"}, t0.Add(time.Millisecond))
+	b := newTestMgmt(t, MgmtConfig{Epoch: 1, Backup: true, MasterAddr: "m:1"})
+	if err := b.Restore(m.Snapshot()); err != nil {
+		t.Fatal(err)
+	}
+	took := t0.Add(time.Second) // ten intervals later
+	b.SetMastership(true, 2, "", took)
+	b.PlannedTakeover()
+	b.SessionUp(1, "10.0.0.1:1111", took)
+	b.SessionUp(2, "10.0.0.2:2222", took)
+	b.Receive(1, msgID, ctrlID("p1", "c-1"), took)
+	b.Receive(2, msgID, dataID("p1", "d-1"), took)
+	b.Receive(2, msgReady, &hellopicsv1.Ready{Role: roleDataPB, PairId: "p1"}, took)
+	b.Receive(1, msgReady, &hellopicsv1.Ready{Role: roleCtrlPB, PairId: "p1"}, took)
+	seq := b.Pairs()[0].GetCounters().GetLastSeq()
+	back := took.Add(11 * time.Millisecond)
+	if got := summary(b.Receive(2, msgHello, &hellopicsv1.Hello{Seq: seq, Direction: dirCD, Epoch: 2, PairId: "p1"}, back)); strings.Contains(got, "outage") {
+		t.Fatalf("an outage after a planned takeover: %s", got)
+	}
+	if c := b.Pairs()[0].GetCounters(); c.GetMissed() != 0 || c.GetReceived() != 2 {
+		t.Fatalf("counters after the planned takeover: %v; want 0 missed, 2 received", c)
+	}
+}
+
 // TestMgmtEpochAheadNamesTheEpoch: refusing a component that has seen a
 // higher epoch tells the shell which, for its election.
 func TestMgmtEpochAheadNamesTheEpoch(t *testing.T) {

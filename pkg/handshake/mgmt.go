@@ -785,6 +785,17 @@ func (m *Mgmt) Tick(now time.Time) (res []Output) {
 	return out
 }
 
+// PlannedTakeover tells a machine that SetMastership just made master
+// that the mastership was handed over by a graceful switchover: the old
+// master flushed its state here and stopped its cycles on purpose, so
+// the pause until they run here is planned, not an outage, and no hello
+// counts as missed for it (a crash failover's gap does: countOutage).
+func (m *Mgmt) PlannedTakeover() {
+	for _, p := range m.pairs {
+		p.outagePending = false
+	}
+}
+
 // SetMastership changes the machine's role and epoch. A master that
 // becomes backup redirects and closes every identified session and stops
 // every cycle; a backup that becomes master starts accepting components.
