@@ -118,7 +118,7 @@ func StartComponent(spec ComponentSpec) (*Component, error) {
 	c.events = tier.NewEventLog(c.log, c.name, cfg.RefusalLogInterval)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.startScripts()
-	c.rt = NewRuntime(RuntimeConfig{Role: spec.Role, PairID: cfg.PairID, App: spec.App, Link: componentLink{c},
+	c.rt = NewRuntime(RuntimeConfig{Role: spec.Role, PairID: cfg.PairID, App: spec.App, Link: componentLink{c}, Fence: componentFence{c},
 		Loop: c.loop, Logger: c.log, RefusalLogInterval: cfg.RefusalLogInterval})
 
 	fail := func(err error) (*Component, error) {
@@ -514,6 +514,16 @@ func (c *Component) stopEarly() {
 	c.ep.Close()
 	c.loop.Close()
 	c.stopScripts()
+}
+
+// componentFence is the handshake machine's epoch fence, for the
+// Runtime. Loop only.
+type componentFence struct{ c *Component }
+
+func (f componentFence) Epoch() uint64 { return f.c.m.epoch() }
+
+func (f componentFence) Admit(from Peer, epoch uint64) bool {
+	return f.c.m.AdmitApp(from.Role.Wire(), epoch)
 }
 
 // componentLink is the component shell as its Runtime sees it.

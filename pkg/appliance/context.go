@@ -12,6 +12,11 @@ type Context struct {
 	Node *Node
 	// From is the sender.
 	From Peer
+	// Epoch is the mastership epoch the sender stamped the message with
+	// (0 from a sender that knew none, or an operator). The framework has
+	// already fenced it: on ctrl and data it is at least the epoch the
+	// component knows, on mgmt at most its own.
+	Epoch uint64
 
 	call     uint64
 	replied  bool

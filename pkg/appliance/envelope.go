@@ -25,6 +25,17 @@ type envelope struct {
 	call    uint64
 	reply   bool
 	errText []byte
+	epoch   uint64
+}
+
+// header is what an outgoing AppMessage carries besides its type and
+// body.
+type header struct {
+	call    uint64
+	reply   bool
+	errText string
+	// epoch is the sender's mastership epoch (Runtime.stamp).
+	epoch uint64
 }
 
 // The AppMessage field numbers (proto/hellopics/v1/component.proto).
@@ -34,6 +45,7 @@ const (
 	fieldCall  = 3
 	fieldReply = 4
 	fieldError = 5
+	fieldEpoch = 6
 )
 
 var errEnvelope = errors.New("malformed application message")
@@ -90,10 +102,10 @@ func eachEnvelope(b []byte, fn func(envelope) error) error {
 // room for the longest prefix, then the prefix is written just before
 // it. It returns the record, which starts inside the returned buffer,
 // and that buffer (dst grown), for reuse.
-func appendRecord(dst []byte, typ string, m proto.Message, call uint64, reply bool, errText string) (rec, buf []byte, err error) {
+func appendRecord(dst []byte, typ string, m proto.Message, h header) (rec, buf []byte, err error) {
 	base := len(dst)
 	dst = append(dst, make([]byte, maxRecordPrefix)...)
-	dst, err = appendEnvelope(dst, typ, m, call, reply, errText)
+	dst, err = appendEnvelope(dst, typ, m, h)
 	if err != nil {
 		return nil, dst, err
 	}
@@ -136,18 +148,21 @@ func parseEnvelope(b []byte) (envelope, error) {
 				e.errText = v
 			}
 			b = b[n:]
-		case (num == fieldCall || num == fieldReply) && wt == protowire.VarintType:
+		case (num == fieldCall || num == fieldReply || num == fieldEpoch) && wt == protowire.VarintType:
 			v, n := protowire.ConsumeVarint(b)
 			if n < 0 {
 				return e, fmt.Errorf("%w: field %d: %v", errEnvelope, num, protowire.ParseError(n))
 			}
-			if num == fieldCall {
+			switch num {
+			case fieldCall:
 				e.call = v
-			} else {
+			case fieldReply:
 				e.reply = v != 0
+			default:
+				e.epoch = v
 			}
 			b = b[n:]
-		case num == fieldType || num == fieldBody || num == fieldError || num == fieldCall || num == fieldReply:
+		case num == fieldType || num == fieldBody || num == fieldError || num == fieldCall || num == fieldReply || num == fieldEpoch:
 			return e, fmt.Errorf("%w: field %d has wire type %d", errEnvelope, num, wt)
 		default:
 			n := protowire.ConsumeFieldValue(num, wt, b)
@@ -181,18 +196,17 @@ type outRecord struct {
 	typ      string
 	m        proto.Message
 	bodySize int
-	call     uint64
-	reply    bool
-	errText  string
-	envSize  int
+	header
+	envSize int
 }
 
 // set fills r and returns the record's size.
-func (r *outRecord) set(typ string, m proto.Message, call uint64, reply bool, errText string) int {
-	if len(errText) > maxErrorText {
-		errText = errText[:maxErrorText]
+func (r *outRecord) set(typ string, m proto.Message, h header) int {
+	if len(h.errText) > maxErrorText {
+		h.errText = h.errText[:maxErrorText]
 	}
-	*r = outRecord{typ: typ, m: m, call: call, reply: reply, errText: errText}
+	*r = outRecord{typ: typ, m: m, header: h}
+	call, reply, errText := h.call, h.reply, h.errText
 	n := 0
 	if typ != "" {
 		n += 1 + protowire.SizeBytes(len(typ))
@@ -209,6 +223,9 @@ func (r *outRecord) set(typ string, m proto.Message, call uint64, reply bool, er
 	}
 	if errText != "" {
 		n += 1 + protowire.SizeBytes(len(errText))
+	}
+	if h.epoch != 0 {
+		n += 1 + protowire.SizeVarint(h.epoch)
 	}
 	r.envSize = n
 	return 1 + protowire.SizeBytes(n)
@@ -242,11 +259,16 @@ func (r *outRecord) AppendRecord(dst []byte) []byte {
 		dst = protowire.AppendTag(dst, fieldError, protowire.BytesType)
 		dst = protowire.AppendString(dst, r.errText)
 	}
+	if r.epoch != 0 {
+		dst = protowire.AppendTag(dst, fieldEpoch, protowire.VarintType)
+		dst = protowire.AppendVarint(dst, r.epoch)
+	}
 	return dst
 }
 
 // appendEnvelope appends an AppMessage carrying m (nil for none) to dst.
-func appendEnvelope(dst []byte, typ string, m proto.Message, call uint64, reply bool, errText string) ([]byte, error) {
+func appendEnvelope(dst []byte, typ string, m proto.Message, h header) ([]byte, error) {
+	call, reply, errText := h.call, h.reply, h.errText
 	if typ != "" {
 		dst = protowire.AppendTag(dst, fieldType, protowire.BytesType)
 		dst = protowire.AppendString(dst, typ)
@@ -279,6 +301,10 @@ func appendEnvelope(dst []byte, typ string, m proto.Message, call uint64, reply 
 		}
 		dst = protowire.AppendTag(dst, fieldError, protowire.BytesType)
 		dst = protowire.AppendString(dst, errText)
+	}
+	if h.epoch != 0 {
+		dst = protowire.AppendTag(dst, fieldEpoch, protowire.VarintType)
+		dst = protowire.AppendVarint(dst, h.epoch)
 	}
 	return dst, nil
 }

@@ -14,7 +14,7 @@ import (
 // against the generated AppMessage both ways.
 func TestEnvelopeMatchesProtobuf(t *testing.T) {
 	body := wrapperspb.String("hello")
-	b, err := appendEnvelope(nil, "google.protobuf.StringValue", body, 7, true, "boom")
+	b, err := appendEnvelope(nil, "google.protobuf.StringValue", body, header{call: 7, reply: true, errText: "boom", epoch: 1 << 33})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,10 +23,10 @@ func TestEnvelopeMatchesProtobuf(t *testing.T) {
 		t.Fatal(err)
 	}
 	want, _ := proto.Marshal(body)
-	if m.GetType() != "google.protobuf.StringValue" || !bytes.Equal(m.GetBody(), want) || m.GetCall() != 7 || !m.GetReply() || m.GetError() != "boom" {
+	if m.GetType() != "google.protobuf.StringValue" || !bytes.Equal(m.GetBody(), want) || m.GetCall() != 7 || !m.GetReply() || m.GetError() != "boom" || m.GetEpoch() != 1<<33 {
 		t.Fatalf("generated decode of our encoding: %v", &m)
 	}
-	gen, err := proto.Marshal(&hellopicsv1.AppMessage{Type: "a.B", Body: []byte{1, 2}, Call: 300, Error: "x"})
+	gen, err := proto.Marshal(&hellopicsv1.AppMessage{Type: "a.B", Body: []byte{1, 2}, Call: 300, Error: "x", Epoch: 9})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func TestEnvelopeMatchesProtobuf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(e.typ) != "a.B" || !bytes.Equal(e.body, []byte{1, 2}) || e.call != 300 || e.reply || string(e.errText) != "x" {
+	if string(e.typ) != "a.B" || !bytes.Equal(e.body, []byte{1, 2}) || e.call != 300 || e.reply || string(e.errText) != "x" || e.epoch != 9 {
 		t.Fatalf("our decode of the generated encoding: %+v", e)
 	}
 }
@@ -51,6 +51,7 @@ func TestEnvelopeRefusals(t *testing.T) {
 		"wrong wire type": {0x08, 0x01}, // field 1 as a varint
 		"bad tag":         {0xff},
 		"not utf-8":       {0x0a, 0x02, 0xff, 0xfe},
+		"epoch as bytes":  {0x0a, 0x01, 'a', 0x32, 0x01, 0x01}, // field 6, length-delimited
 	} {
 		if _, err := parseEnvelope(b); err == nil {
 			t.Errorf("%s: accepted", name)
@@ -85,7 +86,7 @@ func TestParseEnvelopeNoAlloc(t *testing.T) {
 func TestRecordsAreABatch(t *testing.T) {
 	var frame []byte
 	for i := range 3 {
-		rec, _, err := appendRecord(nil, "google.protobuf.Int64Value", wrapperspb.Int64(int64(i)), uint64(i), false, "")
+		rec, _, err := appendRecord(nil, "google.protobuf.Int64Value", wrapperspb.Int64(int64(i)), header{call: uint64(i)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -103,7 +104,7 @@ func TestRecordsAreABatch(t *testing.T) {
 		t.Fatalf("read %v", calls)
 	}
 	// A record after a large body: the prefix takes more bytes.
-	rec, _, err := appendRecord([]byte("keep"), "google.protobuf.BytesValue", wrapperspb.Bytes(make([]byte, 300)), 0, false, "")
+	rec, _, err := appendRecord([]byte("keep"), "google.protobuf.BytesValue", wrapperspb.Bytes(make([]byte, 300)), header{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +116,7 @@ func TestRecordsAreABatch(t *testing.T) {
 // FuzzEnvelope: any input either parses as an AppBatch, and then the
 // generated code reads the same messages, or is refused; never a panic.
 func FuzzEnvelope(f *testing.F) {
-	f.Add(mustMarshalF(&hellopicsv1.AppBatch{Messages: []*hellopicsv1.AppMessage{{Type: "a.B", Body: []byte{1}, Call: 1}}}))
+	f.Add(mustMarshalF(&hellopicsv1.AppBatch{Messages: []*hellopicsv1.AppMessage{{Type: "a.B", Body: []byte{1}, Call: 1, Epoch: 7}}}))
 	f.Add(mustMarshalF(&hellopicsv1.AppBatch{Messages: []*hellopicsv1.AppMessage{{Reply: true, Call: 3, Error: "no"}, {Type: "c.D"}}}))
 	f.Add([]byte{0x0a, 0x80})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -132,7 +133,7 @@ func FuzzEnvelope(f *testing.F) {
 		}
 		for i, e := range got {
 			pm := m.GetMessages()[i]
-			if string(e.typ) != pm.GetType() || !bytes.Equal(e.body, pm.GetBody()) || e.call != pm.GetCall() || e.reply != pm.GetReply() {
+			if string(e.typ) != pm.GetType() || !bytes.Equal(e.body, pm.GetBody()) || e.call != pm.GetCall() || e.reply != pm.GetReply() || e.epoch != pm.GetEpoch() {
 				t.Fatalf("message %d disagrees with protobuf: %+v vs %v", i, e, pm)
 			}
 		}
@@ -153,23 +154,21 @@ func mustMarshalF(m proto.Message) []byte {
 func TestOutRecordMatchesAppendRecord(t *testing.T) {
 	long := string(bytes.Repeat([]byte("e"), 2*maxErrorText))
 	for _, c := range []struct {
-		typ     string
-		m       proto.Message
-		call    uint64
-		reply   bool
-		errText string
+		typ string
+		m   proto.Message
+		h   header
 	}{
-		{"google.protobuf.BytesValue", wrapperspb.Bytes(make([]byte, 300)), 0, false, ""},
-		{"google.protobuf.Int64Value", wrapperspb.Int64(-1), 1 << 40, true, ""},
-		{"", nil, 7, true, long},
-		{"google.protobuf.StringValue", wrapperspb.String(""), 0, false, ""},
+		{"google.protobuf.BytesValue", wrapperspb.Bytes(make([]byte, 300)), header{}},
+		{"google.protobuf.Int64Value", wrapperspb.Int64(-1), header{call: 1 << 40, reply: true, epoch: 3}},
+		{"", nil, header{call: 7, reply: true, errText: long}},
+		{"google.protobuf.StringValue", wrapperspb.String(""), header{epoch: 1<<64 - 1}},
 	} {
-		want, _, err := appendRecord(nil, c.typ, c.m, c.call, c.reply, c.errText)
+		want, _, err := appendRecord(nil, c.typ, c.m, c.h)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var r outRecord
-		n := r.set(c.typ, c.m, c.call, c.reply, c.errText)
+		n := r.set(c.typ, c.m, c.h)
 		got := r.AppendRecord([]byte("x"))[1:]
 		if n != len(got) || !bytes.Equal(got, want) {
 			t.Fatalf("%s: set says %d bytes, wrote %d, appendRecord %d; equal %v", c.typ, n, len(got), len(want), bytes.Equal(got, want))

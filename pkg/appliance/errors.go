@@ -42,6 +42,10 @@ var (
 	// ErrPermission: an operator without admin rights called a handler
 	// registered with Admin.
 	ErrPermission = errors.New("appliance: permission denied")
+	// ErrStaleEpoch: the receiver fenced the message off by its epoch
+	// (Context.Epoch): ctrl or data knows a newer master than the
+	// sender did, or mgmt is deposed. Resend after OnMasterChanged.
+	ErrStaleEpoch = errors.New("appliance: message of a fenced-off epoch")
 	// ErrMalformed: an operator request whose body does not decode as
 	// its type.
 	ErrMalformed = errors.New("appliance: malformed message")

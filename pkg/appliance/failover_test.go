@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -54,12 +55,30 @@ func TestHooksThroughFailover(t *testing.T) {
 	var h hookLog
 	a := startHA(t, "a", 200, ha, &appliance.App{OnMastership: func(m bool, _ uint64) { h.add("a master", m) }})
 	await.True(t, func() bool { return h.has("a master", true) }, "a master")
+	var bNode *appliance.Node
+	var bEpoch atomic.Uint64
 	b := startHA(t, "b", 100, ha, &appliance.App{
-		OnMastership: func(m bool, _ uint64) { h.add("b master", m) },
-		OnPairReady:  func(pair string, _ uint64) { h.add("b pair ready", pair) },
+		OnStart: func(n *appliance.Node) { bNode = n },
+		OnMastership: func(m bool, epoch uint64) {
+			h.add("b master", m)
+			bEpoch.Store(epoch)
+		},
+		OnPairReady: func(pair string, _ uint64) {
+			h.add("b pair ready", pair)
+			if err := bNode.Send(appliance.To(appliance.Ctrl, pair), wrapperspb.String("from b")); err != nil {
+				t.Errorf("b: send to ctrl: %v", err)
+			}
+		},
 	})
 	addrs := []string{a.Addr().String(), b.Addr().String()}
+	cmux := appliance.NewMux()
+	stamped := make(chan uint64, 1)
+	appliance.Handle(cmux, func(c *appliance.Context, m *wrapperspb.StringValue) error {
+		stamped <- c.Epoch
+		return nil
+	})
 	cc := startCtrlAt(t, addrs, &appliance.App{
+		Mux:             cmux,
 		OnMasterChanged: func(addr string, _ uint64) { h.add("ctrl master", addr) },
 		OnMgmtLost:      func(string) { h.add("ctrl lost", true) },
 	})
@@ -74,6 +93,15 @@ func TestHooksThroughFailover(t *testing.T) {
 	await.True(t, func() bool { return h.last("ctrl master") == b.Addr().String() }, "ctrl: OnMasterChanged(b)")
 	if h.count("ctrl lost") <= lostBefore {
 		t.Fatal("ctrl's application was not told that it lost mgmt a")
+	}
+	// b's message reached ctrl stamped with b's epoch, over the wire.
+	select {
+	case e := <-stamped:
+		if e == 0 || e != bEpoch.Load() {
+			t.Fatalf("ctrl's handler saw epoch %d; b is master at %d", e, bEpoch.Load())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("b's message never reached ctrl")
 	}
 }
 

@@ -23,6 +23,9 @@ type machine interface {
 	ready() bool
 	epoch() uint64
 	peerSession() (handshake.SessionID, bool)
+	// AdmitApp fences an application message by its epoch (handshake
+	// Ctrl and Data).
+	AdmitApp(from hellopicsv1.Role, epoch uint64) bool
 	// WatchIdentify and MasterElected: the watch sessions (handshake
 	// Ctrl and Data).
 	WatchIdentify() *hellopicsv1.Identify

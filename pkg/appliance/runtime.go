@@ -51,6 +51,19 @@ type Replicator interface {
 	Replicate(update []byte) (version uint64, err error)
 }
 
+// Fence is a component's mastership epoch fence, kept by its handshake
+// machine: the epoch its application messages are stamped with, and
+// whether a message stamped with an epoch may be delivered. The
+// component shells implement it (RuntimeConfig.Fence says what a
+// Runtime without one does).
+type Fence interface {
+	// Epoch is the epoch to stamp outgoing messages with.
+	Epoch() uint64
+	// Admit reports whether a message from from stamped with epoch may
+	// be delivered. It may raise the fence (a master's message).
+	Admit(from Peer, epoch uint64) bool
+}
+
 // RuntimeConfig configures a Runtime.
 type RuntimeConfig struct {
 	// Role is the component's tier; PairID its pair (ctrl, data).
@@ -60,6 +73,10 @@ type RuntimeConfig struct {
 	App *App
 	// Link reaches the other components.
 	Link Link
+	// Fence stamps and fences messages by epoch. Without one the
+	// runtime stamps the highest epoch its hooks reported, and mgmt
+	// refuses messages stamped above it (ctrl and data deliver all).
+	Fence Fence
 	// Loop is the component's loop: every callback runs on it.
 	Loop *tier.Loop
 	// Logger is the component's logger; the runtime logs under App.Name.
@@ -126,6 +143,10 @@ const (
 	RefusedUnidentified = "unidentified"
 	// RefusedHandlerError: a handler returned an error for a Send.
 	RefusedHandlerError = "handler_error"
+	// RefusedStaleEpoch: the message's epoch is fenced off: below the
+	// one ctrl or data knows (a deposed master's, or sent before a
+	// failover), or above mgmt's own (it is deposed).
+	RefusedStaleEpoch = "stale_epoch"
 )
 
 // NewRuntime returns the runtime of cfg.App; call Start on the loop
@@ -154,7 +175,7 @@ func NewRuntime(cfg RuntimeConfig) *Runtime {
 		}, []string{"direction"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hellopics_" + role + "_app_refused_total",
-			Help: "Application messages refused, by reason: unknown_type, malformed, unidentified, refused_by_peer, late_reply, handler_error.",
+			Help: "Application messages refused, by reason: unknown_type, malformed, unidentified, refused_by_peer, late_reply, handler_error, stale_epoch.",
 		}, []string{"reason"}),
 		callRes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hellopics_" + role + "_app_calls_total",
@@ -163,7 +184,7 @@ func NewRuntime(cfg RuntimeConfig) *Runtime {
 	}
 	r.sent = r.msgs.WithLabelValues("sent")
 	r.recv = r.msgs.WithLabelValues("received")
-	for _, k := range []string{RefusedUnknownType, RefusedMalformed, RefusedUnidentified, RefusedByPeer, RefusedLateReply, RefusedHandlerError} {
+	for _, k := range []string{RefusedUnknownType, RefusedMalformed, RefusedUnidentified, RefusedByPeer, RefusedLateReply, RefusedHandlerError, RefusedStaleEpoch} {
 		r.refused.WithLabelValues(k)
 	}
 	for _, k := range []string{"ok", "error", "timeout", "lost"} {
@@ -214,6 +235,7 @@ type Inbound struct {
 	route *route
 	msg   proto.Message
 	call  uint64
+	epoch uint64
 	reply bool
 	rare  *inboundRare // replies and refusals only: a message stays small
 }
@@ -261,7 +283,7 @@ func ReleaseInbound(ins []Inbound) {
 }
 
 func (r *Runtime) decodeOne(e envelope) Inbound {
-	in := Inbound{call: e.call, reply: e.reply}
+	in := Inbound{call: e.call, reply: e.reply, epoch: e.epoch}
 	if e.reply {
 		in.rare = &inboundRare{typ: string(e.typ), body: append([]byte(nil), e.body...), errText: string(e.errText)}
 		return in
@@ -294,6 +316,9 @@ func (r *Runtime) Deliver(from Peer, in Inbound) {
 		r.deliverReply(from, in)
 	case in.rare != nil:
 		r.refuse(from, in.rare.bad, in.call, in.rare.badErr)
+	case !r.admit(from, in.epoch):
+		r.refuse(from, RefusedStaleEpoch, in.call, fmt.Sprintf("%v: %s stamped epoch %d, %s knows epoch %d",
+			ErrStaleEpoch, in.route.name, in.epoch, r.cfg.Role, r.stamp()))
 	default:
 		// A call's Context may be kept for a later Reply; a one-way
 		// message's is valid only during the handler, and reused.
@@ -301,7 +326,7 @@ func (r *Runtime) Deliver(from Peer, in Inbound) {
 		if in.call != 0 {
 			c = &Context{}
 		}
-		*c = Context{Node: r.node, From: from, call: in.call}
+		*c = Context{Node: r.node, From: from, Epoch: in.epoch, call: in.call}
 		err := in.route.serve(c, in.msg)
 		if err == nil {
 			return
@@ -426,7 +451,7 @@ func (r *Runtime) sendEnvelope(to Target, typ string, m proto.Message, call uint
 		return ErrNoRoute
 	}
 	if rl, ok := r.cfg.Link.(RecordLink); ok {
-		n := r.out.set(typ, m, call, reply, errText)
+		n := r.out.set(typ, m, header{call: call, reply: reply, errText: errText, epoch: r.stamp()})
 		if err := rl.SendAppFrom(r.resolve(to), n, &r.out); err != nil {
 			r.out = outRecord{}
 			return fmt.Errorf("appliance: send %s to %s: %w", nameOr(typ, "reply"), r.resolve(to), err)
@@ -435,7 +460,7 @@ func (r *Runtime) sendEnvelope(to Target, typ string, m proto.Message, call uint
 		r.sent.Inc()
 		return nil
 	}
-	rec, buf, err := appendRecord(r.scratch[:0], typ, m, call, reply, errText)
+	rec, buf, err := appendRecord(r.scratch[:0], typ, m, header{call: call, reply: reply, errText: errText, epoch: r.stamp()})
 	if cap(buf) <= 64<<10 {
 		r.scratch = buf[:0] // reuse; the link copies
 	}
@@ -447,6 +472,29 @@ func (r *Runtime) sendEnvelope(to Target, typ string, m proto.Message, call uint
 	}
 	r.sent.Inc()
 	return nil
+}
+
+// admit fences a message by its epoch: the Fence's rule, or on mgmt
+// without one its own: a message stamped above this instance's epoch
+// comes from a component that has seen a newer master, so this one is
+// deposed and must not act on it.
+func (r *Runtime) admit(from Peer, epoch uint64) bool {
+	if r.cfg.Fence != nil {
+		return r.cfg.Fence.Admit(from, epoch)
+	}
+	if r.cfg.Role == Mgmt {
+		return epoch <= r.epoch
+	}
+	return true
+}
+
+// stamp is the epoch outgoing messages carry: the Fence's, else the
+// highest the hooks reported.
+func (r *Runtime) stamp() uint64 {
+	if r.cfg.Fence != nil {
+		return r.cfg.Fence.Epoch()
+	}
+	return r.epoch
 }
 
 func nameOr(s, d string) string {

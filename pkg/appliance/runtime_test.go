@@ -62,11 +62,17 @@ type pair struct {
 
 func newPair(t *testing.T, ctrlApp, dataApp *App) *pair {
 	t.Helper()
+	return newFencedPair(t, ctrlApp, dataApp, nil, nil)
+}
+
+// newFencedPair is newPair with the runtimes' epoch fences (nil: none).
+func newFencedPair(t *testing.T, ctrlApp, dataApp *App, ctrlFence, dataFence Fence) *pair {
+	t.Helper()
 	p := &pair{cLoop: tier.NewLoop(0), dLoop: tier.NewLoop(0)}
 	p.cl = &memLink{self: Peer{Role: Ctrl, PairID: "p1"}, to: map[Role]*Runtime{}}
 	p.dl = &memLink{self: Peer{Role: Data, PairID: "p1"}, to: map[Role]*Runtime{}}
-	p.ctrl = NewRuntime(RuntimeConfig{Role: Ctrl, PairID: "p1", App: ctrlApp, Link: p.cl, Loop: p.cLoop})
-	p.data = NewRuntime(RuntimeConfig{Role: Data, PairID: "p1", App: dataApp, Link: p.dl, Loop: p.dLoop})
+	p.ctrl = NewRuntime(RuntimeConfig{Role: Ctrl, PairID: "p1", App: ctrlApp, Link: p.cl, Loop: p.cLoop, Fence: ctrlFence})
+	p.data = NewRuntime(RuntimeConfig{Role: Data, PairID: "p1", App: dataApp, Link: p.dl, Loop: p.dLoop, Fence: dataFence})
 	p.cl.to[Data], p.dl.to[Ctrl] = p.data, p.ctrl
 	p.cLoop.Do(p.ctrl.Start)
 	p.dLoop.Do(p.data.Start)
@@ -197,7 +203,7 @@ func TestReplyFromAnotherPeerRefused(t *testing.T) {
 	errc := make(chan error, 1)
 	p.cLoop.Do(func() {
 		_ = p.ctrl.Node().Call(Target{Role: Data}, wrapperspb.Bool(true), 50*time.Millisecond, func(_ proto.Message, err error) { errc <- err })
-		forged, _, _ := appendRecord(nil, "google.protobuf.BoolValue", wrapperspb.Bool(false), 1, true, "")
+		forged, _, _ := appendRecord(nil, "google.protobuf.BoolValue", wrapperspb.Bool(false), header{call: 1, reply: true})
 		ins, err := p.ctrl.Decode(forged)
 		if err != nil || len(ins) != 1 {
 			t.Fatal(len(ins), err)

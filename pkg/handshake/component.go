@@ -46,6 +46,13 @@ func (f *fence) admit(out *outputs, e uint64, what string, from hellopicsv1.Role
 	return true
 }
 
+// admitApp is admit for an application message: the same fence as
+// hellos, no event (the application runtime counts and logs a refusal).
+func (f *fence) admitApp(from hellopicsv1.Role, e uint64) bool {
+	var out outputs
+	return f.admit(&out, e, "application message", from, "", 0, 0)
+}
+
 // redirect handles a Redirect from the mgmt session s: it closes s and, if
 // a master is named, asks the shell to switch to it. It reports whether
 // the session was given up.

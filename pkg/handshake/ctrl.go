@@ -80,6 +80,15 @@ func NewCtrl(cfg CtrlConfig) (*Ctrl, error) {
 // Epoch returns the highest mastership epoch seen.
 func (c *Ctrl) Epoch() uint64 { return c.fence.epoch }
 
+// AdmitApp reports whether an application message from the role from,
+// stamped with epoch, may be delivered: the fence hellos pass. A message
+// of an epoch below the highest seen is refused (a deposed master's, or
+// one sent before a failover); mgmt's raises the fence; an epoch at or
+// above EpochLimit is refused from anyone.
+func (c *Ctrl) AdmitApp(from hellopicsv1.Role, epoch uint64) bool {
+	return c.fence.admitApp(from, epoch)
+}
+
 // Ready reports whether ctrl has an identified data component that
 // reported ready.
 func (c *Ctrl) Ready() bool { return c.dataReady }

@@ -81,6 +81,15 @@ func NewData(cfg DataConfig) (*Data, error) {
 // Epoch returns the highest mastership epoch seen.
 func (d *Data) Epoch() uint64 { return d.fence.epoch }
 
+// AdmitApp reports whether an application message from the role from,
+// stamped with epoch, may be delivered: the fence hellos pass. A message
+// of an epoch below the highest seen is refused (a deposed master's, or
+// one sent before a failover); mgmt's raises the fence; an epoch at or
+// above EpochLimit is refused from anyone.
+func (d *Data) AdmitApp(from hellopicsv1.Role, epoch uint64) bool {
+	return d.fence.admitApp(from, epoch)
+}
+
 // Ready reports whether data is connected to its ctrl and has said so.
 func (d *Data) Ready() bool { return d.ctrlUp }
 

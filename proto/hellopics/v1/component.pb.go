@@ -819,7 +819,13 @@ type AppMessage struct {
 	// one-way message, explained in error.
 	Reply bool `protobuf:"varint,4,opt,name=reply,proto3" json:"reply,omitempty"`
 	// error is why the request failed or the message was refused.
-	Error         string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	// epoch is the mastership epoch the sender works under: the master's own
+	// on mgmt, the highest it knows on ctrl and data (0 before it knows one).
+	// ctrl and data refuse a message stamped below the epoch they know, as
+	// they drop such hellos (a deposed master's, or one sent before a
+	// failover); mgmt refuses one stamped above its own (it is deposed).
+	Epoch         uint64 `protobuf:"varint,6,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -887,6 +893,13 @@ func (x *AppMessage) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *AppMessage) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
 }
 
 // Report is MSG_REPORT: a component's status, sent to mgmt periodically.
@@ -1120,14 +1133,15 @@ const file_hellopics_v1_component_proto_rawDesc = "" +
 	"\x06Reject\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\"@\n" +
 	"\bAppBatch\x124\n" +
-	"\bmessages\x18\x01 \x03(\v2\x18.hellopics.v1.AppMessageR\bmessages\"t\n" +
+	"\bmessages\x18\x01 \x03(\v2\x18.hellopics.v1.AppMessageR\bmessages\"\x8a\x01\n" +
 	"\n" +
 	"AppMessage\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
 	"\x04body\x18\x02 \x01(\fR\x04body\x12\x12\n" +
 	"\x04call\x18\x03 \x01(\x04R\x04call\x12\x14\n" +
 	"\x05reply\x18\x04 \x01(\bR\x05reply\x12\x14\n" +
-	"\x05error\x18\x05 \x01(\tR\x05error\"\xa9\x01\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\x12\x14\n" +
+	"\x05epoch\x18\x06 \x01(\x04R\x05epoch\"\xa9\x01\n" +
 	"\x06Report\x12&\n" +
 	"\x04role\x18\x01 \x01(\x0e2\x12.hellopics.v1.RoleR\x04role\x12\x17\n" +
 	"\apair_id\x18\x02 \x01(\tR\x06pairId\x12.\n" +
