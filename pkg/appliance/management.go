@@ -175,6 +175,8 @@ func StartManagement(cfg ManagementConfig) (*Management, error) {
 	s.rt = NewRuntime(RuntimeConfig{
 		Role: Mgmt, App: cfg.App, Link: mgmtLink{s}, Loop: s.loop, Logger: s.log,
 		RefusalLogInterval: cfg.RefusalLogInterval,
+		// A sequence's reserve runs low: sync now (syncState sees it).
+		OnSequenceLow: func() { s.loop.At("sync", time.Now(), s.syncState) },
 	})
 	s.loop.Do(s.rt.Start)
 	// Application frames are taken out before tier.Decode, which knows

@@ -505,6 +505,11 @@ func (s *Management) drainElection() {
 							"version", u.GetVersion(), "error", err)
 						continue
 					}
+					if err := s.rt.RestoreSequences(u.GetSequences()); err != nil {
+						s.metrics.haRefused.WithLabelValues("bad_state").Inc()
+						s.haLog.Warn("ha_restore_sequences", "sequence marks from the master not applied", "component", "mgmt",
+							"version", u.GetVersion(), "error", err)
+					}
 				}
 				if err := s.applyApp(u); err != nil {
 					s.appSyncErrors.Inc()
@@ -534,7 +539,8 @@ func (s *Management) drainElection() {
 					if err != nil {
 						break
 					}
-					body := &hellopicsv1.SyncUpdate{Pairs: s.machine.Pairs(), NextSeq: s.pacer.Sent(time.Now(), s.machine.NextSeq()), AppSnapshot: app}
+					body := &hellopicsv1.SyncUpdate{Pairs: s.machine.Pairs(), NextSeq: s.pacer.Sent(time.Now(), s.machine.NextSeq()), AppSnapshot: app,
+						Sequences: s.rt.SequenceMarks()}
 					if err := s.el.SnapshotWith(id, body); err != nil {
 						s.log.Debug("snapshot not sent", "peer", id, "error", err)
 					}
@@ -627,6 +633,9 @@ func (s *Management) syncState() {
 		return
 	}
 	now, at := s.pacer.Plan(time.Now(), s.machine.HasChanges(), s.machine.NextSeq())
+	if !now && s.rt.SequencesLow() {
+		now = true // an application sequence's reserve runs low
+	}
 	if !now {
 		if !at.IsZero() {
 			s.loop.At("sync", at, s.syncState)
@@ -648,7 +657,7 @@ func (s *Management) sendChanges() error {
 	d := s.machine.TakeChanges()
 	s.loop.At("sync", time.Time{}, nil)
 	_, err := s.el.SyncWith(&hellopicsv1.SyncUpdate{Pairs: d.Pairs, RemovedPairs: d.Removed, Delta: true,
-		NextSeq: s.pacer.Sent(time.Now(), d.NextSeq)})
+		NextSeq: s.pacer.Sent(time.Now(), d.NextSeq), Sequences: s.rt.SequenceMarks()})
 	return err
 }
 

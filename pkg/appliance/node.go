@@ -26,8 +26,9 @@ func (n *Node) PairID() string { return n.rt.cfg.PairID }
 // Logger is the application's logger (the component's, named App.Name).
 func (n *Node) Logger() hclog.Logger { return n.rt.log }
 
-// Epoch is the highest mastership epoch the component has seen.
-func (n *Node) Epoch() uint64 { return n.rt.epoch }
+// Epoch is the epoch the component's messages are stamped with: the
+// highest mastership epoch it has seen (on mgmt, its own).
+func (n *Node) Epoch() uint64 { return n.rt.stamp() }
 
 // IsMaster reports whether this mgmt instance is the master (false on
 // ctrl and data).

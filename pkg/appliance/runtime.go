@@ -84,6 +84,10 @@ type RuntimeConfig struct {
 	// RefusalLogInterval rate-limits the log lines of refused messages
 	// (0 logs every one).
 	RefusalLogInterval time.Duration
+	// OnSequenceLow (mgmt) is called on the loop when a Sequence's
+	// numbers come within half the reserve of what the backups were
+	// told: the shell syncs (SequenceMarks) soon.
+	OnSequenceLow func()
 }
 
 // Runtime joins an App to a component's shell. It is for the hellopics
@@ -109,6 +113,10 @@ type Runtime struct {
 	scratch  []byte
 	oneway   Context   // the Context of one-way messages, reused
 	out      outRecord // the message being sent (RecordLink)
+	seqs     map[string]*Sequence
+	seqMarks map[string]uint64 // marks synced from a master (sequence.go)
+	// seqSyncAsked: OnSequenceLow was called and no sync went since.
+	seqSyncAsked bool
 
 	msgs    *prometheus.CounterVec
 	refused *prometheus.CounterVec
@@ -511,6 +519,9 @@ func (r *Runtime) SetMastership(master bool, epoch uint64) {
 		return // no hook after OnStop
 	}
 	changed := master != r.master || (master && epoch != r.epoch)
+	if master && !r.master {
+		r.takeOverSequences()
+	}
 	r.master, r.epoch = master, epoch
 	if !master {
 		r.CommitsLost(ErrNotMaster)

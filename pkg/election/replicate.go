@@ -164,7 +164,7 @@ func (r *Replicator) UpdateWith(body *hellopicsv1.SyncUpdate) (uint64, error) {
 // stamp returns a copy of body at the current epoch and version.
 func (r *Replicator) stamp(body *hellopicsv1.SyncUpdate, full bool) *hellopicsv1.SyncUpdate {
 	u := &hellopicsv1.SyncUpdate{Epoch: r.epoch, Version: r.version, Full: full, AppOnly: body.GetAppOnly() && !full,
-		Pairs: body.GetPairs(), NextSeq: body.GetNextSeq(), AppSnapshot: body.GetAppSnapshot()}
+		Pairs: body.GetPairs(), NextSeq: body.GetNextSeq(), AppSnapshot: body.GetAppSnapshot(), Sequences: body.GetSequences()}
 	if !full {
 		u.App = body.GetApp()
 		u.RemovedPairs = body.GetRemovedPairs()

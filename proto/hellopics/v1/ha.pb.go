@@ -217,7 +217,12 @@ type SyncUpdate struct {
 	// delta marks an update that is not full as a delta (pairs holds the
 	// changed pairs only). Without it (a master of an older version), an
 	// update carries the whole registry, and pairs it lacks were removed.
-	Delta         bool `protobuf:"varint,10,opt,name=delta,proto3" json:"delta,omitempty"`
+	Delta bool `protobuf:"varint,10,opt,name=delta,proto3" json:"delta,omitempty"`
+	// sequences are the application's sequences (pkg/appliance Sequence):
+	// for each name, a mark above every number the master has handed out or
+	// will before its next sync; a new master starts each at its mark. On
+	// every update that carries the registry (not app_only).
+	Sequences     map[string]uint64 `protobuf:"bytes,11,rep,name=sequences,proto3" json:"sequences,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -320,6 +325,13 @@ func (x *SyncUpdate) GetDelta() bool {
 		return x.Delta
 	}
 	return false
+}
+
+func (x *SyncUpdate) GetSequences() map[string]uint64 {
+	if x != nil {
+		return x.Sequences
+	}
+	return nil
 }
 
 // SyncAck acknowledges a SyncUpdate.
@@ -444,7 +456,7 @@ const file_hellopics_v1_ha_proto_rawDesc = "" +
 	"\tmaster_id\x18\x04 \x01(\tR\bmasterId\x12%\n" +
 	"\x0ecomponent_addr\x18\x05 \x01(\tR\rcomponentAddr\x12\x1c\n" +
 	"\tnopreempt\x18\x06 \x01(\bR\tnopreempt\x12\x14\n" +
-	"\x05fault\x18\a \x01(\bR\x05fault\"\xa6\x02\n" +
+	"\x05fault\x18\a \x01(\bR\x05fault\"\xab\x03\n" +
 	"\n" +
 	"SyncUpdate\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x18\n" +
@@ -457,7 +469,11 @@ const file_hellopics_v1_ha_proto_rawDesc = "" +
 	"\fapp_snapshot\x18\b \x01(\fR\vappSnapshot\x12#\n" +
 	"\rremoved_pairs\x18\t \x03(\tR\fremovedPairs\x12\x14\n" +
 	"\x05delta\x18\n" +
-	" \x01(\bR\x05delta\"9\n" +
+	" \x01(\bR\x05delta\x12E\n" +
+	"\tsequences\x18\v \x03(\v2'.hellopics.v1.SyncUpdate.SequencesEntryR\tsequences\x1a<\n" +
+	"\x0eSequencesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"9\n" +
 	"\aSyncAck\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\"9\n" +
@@ -484,22 +500,24 @@ func file_hellopics_v1_ha_proto_rawDescGZIP() []byte {
 }
 
 var file_hellopics_v1_ha_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_hellopics_v1_ha_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_hellopics_v1_ha_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_hellopics_v1_ha_proto_goTypes = []any{
 	(HAMsgType)(0),     // 0: hellopics.v1.HAMsgType
 	(*Heartbeat)(nil),  // 1: hellopics.v1.Heartbeat
 	(*SyncUpdate)(nil), // 2: hellopics.v1.SyncUpdate
 	(*SyncAck)(nil),    // 3: hellopics.v1.SyncAck
 	(*Handover)(nil),   // 4: hellopics.v1.Handover
-	(*PairStatus)(nil), // 5: hellopics.v1.PairStatus
+	nil,                // 5: hellopics.v1.SyncUpdate.SequencesEntry
+	(*PairStatus)(nil), // 6: hellopics.v1.PairStatus
 }
 var file_hellopics_v1_ha_proto_depIdxs = []int32{
-	5, // 0: hellopics.v1.SyncUpdate.pairs:type_name -> hellopics.v1.PairStatus
-	1, // [1:1] is the sub-list for method output_type
-	1, // [1:1] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	6, // 0: hellopics.v1.SyncUpdate.pairs:type_name -> hellopics.v1.PairStatus
+	5, // 1: hellopics.v1.SyncUpdate.sequences:type_name -> hellopics.v1.SyncUpdate.SequencesEntry
+	2, // [2:2] is the sub-list for method output_type
+	2, // [2:2] is the sub-list for method input_type
+	2, // [2:2] is the sub-list for extension type_name
+	2, // [2:2] is the sub-list for extension extendee
+	0, // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_hellopics_v1_ha_proto_init() }
@@ -514,7 +532,7 @@ func file_hellopics_v1_ha_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hellopics_v1_ha_proto_rawDesc), len(file_hellopics_v1_ha_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
