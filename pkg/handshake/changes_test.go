@@ -115,8 +115,8 @@ func checkDeadlines(t *testing.T, m *Mgmt, where string) {
 		if _, ok := m.idlePairs[id]; ok != !p.idleSince.IsZero() {
 			t.Fatalf("%s: pair %s idle since %v, in the idle set: %v", where, id, p.idleSince, ok)
 		}
-		if p.running {
-			earliest(p.nextDue)
+		if at, ok := m.cycle.NextDue(id); ok {
+			earliest(at)
 		}
 		if m.cfg.PairExpiry > 0 && !p.idleSince.IsZero() {
 			earliest(p.idleSince.Add(m.cfg.PairExpiry))
@@ -184,10 +184,11 @@ func TestMgmtSpreadHellos(t *testing.T) {
 				// It comes back at once, from the last hop.
 				p := m.pairs[ev.PairID]
 				hop := p.data.session
-				if p.outstanding.dir == dirDC {
+				_, dir, _ := m.cycle.InFlight(p.id)
+				if dir == dirDC {
 					hop = p.ctrl.session
 				}
-				m.Receive(hop, msgHello, &hellopicsv1.Hello{Seq: ev.Seq, Direction: p.outstanding.dir, Epoch: 1, PairId: ev.PairID}, at)
+				m.Receive(hop, msgHello, &hellopicsv1.Hello{Seq: ev.Seq, Direction: dir, Epoch: 1, PairId: ev.PairID}, at)
 			}
 		}
 		back(starts, t0)

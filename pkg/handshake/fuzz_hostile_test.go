@@ -130,12 +130,12 @@ func hostileMgmt(t *testing.T, in []byte) {
 			case 6:
 				// A hello coming back as it should, to drive the counters.
 				for _, p := range m.pairs {
-					if o := p.outstanding; o.seq != 0 {
+					if seq, dir, ok := m.cycle.InFlight(p.id); ok {
 						lastHop := p.data.session
-						if o.dir == hellopicsv1.Direction_DIRECTION_MGMT_DATA_CTRL {
+						if dir == hellopicsv1.Direction_DIRECTION_MGMT_DATA_CTRL {
 							lastHop = p.ctrl.session
 						}
-						outs = m.Receive(lastHop, msgHello, &hellopicsv1.Hello{Seq: o.seq, Direction: o.dir, Epoch: m.Epoch(), PairId: p.id}, now)
+						outs = m.Receive(lastHop, msgHello, &hellopicsv1.Hello{Seq: seq, Direction: dir, Epoch: m.Epoch(), PairId: p.id}, now)
 						break
 					}
 				}

@@ -363,7 +363,7 @@ func TestMgmtLastSeqBound(t *testing.T) {
 	}
 	// The counter at SeqLimit-1 stops the cycle: a component reports at
 	// most SeqLimit-1, so a number from there on could be sent twice.
-	m.nextSeq = SeqLimit - 1
+	m.cycle.Observe(SeqLimit - 2) // the next number is SeqLimit-1
 	m.SessionUp(2, "10.0.0.2:1", t0)
 	m.Receive(2, msgID, dataID("p1", "d"), t0)
 	m.Receive(2, msgReady, &hellopicsv1.Ready{Role: roleDataPB, PairId: "p1"}, t0)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hellopics/hellopics/pkg/hello"
 	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
 
@@ -39,7 +40,7 @@ const (
 	// from the wire: values at or above 2^63 are refused, which leaves
 	// room that can never wrap.
 	EpochLimit = uint64(1) << 63
-	SeqLimit   = uint64(1) << 63
+	SeqLimit   = hello.SeqLimit
 	// MaxSeqJump bounds how far above a master's next hello number an
 	// Identify's last_seq may take it. An honest component reports the
 	// highest number a master sent it, so it is ahead only of a master

@@ -3,15 +3,14 @@ package handshake
 import (
 	"errors"
 	"fmt"
-	"math"
 	"sort"
 	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/hellopics/hellopics/pkg/hello"
 	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
 
@@ -104,7 +103,10 @@ type Mgmt struct {
 	sessions map[SessionID]*mgmtSession
 	watches  map[watchKey]SessionID
 	pairs    map[string]*pair
-	nextSeq  uint64
+	// cycle runs the pairs' Hello cycles (pkg/hello); the machine
+	// starts and stops them with the handshake and carries their
+	// hellos on the pairs' sessions.
+	cycle *hello.Cycle
 	// unstamped counts pairs without components whose idleSince is not
 	// yet set (restored ones): the next call with a time sets it.
 	unstamped int
@@ -114,7 +116,6 @@ type Mgmt struct {
 	removed map[string]struct{}
 
 	// Deadlines (mgmt_timers.go).
-	hellos       helloHeap
 	idlePairs    map[string]struct{}    // pairs with idleSince set
 	unidentified map[SessionID]struct{} // sessions that must still identify
 	expiryDue    keyHeap[string]        // idle pairs' expiries (mgmt_timers.go)
@@ -171,44 +172,16 @@ type member struct {
 	since    time.Time
 }
 
-// pair is one ctrl/data pair in the registry, with its Hello cycle.
+// pair is one ctrl/data pair in the registry (its Hello cycle and
+// counters are in Mgmt.cycle).
 type pair struct {
 	id         string
 	ctrl, data member
 	relay      *hellopicsv1.RelayStats
 
-	running bool
-	nextDue time.Time
-	nextDir hellopicsv1.Direction
-	// outstanding is the hello in flight (seq 0: none).
-	outstanding hello
-
-	sent, received, missed, outOfOrder, lastSeq uint64
-	lastHello                                   time.Time
-	lastRTT                                     time.Duration
-	hasLastHello                                bool
-
-	// phase is where in the interval the pair's hellos go (phaseNudge;
-	// -1 until computed).
-	phase time.Duration
 	// idleSince is when the pair last had neither component live (zero
 	// while one is, or not yet known for a restored pair).
 	idleSince time.Time
-
-	// outagePending: this instance became master with the pair's
-	// synced lastHello (the old master's last returned hello); the
-	// first hello back under it counts the gap (countOutage).
-	outagePending bool
-}
-
-type hello struct {
-	seq uint64
-	dir hellopicsv1.Direction
-	// epoch is the one the hello was sent at: a hello that comes back
-	// with the same number but another epoch is another master's (two
-	// masters number from the same synced counter), not this one.
-	epoch  uint64
-	sentAt time.Time
 }
 
 // NewMgmt returns a Mgmt machine with an empty registry whose first hello
@@ -217,12 +190,16 @@ func NewMgmt(cfg MgmtConfig) (*Mgmt, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	cycle, err := hello.New(hello.Config{Interval: cfg.HelloInterval, Spread: cfg.SpreadHellos, Epoch: cfg.Epoch})
+	if err != nil {
+		return nil, err
+	}
 	return &Mgmt{
 		cfg:      cfg,
 		sessions: make(map[SessionID]*mgmtSession),
 		watches:  make(map[watchKey]SessionID),
 		pairs:    make(map[string]*pair),
-		nextSeq:  1,
+		cycle:    cycle,
 		changed:  make(map[string]struct{}),
 		removed:  make(map[string]struct{}),
 
@@ -241,7 +218,7 @@ func (m *Mgmt) IsMaster() bool { return !m.cfg.Backup }
 func (m *Mgmt) HelloInterval() time.Duration { return m.cfg.HelloInterval }
 
 // NextSeq returns the hello number the next hello will carry.
-func (m *Mgmt) NextSeq() uint64 { return m.nextSeq }
+func (m *Mgmt) NextSeq() uint64 { return m.cycle.NextSeq() }
 
 // SessionUp reports a new connection from remoteAddr. Nothing is accepted
 // on it but an Identify until it has identified itself.
@@ -308,12 +285,7 @@ func (m *Mgmt) SessionDown(id SessionID, reason string, now time.Time) (res []Ou
 // stale.
 func (m *Mgmt) resetPair(out *outputs, p *pair, why string) {
 	p.ctrl.ready, p.data.ready = false, false
-	if p.running {
-		p.running = false
-		p.outstanding = hello{}
-		out.event(Event{Kind: EventCycleStopped, PairID: p.id, Seq: p.lastSeq, Epoch: m.cfg.Epoch,
-			Message: "hello cycle stopped", Attrs: []any{"reason", why}})
-	}
+	m.carry(out, 0, m.cycle.Stop(p.id, why))
 }
 
 // Receive handles one frame of type t from session id. msg must be of the
@@ -380,7 +352,7 @@ func (m *Mgmt) Receive(id SessionID, t hellopicsv1.MsgType, msg proto.Message, n
 	case hellopicsv1.MsgType_MSG_TYPE_READY:
 		m.ready(&out, s, p, msg.(*hellopicsv1.Ready), now)
 	case hellopicsv1.MsgType_MSG_TYPE_HELLO:
-		m.helloBack(&out, s, p, msg.(*hellopicsv1.Hello), now)
+		m.carry(&out, s.id, m.cycle.Back(p.id, role, msg.(*hellopicsv1.Hello), now))
 	case hellopicsv1.MsgType_MSG_TYPE_REPORT:
 		r := msg.(*hellopicsv1.Report)
 		if r.GetRole() != role || r.GetPairId() != p.id || !checkRelay(r.GetRelay()) {
@@ -477,21 +449,21 @@ func (m *Mgmt) identify(out *outputs, s *mgmtSession, in *hellopicsv1.Identify, 
 		m.dropSession(s.id)
 		return
 	}
-	if ls := in.GetLastSeq(); ls >= m.nextSeq {
-		if ls-m.nextSeq >= MaxSeqJump {
+	if ls, next := in.GetLastSeq(), m.cycle.NextSeq(); ls >= next {
+		if ls-next >= MaxSeqJump {
 			m.reject(out, s, in, RefusedSeqRange, "last_seq too far above this master's hello numbers",
-				fmt.Sprintf("last_seq %d, next %d, at most %d above", ls, m.nextSeq, MaxSeqJump))
+				fmt.Sprintf("last_seq %d, next %d, at most %d above", ls, next, MaxSeqJump))
 			m.dropSession(s.id)
 			return
 		}
 		// The component has forwarded numbers this master never synced
 		// (it took over without the old master's state): go past them.
 		// checkIdentity bounds ls below SeqLimit, so this cannot wrap.
-		m.nextSeq = ls + 1
+		m.cycle.Observe(ls)
 	}
 	p := m.pairs[in.GetPairId()]
 	if p == nil {
-		p = &pair{id: in.GetPairId(), phase: -1}
+		p = &pair{id: in.GetPairId()}
 		m.pairs[p.id] = p
 	}
 	m.busy(p)
@@ -628,101 +600,47 @@ func (m *Mgmt) ready(out *outputs, s *mgmtSession, p *pair, r *hellopicsv1.Ready
 		mb.ready = true
 		out.event(Event{Kind: EventReady, Peer: role, PairID: p.id, Session: s.id, Epoch: m.cfg.Epoch, Message: "component ready"})
 	}
-	if p.ctrl.ready && p.data.ready && !p.running {
-		p.running = true
-		p.nextDir = hellopicsv1.Direction_DIRECTION_MGMT_CTRL_DATA
-		p.outstanding = hello{}
-		out.event(Event{Kind: EventCycleStarted, PairID: p.id, Seq: m.nextSeq, Epoch: m.cfg.Epoch,
-			Message: "ctrl and data ready; hello cycle started", Attrs: []any{"hello_interval", m.cfg.HelloInterval.String()}})
-		m.sendHello(out, p, now)
+	if p.ctrl.ready && p.data.ready {
+		m.carry(out, 0, m.cycle.Start(p.id, now))
 	}
 }
 
-// countOutage counts the hellos a failover cost pair p, at the first
-// hello back under this master: every Hello interval since the old
-// master's last returned hello (synced, so on that master's clock)
-// beyond the one just returned is a missed hello; EventOutage says how
-// long the cycle was silent. A gap of two intervals or less is no
-// outage (a switchover's flush keeps the cycle going).
-func (m *Mgmt) countOutage(out *outputs, p *pair, now time.Time) {
-	p.outagePending = false
-	gap := now.Sub(p.lastHello)
-	if gap <= 2*m.cfg.HelloInterval {
-		return
-	}
-	lost := uint64(gap/m.cfg.HelloInterval) - 1
-	if p.missed > math.MaxUint64-lost {
-		p.missed = math.MaxUint64
-	} else {
-		p.missed += lost
-	}
-	out.event(Event{Kind: EventOutage, PairID: p.id, Epoch: m.cfg.Epoch, Outage: gap,
-		Message: "hello cycle back after a failover; the hellos due meanwhile count as missed",
-		Attrs:   []any{"outage", gap.Round(time.Millisecond).String(), "missed", lost}})
-}
-
-// sendHello sends p's next hello and schedules the one after.
-func (m *Mgmt) sendHello(out *outputs, p *pair, now time.Time) {
-	if m.nextSeq >= SeqLimit-1 {
-		// Unreachable by honest components (see MaxSeqJump), but never send a number a component cannot report
-		// in full (its report saturates at SeqLimit-1): stop instead.
-		p.running = false
-		p.outstanding = hello{}
-		out.event(Event{Kind: EventCycleStopped, PairID: p.id, Seq: p.lastSeq, Epoch: m.cfg.Epoch, Message: "hello cycle stopped", Attrs: []any{"reason", "hello numbers exhausted"}})
-		return
-	}
-	h := hello{seq: m.nextSeq, dir: p.nextDir, epoch: m.cfg.Epoch, sentAt: now}
-	m.nextSeq++
-	first, firstRole := p.ctrl.session, hellopicsv1.Role_ROLE_CTRL
-	if h.dir == hellopicsv1.Direction_DIRECTION_MGMT_DATA_CTRL {
-		first, firstRole = p.data.session, hellopicsv1.Role_ROLE_DATA
-		p.nextDir = hellopicsv1.Direction_DIRECTION_MGMT_CTRL_DATA
-	} else {
-		p.nextDir = hellopicsv1.Direction_DIRECTION_MGMT_DATA_CTRL
-	}
-	p.outstanding = h
-	inc(&p.sent)
-	p.lastSeq = h.seq
-	m.scheduleHello(p, now.Add(m.cfg.HelloInterval+m.phaseNudge(p, now)))
-	out.send(first, hellopicsv1.MsgType_MSG_TYPE_HELLO, &hellopicsv1.Hello{
-		Seq: h.seq, Direction: h.dir, Epoch: m.cfg.Epoch, PairId: p.id, SentUnixNano: now.UnixNano(),
-	})
-	out.event(Event{Kind: EventHelloSent, Peer: firstRole, PairID: p.id, Session: first, Seq: h.seq, Epoch: m.cfg.Epoch, Message: h.dir.String()})
-}
-
-// helloBack handles a hello returning to mgmt on session s.
-func (m *Mgmt) helloBack(out *outputs, s *mgmtSession, p *pair, h *hellopicsv1.Hello, now time.Time) {
-	// A hello travelling mgmt->ctrl->data comes back from data, and the
-	// other way round from ctrl.
-	lastHop := hellopicsv1.Role_ROLE_DATA
-	if h.GetDirection() == hellopicsv1.Direction_DIRECTION_MGMT_DATA_CTRL {
-		lastHop = hellopicsv1.Role_ROLE_CTRL
-	}
-	o := p.outstanding
-	if !p.running || o.seq == 0 || h.GetSeq() != o.seq || h.GetDirection() != o.dir ||
-		s.ident.GetRole() != lastHop || h.GetPairId() != p.id || h.GetEpoch() != o.epoch {
-		inc(&p.outOfOrder)
-		msg := "hello came back with an unexpected number"
-		if p.running && o.seq != 0 && h.GetSeq() == o.seq && h.GetEpoch() != o.epoch {
-			// Same number, other epoch: a hello another master sent
-			// (during a split, both number from the synced counter).
-			msg = "hello of another master's epoch came back"
+// carry turns the cycle's outputs into the machine's: a hello goes on
+// the session of its first hop in its pair, and the events become the
+// machine's (session: the one a hello went on, or came back on: from).
+func (m *Mgmt) carry(out *outputs, from SessionID, outs []hello.Output) {
+	var sentOn SessionID
+	for _, o := range outs {
+		switch o := o.(type) {
+		case hello.Send:
+			p := m.pairs[o.PairID]
+			if p == nil {
+				continue // cannot happen: the cycle runs registered pairs only
+			}
+			sentOn = p.member(o.To).session
+			out.send(sentOn, hellopicsv1.MsgType_MSG_TYPE_HELLO, o.Hello)
+		case hello.Event:
+			ev := Event{Peer: o.Peer, PairID: o.PairID, Seq: o.Seq, Epoch: o.Epoch, Message: o.Message, Attrs: o.Attrs,
+				RTT: o.RTT, Outage: o.Outage}
+			switch o.Kind {
+			case hello.EventStarted:
+				ev.Kind = EventCycleStarted
+			case hello.EventStopped:
+				ev.Kind = EventCycleStopped
+			case hello.EventSent:
+				ev.Kind, ev.Session = EventHelloSent, sentOn
+			case hello.EventReturned:
+				ev.Kind, ev.Session = EventHelloReturned, from
+			case hello.EventMissed:
+				ev.Kind = EventHelloMissed
+			case hello.EventOutOfOrder:
+				ev.Kind, ev.Session = EventHelloOutOfOrder, from
+			case hello.EventOutage:
+				ev.Kind = EventOutage
+			}
+			out.event(ev)
 		}
-		out.event(Event{Kind: EventHelloOutOfOrder, Peer: s.ident.GetRole(), PairID: p.id, Session: s.id, Seq: h.GetSeq(), Epoch: h.GetEpoch(),
-			Message: msg,
-			Attrs:   []any{"direction", h.GetDirection().String(), "from", RoleName(s.ident.GetRole()), "expected", o.seq, "expected_epoch", o.epoch}})
-		return
 	}
-	p.outstanding = hello{}
-	inc(&p.received)
-	if p.outagePending {
-		m.countOutage(out, p, now)
-	}
-	p.lastHello = now
-	p.lastRTT = now.Sub(o.sentAt)
-	p.hasLastHello = true
-	out.event(Event{Kind: EventHelloReturned, Peer: lastHop, PairID: p.id, Session: s.id, Seq: o.seq, Epoch: m.cfg.Epoch,
-		Message: fmt.Sprintf("rtt %v", p.lastRTT), RTT: p.lastRTT})
 }
 
 // NextDeadline returns when Tick must next be called, and false if
@@ -730,7 +648,7 @@ func (m *Mgmt) helloBack(out *outputs, s *mgmtSession, p *pair, h *hellopicsv1.H
 // The shell reads it again after every call; calling Tick earlier or more
 // often is harmless.
 func (m *Mgmt) NextDeadline() (time.Time, bool) {
-	next, found := m.nextHello()
+	next, found := m.cycle.NextDeadline()
 	earliest := func(at time.Time) {
 		if !found || at.Before(next) {
 			next, found = at, true
@@ -773,15 +691,7 @@ func (m *Mgmt) Tick(now time.Time) (res []Output) {
 				Message: "ctrl and data gone too long; pair removed from the registry", Attrs: []any{"gone", now.Sub(p.idleSince).Round(time.Millisecond).String()}})
 		}
 	}
-	for _, p := range m.dueHellos(now) {
-		if p.outstanding.seq != 0 {
-			inc(&p.missed)
-			out.event(Event{Kind: EventHelloMissed, PairID: p.id, Seq: p.outstanding.seq, Epoch: m.cfg.Epoch,
-				Message: "hello not back when the next was due",
-				Attrs:   []any{"direction", p.outstanding.dir.String(), "waited", now.Sub(p.outstanding.sentAt).Round(time.Millisecond).String()}})
-		}
-		m.sendHello(&out, p, now)
-	}
+	m.carry(&out, 0, m.cycle.Tick(now))
 	return out
 }
 
@@ -790,11 +700,7 @@ func (m *Mgmt) Tick(now time.Time) (res []Output) {
 // master flushed its state here and stopped its cycles on purpose, so
 // the pause until they run here is planned, not an outage, and no hello
 // counts as missed for it (a crash failover's gap does: countOutage).
-func (m *Mgmt) PlannedTakeover() {
-	for _, p := range m.pairs {
-		p.outagePending = false
-	}
-}
+func (m *Mgmt) PlannedTakeover() { m.cycle.TakeOver(true) }
 
 // SetMastership changes the machine's role and epoch. A master that
 // becomes backup redirects and closes every identified session and stops
@@ -807,15 +713,14 @@ func (m *Mgmt) SetMastership(isMaster bool, epoch uint64, masterAddr string, now
 	wasEpoch := m.cfg.Epoch
 	if epoch > m.cfg.Epoch && epoch < EpochLimit {
 		m.cfg.Epoch = epoch
+		m.cycle.SetEpoch(epoch)
 	}
 	wasBackup := m.cfg.Backup
 	m.cfg.Backup, m.cfg.MasterAddr = !isMaster, masterAddr
 	if wasBackup && isMaster {
 		// Taking over: the time since the old master's last returned
 		// hello is an outage, counted when the cycle runs again.
-		for _, p := range m.pairs {
-			p.outagePending = p.hasLastHello
-		}
+		m.cycle.TakeOver(false)
 	}
 	if wasBackup == isMaster || m.cfg.Epoch != wasEpoch {
 		// Only a change of role or epoch is news: a backup learning or
@@ -913,7 +818,7 @@ func (m *Mgmt) Session(pairID string, role hellopicsv1.Role) (SessionID, bool) {
 func (m *Mgmt) ReadyPairs() []string {
 	var out []string
 	for _, p := range m.sortedPairs() {
-		if p.running {
+		if m.cycle.Running(p.id) {
 			out = append(out, p.id)
 		}
 	}
@@ -1008,8 +913,8 @@ func (m *Mgmt) PairsPage(q PairQuery) (page PairsPage, ok bool) {
 	}
 	if q.Match != "" && !strings.HasSuffix(q.Match, "*") {
 		if p := m.pairs[q.Match]; p != nil && q.After < p.id {
-			page.Pairs, page.Total = []*hellopicsv1.PairStatus{p.status()}, 1
-			if p.running {
+			page.Pairs, page.Total = []*hellopicsv1.PairStatus{m.status(p)}, 1
+			if m.cycle.Running(p.id) {
 				page.Cycling = 1
 			}
 		} else if p != nil {
@@ -1021,7 +926,7 @@ func (m *Mgmt) PairsPage(q PairQuery) (page PairsPage, ok bool) {
 	for _, p := range m.pairs {
 		if q.Matches(p.id) {
 			ps = append(ps, p)
-			if p.running {
+			if m.cycle.Running(p.id) {
 				page.Cycling++
 			}
 		}
@@ -1039,25 +944,18 @@ func (m *Mgmt) PairsPage(q PairQuery) (page PairsPage, ok bool) {
 	}
 	page.Pairs = make([]*hellopicsv1.PairStatus, 0, end-i)
 	for _, p := range ps[i:end] {
-		page.Pairs = append(page.Pairs, p.status())
+		page.Pairs = append(page.Pairs, m.status(p))
 	}
 	return page, true
 }
 
-func (p *pair) status() *hellopicsv1.PairStatus {
-	c := &hellopicsv1.HelloCounters{
-		Sent: p.sent, Received: p.received, Missed: p.missed, OutOfOrder: p.outOfOrder, LastSeq: p.lastSeq,
-	}
-	if p.hasLastHello {
-		c.LastHello = timestamppb.New(p.lastHello)
-		c.LastRtt = durationpb.New(p.lastRTT)
-	}
+func (m *Mgmt) status(p *pair) *hellopicsv1.PairStatus {
 	st := &hellopicsv1.PairStatus{
 		PairId:       p.id,
 		Ctrl:         p.ctrl.status(hellopicsv1.Role_ROLE_CTRL, p.id),
 		Data:         p.data.status(hellopicsv1.Role_ROLE_DATA, p.id),
-		CycleRunning: p.running,
-		Counters:     c,
+		CycleRunning: m.cycle.Running(p.id),
+		Counters:     m.cycle.Counters(p.id),
 	}
 	if p.relay != nil {
 		st.Relay = proto.Clone(p.relay).(*hellopicsv1.RelayStats)
@@ -1133,7 +1031,7 @@ func (m *Mgmt) HasChanges() bool { return len(m.changed) > 0 || len(m.removed) >
 // changed and removed since is only in Removed; one removed and
 // registered again is in both (Restore forgets it first).
 func (m *Mgmt) TakeChanges() Snapshot {
-	s := Snapshot{NextSeq: m.nextSeq}
+	s := Snapshot{NextSeq: m.cycle.NextSeq()}
 	if len(m.changed) > 0 {
 		ids := make([]string, 0, len(m.changed))
 		for id := range m.changed {
@@ -1144,7 +1042,7 @@ func (m *Mgmt) TakeChanges() Snapshot {
 		sort.Strings(ids)
 		s.Pairs = make([]*hellopicsv1.PairStatus, 0, len(ids))
 		for _, id := range ids {
-			s.Pairs = append(s.Pairs, m.pairs[id].status())
+			s.Pairs = append(s.Pairs, m.status(m.pairs[id]))
 		}
 		clear(m.changed)
 	}
@@ -1161,7 +1059,7 @@ func (m *Mgmt) TakeChanges() Snapshot {
 
 // Snapshot returns the state to replicate to a backup.
 func (m *Mgmt) Snapshot() Snapshot {
-	return Snapshot{NextSeq: m.nextSeq, Pairs: m.Pairs()}
+	return Snapshot{NextSeq: m.cycle.NextSeq(), Pairs: m.Pairs()}
 }
 
 // ErrBadSnapshot is returned by Restore for a snapshot it cannot use.
@@ -1204,29 +1102,17 @@ func (m *Mgmt) Restore(s Snapshot) error {
 			}
 		}
 	}
-	if s.NextSeq > m.nextSeq {
-		m.nextSeq = s.NextSeq
-	}
+	m.cycle.RestoreNextSeq(s.NextSeq)
 	for _, ps := range s.Pairs {
 		p := m.pairs[ps.GetPairId()]
 		if p == nil {
 			// Restored without components: its idle time starts at the
 			// next call that knows the time (see stamp).
-			p = &pair{id: ps.GetPairId(), phase: -1}
+			p = &pair{id: ps.GetPairId()}
 			m.pairs[p.id] = p
 			m.unstamped++
 		}
-		c := ps.GetCounters()
-		p.sent, p.received, p.missed, p.outOfOrder = c.GetSent(), c.GetReceived(), c.GetMissed(), c.GetOutOfOrder()
-		p.lastSeq = c.GetLastSeq()
-		if c.GetLastHello() != nil {
-			p.hasLastHello = true
-			p.lastHello = c.GetLastHello().AsTime()
-			p.lastRTT = c.GetLastRtt().AsDuration()
-		}
-		if p.lastSeq >= m.nextSeq && p.lastSeq < math.MaxUint64 {
-			m.nextSeq = p.lastSeq + 1
-		}
+		m.cycle.Restore(p.id, ps.GetCounters())
 		if ps.GetRelay() != nil {
 			p.relay = proto.Clone(ps.GetRelay()).(*hellopicsv1.RelayStats)
 		}

@@ -55,10 +55,11 @@ func BenchmarkMgmtPerPair(b *testing.B) {
 						}
 						p := m.pairs[ev.PairID]
 						hop := p.data.session
-						if p.outstanding.dir == dirDC {
+						_, dir, _ := m.cycle.InFlight(p.id)
+						if dir == dirDC {
 							hop = p.ctrl.session
 						}
-						syncOut(m.Receive(hop, msgHello, &hellopicsv1.Hello{Seq: ev.Seq, Direction: p.outstanding.dir, Epoch: 1, PairId: ev.PairID}, at))
+						syncOut(m.Receive(hop, msgHello, &hellopicsv1.Hello{Seq: ev.Seq, Direction: dir, Epoch: 1, PairId: ev.PairID}, at))
 					}
 				}
 				back(starts, now)
