@@ -248,8 +248,6 @@ type dataApp struct {
 	pending   *countersv1.Delta // not acknowledged yet
 	busy      bool              // a Call for pending is under way
 	gen       uint64            // numbers the Calls, so that a stale answer is ignored
-	timer     *time.Timer
-	stopped   bool
 	carry     float64
 }
 
@@ -267,8 +265,8 @@ func Data() *appliance.App {
 	})
 	return &appliance.App{
 		Name: "counters", Mux: mux,
+		// The framework stops the timer when data stops.
 		OnStart: func(n *appliance.Node) { a.node = n; a.schedule() },
-		OnStop:  func() { a.stopped = true; a.timer.Stop() },
 		// A new master (or the same one, reached again): what it may not
 		// have seen is sent again.
 		OnMasterChanged: func(string, uint64) {
@@ -287,12 +285,7 @@ func (a *dataApp) tellApplied() error {
 	return err
 }
 
-func (a *dataApp) schedule() {
-	if a.stopped {
-		return
-	}
-	a.timer = time.AfterFunc(Tick, func() { a.node.Post(a.tick) })
-}
+func (a *dataApp) schedule() { a.node.After(Tick, a.tick) }
 
 // tick generates the units due at the configured rate, up to the limit,
 // and reports them.

@@ -117,6 +117,7 @@ type Runtime struct {
 	seqMarks map[string]uint64 // marks synced from a master (sequence.go)
 	// seqSyncAsked: OnSequenceLow was called and no sync went since.
 	seqSyncAsked bool
+	timers       map[*Timer]struct{} // the application's pending timers (timer.go)
 
 	msgs    *prometheus.CounterVec
 	refused *prometheus.CounterVec
@@ -228,6 +229,7 @@ func (r *Runtime) Stop() {
 		return
 	}
 	r.stopped = true
+	r.stopTimers()
 	if r.started && r.app.OnStop != nil {
 		r.app.OnStop()
 	}

@@ -2,7 +2,6 @@ package handshake
 
 import (
 	"fmt"
-	"math"
 	"net"
 	"strconv"
 	"strings"
@@ -205,11 +204,4 @@ func checkRelay(r *hellopicsv1.RelayStats) bool {
 		}
 	}
 	return true
-}
-
-// inc adds one to a counter without wrapping.
-func inc(c *uint64) {
-	if *c < math.MaxUint64 {
-		*c++
-	}
 }

@@ -228,15 +228,13 @@ func TestCycleSpread(t *testing.T) {
 	for i := range 50 {
 		c.Start(fmt.Sprintf("p%02d", i), t0)
 	}
-	now := t0
 	last := map[string]time.Time{}
 	instants := map[time.Time]bool{}
 	for range 40 {
-		at, ok := c.NextDeadline()
+		now, ok := c.NextDeadline()
 		if !ok {
 			t.Fatal("no deadline")
 		}
-		now = at
 		for _, o := range c.Tick(now) {
 			if s, ok := o.(Send); ok {
 				if prev, seen := last[s.PairID]; seen {
