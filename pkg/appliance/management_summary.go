@@ -36,14 +36,11 @@ func (s *Management) startHelloSummary() {
 // helloBaselineNow snapshots pair's counters and RTT histogram. On the loop.
 func (s *Management) helloBaselineNow(pair string, now time.Time) (helloBaseline, bool) {
 	b := helloBaseline{at: now}
-	found := false
-	for _, p := range s.machine.Pairs() {
-		if p.GetPairId() != pair {
-			continue
-		}
-		c := p.GetCounters()
+	// One pair's counters, not the registry's: a failover starts a
+	// thousand cycles, each asking for its own.
+	c, found := s.machine.PairCounters(pair)
+	if found {
 		b.sent, b.received, b.missed, b.outOfOrder = c.GetSent(), c.GetReceived(), c.GetMissed(), c.GetOutOfOrder()
-		found = true
 	}
 	if m, ok := s.rttSnapshot(pair); ok {
 		b.count = m.Histogram.GetSampleCount()
@@ -75,21 +72,19 @@ func (s *Management) helloCycleStarted(pair string) {
 func (s *Management) helloSummary() {
 	defer s.startHelloSummary()
 	now := time.Now()
-	running := map[string]bool{}
-	for _, p := range s.machine.Pairs() {
-		if p.GetCycleRunning() {
-			running[p.GetPairId()] = true
-		}
+	cycling := s.machine.ReadyPairs() // sorted: the lines come in pair order
+	running := make(map[string]bool, len(cycling))
+	for _, pair := range cycling {
+		running[pair] = true
 	}
 	for pair := range s.helloBase {
 		if !running[pair] || !s.machine.IsMaster() {
 			delete(s.helloBase, pair)
 		}
 	}
-	for _, p := range s.machine.Pairs() {
-		pair := p.GetPairId()
+	for _, pair := range cycling {
 		prev, ok := s.helloBase[pair]
-		if !ok || !running[pair] {
+		if !ok {
 			continue
 		}
 		cur, _ := s.helloBaselineNow(pair, now)

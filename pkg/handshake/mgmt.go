@@ -812,6 +812,16 @@ func (m *Mgmt) Session(pairID string, role hellopicsv1.Role) (SessionID, bool) {
 	return mb.session, true
 }
 
+// PairCounters returns the Hello counters of pair id, at the cost of
+// that one pair (Pairs builds the whole registry); ok is false for a
+// pair not in the registry.
+func (m *Mgmt) PairCounters(id string) (c *hellopicsv1.HelloCounters, ok bool) {
+	if m.pairs[id] == nil {
+		return nil, false
+	}
+	return m.cycle.Counters(id), true
+}
+
 // ReadyPairs lists, sorted, the pairs whose Hello cycle runs: both
 // components are identified and ready (between EventCycleStarted and
 // EventCycleStopped).
