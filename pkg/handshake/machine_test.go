@@ -581,25 +581,37 @@ func TestMgmtHoldWithoutMaster(t *testing.T) {
 	}
 }
 
-// TestMgmtOutageCounted: a backup that takes over counts the hellos due
-// between the old master's last returned hello (synced) and its own
-// first one as missed, and says how long the cycle was silent.
-func TestMgmtOutageCounted(t *testing.T) {
+// takeOver is a backup b that synced a master whose pair p1 had hello 1
+// back at t0+1ms, took over at took (planned: by a switchover's
+// handover) and has p1's components ready again; seq is the hello in
+// flight.
+func takeOver(t *testing.T, took time.Time, planned bool) (b *Mgmt, seq uint64) {
+	t.Helper()
 	m := runningMgmt(t)
 	m.Receive(2, msgHello, &hellopicsv1.Hello{Seq: 1, Direction: dirCD, Epoch: 1, PairId: "p1"}, t0.Add(time.Millisecond))
-	b := newTestMgmt(t, MgmtConfig{Epoch: 1, Backup: true, MasterAddr: "m:1"})
+	b = newTestMgmt(t, MgmtConfig{Epoch: 1, Backup: true, MasterAddr: "m:1"})
 	if err := b.Restore(m.Snapshot()); err != nil {
 		t.Fatal(err)
 	}
-	took := t0.Add(time.Second) // the old master died; b takes over
 	b.SetMastership(true, 2, "", took)
+	if planned {
+		b.PlannedTakeover()
+	}
 	b.SessionUp(1, "10.0.0.1:1111", took)
 	b.SessionUp(2, "10.0.0.2:2222", took)
 	b.Receive(1, msgID, ctrlID("p1", "c-1"), took)
 	b.Receive(2, msgID, dataID("p1", "d-1"), took)
 	b.Receive(2, msgReady, &hellopicsv1.Ready{Role: roleDataPB, PairId: "p1"}, took)
 	b.Receive(1, msgReady, &hellopicsv1.Ready{Role: roleCtrlPB, PairId: "p1"}, took)
-	seq := b.Pairs()[0].GetCounters().GetLastSeq()
+	return b, b.Pairs()[0].GetCounters().GetLastSeq()
+}
+
+// TestMgmtOutageCounted: a backup that takes over counts the hellos due
+// between the old master's last returned hello (synced) and its own
+// first one as missed, and says how long the cycle was silent.
+func TestMgmtOutageCounted(t *testing.T) {
+	took := t0.Add(time.Second) // the old master died; b takes over
+	b, seq := takeOver(t, took, false)
 	back := t0.Add(time.Second + 11*time.Millisecond) // 1.01 s after the last one came back
 	outs := b.Receive(2, msgHello, &hellopicsv1.Hello{Seq: seq, Direction: dirCD, Epoch: 2, PairId: "p1"}, back)
 	var ev *Event
@@ -627,22 +639,8 @@ func TestMgmtOutageCounted(t *testing.T) {
 // graceful switchover counts no outage, however long the pause (the old
 // master stopped its cycles on purpose); the cycle's counters continue.
 func TestMgmtPlannedTakeoverNoOutage(t *testing.T) {
-	m := runningMgmt(t)
-	m.Receive(2, msgHello, &hellopicsv1.Hello{Seq: 1, Direction: dirCD, Epoch: 1, PairId: "p1"}, t0.Add(time.Millisecond))
-	b := newTestMgmt(t, MgmtConfig{Epoch: 1, Backup: true, MasterAddr: "m:1"})
-	if err := b.Restore(m.Snapshot()); err != nil {
-		t.Fatal(err)
-	}
 	took := t0.Add(time.Second) // ten intervals later
-	b.SetMastership(true, 2, "", took)
-	b.PlannedTakeover()
-	b.SessionUp(1, "10.0.0.1:1111", took)
-	b.SessionUp(2, "10.0.0.2:2222", took)
-	b.Receive(1, msgID, ctrlID("p1", "c-1"), took)
-	b.Receive(2, msgID, dataID("p1", "d-1"), took)
-	b.Receive(2, msgReady, &hellopicsv1.Ready{Role: roleDataPB, PairId: "p1"}, took)
-	b.Receive(1, msgReady, &hellopicsv1.Ready{Role: roleCtrlPB, PairId: "p1"}, took)
-	seq := b.Pairs()[0].GetCounters().GetLastSeq()
+	b, seq := takeOver(t, took, true)
 	back := took.Add(11 * time.Millisecond)
 	if got := summary(b.Receive(2, msgHello, &hellopicsv1.Hello{Seq: seq, Direction: dirCD, Epoch: 2, PairId: "p1"}, back)); strings.Contains(got, "outage") {
 		t.Fatalf("an outage after a planned takeover: %s", got)

@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/hellopics/hellopics/pkg/hello"
 	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
 
@@ -302,17 +303,7 @@ func checkMessage(t hellopicsv1.MsgType, msg proto.Message) bool {
 
 // RoleName is the short name of a role used in logs and events: mgmt,
 // ctrl, data ("unknown" otherwise).
-func RoleName(r hellopicsv1.Role) string {
-	switch r {
-	case hellopicsv1.Role_ROLE_MGMT:
-		return "mgmt"
-	case hellopicsv1.Role_ROLE_CTRL:
-		return "ctrl"
-	case hellopicsv1.Role_ROLE_DATA:
-		return "data"
-	}
-	return "unknown"
-}
+func RoleName(r hellopicsv1.Role) string { return hello.RoleName(r) }
 
 // outputs accumulates a call's outputs; the machines' methods append to it
 // and return the slice.

@@ -347,7 +347,7 @@ func (c *Cycle) Back(id string, from hellopicsv1.Role, h *hellopicsv1.Hello, now
 		}
 		out.event(Event{Kind: EventOutOfOrder, Peer: from, PairID: id, Seq: h.GetSeq(), Epoch: h.GetEpoch(),
 			Message: msg,
-			Attrs:   []any{"direction", h.GetDirection().String(), "from", roleName(from), "expected", o.seq, "expected_epoch", o.epoch}})
+			Attrs:   []any{"direction", h.GetDirection().String(), "from", RoleName(from), "expected", o.seq, "expected_epoch", o.epoch}})
 		c.buf = out
 		return out
 	}
@@ -430,7 +430,8 @@ func addSat(a, b uint64) uint64 {
 	return a + b
 }
 
-func roleName(r hellopicsv1.Role) string {
+// RoleName is a role's short name: mgmt, ctrl, data, or unknown.
+func RoleName(r hellopicsv1.Role) string {
 	switch r {
 	case hellopicsv1.Role_ROLE_CTRL:
 		return "ctrl"

@@ -34,7 +34,7 @@ func summary(outs []Output) string {
 	for _, o := range outs {
 		switch o := o.(type) {
 		case Send:
-			parts = append(parts, fmt.Sprintf("send %s %d", roleName(o.To), o.Hello.GetSeq()))
+			parts = append(parts, fmt.Sprintf("send %s %d", RoleName(o.To), o.Hello.GetSeq()))
 		case Event:
 			parts = append(parts, kindName(o.Kind))
 		}
