@@ -327,7 +327,10 @@ func (c *Cycle) send(out *outputs, p *pair, now time.Time) {
 // Back handles a hello coming back to mgmt from the component of role
 // from in pair id. It must be the hello in flight, back from its last
 // hop (data after mgmt -> ctrl -> data, ctrl the other way), at its
-// epoch; anything else counts as out of order.
+// epoch; anything else counts as out of order. id must be a pair the
+// driver registered (the Cycle keeps counters for every id it is given,
+// until Forget): the pair a component identified for, not the hello's
+// own pair_id, which is checked against it.
 func (c *Cycle) Back(id string, from hellopicsv1.Role, h *hellopicsv1.Hello, now time.Time) []Output {
 	out := c.outputs()
 	p := c.get(id)
