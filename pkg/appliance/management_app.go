@@ -21,7 +21,11 @@ var (
 	_ Link       = mgmtLink{}
 	_ PairLister = mgmtLink{}
 	_ Replicator = mgmtLink{}
+	_ Publisher  = mgmtLink{}
 )
+
+// Publish puts an application's event in the operator event stream.
+func (l mgmtLink) Publish(ev *hellopicsv1.WatchEventsResponse) { l.s.publish(ev) }
 
 // newAppSyncErrors counts the application state updates a backup could
 // not apply.

@@ -353,7 +353,8 @@ type WatchEventsResponse struct {
 	Time *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
 	// kind is a short machine-readable name: "component_up",
 	// "component_down", "ready", "cycle_started", "cycle_stopped",
-	// "hello_missed", "hello_out_of_order", "mastership".
+	// "hello_missed", "hello_out_of_order", "mastership", or an
+	// application's own (pkg/appliance Node.Publish).
 	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
 	// pair_id concerned, if any.
 	PairId string `protobuf:"bytes,3,opt,name=pair_id,json=pairId,proto3" json:"pair_id,omitempty"`
