@@ -20,6 +20,7 @@
 package hello
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -44,6 +45,23 @@ type Config struct {
 	// Epoch is the mastership epoch hellos are stamped with (SetEpoch
 	// changes it).
 	Epoch uint64
+	// Numbers, if set, hands out the hello numbers instead of the
+	// Cycle's own counter: a replicated sequence on the framework API
+	// (pkg/appliance Sequence), which keeps them unique across
+	// failovers by itself. NextSeq, Observe and RestoreNextSeq then
+	// read and raise it.
+	Numbers Numbers
+}
+
+// Numbers is a source of hello numbers that only grow (pkg/appliance's
+// *Sequence is one).
+type Numbers interface {
+	// Next hands out the next number, or fails (the cycle then stops).
+	Next() (uint64, error)
+	// Peek is the number Next would hand out now.
+	Peek() uint64
+	// Observe makes sure Next never hands out v or below.
+	Observe(v uint64)
 }
 
 // Cycle runs the Hello cycles of every pair. Not safe for concurrent use.
@@ -169,7 +187,12 @@ type outputs []Output
 func (o *outputs) event(e Event) { *o = append(*o, e) }
 
 // NextSeq is the number the next hello will carry.
-func (c *Cycle) NextSeq() uint64 { return c.nextSeq }
+func (c *Cycle) NextSeq() uint64 {
+	if c.cfg.Numbers != nil {
+		return c.cfg.Numbers.Peek()
+	}
+	return c.nextSeq
+}
 
 // Interval is the time between two hellos of a pair.
 func (c *Cycle) Interval() time.Duration { return c.cfg.Interval }
@@ -183,6 +206,10 @@ func (c *Cycle) SetEpoch(epoch uint64) { c.cfg.Epoch = epoch }
 // SeqLimit are the caller's to refuse; Observe caps them.
 func (c *Cycle) Observe(seq uint64) {
 	seq = min(seq, SeqLimit-1)
+	if c.cfg.Numbers != nil {
+		c.cfg.Numbers.Observe(seq)
+		return
+	}
 	if seq >= c.nextSeq {
 		c.nextSeq = seq + 1
 	}
@@ -239,7 +266,7 @@ func (c *Cycle) Start(id string, now time.Time) []Output {
 	p.running = true
 	p.nextDir = hellopicsv1.Direction_DIRECTION_MGMT_CTRL_DATA
 	p.outstanding = sent{}
-	out.event(Event{Kind: EventStarted, PairID: id, Seq: c.nextSeq, Epoch: c.cfg.Epoch,
+	out.event(Event{Kind: EventStarted, PairID: id, Seq: c.NextSeq(), Epoch: c.cfg.Epoch,
 		Message: "ctrl and data ready; hello cycle started", Attrs: []any{"hello_interval", c.cfg.Interval.String()}})
 	c.send(&out, p, now)
 	c.buf = out
@@ -295,18 +322,18 @@ func (c *Cycle) countOutage(out *outputs, p *pair, now time.Time) {
 
 // send sends p's next hello and schedules the one after.
 func (c *Cycle) send(out *outputs, p *pair, now time.Time) {
-	if c.nextSeq >= SeqLimit-1 {
+	seq, err := c.number()
+	if err != nil {
 		// Unreachable by honest components, but never send a number a
 		// component cannot report in full (its report saturates at
 		// SeqLimit-1): stop instead.
 		p.running = false
 		p.outstanding = sent{}
 		out.event(Event{Kind: EventStopped, PairID: p.id, Seq: p.lastSeq, Epoch: c.cfg.Epoch, Message: "hello cycle stopped",
-			Attrs: []any{"reason", "hello numbers exhausted"}})
+			Attrs: []any{"reason", err.Error()}})
 		return
 	}
-	h := sent{seq: c.nextSeq, dir: p.nextDir, epoch: c.cfg.Epoch, sentAt: now}
-	c.nextSeq++
+	h := sent{seq: seq, dir: p.nextDir, epoch: c.cfg.Epoch, sentAt: now}
 	first := hellopicsv1.Role_ROLE_CTRL
 	if h.dir == hellopicsv1.Direction_DIRECTION_MGMT_DATA_CTRL {
 		first = hellopicsv1.Role_ROLE_DATA
@@ -322,6 +349,30 @@ func (c *Cycle) send(out *outputs, p *pair, now time.Time) {
 		Seq: h.seq, Direction: h.dir, Epoch: c.cfg.Epoch, PairId: p.id, SentUnixNano: now.UnixNano(),
 	}})
 	out.event(Event{Kind: EventSent, Peer: first, PairID: p.id, Seq: h.seq, Epoch: c.cfg.Epoch, Message: h.dir.String()})
+}
+
+// errExhausted stops a cycle at the end of the numbers.
+var errExhausted = errors.New("hello numbers exhausted")
+
+// number takes the next hello number: below SeqLimit-1, from Numbers
+// when set.
+func (c *Cycle) number() (uint64, error) {
+	if c.NextSeq() >= SeqLimit-1 {
+		return 0, errExhausted
+	}
+	if c.cfg.Numbers != nil {
+		v, err := c.cfg.Numbers.Next()
+		if err != nil {
+			return 0, fmt.Errorf("no hello number: %w", err)
+		}
+		if v >= SeqLimit-1 {
+			return 0, errExhausted
+		}
+		return v, nil
+	}
+	v := c.nextSeq
+	c.nextSeq++
+	return v, nil
 }
 
 // Back handles a hello coming back to mgmt from the component of role
@@ -403,16 +454,16 @@ func (c *Cycle) Restore(id string, hc *hellopicsv1.HelloCounters) {
 		p.lastHello = hc.GetLastHello().AsTime()
 		p.lastRTT = hc.GetLastRtt().AsDuration()
 	}
-	if p.lastSeq >= c.nextSeq && p.lastSeq < math.MaxUint64 {
-		c.nextSeq = p.lastSeq + 1
+	if p.lastSeq < math.MaxUint64 {
+		c.Observe(p.lastSeq)
 	}
 }
 
 // RestoreNextSeq moves the next number to n if it is higher (the mark a
 // master synced, with its reserve).
 func (c *Cycle) RestoreNextSeq(n uint64) {
-	if n > c.nextSeq {
-		c.nextSeq = n
+	if n > c.NextSeq() {
+		c.Observe(n - 1)
 	}
 }
 

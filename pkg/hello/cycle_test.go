@@ -271,3 +271,51 @@ func TestCycleForget(t *testing.T) {
 		t.Fatal("New without an interval")
 	}
 }
+
+// counter is a Numbers that can be made to fail.
+type counter struct {
+	next uint64
+	err  error
+}
+
+func (n *counter) Next() (uint64, error) {
+	if n.err != nil {
+		return 0, n.err
+	}
+	n.next++
+	return n.next - 1, nil
+}
+func (n *counter) Peek() uint64 { return n.next }
+func (n *counter) Observe(v uint64) {
+	if v >= n.next {
+		n.next = v + 1
+	}
+}
+
+// TestCycleNumbers: with Config.Numbers the hellos carry its numbers,
+// Observe and Restore raise it, and a source that fails stops the cycle
+// with its reason instead of sending.
+func TestCycleNumbers(t *testing.T) {
+	src := &counter{next: 100}
+	c, err := New(Config{Interval: iv, Epoch: 1, Numbers: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := sentHello(t, c.Start("p1", t0)); h.GetSeq() != 100 || src.Peek() != 101 || c.NextSeq() != 101 {
+		t.Fatalf("first hello %d, source at %d", h.GetSeq(), src.Peek())
+	}
+	c.Observe(500)
+	c.RestoreNextSeq(700)
+	c.Restore("p2", &hellopicsv1.HelloCounters{LastSeq: 650})
+	if src.Peek() != 700 {
+		t.Fatalf("source at %d after Observe(500), RestoreNextSeq(700), a restored last 650; want 700", src.Peek())
+	}
+	src.err = fmt.Errorf("not the master")
+	outs := c.Tick(t0.Add(iv))
+	if got := summary(outs); got != "missed; stopped" || c.Running("p1") {
+		t.Fatalf("tick with a failing source: %s, running %v", got, c.Running("p1"))
+	}
+	if ev := outs[1].(Event); !strings.Contains(fmt.Sprint(ev.Attrs...), "not the master") {
+		t.Fatalf("stop reason %v", ev.Attrs)
+	}
+}
