@@ -3,6 +3,7 @@ package handshake
 import (
 	"fmt"
 
+	"github.com/hellopics/hellopics/pkg/hello"
 	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
 
@@ -10,19 +11,23 @@ import (
 // seen, so that messages from a deposed master can be dropped.
 type fence struct {
 	epoch uint64
-	// maxSeq is the highest hello number forwarded, reported in Identify
-	// so that a new master never reuses one.
-	maxSeq uint64
+	// relay passes hellos on (pkg/hello) and keeps the highest number
+	// forwarded, capped below SeqLimit, reported in Identify so that a
+	// new master never reuses one.
+	relay *hello.Relay
 }
 
-// seen records a forwarded hello's number, capped below SeqLimit so that
-// what the component reports in Identify is always accepted by mgmt.
-func (f *fence) seen(seq uint64) {
-	seq = min(seq, SeqLimit-1)
-	if seq > f.maxSeq {
-		f.maxSeq = seq
+// newFence returns the fence of the role component of pair pairID.
+func newFence(role hellopicsv1.Role, pairID string) (fence, error) {
+	r, err := hello.NewRelay(role, pairID)
+	if err != nil {
+		return fence{}, err
 	}
+	return fence{relay: r}, nil
 }
+
+// maxSeq is the highest hello number forwarded.
+func (f *fence) maxSeq() uint64 { return f.relay.LastSeq() }
 
 // admit reports whether a message stamped with epoch e may be acted on.
 // Only mgmt raises the fence (from is ROLE_MGMT): a higher epoch from ctrl
@@ -112,14 +117,13 @@ func refusedMsg(out *outputs, refused string, from hellopicsv1.Role, pairID stri
 	out.event(Event{Kind: EventIgnored, Peer: from, PairID: pairID, Session: s, Refused: refused, Message: fmt.Sprintf(format, args...)})
 }
 
-// hop is one leg of a hello through ctrl or data: where it comes from,
-// where it goes, and the direction a hello on this leg must travel.
+// hop is one leg of a hello through ctrl or data: where it comes from
+// and where it goes (the relay checks that the hello travels that way).
 type hop struct {
 	from, to    hellopicsv1.Role
 	fromSession SessionID
 	toSession   SessionID
 	toUp        bool
-	want        hellopicsv1.Direction
 	pairID      string
 }
 
@@ -133,9 +137,8 @@ func (f *fence) forwardHello(out *outputs, h *hellopicsv1.Hello, hp hop) {
 	if !f.admit(out, h.GetEpoch(), "hello", hp.from, hp.pairID, hp.fromSession, h.GetSeq()) {
 		return
 	}
-	f.seen(h.GetSeq())
 	from, to := RoleName(hp.from), RoleName(hp.to)
-	if h.GetDirection() != hp.want {
+	if next, err := f.relay.Forward(hp.from, h); err != nil || next != hp.to {
 		ignored(out, hp.from, hp.pairID, hp.fromSession, "hello %d from %s travelling %s", h.GetSeq(), from, h.GetDirection())
 		return
 	}

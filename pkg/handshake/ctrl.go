@@ -74,7 +74,11 @@ func NewCtrl(cfg CtrlConfig) (*Ctrl, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Ctrl{cfg: cfg, dataSessions: make(map[SessionID]*dataSession)}, nil
+	f, err := newFence(hellopicsv1.Role_ROLE_CTRL, cfg.PairID)
+	if err != nil {
+		return nil, err
+	}
+	return &Ctrl{cfg: cfg, fence: f, dataSessions: make(map[SessionID]*dataSession)}, nil
 }
 
 // Epoch returns the highest mastership epoch seen.
@@ -95,7 +99,7 @@ func (c *Ctrl) Ready() bool { return c.dataReady }
 
 func (c *Ctrl) identify() *hellopicsv1.Identify {
 	return &hellopicsv1.Identify{Role: hellopicsv1.Role_ROLE_CTRL, PairId: c.cfg.PairID, Instance: c.cfg.Instance,
-		DataAddr: c.cfg.DataAddr, Epoch: c.fence.epoch, Version: c.cfg.Version, LastSeq: c.fence.maxSeq}
+		DataAddr: c.cfg.DataAddr, Epoch: c.fence.epoch, Version: c.cfg.Version, LastSeq: c.fence.maxSeq()}
 }
 
 func (c *Ctrl) readyMsg() *hellopicsv1.Ready {
@@ -209,8 +213,7 @@ func (c *Ctrl) fromMgmt(out *outputs, t hellopicsv1.MsgType, msg proto.Message) 
 	switch t {
 	case hellopicsv1.MsgType_MSG_TYPE_HELLO:
 		c.fence.forwardHello(out, msg.(*hellopicsv1.Hello), hop{from: from, to: hellopicsv1.Role_ROLE_DATA,
-			fromSession: c.mgmt, toSession: c.data, toUp: c.hasData,
-			want: hellopicsv1.Direction_DIRECTION_MGMT_CTRL_DATA, pairID: c.cfg.PairID})
+			fromSession: c.mgmt, toSession: c.data, toUp: c.hasData, pairID: c.cfg.PairID})
 	case hellopicsv1.MsgType_MSG_TYPE_PEER:
 		p := msg.(*hellopicsv1.Peer)
 		// mgmt tells us our data (re)registered with it, which reset the
@@ -391,8 +394,7 @@ func (c *Ctrl) fromData(out *outputs, t hellopicsv1.MsgType, msg proto.Message) 
 		}
 	case hellopicsv1.MsgType_MSG_TYPE_HELLO:
 		c.fence.forwardHello(out, msg.(*hellopicsv1.Hello), hop{from: from, to: hellopicsv1.Role_ROLE_MGMT,
-			fromSession: c.data, toSession: c.mgmt, toUp: c.mgmtUp,
-			want: hellopicsv1.Direction_DIRECTION_MGMT_DATA_CTRL, pairID: c.cfg.PairID})
+			fromSession: c.data, toSession: c.mgmt, toUp: c.mgmtUp, pairID: c.cfg.PairID})
 	case hellopicsv1.MsgType_MSG_TYPE_REJECT:
 		out.event(Event{Kind: EventRejected, Peer: from, PairID: c.cfg.PairID, Session: c.data, Message: "data refuses: " + Sanitize(msg.(*hellopicsv1.Reject).GetReason())})
 	default:

@@ -75,7 +75,11 @@ func NewData(cfg DataConfig) (*Data, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Data{cfg: cfg}, nil
+	f, err := newFence(hellopicsv1.Role_ROLE_DATA, cfg.PairID)
+	if err != nil {
+		return nil, err
+	}
+	return &Data{cfg: cfg, fence: f}, nil
 }
 
 // Epoch returns the highest mastership epoch seen.
@@ -101,7 +105,7 @@ func (d *Data) CtrlSession() (SessionID, bool) { return d.ctrl, d.ctrlUp }
 
 func (d *Data) identify() *hellopicsv1.Identify {
 	return &hellopicsv1.Identify{Role: hellopicsv1.Role_ROLE_DATA, PairId: d.cfg.PairID, Instance: d.cfg.Instance,
-		Epoch: d.fence.epoch, Version: d.cfg.Version, LastSeq: d.fence.maxSeq}
+		Epoch: d.fence.epoch, Version: d.cfg.Version, LastSeq: d.fence.maxSeq()}
 }
 
 func (d *Data) readyMsg() *hellopicsv1.Ready {
@@ -266,8 +270,7 @@ func (d *Data) fromMgmt(out *outputs, t hellopicsv1.MsgType, msg proto.Message) 
 	switch t {
 	case hellopicsv1.MsgType_MSG_TYPE_HELLO:
 		d.fence.forwardHello(out, msg.(*hellopicsv1.Hello), hop{from: from, to: hellopicsv1.Role_ROLE_CTRL,
-			fromSession: d.mgmt, toSession: d.ctrl, toUp: d.ctrlUp,
-			want: hellopicsv1.Direction_DIRECTION_MGMT_DATA_CTRL, pairID: d.cfg.PairID})
+			fromSession: d.mgmt, toSession: d.ctrl, toUp: d.ctrlUp, pairID: d.cfg.PairID})
 	case hellopicsv1.MsgType_MSG_TYPE_PEER:
 		d.peer(out, msg.(*hellopicsv1.Peer))
 	case hellopicsv1.MsgType_MSG_TYPE_REDIRECT:
@@ -320,8 +323,7 @@ func (d *Data) fromCtrl(out *outputs, t hellopicsv1.MsgType, msg proto.Message) 
 	switch t {
 	case hellopicsv1.MsgType_MSG_TYPE_HELLO:
 		d.fence.forwardHello(out, msg.(*hellopicsv1.Hello), hop{from: from, to: hellopicsv1.Role_ROLE_MGMT,
-			fromSession: d.ctrl, toSession: d.mgmt, toUp: d.mgmtUp,
-			want: hellopicsv1.Direction_DIRECTION_MGMT_CTRL_DATA, pairID: d.cfg.PairID})
+			fromSession: d.ctrl, toSession: d.mgmt, toUp: d.mgmtUp, pairID: d.cfg.PairID})
 	case hellopicsv1.MsgType_MSG_TYPE_REJECT:
 		reason := Sanitize(msg.(*hellopicsv1.Reject).GetReason())
 		d.ctrlRaced = reason == ReasonEpochAhead
