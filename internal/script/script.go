@@ -53,6 +53,9 @@ type Result struct {
 // Run runs c and waits for it (and, by at most a second more, for the
 // output of children that escaped the process group).
 func Run(ctx context.Context, c Command) Result {
+	// The run's time counts from the instant its deadline does: a run
+	// killed at its timeout reports at least the timeout.
+	start := time.Now()
 	if c.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
@@ -73,7 +76,6 @@ func Run(ctx context.Context, c Command) Result {
 	var out limitedBuffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out
-	start := time.Now()
 	err := cmd.Run()
 	res := Result{ExitCode: -1, Duration: time.Since(start), Err: err}
 	if cmd.ProcessState != nil {
