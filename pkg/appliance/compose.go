@@ -1,21 +1,24 @@
 package appliance
 
-import (
-	"fmt"
-	"strings"
-)
+import "strings"
 
 // Compose runs several applications in one component, side by side: the
 // built-in ones of an appliance beside its own, say. Their Muxes are
 // merged (a message type handled by two of them panics, like a second
 // Handle), and each hook runs for every application that set it, in the
-// order given, on the loop as always. At most one may have a State (it
-// is the component's replicated state); Compose panics otherwise. The
-// name is theirs joined with "+" unless name is set. nil entries are
-// skipped.
+// order given, on the loop as always. Several may have a State: the
+// component's replicated state is then theirs side by side, each
+// application's updates (Node.Replicate on the Node its OnStart was
+// given) applied to its own State, on the backups too; the mgmt
+// instances of one appliance must compose the same applications in the
+// same order. The name is theirs joined with "+" unless name is set.
+// nil entries are skipped.
 func Compose(name string, apps ...*App) *App {
 	var live []*App
 	var names []string
+	// part[i] is the state part of live[i] (0: it has no State).
+	var part []int
+	var states []State
 	out := &App{Mux: NewMux()}
 	for _, a := range apps {
 		if a == nil {
@@ -31,12 +34,21 @@ func Compose(name string, apps ...*App) *App {
 				out.Mux.add(out.Mux.operators, r)
 			}
 		}
+		p := 0
 		if a.State != nil {
-			if out.State != nil {
-				panic(fmt.Sprintf("appliance: Compose: two applications have a State (%s)", strings.Join(names, ", ")))
-			}
-			out.State = a.State
+			states = append(states, a.State)
+			p = len(states)
 		}
+		part = append(part, p)
+	}
+	switch len(states) {
+	case 0:
+	case 1:
+		// One State is the component's as it is, untagged.
+		out.State = states[0]
+		clear(part)
+	default:
+		out.State = &multiState{parts: states}
 	}
 	out.Name = name
 	if out.Name == "" {
@@ -48,11 +60,11 @@ func Compose(name string, apps ...*App) *App {
 		}
 	}
 	out.OnStart = func(n *Node) {
-		each(func(a *App) {
+		for i, a := range live {
 			if a.OnStart != nil {
-				a.OnStart(n)
+				a.OnStart(n.withPart(part[i]))
 			}
-		})
+		}
 	}
 	out.OnStop = func() {
 		each(func(a *App) {

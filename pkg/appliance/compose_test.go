@@ -7,8 +7,8 @@ import (
 )
 
 // TestCompose: two applications in one component each get their own
-// messages and every hook, in the order given; a type handled twice, or
-// two States, is refused at once.
+// messages and every hook, in the order given; a type handled twice is
+// refused at once.
 func TestCompose(t *testing.T) {
 	got := make(chan string, 10)
 	amux, bmux := NewMux(), NewMux()
@@ -37,7 +37,6 @@ func TestCompose(t *testing.T) {
 	}
 	for name, apps := range map[string][]*App{
 		"a type twice": {a, {Mux: amux}},
-		"two States":   {b, {State: b.State}},
 	} {
 		func() {
 			defer func() {

@@ -52,6 +52,10 @@ type appNode struct {
 	*Management
 	state *replicaCounters
 	node  *Node
+	// state2 and node2 are the second application's, when composed
+	// (startComposed).
+	state2 *replicaCounters
+	node2  *Node
 }
 
 // freeAddr is a loopback address nobody listens on now.
@@ -68,6 +72,27 @@ func freeAddr(t testing.TB) string {
 // startApp starts instance id of a cluster whose HA addresses are ha.
 func startApp(t testing.TB, id string, prio uint32, ha map[string]string) *appNode {
 	t.Helper()
+	return startAppWith(t, id, prio, ha, func(n *appNode) *App {
+		return &App{Name: "counters", State: n.state, OnStart: func(nd *Node) { n.node = nd }}
+	})
+}
+
+// startComposed is startApp with two applications composed, each with
+// a State of its own (state and node, state2 and node2).
+func startComposed(t testing.TB, id string, prio uint32, ha map[string]string) *appNode {
+	t.Helper()
+	return startAppWith(t, id, prio, ha, func(n *appNode) *App {
+		n.state2 = &replicaCounters{m: map[string]int64{}}
+		return Compose("",
+			&App{Name: "one", State: n.state, OnStart: func(nd *Node) { n.node = nd }},
+			&App{Name: "stateless"},
+			&App{Name: "two", State: n.state2, OnStart: func(nd *Node) { n.node2 = nd }})
+	})
+}
+
+// startAppWith starts instance id running the application app builds.
+func startAppWith(t testing.TB, id string, prio uint32, ha map[string]string, app func(n *appNode) *App) *appNode {
+	t.Helper()
 	n := &appNode{state: &replicaCounters{m: map[string]int64{}}}
 	mc := DefaultManagementConfig()
 	mc.ListenAddr, mc.HAListenAddr = "127.0.0.1:0", ha[id]
@@ -81,7 +106,7 @@ func startApp(t testing.TB, id string, prio uint32, ha map[string]string) *appNo
 	if os.Getenv("APPTEST_LOG") != "" {
 		mc.Logger = hclog.New(&hclog.LoggerOptions{Name: id, Level: hclog.Trace, Output: os.Stderr})
 	}
-	mc.App = &App{Name: "counters", State: n.state, OnStart: func(nd *Node) { n.node = nd }}
+	mc.App = app(n)
 	s, err := StartManagement(mc)
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,18 @@ import (
 // Logger, which any goroutine may call.
 type Node struct {
 	rt *Runtime
+	// part is the application's part of a composed State (Compose with
+	// several States), 0 for the whole State.
+	part int
+}
+
+// withPart is n as the application owning State part p sees it (p 0:
+// n itself).
+func (n *Node) withPart(p int) *Node {
+	if p == 0 {
+		return n
+	}
+	return &Node{rt: n.rt, part: p}
 }
 
 // Role is the component's tier.
@@ -133,6 +145,9 @@ func (n *Node) Replicate(update []byte, done func(Commit)) error {
 	}
 	if r.stopped {
 		return ErrStopped
+	}
+	if n.part != 0 {
+		update = tagPart(n.part, update)
 	}
 	if err := r.app.State.Apply(update); err != nil {
 		return fmt.Errorf("appliance: update refused by State.Apply: %w", err)
