@@ -26,14 +26,6 @@ func Compose(name string, apps ...*App) *App {
 		}
 		live = append(live, a)
 		names = append(names, nameOr(a.Name, "app"))
-		if a.Mux != nil {
-			for _, r := range a.Mux.components {
-				out.Mux.add(out.Mux.components, r)
-			}
-			for _, r := range a.Mux.operators {
-				out.Mux.add(out.Mux.operators, r)
-			}
-		}
 		p := 0
 		if a.State != nil {
 			states = append(states, a.State)
@@ -49,6 +41,17 @@ func Compose(name string, apps ...*App) *App {
 		clear(part)
 	default:
 		out.State = &multiState{parts: states}
+	}
+	for i, a := range live {
+		if a.Mux == nil {
+			continue
+		}
+		for _, r := range a.Mux.components {
+			out.Mux.add(out.Mux.components, r.inPart(part[i]))
+		}
+		for _, r := range a.Mux.operators {
+			out.Mux.add(out.Mux.operators, r.inPart(part[i]))
+		}
 	}
 	out.Name = name
 	if out.Name == "" {

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // TestComposeStates: two applications with a State each, composed on
@@ -149,3 +151,28 @@ type rawState struct{ b []byte }
 func (s *rawState) Apply(u []byte) error      { s.b = bytes.Clone(u); return nil }
 func (s *rawState) Snapshot() ([]byte, error) { return s.b, nil }
 func (s *rawState) Restore(b []byte) error    { s.b = bytes.Clone(b); return nil }
+
+// TestComposedHandlersReplicateToTheirPart: a handler of an application
+// composed with another stateful one is given the Node of its own State
+// part (c.Node), so c.Node.Replicate reaches its State.
+func TestComposedHandlersReplicateToTheirPart(t *testing.T) {
+	var seen []int
+	mux := NewMux()
+	Handle(mux, func(c *Context, m *wrapperspb.StringValue) error { seen = append(seen, c.Node.part); return nil })
+	one, two := &replicaCounters{m: map[string]int64{}}, &replicaCounters{m: map[string]int64{}}
+	app := Compose("", &App{State: one}, &App{State: two, Mux: mux})
+	r := &Runtime{}
+	r.node = &Node{rt: r}
+	rt := app.Mux.components[string((&wrapperspb.StringValue{}).ProtoReflect().Descriptor().FullName())]
+	for range 2 {
+		if err := rt.serve(&Context{Node: r.node}, wrapperspb.String("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(seen) != 2 || seen[0] != 2 || seen[1] != 2 {
+		t.Fatalf("handler saw parts %v; want [2 2]", seen)
+	}
+	if len(r.partNodes) != 2 {
+		t.Fatalf("%d part nodes made; want 2, made once", len(r.partNodes))
+	}
+}

@@ -614,6 +614,7 @@ func (s *Management) alignMastership() {
 		s.machine.PlannedTakeover()
 	}
 	if now.master != was.master || now.epoch != was.epoch {
+		s.rt.handedOver = now.master && !was.master && s.el.HandedOver()
 		s.rt.SetMastership(now.master, now.epoch)
 		s.setServing(now.master)
 	}

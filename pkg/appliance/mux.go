@@ -39,6 +39,21 @@ type route struct {
 	perm  Permission
 }
 
+// inPart is r serving its handler with the Node of State part p
+// (Compose): c.Node.Replicate then reaches the handler's own State.
+func (r *route) inPart(p int) *route {
+	if p == 0 {
+		return r
+	}
+	w := *r
+	serve := r.serve
+	w.serve = func(c *Context, m proto.Message) error {
+		c.Node = c.Node.withPart(p)
+		return serve(c, m)
+	}
+	return &w
+}
+
 // Handle registers fn for the messages of type M from other components.
 // fn runs on the loop. If the message was sent with Call, fn answers
 // with c.Reply (now or later, from the loop); an error returned without

@@ -23,10 +23,14 @@ type Node struct {
 // withPart is n as the application owning State part p sees it (p 0:
 // n itself).
 func (n *Node) withPart(p int) *Node {
-	if p == 0 {
+	if p == 0 || n.part == p {
 		return n
 	}
-	return &Node{rt: n.rt, part: p}
+	r := n.rt
+	for len(r.partNodes) < p {
+		r.partNodes = append(r.partNodes, &Node{rt: r, part: len(r.partNodes) + 1})
+	}
+	return r.partNodes[p-1]
 }
 
 // Role is the component's tier.
@@ -41,6 +45,12 @@ func (n *Node) Logger() hclog.Logger { return n.rt.log }
 // Epoch is the epoch the component's messages are stamped with: the
 // highest mastership epoch it has seen (on mgmt, its own).
 func (n *Node) Epoch() uint64 { return n.rt.stamp() }
+
+// HandedOver reports whether this mgmt instance's mastership came
+// from a graceful switchover (the old master flushed its state here and
+// stopped on purpose) rather than a failover: read it in
+// App.OnMastership to tell a planned pause from an outage.
+func (n *Node) HandedOver() bool { return n.rt.master && n.rt.handedOver }
 
 // IsMaster reports whether this mgmt instance is the master (false on
 // ctrl and data).

@@ -107,14 +107,20 @@ type Runtime struct {
 	nextCall uint64
 	commits  []pendingCommit
 	master   bool
-	epoch    uint64
-	started  bool
-	stopped  bool
-	scratch  []byte
-	oneway   Context   // the Context of one-way messages, reused
-	out      outRecord // the message being sent (RecordLink)
-	seqs     map[string]*Sequence
-	seqMarks map[string]uint64 // marks synced from a master (sequence.go)
+	// handedOver: the mastership came from a graceful switchover
+	// (Node.HandedOver).
+	handedOver bool
+	// partNodes are the Nodes of the parts of a composed State
+	// (Node.withPart), made on first use.
+	partNodes []*Node
+	epoch     uint64
+	started   bool
+	stopped   bool
+	scratch   []byte
+	oneway    Context   // the Context of one-way messages, reused
+	out       outRecord // the message being sent (RecordLink)
+	seqs      map[string]*Sequence
+	seqMarks  map[string]uint64 // marks synced from a master (sequence.go)
 	// seqSyncAsked: OnSequenceLow was called and no sync went since.
 	seqSyncAsked bool
 	timers       map[*Timer]struct{} // the application's pending timers (timer.go)
