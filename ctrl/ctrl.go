@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/hellopics/hellopics/pkg/appliance"
+	"github.com/hellopics/hellopics/pkg/hellocycle"
 	"github.com/hellopics/hellopics/pkg/tier"
 )
 
@@ -76,7 +77,7 @@ func New(cfg Config) (*Ctrl, error) {
 		return nil, err
 	}
 	c, err := appliance.StartComponent(appliance.ComponentSpec{
-		Role: appliance.Ctrl, Config: cfg.ComponentConfig, App: cfg.App,
+		Role: appliance.Ctrl, Config: cfg.ComponentConfig, App: hellocycle.WithRelay(cfg.App),
 		ListenAddr: cfg.ListenAddr, AdvertiseAddr: cfg.AdvertiseAddr, IdentifyTimeout: cfg.IdentifyTimeout,
 	})
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hellopics/hellopics/data/relay"
 	"github.com/hellopics/hellopics/pkg/appliance"
+	"github.com/hellopics/hellopics/pkg/hellocycle"
 	"github.com/hellopics/hellopics/pkg/tier"
 	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
@@ -85,7 +86,7 @@ func New(cfg Config) (*Data, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &Data{cfg: cfg, log: root.Named("data"), ctx: ctx, cancel: cancel}
-	spec := appliance.ComponentSpec{Role: appliance.Data, Config: cfg.ComponentConfig, App: cfg.App}
+	spec := appliance.ComponentSpec{Role: appliance.Data, Config: cfg.ComponentConfig, App: hellocycle.WithRelay(cfg.App)}
 	if cfg.Relay != nil {
 		rc := *cfg.Relay
 		if cfg.MetricsAddr != "" {

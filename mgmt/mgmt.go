@@ -11,6 +11,7 @@ import (
 	"github.com/hellopics/hellopics/internal/metrics"
 	"github.com/hellopics/hellopics/mgmt/operator"
 	"github.com/hellopics/hellopics/pkg/appliance"
+	"github.com/hellopics/hellopics/pkg/hellocycle"
 	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
 
@@ -25,7 +26,13 @@ type Server struct {
 	broker *operator.Broker
 	opDone chan struct{}
 	metSrv *metrics.Server
+	// cycle is the Hello cycle application (Config.AppCycle), or nil.
+	cycle *hellocycle.Cycle
 }
+
+// HelloCycle is the Hello cycle application when Config.AppCycle is
+// set (nil otherwise); call its methods through Node().Do.
+func (s *Server) HelloCycle() *hellocycle.Cycle { return s.cycle }
 
 // New validates cfg and starts the instance: it listens for components at
 // once and runs until Close.
@@ -39,6 +46,21 @@ func New(cfg Config) (*Server, error) {
 	}
 	log = log.Named("mgmt")
 	s := &Server{}
+	if cfg.AppCycle {
+		// The Hello cycle runs as an application, beside cfg.App.
+		hc := hellocycle.DefaultConfig()
+		hc.Interval = cfg.HelloInterval
+		app, cycle, err := hellocycle.Mgmt(hc)
+		if err != nil {
+			return nil, fmt.Errorf("mgmt: %w", err)
+		}
+		name := "hellocycle"
+		if cfg.App != nil && cfg.App.Name != "" {
+			name = cfg.App.Name
+		}
+		cfg.App = appliance.Compose(name, app, cfg.App)
+		s.cycle = cycle
+	}
 	var ln net.Listener
 	if cfg.OperatorAddr != "" {
 		// Listen first, so that a port in use fails before anything runs;
@@ -103,6 +125,11 @@ func (s *Server) Status(ctx context.Context, req *hellopicsv1.GetStatusRequest) 
 	st, err := s.Management.Status(ctx, req)
 	if errors.Is(err, appliance.ErrBadRequest) {
 		return nil, fmt.Errorf("%w: %v", operator.ErrInvalidArgument, err)
+	}
+	if err == nil && s.cycle != nil {
+		// The registry's own cycle is off: the counters are the
+		// application's.
+		s.Node().Do(func() { s.cycle.FillStatus(st.GetPairs()) })
 	}
 	return st, err
 }

@@ -190,7 +190,7 @@ func StartComponent(spec ComponentSpec) (*Component, error) {
 
 	if spec.Role == Ctrl {
 		dc := base
-		dc.Handler = c.rt.Handler(c.onFrame, c.appFrom)
+		dc.Handler = c.rt.Handler(c.onFrame, c.appFrom, nil)
 		dc.EventHandler = c.loop.EventHandler(c.onPeerSession)
 		dc.Logger = c.log.Named("data-listener")
 		if cfg.TLS != nil {
@@ -210,7 +210,7 @@ func StartComponent(spec ComponentSpec) (*Component, error) {
 		c.peerScrape.Store(c.peerSrv)
 	} else {
 		c.peerCfg = base
-		c.peerCfg.Handler = c.rt.Handler(c.onFrame, c.appFrom)
+		c.peerCfg.Handler = c.rt.Handler(c.onFrame, c.appFrom, nil)
 		c.peerCfg.EventHandler = c.loop.EventHandler(c.onPeerSession)
 		c.peerCfg.Logger = c.log.Named("ctrl-client")
 		if cfg.TLS != nil {
@@ -221,7 +221,7 @@ func StartComponent(spec ComponentSpec) (*Component, error) {
 	}
 
 	mc := base
-	mc.Handler = c.rt.Handler(c.onFrame, c.appFrom)
+	mc.Handler = c.rt.Handler(c.onFrame, c.appFrom, nil)
 	mc.EventHandler = c.loop.EventHandler(c.onMgmtSession)
 	mc.DeadTimeout = cfg.MgmtDeadTimeout
 	// A dial toward a master that is not answering (its host lost, a

@@ -15,11 +15,13 @@ const MsgTypeApp = pconn.MsgType(hellopicsv1.MsgType_MSG_TYPE_APP)
 // the session goroutine (Decode) and delivered on the loop, if
 // from(session) then names the sender (a session that has not
 // identified itself, or is no longer the current link of its peer,
-// yields ok false: the message is dropped and counted); other frames are
+// yields ok false: the message is dropped and counted, unless hold, if
+// not nil, takes it to deliver later); other frames are
 // decoded (tier.Decode) and given to onFrame on the loop. Frames reach
 // the loop in order, a batch at a time (tier.Loop.Frames). A broken
 // envelope closes the session.
-func (r *Runtime) Handler(onFrame func(*pconn.Session, hellopicsv1.MsgType, proto.Message), from func(*pconn.Session) (Peer, bool)) pconn.Handler {
+func (r *Runtime) Handler(onFrame func(*pconn.Session, hellopicsv1.MsgType, proto.Message), from func(*pconn.Session) (Peer, bool),
+	hold func(*pconn.Session, []Inbound) bool) pconn.Handler {
 	return r.cfg.Loop.Frames(func(s *pconn.Session, m pconn.Message) (func(), error) {
 		if m.Type != MsgTypeApp {
 			return tier.Prepare(s, m, onFrame)
@@ -32,9 +34,10 @@ func (r *Runtime) Handler(onFrame func(*pconn.Session, hellopicsv1.MsgType, prot
 			p, ok := from(s)
 			if !ok {
 				defer ReleaseInbound(ins)
-				r.refused.WithLabelValues(RefusedUnidentified).Add(float64(len(ins)))
-				r.rlog.Warn("refused-unidentified", "application message from a session that has not identified itself dropped",
-					"component", r.cfg.Role.String(), "remote", s.RemoteAddr().String(), "messages", len(ins))
+				if hold != nil && hold(s, ins) {
+					return
+				}
+				r.DropUnidentified(s.RemoteAddr().String(), len(ins))
 				return
 			}
 			for _, in := range ins {
@@ -43,4 +46,13 @@ func (r *Runtime) Handler(onFrame func(*pconn.Session, hellopicsv1.MsgType, prot
 			ReleaseInbound(ins)
 		}, nil
 	})
+}
+
+// DropUnidentified counts and logs n application messages dropped
+// because their session has not identified itself (or no longer is its
+// peer's current link). Loop only.
+func (r *Runtime) DropUnidentified(remote string, n int) {
+	r.refused.WithLabelValues(RefusedUnidentified).Add(float64(n))
+	r.rlog.Warn("refused-unidentified", "application message from a session that has not identified itself dropped",
+		"component", r.cfg.Role.String(), "remote", remote, "messages", n)
 }

@@ -51,6 +51,9 @@ type Management struct {
 	loop    *tier.Loop
 	machine *handshake.Mgmt // loop goroutine only
 	reg     *tier.Registry  // loop goroutine only
+	// heldApp are application messages behind held Identifies
+	// (holdApp). Loop only.
+	heldApp map[handshake.SessionID]*heldApp
 	srv     *pconn.Server
 
 	// Mastership (management_ha.go); loop goroutine only unless noted.
@@ -121,6 +124,7 @@ func StartManagement(cfg ManagementConfig) (*Management, error) {
 	}
 	m, err := handshake.NewMgmt(handshake.MgmtConfig{
 		HelloInterval:   cfg.HelloInterval,
+		NoCycle:         cfg.AppCycle,
 		IdentifyTimeout: cfg.IdentifyTimeout,
 		MaxPairs:        cfg.MaxPairs,
 		PairExpiry:      expiry,
@@ -181,7 +185,7 @@ func StartManagement(cfg ManagementConfig) (*Management, error) {
 	s.loop.Do(s.rt.Start)
 	// Application frames are taken out before tier.Decode, which knows
 	// only the handshake's.
-	pc.Handler = s.rt.Handler(s.onFrame, s.appFrom)
+	pc.Handler = s.rt.Handler(s.onFrame, s.appFrom, s.holdApp)
 	pc.EventHandler = s.loop.EventHandler(s.onSession)
 	pc.DeadTimeout = cfg.DeadTimeout
 	pc.LogInterval = cfg.RefusalLogInterval
@@ -289,6 +293,10 @@ func (s *Management) onSession(ev pconn.Event) {
 		id := handshake.SessionID(ev.Session.ID())
 		pair, role, identified := s.machine.Component(id)
 		s.apply(s.machine.SessionDown(id, reason, now))
+		if h := s.heldApp[id]; h != nil {
+			delete(s.heldApp, id)
+			s.rt.DropUnidentified(ev.Addr.String(), len(h.ins))
+		}
 		if identified {
 			s.rt.LinkLost(To(RoleOf(role), pair))
 		}
@@ -331,6 +339,10 @@ func (s *Management) apply(outs []handshake.Output) {
 			case handshake.EventCycleStopped:
 				s.rt.PairLost(o.PairID, o.Attr("reason"))
 				delete(s.helloBase, o.PairID)
+			case handshake.EventPairReady:
+				s.rt.PairReady(o.PairID, o.Epoch)
+			case handshake.EventPairLost:
+				s.rt.PairLost(o.PairID, o.Attr("reason"))
 			}
 			if o.Kind.Level() >= slog.LevelInfo || o.Kind == handshake.EventMastership {
 				s.publish(&hellopicsv1.WatchEventsResponse{Kind: o.Kind.String(), PairId: o.PairID, Message: o.String(), Epoch: o.Epoch})

@@ -186,3 +186,59 @@ func (s *Management) OperatorCall(ctx context.Context, who Peer, admin bool, typ
 // Node is the application's handle on this instance (Config.App): the
 // same Node its OnStart was given.
 func (s *Management) Node() *Node { return s.rt.Node() }
+
+// maxHeldApp bounds the application messages kept behind one held
+// Identify; beyond it they are dropped (and counted) as unidentified.
+const maxHeldApp = 64
+
+// heldApp are the application messages of a session whose Identify the
+// machine holds for want of a master.
+type heldApp struct {
+	ps  *pconn.Session
+	ins []Inbound
+}
+
+// holdApp keeps the application messages of a session whose Identify
+// the machine holds (a backup that knows no live master yet): a
+// component sends them as soon as its Identify is queued, and they are
+// delivered once the Identify is accepted (releaseHeldApp), in order,
+// after the handshake's own held messages. Loop only.
+func (s *Management) holdApp(ps *pconn.Session, ins []Inbound) bool {
+	id := handshake.SessionID(ps.ID())
+	if s.reg.Get(id) != ps || !s.machine.Holding(id) {
+		return false
+	}
+	h := s.heldApp[id]
+	if h == nil {
+		h = &heldApp{ps: ps}
+		if s.heldApp == nil {
+			s.heldApp = make(map[handshake.SessionID]*heldApp)
+		}
+		s.heldApp[id] = h
+	}
+	if len(h.ins)+len(ins) > maxHeldApp {
+		return false
+	}
+	h.ins = append(h.ins, ins...)
+	return true
+}
+
+// releaseHeldApp delivers the held application messages of sessions
+// now identified, and drops those of sessions the machine no longer
+// holds (redirected, refused or gone). Loop only.
+func (s *Management) releaseHeldApp() {
+	for id, h := range s.heldApp {
+		if s.machine.Holding(id) {
+			continue
+		}
+		delete(s.heldApp, id)
+		p, ok := s.appFrom(h.ps)
+		if !ok {
+			s.rt.DropUnidentified(h.ps.RemoteAddr().String(), len(h.ins))
+			continue
+		}
+		for _, in := range h.ins {
+			s.rt.Deliver(p, in)
+		}
+	}
+}

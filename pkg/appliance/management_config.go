@@ -42,6 +42,12 @@ type ManagementConfig struct {
 	// Default 1 s.
 	HelloInterval time.Duration
 
+	// AppCycle hands the Hello cycle to an application on this API (the
+	// mgmt package composes pkg/hellocycle's with App): the registry's
+	// own cycle stays off, pairs still become ready. Default false: the
+	// handshake machine runs the cycle.
+	AppCycle bool
+
 	// SyncInterval is the least time between two state syncs to the
 	// backups that carry registry changes (docs/ha.md, "State sync"): a
 	// change after a quiet spell goes at once, the changes within the

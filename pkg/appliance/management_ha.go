@@ -57,8 +57,8 @@ func (s *Management) startHA(base pconn.Config) error {
 		}
 		s.loop.Do(func() {
 			s.log.Info("single management instance: master", "component", "mgmt", "epoch", epoch, "step", "mastership")
-			s.apply(s.machine.SetMastership(true, epoch, s.advertised, time.Now()))
 			s.rt.SetMastership(true, epoch)
+			s.apply(s.machine.SetMastership(true, epoch, s.advertised, time.Now()))
 			s.aligned = mastership{master: true, epoch: epoch, addr: s.advertised}
 			s.checkNotify("single instance")
 		})
@@ -609,15 +609,27 @@ func (s *Management) alignMastership() {
 		// and the numbers they were told start again from those.
 		s.pacer.Reset()
 	}
+	changed := now.master != was.master || now.epoch != was.epoch
+	if changed && now.master {
+		// The application is master before the pairs become ready
+		// again (the held identifies the machine answers now): its
+		// OnMastership runs before their OnPairReady.
+		s.rt.handedOver = !was.master && s.el.HandedOver()
+		s.rt.SetMastership(now.master, now.epoch)
+	}
 	s.apply(s.machine.SetMastership(now.master, now.epoch, now.addr, time.Now()))
 	if now.master && !was.master && s.el.HandedOver() {
 		s.machine.PlannedTakeover()
 	}
-	if now.master != was.master || now.epoch != was.epoch {
-		s.rt.handedOver = now.master && !was.master && s.el.HandedOver()
+	if changed && !now.master {
+		// A master that steps down: the pairs are lost first.
+		s.rt.handedOver = false
 		s.rt.SetMastership(now.master, now.epoch)
+	}
+	if changed {
 		s.setServing(now.master)
 	}
+	s.releaseHeldApp()
 }
 
 // syncState sends the registry's changes to the backups after a change

@@ -70,6 +70,8 @@ func mgmtConfig(name string, args []string, apps Apps) (mgmt.Config, hclog.Logge
 	fs.StringVar(&cfg.OperatorAddr, "operator", envOr("HELLOPICS_OPERATOR_ADDR", cfg.OperatorAddr), "operator gRPC API address; empty disables it (env HELLOPICS_OPERATOR_ADDR)")
 	fs.DurationVar(&cfg.HelloInterval, "hello-interval", cfg.HelloInterval, "Hello cycle period (at least 10ms)")
 	fs.DurationVar(&cfg.SyncInterval, "sync-interval", cfg.SyncInterval, "least time between two state syncs to the backups carrying registry changes; changes meanwhile go together (0: the hello interval, at most 100ms)")
+	helloCycle := envOr("HELLOPICS_HELLO_CYCLE", "builtin")
+	fs.StringVar(&helloCycle, "hello-cycle", helloCycle, "who runs the Hello cycle: builtin (the registry's machine) or app (pkg/hellocycle, an application on the framework); every mgmt instance must run the same (env HELLOPICS_HELLO_CYCLE)")
 	fs.DurationVar(&cfg.HelloSummaryInterval, "hello-summary", cfg.HelloSummaryInterval, "log one INFO summary per Hello cycle this often (sent, received, missed, out of order, RTT p50/p99); 0 disables")
 	fs.DurationVar(&cfg.DeadTimeout, "dead-timeout", cfg.DeadTimeout, "declare a silent component lost after this long (at least 30ms)")
 	fs.DurationVar(&cfg.IdentifyTimeout, "identify-timeout", cfg.IdentifyTimeout, "close a session that does not identify itself in time")
@@ -116,6 +118,14 @@ func mgmtConfig(name string, args []string, apps Apps) (mgmt.Config, hclog.Logge
 		return cfg, nil, 2, false
 	}
 	cfg.Track = checks
+	switch helloCycle {
+	case "builtin":
+	case "app":
+		cfg.AppCycle = true
+	default:
+		fmt.Fprintf(os.Stderr, "%s: -hello-cycle %q: want builtin or app\n", name, helloCycle)
+		return cfg, nil, 2, false
+	}
 	cfg.Priority = uint32(prio)
 	cfg.RefusalLogInterval = lf.RefusalsEvery
 	cfg.Version = apps.version()

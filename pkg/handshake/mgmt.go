@@ -30,6 +30,11 @@ type MgmtConfig struct {
 	// refused. A hello that has not returned when the next is due counts
 	// as missed, so the interval is also the hello timeout.
 	HelloInterval time.Duration
+	// NoCycle turns the machine's own Hello cycle off: an application
+	// on the framework runs it instead (pkg/hellocycle). Pairs still
+	// become ready; no MSG_HELLO is sent, and one that comes back is
+	// refused as out of order.
+	NoCycle bool
 	// IdentifyTimeout is how long a connection may stay without
 	// identifying itself before mgmt closes it. Zero means
 	// DefaultIdentifyTimeout (10 s); components identify at once, so only
@@ -182,6 +187,9 @@ type pair struct {
 	// idleSince is when the pair last had neither component live (zero
 	// while one is, or not yet known for a restored pair).
 	idleSince time.Time
+	// up: both components ready, with the cycle off (NoCycle): between
+	// EventPairReady and EventPairLost.
+	up bool
 }
 
 // NewMgmt returns a Mgmt machine with an empty registry whose first hello
@@ -286,6 +294,19 @@ func (m *Mgmt) SessionDown(id SessionID, reason string, now time.Time) (res []Ou
 func (m *Mgmt) resetPair(out *outputs, p *pair, why string) {
 	p.ctrl.ready, p.data.ready = false, false
 	m.carry(out, 0, m.cycle.Stop(p.id, why))
+	if p.up {
+		p.up = false
+		out.event(Event{Kind: EventPairLost, PairID: p.id, Epoch: m.cfg.Epoch, Message: "pair no longer ready", Attrs: []any{"reason", why}})
+	}
+}
+
+// pairUp reports whether p's two components are ready: its cycle runs,
+// or with the cycle off, it is up.
+func (m *Mgmt) pairUp(p *pair) bool {
+	if m.cfg.NoCycle {
+		return p.up
+	}
+	return m.cycle.Running(p.id)
 }
 
 // Receive handles one frame of type t from session id. msg must be of the
@@ -600,8 +621,13 @@ func (m *Mgmt) ready(out *outputs, s *mgmtSession, p *pair, r *hellopicsv1.Ready
 		mb.ready = true
 		out.event(Event{Kind: EventReady, Peer: role, PairID: p.id, Session: s.id, Epoch: m.cfg.Epoch, Message: "component ready"})
 	}
-	if p.ctrl.ready && p.data.ready {
+	switch {
+	case !p.ctrl.ready || !p.data.ready:
+	case !m.cfg.NoCycle:
 		m.carry(out, 0, m.cycle.Start(p.id, now))
+	case !p.up:
+		p.up = true
+		out.event(Event{Kind: EventPairReady, PairID: p.id, Epoch: m.cfg.Epoch, Message: "ctrl and data ready"})
 	}
 }
 
@@ -775,6 +801,14 @@ func (m *Mgmt) SetMastership(isMaster bool, epoch uint64, masterAddr string, now
 	return out
 }
 
+// Holding reports whether the machine holds session id's Identify for
+// want of a live master (answered by SetMastership): what comes after
+// it on the session waits with it.
+func (m *Mgmt) Holding(id SessionID) bool {
+	s := m.sessions[id]
+	return s != nil && s.held != nil
+}
+
 // Component names the component identified on session id: its pair
 // and role. ok is false for a session that is unknown, has not
 // identified itself, or is no longer its component's current session.
@@ -828,7 +862,7 @@ func (m *Mgmt) PairCounters(id string) (c *hellopicsv1.HelloCounters, ok bool) {
 func (m *Mgmt) ReadyPairs() []string {
 	var out []string
 	for _, p := range m.sortedPairs() {
-		if m.cycle.Running(p.id) {
+		if m.pairUp(p) {
 			out = append(out, p.id)
 		}
 	}
@@ -924,7 +958,7 @@ func (m *Mgmt) PairsPage(q PairQuery) (page PairsPage, ok bool) {
 	if q.Match != "" && !strings.HasSuffix(q.Match, "*") {
 		if p := m.pairs[q.Match]; p != nil && q.After < p.id {
 			page.Pairs, page.Total = []*hellopicsv1.PairStatus{m.status(p)}, 1
-			if m.cycle.Running(p.id) {
+			if m.pairUp(p) {
 				page.Cycling = 1
 			}
 		} else if p != nil {
@@ -936,7 +970,7 @@ func (m *Mgmt) PairsPage(q PairQuery) (page PairsPage, ok bool) {
 	for _, p := range m.pairs {
 		if q.Matches(p.id) {
 			ps = append(ps, p)
-			if m.cycle.Running(p.id) {
+			if m.pairUp(p) {
 				page.Cycling++
 			}
 		}
@@ -964,7 +998,7 @@ func (m *Mgmt) status(p *pair) *hellopicsv1.PairStatus {
 		PairId:       p.id,
 		Ctrl:         p.ctrl.status(hellopicsv1.Role_ROLE_CTRL, p.id),
 		Data:         p.data.status(hellopicsv1.Role_ROLE_DATA, p.id),
-		CycleRunning: m.cycle.Running(p.id),
+		CycleRunning: m.pairUp(p),
 		Counters:     m.cycle.Counters(p.id),
 	}
 	if p.relay != nil {

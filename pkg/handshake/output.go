@@ -208,6 +208,13 @@ const (
 	// was not acted on (a component switching to the new master reports
 	// EventRedirect).
 	EventWatch
+	// EventPairReady: both components of a pair are ready, with the
+	// machine's own cycle off (MgmtConfig.NoCycle; with it on,
+	// EventCycleStarted says so).
+	EventPairReady
+	// EventPairLost: a ready pair lost a component, with the cycle off
+	// (else EventCycleStopped); Message says why.
+	EventPairLost
 )
 
 var eventKindNames = map[EventKind]string{
@@ -233,6 +240,8 @@ var eventKindNames = map[EventKind]string{
 	EventHeld:            "held",
 	EventOutage:          "outage",
 	EventWatch:           "watch",
+	EventPairReady:       "pair_ready",
+	EventPairLost:        "pair_lost",
 }
 
 // String returns the kind's log name, such as "hello_missed".
@@ -247,7 +256,10 @@ func (k EventKind) String() string {
 // events of a healthy cycle, Warn for losses and refusals, Info otherwise.
 func (k EventKind) Level() slog.Level {
 	switch k {
-	case EventHelloSent, EventHelloReturned, EventHelloForwarded, EventUp, EventHeld, EventWatch:
+	case EventHelloSent, EventHelloReturned, EventHelloForwarded, EventUp, EventHeld, EventWatch,
+		EventPairReady, EventPairLost:
+		// PairReady and PairLost: the application running the cycle
+		// tells the story (its cycle started or stopped).
 		return slog.LevelDebug
 	case EventIgnored, EventMastership:
 		// An ignored message without a refusal is a race of a normal

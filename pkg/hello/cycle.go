@@ -221,6 +221,10 @@ func (c *Cycle) Running(id string) bool {
 	return p != nil && p.running
 }
 
+// Has reports whether the Cycle knows pair id (started, restored or
+// heard from, and not forgotten).
+func (c *Cycle) Has(id string) bool { return c.pairs[id] != nil }
+
 // Counters returns pair id's counters (zero for a pair never seen).
 func (c *Cycle) Counters(id string) *hellopicsv1.HelloCounters {
 	p := c.pairs[id]
