@@ -59,6 +59,7 @@ func New(cfg Config) (*Server, error) {
 			name = cfg.App.Name
 		}
 		cfg.App = appliance.Compose(name, app, cfg.App)
+		cfg.PairStatus = cycle.FillStatus
 		s.cycle = cycle
 	}
 	var ln net.Listener
@@ -125,11 +126,6 @@ func (s *Server) Status(ctx context.Context, req *hellopicsv1.GetStatusRequest) 
 	st, err := s.Management.Status(ctx, req)
 	if errors.Is(err, appliance.ErrBadRequest) {
 		return nil, fmt.Errorf("%w: %v", operator.ErrInvalidArgument, err)
-	}
-	if err == nil && s.cycle != nil {
-		// The registry's own cycle is off: the counters are the
-		// application's.
-		s.Node().Do(func() { s.cycle.FillStatus(st.GetPairs()) })
 	}
 	return st, err
 }

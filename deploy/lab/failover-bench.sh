@@ -9,7 +9,9 @@
 # nothing, not even a reset, reaches anyone). Settings: default (the
 # defaults, hello every 10 ms), tight (-heartbeat 10ms; ctrl and data
 # -mgmt-dead-timeout 30ms -retry 10ms), md<D> (the defaults, ctrl and
-# data -mgmt-dead-timeout D: md150 is 150ms, md1s 1s). Every trial starts the four
+# data -mgmt-dead-timeout D: md150 is 150ms, md1s 1s); a setting with
+# -app after its name (default-app, tight-app) runs it with the Hello
+# cycle as an application (mgmt -hello-cycle app). Every trial starts the four
 # daemons afresh, waits for the cycle under mgmt-a, injects the fault at
 # a random phase and reads mgmt-b's JSON log for its first hello_returned.
 #
@@ -84,7 +86,7 @@ tls() { echo -tls-cert "$RUN/pki/$1.crt" -tls-key "$RUN/pki/$1.key" -tls-ca "$RU
 # start HOST SETTING: the daemon of HOST in its namespace, JSON logs at
 # debug in $RUN/HOST.log.
 start() {
-	local h=$1 set=$2 args=()
+	local h=$1 set=${2%-app} args=()
 	local mgmts
 	mgmts="$(ip_of mgmt-a):7300,$(ip_of mgmt-b):7300"
 	case $h in
@@ -95,6 +97,7 @@ start() {
 			-operator "$(ip_of "$h"):7400" -peers "$other=$(ip_of "$other"):7310" -state-dir "$RUN/state/$h"
 			-hello-interval 10ms)
 		[[ $set == tight ]] && args+=(-heartbeat 10ms)
+		[[ $2 == *-app ]] && args+=(-hello-cycle app)
 		;;
 	ctrl) args=(ctrl -mgmt "$mgmts" -listen "$(ip_of ctrl):7301") ;;
 	data) args=(data -mgmt "$mgmts") ;;

@@ -410,6 +410,9 @@ func (s *Management) Status(ctx context.Context, req *hellopicsv1.GetStatusReque
 			return
 		}
 		st.Pairs, st.NextPageToken = page.Pairs, page.Next
+		if s.cfg.PairStatus != nil {
+			s.cfg.PairStatus(st.Pairs)
+		}
 		st.TotalPairs, st.CyclingPairs = uint32(page.Total), uint32(page.Cycling)
 		st.Epoch = s.machine.Epoch()
 		if s.machine.IsMaster() {

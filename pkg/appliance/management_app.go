@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -18,14 +19,23 @@ import (
 type mgmtLink struct{ s *Management }
 
 var (
-	_ Link       = mgmtLink{}
-	_ PairLister = mgmtLink{}
-	_ Replicator = mgmtLink{}
-	_ Publisher  = mgmtLink{}
+	_ Link          = mgmtLink{}
+	_ PairLister    = mgmtLink{}
+	_ Replicator    = mgmtLink{}
+	_ Publisher     = mgmtLink{}
+	_ HelloObserver = mgmtLink{}
 )
 
 // Publish puts an application's event in the operator event stream.
 func (l mgmtLink) Publish(ev *hellopicsv1.WatchEventsResponse) { l.s.publish(ev) }
+
+// HelloReturned feeds hellopics_hello_rtt_seconds.
+func (l mgmtLink) HelloReturned(pairID string, rtt time.Duration) {
+	l.s.metrics.rtt.WithLabelValues(pairID).Observe(rtt.Seconds())
+}
+
+// HelloOutage feeds hellopics_mgmt_failover_outage_seconds.
+func (l mgmtLink) HelloOutage(d time.Duration) { l.s.metrics.outage.Observe(d.Seconds()) }
 
 // newAppSyncErrors counts the application state updates a backup could
 // not apply.

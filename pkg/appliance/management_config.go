@@ -13,6 +13,7 @@ import (
 	"github.com/hellopics/hellopics/pkg/pconn"
 	"github.com/hellopics/hellopics/pkg/tlsconf"
 	"github.com/hellopics/hellopics/pkg/track"
+	hellopicsv1 "github.com/hellopics/hellopics/proto/hellopics/v1"
 )
 
 // ManagementConfig configures the management shell (StartManagement):
@@ -47,6 +48,12 @@ type ManagementConfig struct {
 	// own cycle stays off, pairs still become ready. Default false: the
 	// handshake machine runs the cycle.
 	AppCycle bool
+
+	// PairStatus, if set, completes every pair's status on the loop
+	// before Status returns it (and the metrics read it): with AppCycle,
+	// the application's counters and cycle state (the mgmt package sets
+	// it to pkg/hellocycle's Cycle.FillStatus).
+	PairStatus func(pairs []*hellopicsv1.PairStatus)
 
 	// SyncInterval is the least time between two state syncs to the
 	// backups that carry registry changes (docs/ha.md, "State sync"): a

@@ -2,6 +2,7 @@ package appliance
 
 import (
 	"fmt"
+	"time"
 	"unicode/utf8"
 
 	"github.com/hellopics/hellopics/pkg/handshake"
@@ -21,6 +22,32 @@ const (
 // events`).
 type Publisher interface {
 	Publish(ev *hellopicsv1.WatchEventsResponse)
+}
+
+// HelloObserver is implemented by the mgmt shell's Link: the Hello
+// cycle's metrics, fed by the application that runs the cycle when the
+// registry's own does not (ManagementConfig.AppCycle, pkg/hellocycle).
+type HelloObserver interface {
+	HelloReturned(pairID string, rtt time.Duration)
+	HelloOutage(d time.Duration)
+}
+
+// HelloReturned records a returned hello's round trip in mgmt's
+// hellopics_hello_rtt_seconds (for the application that runs the Hello
+// cycle; a no-op elsewhere). Loop only.
+func (n *Node) HelloReturned(pairID string, rtt time.Duration) {
+	if o, ok := n.rt.cfg.Link.(HelloObserver); ok && n.rt.cfg.Role == Mgmt {
+		o.HelloReturned(pairID, rtt)
+	}
+}
+
+// HelloOutage records the silence a failover cost a pair's cycle in
+// mgmt's hellopics_mgmt_failover_outage_seconds (for the application
+// that runs the Hello cycle; a no-op elsewhere). Loop only.
+func (n *Node) HelloOutage(d time.Duration) {
+	if o, ok := n.rt.cfg.Link.(HelloObserver); ok && n.rt.cfg.Role == Mgmt {
+		o.HelloOutage(d)
+	}
 }
 
 // Publish puts an event in mgmt's operator event stream, beside the

@@ -284,6 +284,12 @@ func (c *Cycle) event(ev hello.Event) {
 		c.log.Warn(ev.Message, args...)
 		c.publish(step, ev)
 	}
+	switch ev.Kind {
+	case hello.EventReturned:
+		c.node.HelloReturned(ev.PairID, ev.RTT)
+	case hello.EventOutage:
+		c.node.HelloOutage(ev.Outage)
+	}
 	if ev.Kind != hello.EventStarted && ev.Kind != hello.EventStopped {
 		c.markDirty(ev.PairID)
 	}
