@@ -83,6 +83,8 @@ func benchPairs(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&basePort, "base-port", 17300, "with -spawn: instance i listens on base+i (components), base+100+i (HA), base+200+i (operator)")
 	fs.DurationVar(&hello, "hello-interval", time.Second, "with -spawn: mgmt -hello-interval")
 	fs.DurationVar(&heartbeat, "heartbeat", 0, "with -spawn: mgmt -heartbeat (0: its default)")
+	helloCycle := "builtin"
+	fs.StringVar(&helloCycle, "hello-cycle", helloCycle, "with -spawn: mgmt -hello-cycle (builtin, or app: the cycle as an application)")
 	fs.IntVar(&deadMisses, "dead-misses", 0, "with -spawn: mgmt -dead-misses (0: its default)")
 	fs.StringVar(&mgmtLevel, "mgmt-log-level", "warn", "with -spawn: mgmt -log-level (its lines go to -log)")
 	fs.StringVar(&mgmtAddrs, "mgmt", "", "with -spawn 0: mgmt component addresses, comma-separated")
@@ -116,7 +118,7 @@ func benchPairs(args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := cli.UntilSignal()
 	defer cancel()
 	if spawn > 0 {
-		stop, err := spawnMgmt(ctx, &cfg, spawn, basePort, hello, heartbeat, deadMisses, mgmtLevel, logW, stderr)
+		stop, err := spawnMgmt(ctx, &cfg, spawn, basePort, hello, heartbeat, deadMisses, mgmtLevel, []string{"-hello-cycle", helloCycle}, logW, stderr)
 		defer stop()
 		if err != nil {
 			return cli.Fail(stderr, name, err)
@@ -148,7 +150,7 @@ func benchPairs(args []string, stdout, stderr io.Writer) int {
 
 // spawnMgmt starts n plaintext mgmt processes of this binary on loopback
 // and waits for their operator ports; stop kills them.
-func spawnMgmt(ctx context.Context, cfg *pairload.Config, n, base int, hello, heartbeat time.Duration, deadMisses int, level string, logW io.Writer, stderr io.Writer) (stop func(), err error) {
+func spawnMgmt(ctx context.Context, cfg *pairload.Config, n, base int, hello, heartbeat time.Duration, deadMisses int, level string, extra []string, logW io.Writer, stderr io.Writer) (stop func(), err error) {
 	self, err := os.Executable()
 	if err != nil {
 		return func() {}, err
@@ -184,6 +186,7 @@ func spawnMgmt(ctx context.Context, cfg *pairload.Config, n, base int, hello, he
 			"-listen", addr(base + i), "-ha-listen", addr(base + 100 + i), "-operator", addr(base + 200 + i),
 			"-state-dir", filepath.Join(dir, id), "-hello-interval", hello.String(),
 			"-max-pairs", strconv.Itoa(maxPairs), "-log-level", level}
+		args = append(args, extra...)
 		if heartbeat > 0 {
 			args = append(args, "-heartbeat", heartbeat.String())
 		}
