@@ -529,8 +529,11 @@ func (m *Mgmt) identify(out *outputs, s *mgmtSession, in *hellopicsv1.Identify, 
 // watch accepts the watch session s for the component in names, whatever
 // this instance's role: it registers nothing, superseding an older watch
 // session of the same pair and role, and hears an Elected whenever this
-// instance becomes master (SetMastership). An Identify wrong in itself is
-// refused, as any other.
+// instance becomes master (SetMastership), or at once if it is master
+// at an epoch above the one the Identify carries: a watch that opens
+// just after the election would otherwise miss it, and its component
+// would wait for its dead timeout on the old master. An Identify wrong
+// in itself is refused, as any other.
 func (m *Mgmt) watch(out *outputs, s *mgmtSession, in *hellopicsv1.Identify) {
 	refused, why := checkIdentifyFields(in)
 	if r := in.GetRole(); r != hellopicsv1.Role_ROLE_CTRL && r != hellopicsv1.Role_ROLE_DATA {
@@ -551,6 +554,9 @@ func (m *Mgmt) watch(out *outputs, s *mgmtSession, in *hellopicsv1.Identify) {
 	m.watches[k] = s.id
 	out.event(Event{Kind: EventWatch, Peer: in.GetRole(), PairID: in.GetPairId(), Session: s.id, Epoch: m.cfg.Epoch,
 		Message: fmt.Sprintf("watch session for %s %s instance %s from %s", RoleName(in.GetRole()), in.GetPairId(), in.GetInstance(), s.remoteAddr)})
+	if !m.cfg.Backup && in.GetEpoch() < m.cfg.Epoch {
+		out.send(s.id, hellopicsv1.MsgType_MSG_TYPE_ELECTED, &hellopicsv1.Elected{Epoch: m.cfg.Epoch})
+	}
 }
 
 // Watchers is the number of watch sessions open.

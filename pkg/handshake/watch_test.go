@@ -116,3 +116,25 @@ func TestMasterElectedFollowsOnlyNewerEpochs(t *testing.T) {
 		t.Fatal("WatchIdentify is not marked watch")
 	}
 }
+
+// TestLateWatchHearsElection: a watch session that opens to a master
+// after it was elected, from a component that knows an older epoch,
+// hears Elected at once; one that knows the master's epoch does not.
+func TestLateWatchHearsElection(t *testing.T) {
+	now := time.Unix(1000, 0)
+	m, err := NewMgmt(MgmtConfig{HelloInterval: time.Second, Epoch: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range []struct {
+		epoch uint64
+		want  int
+	}{{4, 1}, {5, 0}, {0, 1}} {
+		id := SessionID(i + 1)
+		m.SessionUp(id, "198.18.0.9:5000", now)
+		w := &hellopicsv1.Identify{Role: hellopicsv1.Role_ROLE_CTRL, PairId: "p1", Instance: "i1", DataAddr: "198.18.0.9:7301", Watch: true, Epoch: c.epoch}
+		if got := elected(m.Receive(id, hellopicsv1.MsgType_MSG_TYPE_ID, w, now)); len(got) != c.want {
+			t.Errorf("watch at epoch %d to a master at 5: %d Elected, want %d", c.epoch, len(got), c.want)
+		}
+	}
+}
