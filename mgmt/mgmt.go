@@ -59,7 +59,7 @@ func New(cfg Config) (*Server, error) {
 			name = cfg.App.Name
 		}
 		cfg.App = appliance.Compose(name, app, cfg.App)
-		cfg.PairStatus = cycle.FillStatus
+		cfg.CycleView = cycle
 		s.cycle = cycle
 	}
 	var ln net.Listener

@@ -341,8 +341,10 @@ func (s *Management) apply(outs []handshake.Output) {
 				delete(s.helloBase, o.PairID)
 			case handshake.EventPairReady:
 				s.rt.PairReady(o.PairID, o.Epoch)
+				s.helloCycleStarted(o.PairID)
 			case handshake.EventPairLost:
 				s.rt.PairLost(o.PairID, o.Attr("reason"))
+				delete(s.helloBase, o.PairID)
 			}
 			if o.Kind.Level() >= slog.LevelInfo || o.Kind == handshake.EventMastership {
 				s.publish(&hellopicsv1.WatchEventsResponse{Kind: o.Kind.String(), PairId: o.PairID, Message: o.String(), Epoch: o.Epoch})
@@ -410,8 +412,13 @@ func (s *Management) Status(ctx context.Context, req *hellopicsv1.GetStatusReque
 			return
 		}
 		st.Pairs, st.NextPageToken = page.Pairs, page.Next
-		if s.cfg.PairStatus != nil {
-			s.cfg.PairStatus(st.Pairs)
+		if v := s.cfg.CycleView; v != nil {
+			for _, p := range st.Pairs {
+				if c := v.Counters(p.GetPairId()); c != nil {
+					p.Counters = c
+				}
+				p.CycleRunning = v.Running(p.GetPairId())
+			}
 		}
 		st.TotalPairs, st.CyclingPairs = uint32(page.Total), uint32(page.Cycling)
 		st.Epoch = s.machine.Epoch()

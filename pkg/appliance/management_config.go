@@ -49,11 +49,11 @@ type ManagementConfig struct {
 	// handshake machine runs the cycle.
 	AppCycle bool
 
-	// PairStatus, if set, completes every pair's status on the loop
-	// before Status returns it (and the metrics read it): with AppCycle,
-	// the application's counters and cycle state (the mgmt package sets
-	// it to pkg/hellocycle's Cycle.FillStatus).
-	PairStatus func(pairs []*hellopicsv1.PairStatus)
+	// CycleView, with AppCycle, is the application's view of its
+	// cycle: the pairs' counters and cycle state in the status, the
+	// metrics and the summary lines come from it (the mgmt package sets
+	// it to pkg/hellocycle's Cycle). Its methods run on the loop.
+	CycleView CycleView
 
 	// SyncInterval is the least time between two state syncs to the
 	// backups that carry registry changes (docs/ha.md, "State sync"): a
@@ -180,6 +180,15 @@ func DefaultManagementConfig() ManagementConfig {
 		RefusalLogInterval:   10 * time.Second,
 		HelloSummaryInterval: DefaultHelloSummaryInterval,
 	}
+}
+
+// CycleView is what mgmt reads of a Hello cycle run by an application
+// (ManagementConfig.CycleView), on the loop.
+type CycleView interface {
+	// Counters are a pair's counters, nil for a pair never seen.
+	Counters(pairID string) *hellopicsv1.HelloCounters
+	// Running reports whether the pair's cycle runs.
+	Running(pairID string) bool
 }
 
 // Problems lists every invalid field, for the embedding config's

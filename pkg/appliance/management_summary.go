@@ -39,6 +39,9 @@ func (s *Management) helloBaselineNow(pair string, now time.Time) (helloBaseline
 	// One pair's counters, not the registry's: a failover starts a
 	// thousand cycles, each asking for its own.
 	c, found := s.machine.PairCounters(pair)
+	if v := s.cfg.CycleView; v != nil && found {
+		c = v.Counters(pair)
+	}
 	if found {
 		b.sent, b.received, b.missed, b.outOfOrder = c.GetSent(), c.GetReceived(), c.GetMissed(), c.GetOutOfOrder()
 	}

@@ -415,14 +415,3 @@ func (c *Cycle) status(ctx *appliance.Context, req *hellocyclev1.StatusRequest) 
 	}
 	return ctx.Reply(resp)
 }
-
-// FillStatus sets the counters and the cycle state of the pairs of a
-// status answer from this cycle's (the registry's own cycle is off).
-func (c *Cycle) FillStatus(pairs []*hellopicsv1.PairStatus) {
-	for _, p := range pairs {
-		if hc := c.Counters(p.GetPairId()); hc != nil {
-			p.Counters = hc
-		}
-		p.CycleRunning = c.Running(p.GetPairId())
-	}
-}
