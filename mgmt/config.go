@@ -43,7 +43,7 @@ type Config struct {
 // appliance.ManagementConfig.
 func DefaultConfig() Config {
 	return Config{
-		ManagementConfig: appliance.DefaultManagementConfig(),
+		ManagementConfig: withAppCycle(appliance.DefaultManagementConfig()),
 		OperatorAddr:     "127.0.0.1:7400",
 	}
 }
@@ -54,4 +54,11 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("mgmt: invalid config: %w", err)
 	}
 	return nil
+}
+
+// withAppCycle is c with the Hello cycle run as an application
+// (pkg/hellocycle), mgmt's default.
+func withAppCycle(c appliance.ManagementConfig) appliance.ManagementConfig {
+	c.AppCycle = true
+	return c
 }

@@ -148,8 +148,15 @@ type App struct {
 	OnPairLost func(pairID string, reason string)
 	// OnMastership (mgmt) reports that this instance became master
 	// (true) or stopped being master (false) at epoch. A new master's
-	// State holds every update a backup acknowledged (see State).
+	// State holds every update a backup acknowledged (see State);
+	// Node.HandedOver says whether a switchover handed it over.
 	OnMastership func(master bool, epoch uint64)
+	// OnSwitchover (mgmt master) reports that an operator asked for a
+	// switchover to target ("" for the best backup): replicate now what
+	// the new master must have and the application keeps back (batched
+	// counters, say). The handover waits until the target acknowledged
+	// every update replicated before it, these included.
+	OnSwitchover func(target string)
 
 	// State (mgmt) is the application's replicated state; nil for none.
 	State State

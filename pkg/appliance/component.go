@@ -522,8 +522,18 @@ type componentFence struct{ c *Component }
 
 func (f componentFence) Epoch() uint64 { return f.c.m.epoch() }
 
+// Admit fences an application message. One from mgmt at a newer epoch
+// raises the fence: the scripts hear master_changed then, as they do
+// when a handshake message raises it (with the Hello cycle as an
+// application, a hello may be the first message of the new master's
+// epoch to reach data).
 func (f componentFence) Admit(from Peer, epoch uint64) bool {
-	return f.c.m.AdmitApp(from.Role.Wire(), epoch)
+	before := f.c.m.epoch()
+	ok := f.c.m.AdmitApp(from.Role.Wire(), epoch)
+	if f.c.m.epoch() > before {
+		f.c.checkMaster()
+	}
+	return ok
 }
 
 // componentLink is the component shell as its Runtime sees it.

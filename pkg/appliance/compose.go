@@ -118,6 +118,13 @@ func Compose(name string, apps ...*App) *App {
 			}
 		})
 	}
+	out.OnSwitchover = func(target string) {
+		each(func(a *App) {
+			if a.OnSwitchover != nil {
+				a.OnSwitchover(target)
+			}
+		})
+	}
 	out.OnMastership = func(master bool, epoch uint64) {
 		each(func(a *App) {
 			if a.OnMastership != nil {

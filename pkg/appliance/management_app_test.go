@@ -302,3 +302,35 @@ func TestAppSingleInstance(t *testing.T) {
 	}
 	sameCounters(t, "single", n.counters(), map[string]int64{"k": 3})
 }
+
+// TestSwitchoverHook: an application that keeps an update back until a
+// switchover replicates it from OnSwitchover, and the new master holds
+// it the moment it is master.
+func TestSwitchoverHook(t *testing.T) {
+	ha := map[string]string{"a": freeAddr(t), "b": freeAddr(t)}
+	start := func(id string, prio uint32) *appNode {
+		return startAppWith(t, id, prio, ha, func(n *appNode) *App {
+			return &App{State: n.state, OnStart: func(nd *Node) { n.node = nd },
+				OnSwitchover: func(target string) {
+					if err := n.node.Replicate([]byte("kept-for-"+target), nil); err != nil {
+						t.Errorf("Replicate from OnSwitchover: %v", err)
+					}
+				}}
+		})
+	}
+	a := start("a", 200)
+	defer a.Close()
+	b := start("b", 100)
+	defer b.Close()
+	waitUntil(t, "a to be master", a.isMaster)
+	waitUntil(t, "b in sync", func() bool { return a.inSync("b") })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := a.Switchover(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "b to be master", b.isMaster)
+	if got := b.counters(); got["kept-for-b"] != 1 {
+		t.Fatalf("b holds %v; want the update kept for the switchover", got)
+	}
+}

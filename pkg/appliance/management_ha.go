@@ -687,6 +687,12 @@ func (s *Management) Switchover(ctx context.Context, target string) (*hellopicsv
 			err = fmt.Errorf("%w: still reaching the other instances", ErrUnavailable)
 			return
 		}
+		if s.el.Role() == hellopicsv1.MgmtRole_MGMT_ROLE_MASTER {
+			// The application replicates what it keeps back first:
+			// the handover waits for the target to hold it.
+			s.rt.Switchover(target)
+			s.flushApp()
+		}
 		chosen, err = s.el.Switchover(time.Now(), target)
 		s.drainElection()
 	}) {

@@ -539,6 +539,15 @@ func (r *Runtime) SetMastership(master bool, epoch uint64) {
 	}
 }
 
+// Switchover runs App.OnSwitchover on the master, before a switchover
+// hands over. Loop only.
+func (r *Runtime) Switchover(target string) {
+	if r.stopped || !r.master || r.app.OnSwitchover == nil {
+		return
+	}
+	r.app.OnSwitchover(target)
+}
+
 // PairReady runs App.OnPairReady. Loop only.
 func (r *Runtime) PairReady(pairID string, epoch uint64) {
 	if r.stopped {

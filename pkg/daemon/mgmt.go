@@ -70,7 +70,7 @@ func mgmtConfig(name string, args []string, apps Apps) (mgmt.Config, hclog.Logge
 	fs.StringVar(&cfg.OperatorAddr, "operator", envOr("HELLOPICS_OPERATOR_ADDR", cfg.OperatorAddr), "operator gRPC API address; empty disables it (env HELLOPICS_OPERATOR_ADDR)")
 	fs.DurationVar(&cfg.HelloInterval, "hello-interval", cfg.HelloInterval, "Hello cycle period (at least 10ms)")
 	fs.DurationVar(&cfg.SyncInterval, "sync-interval", cfg.SyncInterval, "least time between two state syncs to the backups carrying registry changes; changes meanwhile go together (0: the hello interval, at most 100ms)")
-	helloCycle := envOr("HELLOPICS_HELLO_CYCLE", "builtin")
+	helloCycle := envOr("HELLOPICS_HELLO_CYCLE", "app")
 	fs.StringVar(&helloCycle, "hello-cycle", helloCycle, "who runs the Hello cycle: builtin (the registry's machine) or app (pkg/hellocycle, an application on the framework); every mgmt instance must run the same (env HELLOPICS_HELLO_CYCLE)")
 	fs.DurationVar(&cfg.HelloSummaryInterval, "hello-summary", cfg.HelloSummaryInterval, "log one INFO summary per Hello cycle this often (sent, received, missed, out of order, RTT p50/p99); 0 disables")
 	fs.DurationVar(&cfg.DeadTimeout, "dead-timeout", cfg.DeadTimeout, "declare a silent component lost after this long (at least 30ms)")
@@ -120,6 +120,7 @@ func mgmtConfig(name string, args []string, apps Apps) (mgmt.Config, hclog.Logge
 	cfg.Track = checks
 	switch helloCycle {
 	case "builtin":
+		cfg.AppCycle = false
 	case "app":
 		cfg.AppCycle = true
 	default:

@@ -100,8 +100,9 @@ type Cycle struct {
 	tick, flush *appliance.Timer
 	state       *counterState
 	dirty       map[string]struct{}
-	// refusedSeen counts Seen reports refused (a jump too far).
-	refusedSeen uint64
+	// refusedSeen counts Seen reports refused (a jump too far); stale
+	// the hellos of an earlier mastership that came back here.
+	refusedSeen, stale uint64
 }
 
 // Mgmt returns the Hello cycle application of mgmt and its handle.
@@ -123,6 +124,8 @@ func Mgmt(cfg Config) (*appliance.App, *Cycle, error) {
 		OnMastership: c.mastership,
 		OnPairReady:  c.pairReady,
 		OnPairLost:   c.pairLost,
+		// A switchover hands over the counters as they are now.
+		OnSwitchover: func(string) { c.replicate() },
 	}, c, nil
 }
 
@@ -193,10 +196,21 @@ func (c *Cycle) pairLost(pairID, reason string) {
 	c.arm()
 }
 
-// back takes a hello back from its last hop.
+// back takes a hello back from its last hop. One of an earlier
+// mastership's epoch (sent by the master before a switchover or a
+// failover, passed on after the component followed this one) is not
+// this master's to count: it is dropped, counted in StaleHellos.
 func (c *Cycle) back(ctx *appliance.Context, h *hellopicsv1.Hello) error {
 	if c.cycle == nil || !c.node.IsMaster() {
 		return nil // a backup has no cycle running: nothing to count
+	}
+	if h.GetEpoch() < c.node.Epoch() {
+		c.stale++
+		if c.log.IsDebug() {
+			c.log.Debug("hello of an earlier mastership came back; not counted", "component", "mgmt", "peer", ctx.From.String(),
+				"pair", ctx.From.PairID, "seq", h.GetSeq(), "epoch", h.GetEpoch(), "step", "hello_stale")
+		}
+		return nil
 	}
 	c.carry(c.cycle.Back(ctx.From.PairID, ctx.From.Role.Wire(), h, time.Now()))
 	return nil
@@ -384,6 +398,10 @@ func (c *Cycle) NextSeq() uint64 {
 	}
 	return c.seq.Peek()
 }
+
+// StaleHellos counts the hellos of an earlier mastership's epoch that
+// came back here, and were not counted.
+func (c *Cycle) StaleHellos() uint64 { return c.stale }
 
 // RefusedSeen counts the components' reports refused as too far ahead.
 func (c *Cycle) RefusedSeen() uint64 { return c.refusedSeen }
