@@ -10,8 +10,9 @@
 # defaults, hello every 10 ms), tight (-heartbeat 10ms; ctrl and data
 # -mgmt-dead-timeout 30ms -retry 10ms), md<D> (the defaults, ctrl and
 # data -mgmt-dead-timeout D: md150 is 150ms, md1s 1s); a setting with
-# -app after its name (default-app, tight-app) runs it with the Hello
-# cycle as an application (mgmt -hello-cycle app). Every trial starts the four
+# -builtin or -app after its name (default-builtin, tight-app) runs mgmt
+# with that -hello-cycle (the cycle in the registry's machine, or as an
+# application: mgmt's default). Every trial starts the four
 # daemons afresh, waits for the cycle under mgmt-a, injects the fault at
 # a random phase and reads mgmt-b's JSON log for its first hello_returned.
 #
@@ -87,6 +88,7 @@ tls() { echo -tls-cert "$RUN/pki/$1.crt" -tls-key "$RUN/pki/$1.key" -tls-ca "$RU
 # debug in $RUN/HOST.log.
 start() {
 	local h=$1 set=${2%-app} args=()
+	set=${set%-builtin}
 	local mgmts
 	mgmts="$(ip_of mgmt-a):7300,$(ip_of mgmt-b):7300"
 	case $h in
@@ -98,6 +100,7 @@ start() {
 			-hello-interval 10ms)
 		[[ $set == tight ]] && args+=(-heartbeat 10ms)
 		[[ $2 == *-app ]] && args+=(-hello-cycle app)
+		[[ $2 == *-builtin ]] && args+=(-hello-cycle builtin)
 		;;
 	ctrl) args=(ctrl -mgmt "$mgmts" -listen "$(ip_of ctrl):7301") ;;
 	data) args=(data -mgmt "$mgmts") ;;

@@ -378,8 +378,27 @@ func (s *Management) publish(ev *hellopicsv1.WatchEventsResponse) {
 // Pairs returns the peer registry as it is now.
 func (s *Management) Pairs() []*hellopicsv1.PairStatus {
 	var out []*hellopicsv1.PairStatus
-	s.loop.Do(func() { out = s.machine.Pairs() })
+	s.loop.Do(func() {
+		out = s.machine.Pairs()
+		s.viewCycle(out)
+	})
 	return out
+}
+
+// viewCycle sets the pairs' counters and cycle state from the
+// application that runs the cycle (ManagementConfig.CycleView), if
+// one does. Loop only.
+func (s *Management) viewCycle(pairs []*hellopicsv1.PairStatus) {
+	v := s.cfg.CycleView
+	if v == nil {
+		return
+	}
+	for _, p := range pairs {
+		if c := v.Counters(p.GetPairId()); c != nil {
+			p.Counters = c
+		}
+		p.CycleRunning = v.Running(p.GetPairId())
+	}
 }
 
 // Watchers is the number of components' watch sessions open here (one
@@ -412,14 +431,7 @@ func (s *Management) Status(ctx context.Context, req *hellopicsv1.GetStatusReque
 			return
 		}
 		st.Pairs, st.NextPageToken = page.Pairs, page.Next
-		if v := s.cfg.CycleView; v != nil {
-			for _, p := range st.Pairs {
-				if c := v.Counters(p.GetPairId()); c != nil {
-					p.Counters = c
-				}
-				p.CycleRunning = v.Running(p.GetPairId())
-			}
-		}
+		s.viewCycle(st.Pairs)
 		st.TotalPairs, st.CyclingPairs = uint32(page.Total), uint32(page.Cycling)
 		st.Epoch = s.machine.Epoch()
 		if s.machine.IsMaster() {

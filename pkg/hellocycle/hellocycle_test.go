@@ -127,8 +127,30 @@ func TestCycleOnTheAPI(t *testing.T) {
 	if len(st.GetPairs()) != 1 || !st.GetPairs()[0].GetCycleRunning() || st.GetPairs()[0].GetCounters().GetReceived() < 10 {
 		t.Fatalf("status of the app cycle: %v", st.GetPairs())
 	}
-	// The backup holds counters replicated from the master.
-	await.True(t, func() bool { hc := counters(b); return hc != nil && hc.GetReceived() >= 10 }, "b to hold a's counters")
+	// While hellos flow, the counters go to the backup every counters
+	// interval (here the hello interval): 20 hellos, at least 5 updates
+	// (a change must never postpone the replication).
+	var u0 uint64
+	a.Node().Do(func() { u0 = a.HelloCycle().Updates() })
+	r0 := counters(a).GetReceived()
+	await.True(t, func() bool { return counters(a).GetReceived() >= r0+20 }, "20 more hellos back at a")
+	var u1 uint64
+	a.Node().Do(func() { u1 = a.HelloCycle().Updates() })
+	t.Logf("%d counter updates over 20 hellos", u1-u0)
+	if u1-u0 < 5 {
+		t.Fatalf("%d counter updates replicated over 20 hellos; want one about every hello interval", u1-u0)
+	}
+	// The backup holds counters replicated from the master, within a
+	// few counter intervals of any moment, while the hellos flow.
+	for range 5 {
+		at := counters(a)
+		if err := await.Within(5*time.Second, func() bool {
+			hc := counters(b)
+			return hc != nil && hc.GetSent() >= at.GetSent() && hc.GetReceived() >= at.GetReceived()
+		}); err != nil {
+			t.Fatalf("b did not catch up with a's counters %v within 5s: it holds %v", at, counters(b))
+		}
+	}
 	if running(b) {
 		t.Fatal("the cycle runs on the backup")
 	}

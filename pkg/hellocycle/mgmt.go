@@ -98,11 +98,15 @@ type Cycle struct {
 	// tick is armed at the cycle's next deadline; flush replicates the
 	// dirty counters.
 	tick, flush *appliance.Timer
-	state       *counterState
-	dirty       map[string]struct{}
+	// flushArmed: flush is pending (the dirty counters go when it fires).
+	flushArmed bool
+	state      *counterState
+	dirty      map[string]struct{}
 	// refusedSeen counts Seen reports refused (a jump too far); stale
 	// the hellos of an earlier mastership that came back here.
 	refusedSeen, stale uint64
+	// updates counts the counter updates replicated.
+	updates uint64
 }
 
 // Mgmt returns the Hello cycle application of mgmt and its handle.
@@ -320,12 +324,18 @@ func (c *Cycle) publish(step string, ev hello.Event) {
 	}
 }
 
-// markDirty schedules the replication of a pair's counters.
+// markDirty schedules the replication of a pair's counters: at most
+// CountersInterval after the first change since the last replication,
+// however many follow (a later change never postpones it).
 func (c *Cycle) markDirty(id string) {
 	c.dirty[id] = struct{}{}
+	if c.flushArmed {
+		return
+	}
+	c.flushArmed = true
 	if c.flush == nil {
 		c.flush = c.node.After(c.cfg.CountersInterval, c.replicate)
-	} else if len(c.dirty) == 1 {
+	} else {
 		c.flush.Reset(time.Now().Add(c.cfg.CountersInterval))
 	}
 }
@@ -333,6 +343,10 @@ func (c *Cycle) markDirty(id string) {
 // replicate sends the counters of the pairs that changed to the
 // backups, in one update.
 func (c *Cycle) replicate() {
+	c.flushArmed = false
+	if c.flush != nil {
+		c.flush.Stop() // called before it fired (a switchover): it must not fire too
+	}
 	if len(c.dirty) == 0 || !c.node.IsMaster() {
 		clear(c.dirty)
 		return
@@ -350,6 +364,9 @@ func (c *Cycle) replicate() {
 	b, err := proto.Marshal(u)
 	if err == nil {
 		err = c.node.Replicate(b, nil)
+	}
+	if err == nil {
+		c.updates++
 	}
 	if err != nil {
 		c.log.Warn("hello counters not replicated", "component", "mgmt", "pairs", len(ids), "step", "counters_sync", "error", err)
@@ -398,6 +415,10 @@ func (c *Cycle) NextSeq() uint64 {
 	}
 	return c.seq.Peek()
 }
+
+// Updates counts the counter updates this instance replicated: one per
+// CountersInterval at most, while counters change.
+func (c *Cycle) Updates() uint64 { return c.updates }
 
 // StaleHellos counts the hellos of an earlier mastership's epoch that
 // came back here, and were not counted.
