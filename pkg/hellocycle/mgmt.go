@@ -211,8 +211,8 @@ func (c *Cycle) back(ctx *appliance.Context, h *hellopicsv1.Hello) error {
 	if h.GetEpoch() < c.node.Epoch() {
 		c.stale++
 		if c.log.IsDebug() {
-			c.log.Debug("hello of an earlier mastership came back; not counted", "component", "mgmt", "peer", ctx.From.String(),
-				"pair", ctx.From.PairID, "seq", h.GetSeq(), "epoch", h.GetEpoch(), "step", "hello_stale")
+			c.log.Debug("hello of an earlier mastership came back; not counted", "component", "mgmt", "step", "hello_stale",
+				"peer", ctx.From.String(), "pair", ctx.From.PairID, "seq", h.GetSeq(), "epoch", h.GetEpoch())
 		}
 		return nil
 	}
@@ -237,8 +237,8 @@ func (c *Cycle) seen(ctx *appliance.Context, m *hellocyclev1.Seen) error {
 		c.refusedSeen++
 		return fmt.Errorf("%w: %d, next %d, at most %d above", errSeenJump, ls, next, MaxSeqJump)
 	}
-	c.log.Debug("hello numbers moved past a component's", "component", "mgmt", "peer", ctx.From.String(),
-		"pair", ctx.From.PairID, "seq", ls, "step", "seen")
+	c.log.Debug("hello numbers moved past a component's", "component", "mgmt", "step", "seen",
+		"peer", ctx.From.String(), "pair", ctx.From.PairID, "seq", ls)
 	c.seq.Observe(ls)
 	return nil
 }
@@ -251,8 +251,8 @@ func (c *Cycle) carry(outs []hello.Output) {
 			to := appliance.To(appliance.RoleOf(o.To), o.PairID)
 			if err := c.node.Send(to, o.Hello); err != nil {
 				// Counted as missed when the next is due.
-				c.floods.Warn("send:"+o.PairID, "hello not sent", "component", "mgmt", "peer", to.String(),
-					"pair", o.PairID, "seq", o.Hello.GetSeq(), "step", "hello_send_failed", "error", err)
+				c.floods.Warn("send:"+o.PairID, "hello not sent", "component", "mgmt", "step", "hello_send_failed",
+					"peer", to.String(), "pair", o.PairID, "seq", o.Hello.GetSeq(), "error", err)
 			}
 		case hello.Event:
 			c.event(o)
@@ -369,7 +369,7 @@ func (c *Cycle) replicate() {
 		c.updates++
 	}
 	if err != nil {
-		c.log.Warn("hello counters not replicated", "component", "mgmt", "pairs", len(ids), "step", "counters_sync", "error", err)
+		c.log.Warn("hello counters not replicated", "component", "mgmt", "step", "counters_sync", "pairs", len(ids), "error", err)
 	}
 }
 

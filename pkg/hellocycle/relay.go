@@ -60,7 +60,7 @@ func (r *Relayer) masterChanged(addr string, epoch uint64) {
 	}
 	if err := r.node.Send(appliance.ToMgmt, &hellocyclev1.Seen{LastSeq: r.relay.LastSeq()}); err != nil {
 		r.floods.Warn("seen", "highest hello number not reported to the master", "component", r.node.Role().String(),
-			"master_addr", addr, "epoch", epoch, "step", "seen", "error", err)
+			"step", "seen", "epoch", epoch, "master_addr", addr, "error", err)
 	}
 }
 
@@ -75,14 +75,16 @@ func (r *Relayer) hello(c *appliance.Context, h *hellopicsv1.Hello) error {
 	}
 	target := appliance.Target{Role: appliance.RoleOf(to)}
 	if err := r.node.Send(target, h); err != nil {
-		r.floods.Warn("forward", "hello not passed on", "component", r.node.Role().String(), "peer", target.Role.String(),
-			"pair", h.GetPairId(), "seq", h.GetSeq(), "epoch", h.GetEpoch(), "step", "hello_forward_failed", "error", err)
+		r.floods.Warn("forward", "hello not passed on", "component", r.node.Role().String(), "step", "hello_forward_failed",
+			"peer", target.Role.String(), "pair", h.GetPairId(), "seq", h.GetSeq(), "epoch", h.GetEpoch(), "error", err)
 		return nil
 	}
 	r.forwarded++
 	if r.log.IsDebug() {
-		r.log.Debug("hello forwarded", "component", r.node.Role().String(), "peer", target.Role.String(),
-			"pair", h.GetPairId(), "seq", h.GetSeq(), "epoch", h.GetEpoch(), "step", "hello_forwarded")
+		// The keys in the built-in cycle's order (component, step,
+		// peer, pair, seq, epoch): scripts match on it.
+		r.log.Debug("hello forwarded", "component", r.node.Role().String(), "step", "hello_forwarded",
+			"peer", target.Role.String(), "pair", h.GetPairId(), "seq", h.GetSeq(), "epoch", h.GetEpoch())
 	}
 	return nil
 }
