@@ -299,8 +299,8 @@ func TestEtcdElectionFailover(t *testing.T) {
 		t.Fatalf("switchover answered %v; master was %s at %d", resp, master, epoch)
 	}
 	old = master
-	master, epoch = tr.awaitMaster(old, epoch)
-	master, epoch = tr.awaitHellos(epoch)
+	_, epoch = tr.awaitMaster(old, epoch)
+	master, _ = tr.awaitHellos(epoch)
 	tr.awaitCtrl(&ctrlMaster, master)
 }
 

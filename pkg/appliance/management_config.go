@@ -230,7 +230,7 @@ func (c *ManagementConfig) Problems() []error {
 	switch c.Election {
 	case "", ElectionBuiltin:
 		if c.External {
-			errs = append(errs, errors.New("External is set without an outside election (Election \"etcd\")"))
+			errs = append(errs, errors.New("election.Config.External is set without an outside election (Election \"etcd\")"))
 		}
 	case ElectionEtcd:
 		if len(c.Peers) == 0 {
@@ -238,7 +238,7 @@ func (c *ManagementConfig) Problems() []error {
 		}
 		errs = append(errs, c.Etcd.problems()...)
 	default:
-		errs = append(errs, fmt.Errorf("Election %q is neither %q nor %q", c.Election, ElectionBuiltin, ElectionEtcd))
+		errs = append(errs, fmt.Errorf("election %q is neither %q nor %q", c.Election, ElectionBuiltin, ElectionEtcd))
 	}
 	return errs
 }
