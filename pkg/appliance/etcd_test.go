@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -339,5 +340,58 @@ func TestEtcdElectionPartition(t *testing.T) {
 	got, _ := tr.awaitMaster(old, epoch-1)
 	if got != master {
 		t.Fatalf("after the heal the master is %s, want %s still", got, master)
+	}
+
+	// An instance cut off etcd still stops promptly: nothing waits on
+	// etcd for ever.
+	for _, p := range tr.proxies[old] {
+		p.Cut()
+	}
+	stopped := make(chan struct{})
+	go func() { tr.stop(old); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("%s did not stop within 15 s while cut off etcd", old)
+	}
+}
+
+// TestEtcdConfigProblems: the etcd election's configuration is checked.
+func TestEtcdConfigProblems(t *testing.T) {
+	peers := []election.Peer{{ID: "b", Addr: "127.0.0.1:1"}}
+	tests := []struct {
+		name   string
+		mutate func(c *appliance.ManagementConfig)
+		errHas string
+	}{
+		{"builtin", func(c *appliance.ManagementConfig) {}, ""},
+		{"etcd", func(c *appliance.ManagementConfig) {}, ""},
+		{"unknown election", func(c *appliance.ManagementConfig) { c.Election = "zookeeper" }, "neither"},
+		{"no endpoints", func(c *appliance.ManagementConfig) { c.Etcd.Endpoints = nil }, "no etcd endpoints"},
+		{"no peers", func(c *appliance.ManagementConfig) { c.Peers = nil; c.HAListenAddr = "" }, "needs Peers"},
+		{"fractional TTL", func(c *appliance.ManagementConfig) { c.Etcd.LeaseTTL = 1500 * time.Millisecond }, "whole number of seconds"},
+		{"External without etcd", func(c *appliance.ManagementConfig) { c.Election = ""; c.External = true }, "External"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := appliance.DefaultManagementConfig()
+			c.Peers, c.HAListenAddr = peers, "127.0.0.1:0"
+			if tt.name != "builtin" {
+				c.Election = appliance.ElectionEtcd
+				c.Etcd.Endpoints = []string{"127.0.0.1:2379"}
+			}
+			tt.mutate(&c)
+			var msgs []string
+			for _, err := range c.Problems() {
+				msgs = append(msgs, err.Error())
+			}
+			all := strings.Join(msgs, "; ")
+			switch {
+			case tt.errHas == "" && all != "":
+				t.Fatalf("Problems: %s", all)
+			case tt.errHas != "" && !strings.Contains(all, tt.errHas):
+				t.Fatalf("Problems = %q, want one about %q", all, tt.errHas)
+			}
+		})
 	}
 }

@@ -168,8 +168,17 @@ func (s *Management) stopEtcd() {
 		return
 	}
 	r.cancel()
-	r.wg.Wait()
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(r.cfg.dialTimeout()):
+		// Something waits on an etcd it cannot reach (the campaign
+		// resigns on the client's own context when cancelled): closing
+		// the client ends it.
+	}
 	_ = r.cli.Close()
+	<-done
 }
 
 // post runs f on the loop, ahead of component work.
