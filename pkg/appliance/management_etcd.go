@@ -395,7 +395,7 @@ func (s *Management) etcdLead(term, epoch uint64) {
 		return
 	}
 	if err := s.el.Lead(time.Now(), epoch, fmt.Sprintf("elected on etcd (leader key revision %d)", epoch)); err != nil {
-		s.log.Error("elected on etcd but not taking the mastership; campaigning again", "component", "mgmt",
+		s.haLog.Error("etcd_lead", "elected on etcd but not taking the mastership; campaigning again", "component", "mgmt",
 			"epoch", epoch, "known_epoch", s.el.Epoch(), "error", err)
 		s.etcd.relinquish(term)
 	} else {
