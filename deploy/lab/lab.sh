@@ -246,7 +246,7 @@ args() {
 		[[ $ELECTION != etcd ]] || election="-election etcd -etcd-endpoints $(etcd_endpoints)"
 		echo mgmt -id "$1" -priority "$prio" -nopreempt \
 			-listen "$ip:7300" -ha-listen "$ip:7310" -operator "$ip:7400" \
-			-peers "$peers" $election \
+			-peers "$peers" "$election" \
 			-state-dir "$RUN/state/$1" -hello-interval "$HELLO_INTERVAL" \
 			-dead-misses "$DEAD_MISSES" "$(tls_flags "$1")"
 		;;
