@@ -196,7 +196,11 @@ func (r *etcdRunner) run() {
 			return
 		}
 		if errors.Is(err, errResigned) {
-			continue // back in the queue at once, behind the others
+			// Back in the queue behind the others, once one of them
+			// leads (or the TTL twice over, if none does): campaigning at
+			// once could find the queue empty and lead again.
+			r.awaitOtherLeader(2 * ttl)
+			continue
 		}
 		if time.Since(start) > 2*ttl {
 			backoff = 100 * time.Millisecond // it worked for a while: retry soon
@@ -279,6 +283,12 @@ func (r *etcdRunner) term(id uint64) (err error) {
 		defer wg.Done()
 		campaign <- el.Campaign(ctx, r.s.cfg.ID)
 	}()
+	missing := make(chan struct{}, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r.keyCheck(ctx, own, ttl, missing)
+	}()
 
 	lastOK := sent
 	deadline := time.NewTimer(stepDownAfter)
@@ -318,6 +328,8 @@ func (r *etcdRunner) term(id uint64) (err error) {
 			leading = uint64(resp.Kvs[0].CreateRevision)
 			epoch := leading
 			r.post(func() { r.s.etcdLead(id, epoch) })
+		case <-missing:
+			return fmt.Errorf("the campaign's key %s is gone from etcd", own)
 		case t := <-r.lost:
 			if t == id && leading != 0 {
 				return errors.New("the election machine left the mastership (fenced by a higher epoch, refused the epoch, or in the fault state)")
@@ -334,6 +346,59 @@ func (r *etcdRunner) term(id uint64) (err error) {
 			r.post(func() { r.s.etcdRelease(id, "switchover: resigned on etcd") })
 			reply <- err
 			return errResigned
+		}
+	}
+}
+
+// awaitOtherLeader waits until etcd names a leader other than this
+// instance, for at most d.
+func (r *etcdRunner) awaitOtherLeader(d time.Duration) {
+	ctx, cancel := context.WithTimeout(r.ctx, d)
+	defer cancel()
+	for ctx.Err() == nil {
+		gctx, gcancel := context.WithTimeout(ctx, r.cfg.dialTimeout())
+		resp, err := r.cli.Get(gctx, r.cfg.prefix()+"/", clientv3.WithFirstCreate()...)
+		gcancel()
+		if err == nil && len(resp.Kvs) > 0 && string(resp.Kvs[0].Value) != r.s.cfg.ID {
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// keyCheck reports, every check, whether the term's campaign key still
+// exists (a campaign whose key is gone waits for ever): it sends on
+// missing once it has found the key absent twice in a row.
+func (r *etcdRunner) keyCheck(ctx context.Context, own string, every time.Duration, missing chan<- struct{}) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	absent := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		gctx, cancel := context.WithTimeout(ctx, every)
+		resp, err := r.cli.Get(gctx, own, clientv3.WithCountOnly())
+		cancel()
+		switch {
+		case err != nil:
+			continue // etcd unreachable: the keepalives tell
+		case resp.Count == 0:
+			absent++
+		default:
+			absent = 0
+		}
+		if absent >= 2 {
+			select {
+			case missing <- struct{}{}:
+			default:
+			}
+			return
 		}
 	}
 }
@@ -464,10 +529,15 @@ func (s *Management) switchoverEtcd(ctx context.Context, target string) (*hellop
 	if target != "" {
 		return nil, fmt.Errorf("%w: with the etcd election the next instance in etcd's queue takes over; a switchover to %q cannot be honoured (give no target)", ErrBadRequest, target)
 	}
-	var master bool
+	var master, backup bool
 	if !s.loop.Do(func() {
 		master = s.el != nil && s.el.Role() == hellopicsv1.MgmtRole_MGMT_ROLE_MASTER && s.etcdLeadEpoch != 0
 		if master {
+			for _, p := range s.el.Status().Peers {
+				backup = backup || (p.GetAlive() && !p.GetFault())
+			}
+		}
+		if master && backup {
 			if err := s.sendChanges(); err != nil {
 				s.log.Debug("flush not sent", "error", err)
 			}
@@ -478,6 +548,9 @@ func (s *Management) switchoverEtcd(ctx context.Context, target string) (*hellop
 	}
 	if !master {
 		return nil, fmt.Errorf("%w: not the master on etcd", ErrNotMaster)
+	}
+	if !backup {
+		return nil, errors.New("switchover: no live backup out of the fault state to take over")
 	}
 	reply := make(chan error, 1)
 	select {
