@@ -13,9 +13,13 @@ import (
 
 // TestLabEtcd: the lab's etcd variant (LAB_ELECTION=etcd): three mgmt
 // hosts with -election etcd on three etcd hosts. One master runs the
-// cycle; lab.sh failover cuts its link and kills it: another mgmt takes
-// over at a higher epoch and the cycle resumes past the last hello
-// number; lab.sh up brings the old one back as a backup.
+// cycle. Its host loses its routes to the etcd hosts (blackhole routes
+// in its namespace) while the mgmt hosts still hear each other: it steps
+// down, another takes over at a higher epoch, the cycle resumes past the
+// last hello number, never two masters at once (as polled); the routes
+// back, it follows. Then lab.sh failover cuts the master's link and
+// kills it: another mgmt takes over the same way; lab.sh up brings the
+// old one back as a backup.
 func TestLabEtcd(t *testing.T) {
 	requireLab(t)
 	etcd := etcdtest.Binary()
@@ -63,11 +67,62 @@ func TestLabEtcd(t *testing.T) {
 		}
 		return true, ""
 	})
+
+	// The master's host loses its routes to the etcd hosts only (a
+	// partition from etcd; the mgmt hosts still hear each other): it
+	// steps down and another takes over, never two masters at once.
+	etcdIPs := []string{net + ".61", net + ".62", net + ".63"}
+	old := master
+	route := func(op string) {
+		for _, ip := range etcdIPs {
+			if out, err := exec.Command("ip", "-n", prefix+"-"+old, "route", op, "blackhole", ip+"/32").CombinedOutput(); err != nil {
+				t.Fatalf("ip route %s blackhole %s in %s: %v: %s", op, ip, old, err, out)
+			}
+		}
+	}
+	route("add")
+	twice := ""
+	waitFor(t, old+" steps down, another master runs the cycle", 60*time.Second, func() (bool, string) {
+		var masters []string
+		newMaster := ""
+		for _, h := range mgmts {
+			st, err := l.status(h)
+			if err != nil {
+				return false, err.Error()
+			}
+			if st.Role == "MGMT_ROLE_MASTER" {
+				masters = append(masters, h)
+			}
+			if s, ok := running(st); ok && h != old && s > seq && st.Epoch > epoch {
+				newMaster, seq, epoch = h, s, st.Epoch
+			}
+		}
+		if len(masters) > 1 && twice == "" {
+			twice = strings.Join(masters, " and ")
+		}
+		if newMaster == "" || len(masters) != 1 {
+			return false, fmt.Sprintf("masters %v", masters)
+		}
+		master = newMaster
+		return true, ""
+	})
+	if twice != "" {
+		t.Errorf("two masters at once: %s", twice)
+	}
+	route("del")
+	waitFor(t, old+" follows "+master+" once it reaches etcd again", 60*time.Second, func() (bool, string) {
+		st, err := l.status(old)
+		if err != nil {
+			return false, err.Error()
+		}
+		return st.Role == "MGMT_ROLE_BACKUP" && st.MasterID == master, fmt.Sprintf("%s: %s of %q", old, st.Role, st.MasterID)
+	})
+
 	fo := l.sh("failover")
 	if !strings.Contains(fo, "failover: master is "+master) {
 		t.Fatalf("lab.sh failover did not cut %s:\n%s", master, fo)
 	}
-	old := master
+	old = master
 	waitFor(t, "another master at a higher epoch, the cycle past the last hello number", 60*time.Second, func() (bool, string) {
 		for _, h := range mgmts {
 			if h == old {
