@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/hellopics/hellopics/internal/await"
 	"github.com/hellopics/hellopics/internal/etcdtest"
@@ -217,6 +218,45 @@ func (tr *etcdTrio) awaitCtrl(seen *atomic.Value, master string) {
 	await.True(tr.t, func() bool { a, _ := seen.Load().(string); return a == want }, "ctrl with master %s", master)
 }
 
+// awaitCampaigning waits until every running instance has a campaign
+// key under the election's prefix.
+func (tr *etcdTrio) awaitCampaigning() {
+	tr.t.Helper()
+	cli, err := tr.etcd.Client()
+	if err != nil {
+		tr.t.Fatal(err)
+	}
+	defer cli.Close()
+	var last string
+	err = await.Within(await.Timeout, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		resp, err := cli.Get(ctx, "/test/"+tr.t.Name()+"/", clientv3.WithPrefix())
+		if err != nil {
+			last = err.Error()
+			return false
+		}
+		have := map[string]bool{}
+		var keys []string
+		for _, kv := range resp.Kvs {
+			have[string(kv.Value)] = true
+			keys = append(keys, fmt.Sprintf("%s@%d", kv.Value, kv.CreateRevision))
+		}
+		last = strings.Join(keys, " ")
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		for id := range tr.m {
+			if !have[id] {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		tr.t.Fatalf("not every instance campaigns on etcd: keys %s: %v", last, err)
+	}
+}
+
 // syncBuffer is a bytes.Buffer for a logger's concurrent writes.
 type syncBuffer struct {
 	mu sync.Mutex
@@ -283,6 +323,9 @@ func TestEtcdElectionFailover(t *testing.T) {
 	master, epoch = tr.awaitHellos(epoch)
 	t.Logf("after etcd's leader was killed: master %s at epoch %d", master, epoch)
 
+	// Every instance campaigns again: each has its key in etcd's queue
+	// (a term that ended while etcd had no leader once never did).
+	tr.awaitCampaigning()
 	// A switchover resigns: another instance takes over.
 	tr.mu.Lock()
 	m := tr.m[master]

@@ -277,10 +277,15 @@ func (r *etcdRunner) term(id uint64) (err error) {
 		defer wg.Done()
 		r.observe(ctx, el, own)
 	}()
+	// The campaign is not waited for when the term ends: cancelled, it
+	// resigns on the client's own context, which may wait for as long as
+	// etcd does not answer (seen: a term that never ended, whose lease
+	// then expired, and the instance never campaigned again). It ends
+	// with an answer, or when stopEtcd closes the client.
 	campaign := make(chan error, 1)
-	wg.Add(1)
+	r.wg.Add(1)
 	go func() {
-		defer wg.Done()
+		defer r.wg.Done()
 		campaign <- el.Campaign(ctx, r.s.cfg.ID)
 	}()
 	missing := make(chan struct{}, 1)
