@@ -196,10 +196,11 @@ func (r *etcdRunner) run() {
 			return
 		}
 		if errors.Is(err, errResigned) {
-			// Back in the queue behind the others, once one of them
-			// leads (or the TTL twice over, if none does): campaigning at
-			// once could find the queue empty and lead again.
-			r.awaitOtherLeader(2 * ttl)
+			// Back in the queue behind the others, once one of them is
+			// master (or the TTL twice over, if none becomes it):
+			// campaigning at once could find the queue empty, or about
+			// to be, and lead again.
+			r.awaitOtherMaster(2 * ttl)
 			continue
 		}
 		if time.Since(start) > 2*ttl {
@@ -355,21 +356,27 @@ func (r *etcdRunner) term(id uint64) (err error) {
 	}
 }
 
-// awaitOtherLeader waits until etcd names a leader other than this
-// instance, for at most d.
-func (r *etcdRunner) awaitOtherLeader(d time.Duration) {
-	ctx, cancel := context.WithTimeout(r.ctx, d)
-	defer cancel()
-	for ctx.Err() == nil {
-		gctx, gcancel := context.WithTimeout(ctx, r.cfg.dialTimeout())
-		resp, err := r.cli.Get(gctx, r.cfg.prefix()+"/", clientv3.WithFirstCreate()...)
-		gcancel()
-		if err == nil && len(resp.Kvs) > 0 && string(resp.Kvs[0].Value) != r.s.cfg.ID {
+// awaitOtherMaster waits until another instance is master, as this
+// one's machine sees it (etcd elected it and its heartbeats claim it),
+// for at most d.
+func (r *etcdRunner) awaitOtherMaster(d time.Duration) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		var m string
+		if !r.s.loop.Do(func() {
+			if r.s.el != nil {
+				m = r.s.el.Master()
+			}
+		}) {
+			return // stopped
+		}
+		if m != "" && m != r.s.cfg.ID {
 			return
 		}
 		select {
-		case <-ctx.Done():
-		case <-time.After(20 * time.Millisecond):
+		case <-r.ctx.Done():
+			return
+		case <-time.After(10 * time.Millisecond):
 		}
 	}
 }
