@@ -6,7 +6,7 @@ LAB_SH ?= deploy/lab/lab.sh
 
 .PHONY: lab-up lab-down lab-failover lab-logs lab-status failover-bench lab-chaos
 
-lab-up: build ## start the namespace lab (root): two mgmt, ctrl, data, agent
+lab-up: build ## start the namespace lab (root): two mgmt, ctrl, data, agent; LAB_ELECTION=etcd: three mgmt on a three-member etcd
 	HELLOPICS=$(BIN) $(LAB_SH) up
 
 lab-down: ## stop the namespace lab and remove its namespaces, links, cgroups

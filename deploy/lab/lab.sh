@@ -11,6 +11,15 @@
 #   ${LAB_PREFIX}-agent   .41  hellopics agent (SNMP agent simulator)
 #   ${LAB_PREFIX}-tpce    .51  nothing runs; for TPCE clients (lab.sh exec tpce ...)
 #
+# With LAB_ELECTION=etcd (docs/ha.md, "Election on etcd"), also:
+#
+#   ${LAB_PREFIX}-mgmt-c  .13  hellopics mgmt (id mgmt-c, priority 100)
+#   ${LAB_PREFIX}-etcd-1  .61  etcd (Debian's etcd-server), one member of three
+#   ${LAB_PREFIX}-etcd-2  .62  etcd
+#   ${LAB_PREFIX}-etcd-3  .63  etcd
+#
+# and the three mgmt run -election etcd against them.
+#
 # Usage: lab.sh up|down|failover|logs|status|exec HOST CMD...
 #
 # Environment:
@@ -33,6 +42,9 @@
 #                       for programs that read the logs (lab-chaos); 'logs'
 #                       then sorts them on their "@timestamp"
 #   LAB_CGROUP2_ROOT    where cgroup v2 is mounted (default: from /proc/mounts)
+#   LAB_ELECTION        builtin (default: two mgmt) or etcd (three mgmt and a
+#                       three-member etcd, each on its own host)
+#   LAB_ETCD            the etcd binary (default etcd)
 set -euo pipefail
 
 PROG=lab.sh
@@ -49,8 +61,21 @@ MEM_MAX=${LAB_MEM_MAX:-256M}
 CPU_MAX=${LAB_CPU_MAX:-50000 100000}
 KILL_AFTER=${LAB_KILL_AFTER:-5}
 
+ELECTION=${LAB_ELECTION:-builtin}
+ETCD=${LAB_ETCD:-etcd}
+
+MGMTS=(mgmt-a mgmt-b)
 HOSTS=(mgmt-a mgmt-b ctrl data agent tpce)
 DAEMONS=(mgmt-a mgmt-b agent data ctrl) # start order; none depends on it
+ETCDS=(etcd-1 etcd-2 etcd-3)
+if [[ $ELECTION == etcd ]]; then
+	MGMTS+=(mgmt-c)
+	HOSTS+=(mgmt-c "${ETCDS[@]}")
+	DAEMONS=("${ETCDS[@]}" mgmt-a mgmt-b mgmt-c agent data ctrl)
+fi
+# Every host and daemon either variant may have left: 'down' removes them all.
+ALL_HOSTS=(mgmt-a mgmt-b ctrl data agent tpce mgmt-c "${ETCDS[@]}")
+ALL_DAEMONS=("${ETCDS[@]}" mgmt-a mgmt-b mgmt-c agent data ctrl)
 CG_PARENT=hellopics-lab
 
 say() { printf '%s %s: %s\n' "$(date +%H:%M:%S.%3N)" "$PROG" "$*"; }
@@ -77,10 +102,14 @@ host_ip() {
 	case $1 in
 	mgmt-a) echo "$NET.11" ;;
 	mgmt-b) echo "$NET.12" ;;
+	mgmt-c) echo "$NET.13" ;;
 	ctrl) echo "$NET.21" ;;
 	data) echo "$NET.31" ;;
 	agent) echo "$NET.41" ;;
 	tpce) echo "$NET.51" ;;
+	etcd-1) echo "$NET.61" ;;
+	etcd-2) echo "$NET.62" ;;
+	etcd-3) echo "$NET.63" ;;
 	*) die "unknown host $1 (want one of ${HOSTS[*]})" ;;
 	esac
 }
@@ -94,6 +123,13 @@ check_env() {
 	if ! [[ $NET =~ ^198\.1[89]\.([0-9]{1,3})$ ]] || ((BASH_REMATCH[1] > 255)); then
 		die "LAB_NET '$NET' must be three octets inside 198.18.0.0/15, such as 198.18.0"
 	fi
+	[[ $ELECTION == builtin || $ELECTION == etcd ]] || die "LAB_ELECTION '$ELECTION' must be builtin or etcd"
+}
+
+need_etcd() {
+	[[ $ELECTION == etcd ]] || return 0
+	command -v "$ETCD" >/dev/null || die "LAB_ELECTION=etcd needs '$ETCD': install etcd-server (or set LAB_ETCD)"
+	ETCD=$(command -v "$ETCD")
 }
 
 need_root() {
@@ -133,17 +169,33 @@ alive() {
 	echo "$pid"
 }
 
-mgmt_addrs() { echo "$(host_ip mgmt-a):7300,$(host_ip mgmt-b):7300"; }
-operator_addrs() { echo "$(host_ip mgmt-a):7400,$(host_ip mgmt-b):7400"; }
+# join_port PORT HOST...: the hosts' addresses at PORT, comma-separated.
+join_port() {
+	local port=$1 h out=""
+	shift
+	for h in "$@"; do out+="${out:+,}$(host_ip "$h"):$port"; done
+	echo "$out"
+}
+mgmt_addrs() { join_port 7300 "${MGMTS[@]}"; }
+operator_addrs() { join_port 7400 "${MGMTS[@]}"; }
+etcd_endpoints() { join_port 2379 "${ETCDS[@]}"; }
+etcd_cluster() {
+	local h out=""
+	for h in "${ETCDS[@]}"; do out+="${out:+,}$h=http://$(host_ip "$h"):2380"; done
+	echo "$out"
+}
 
 # pki_dir: the lab's PKI (a CA and every certificate, made once by
 # 'hellopics pki deployment'); prints its path.
 pki_dir() {
 	local d="$RUN/pki"
 	if [[ ! -s $d/data-pic0.crt ]]; then
-		"$BIN" pki deployment -dir "$d" -mgmt mgmt-a,mgmt-b -pairs pic0 -operators admin:lab >/dev/null ||
+		"$BIN" pki deployment -dir "$d" -mgmt mgmt-a,mgmt-b,mgmt-c -pairs pic0 -operators admin:lab >/dev/null ||
 			die "cannot make the lab's PKI in $d"
 	fi
+	[[ $ELECTION != etcd || -s $d/mgmt-mgmt-c.crt ]] ||
+		die "the lab's PKI in $d predates mgmt-c (LAB_ELECTION=etcd): remove $d and run 'up' again"
+
 	echo "$d"
 }
 
@@ -185,14 +237,27 @@ args() {
 	local ip
 	ip=$(host_ip "$1")
 	case $1 in
-	mgmt-a | mgmt-b)
-		local other=mgmt-b prio=200
-		[[ $1 == mgmt-b ]] && other=mgmt-a prio=100
+	mgmt-a | mgmt-b | mgmt-c)
+		local prio=100 peers="" o election=""
+		[[ $1 == mgmt-a ]] && prio=200
+		for o in "${MGMTS[@]}"; do
+			[[ $o == "$1" ]] || peers+="${peers:+,}$o=$(host_ip "$o"):7310"
+		done
+		[[ $ELECTION != etcd ]] || election="-election etcd -etcd-endpoints $(etcd_endpoints)"
 		echo mgmt -id "$1" -priority "$prio" -nopreempt \
 			-listen "$ip:7300" -ha-listen "$ip:7310" -operator "$ip:7400" \
-			-peers "$other=$(host_ip "$other"):7310" \
+			-peers "$peers" "$election" \
 			-state-dir "$RUN/state/$1" -hello-interval "$HELLO_INTERVAL" \
 			-dead-misses "$DEAD_MISSES" "$(tls_flags "$1")"
+		;;
+	etcd-*)
+		# Plaintext client and peer URLs: the lab's etcd is for the
+		# election only (mgmt's etcd client has no TLS yet).
+		echo --name "$1" --data-dir "$RUN/state/$1" \
+			--listen-client-urls "http://$ip:2379" --advertise-client-urls "http://$ip:2379" \
+			--listen-peer-urls "http://$ip:2380" --initial-advertise-peer-urls "http://$ip:2380" \
+			--initial-cluster "$(etcd_cluster)" --initial-cluster-state new --initial-cluster-token "$P-lab" \
+			--logger zap
 		;;
 	ctrl)
 		echo ctrl -mgmt "$(mgmt_addrs)" -listen "$ip:7301" -pair pic0 -dead-timeout "$DEAD_TIMEOUT" "$(tls_flags ctrl)"
@@ -306,20 +371,25 @@ start() {
 	fi
 	log="$RUN/$h.log"
 	d=$(cg_host "$h")
-	[[ $h == mgmt-* ]] && mkdir -p "$RUN/state/$h"
+	[[ $h == mgmt-* || $h == etcd-* ]] && mkdir -p "$RUN/state/$h"
 	local -a cmd
 	read -r -a cmd <<<"$(args "$h")"
-	[[ -z ${LAB_LOG_LEVEL:-} ]] || cmd+=(-log-level "$LAB_LOG_LEVEL")
-	[[ ${LAB_LOG_JSON:-} != 1 ]] || cmd+=(-log-json)
+	local bin=$BIN
+	if [[ $h == etcd-* ]]; then
+		bin=$ETCD
+	else
+		[[ -z ${LAB_LOG_LEVEL:-} ]] || cmd+=(-log-level "$LAB_LOG_LEVEL")
+		[[ ${LAB_LOG_JSON:-} != 1 ]] || cmd+=(-log-json)
+	fi
 	{
 		# Local time, like hclog's: `logs` sorts on it.
-		echo "# $(date +%FT%T.%3N) $PROG: ip netns exec $(ns "$h") $BIN ${cmd[*]}"
+		echo "# $(date +%FT%T.%3N) $PROG: ip netns exec $(ns "$h") $bin ${cmd[*]}"
 	} >>"$log"
 	# The shell moves itself into the cgroup, then becomes (exec) ip, which
 	# enters the namespace and becomes (exec) hellopics: $! is its pid.
 	# shellcheck disable=SC2016 # expanded by the inner shell
 	CGDIR=$d setsid bash -c '[[ -z $CGDIR ]] || echo $$ >"$CGDIR/cgroup.procs"; exec "$@"' _ \
-		ip netns exec "$(ns "$h")" "$BIN" "${cmd[@]}" </dev/null >>"$log" 2>&1 &
+		ip netns exec "$(ns "$h")" "$bin" "${cmd[@]}" </dev/null >>"$log" 2>&1 &
 	pid=$!
 	echo "$pid" >"$RUN/$h.pid"
 	say "$h started in $(ns "$h") ($(host_ip "$h")), pid $pid${d:+, cgroup $d}, log $log"
@@ -328,6 +398,7 @@ start() {
 cmd_up() {
 	need_root
 	need_bin
+	need_etcd
 	run_dir
 	net_up
 	cg_setup
@@ -372,14 +443,14 @@ cmd_down() {
 	local -a pids=() what=()
 	if [[ -d $RUN ]]; then
 		RUN=$(cd "$RUN" && pwd)
-		for h in "${DAEMONS[@]}"; do
+		for h in "${ALL_DAEMONS[@]}"; do
 			if pid=$(alive "$h"); then
 				pids+=("$pid")
 				what+=("$h=$pid")
 			fi
 		done
 	fi
-	for h in "${HOSTS[@]}"; do
+	for h in "${ALL_HOSTS[@]}"; do
 		n=$(ns "$h")
 		has_ns "$n" || continue
 		for pid in $(ip netns pids "$n" 2>/dev/null); do
@@ -393,9 +464,9 @@ cmd_down() {
 		say "stopped: ${what[*]}"
 	fi
 	if [[ -d $RUN ]]; then
-		for h in "${DAEMONS[@]}"; do rm -f "$RUN/$h.pid"; done
+		for h in "${ALL_DAEMONS[@]}"; do rm -f "$RUN/$h.pid"; done
 	fi
-	for h in "${HOSTS[@]}"; do
+	for h in "${ALL_HOSTS[@]}"; do
 		n=$(ns "$h")
 		if has_link "$(veth "$h")"; then
 			ip link del "$(veth "$h")"
@@ -417,7 +488,7 @@ cmd_down() {
 	[[ -f $RUN/cgroups ]] && mapfile -t cgs <"$RUN/cgroups"
 	root=$(cg2_root)
 	if [[ -n $root ]]; then
-		for h in "${HOSTS[@]}"; do cgs+=("$root/$CG_PARENT/$P-$h"); done
+		for h in "${ALL_HOSTS[@]}"; do cgs+=("$root/$CG_PARENT/$P-$h"); done
 	fi
 	for d in $(printf '%s\n' "${cgs[@]}" | sort -u); do
 		[[ -d $d ]] || continue
@@ -440,7 +511,7 @@ cmd_down() {
 # master: the host of the mgmt instance that says it is master.
 master() {
 	local h
-	for h in mgmt-a mgmt-b; do
+	for h in "${MGMTS[@]}"; do
 		# shellcheck disable=SC2046 # the flags split on purpose
 		if "$BIN" ctl -addr "$(host_ip "$h"):7400" $(ctl_tls) -timeout 2s status -o json 2>/dev/null |
 			grep -q '"role": *"MGMT_ROLE_MASTER"'; then

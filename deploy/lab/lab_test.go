@@ -54,7 +54,7 @@ func (l *labEnv) env() []string {
 }
 
 func (l *labEnv) ip(host string) string {
-	last := map[string]string{"mgmt-a": "11", "mgmt-b": "12", "ctrl": "21", "data": "31", "agent": "41", "tpce": "51"}[host]
+	last := map[string]string{"mgmt-a": "11", "mgmt-b": "12", "mgmt-c": "13", "ctrl": "21", "data": "31", "agent": "41", "tpce": "51"}[host]
 	return l.net + "." + last
 }
 
@@ -107,7 +107,7 @@ func (n *num) UnmarshalJSON(b []byte) error {
 	return err
 }
 
-// status asks one mgmt instance (host mgmt-a or mgmt-b) for its status,
+// status asks one mgmt instance (host mgmt-a, mgmt-b or mgmt-c) for its status,
 // from the machine itself, across the bridge.
 func (l *labEnv) status(host string) (mgmtStatus, error) {
 	var st mgmtStatus

@@ -75,6 +75,13 @@ type Management struct {
 	syncVersion  uint64
 	advertised   string
 
+	// The election on etcd (management_etcd.go): nil with the built-in
+	// one. The lead fields are the loop's: the term this instance leads
+	// in, at which epoch (0: none).
+	etcd          *etcdRunner
+	etcdLeadEpoch uint64
+	etcdLeadTerm  uint64
+
 	// Notify scripts (management_notify.go); loop goroutine only.
 	notifier     *notify.Runner // nil when no script is configured
 	lastNotified notified

@@ -143,6 +143,18 @@ type ManagementConfig struct {
 	// Logger are set by the shell. No command runs none.
 	Notify notify.Config
 
+	// Election chooses who decides mastership among the instances:
+	// ElectionBuiltin ("" too, the default), the built-in election
+	// (heartbeats, priorities), or ElectionEtcd, a campaign on etcd
+	// configured by Etcd (docs/ha.md, "Election on etcd"), which needs
+	// Peers for the heartbeats and state sync between the instances.
+	// The etcd election sets election.Config.External itself; set
+	// External only with it.
+	Election string
+
+	// Etcd configures the election on etcd (Election "etcd").
+	Etcd EtcdConfig
+
 	// Track are the tracked health checks (docs/ha.md, "Tracked
 	// health"): each runs on its own goroutine; while one of weight W > 0
 	// fails, the election priority is Priority less W (at least 0);
@@ -236,6 +248,19 @@ func (c *ManagementConfig) Problems() []error {
 	}
 	if c.DeadMisses < 1 {
 		errs = append(errs, fmt.Errorf("DeadMisses %d must be at least 1", c.DeadMisses))
+	}
+	switch c.Election {
+	case "", ElectionBuiltin:
+		if c.External {
+			errs = append(errs, errors.New("election.Config.External is set without an outside election (Election \"etcd\")"))
+		}
+	case ElectionEtcd:
+		if len(c.Peers) == 0 {
+			errs = append(errs, errors.New("election etcd needs Peers (the other instances, for heartbeats and state sync)"))
+		}
+		errs = append(errs, c.Etcd.problems()...)
+	default:
+		errs = append(errs, fmt.Errorf("election %q is neither %q nor %q", c.Election, ElectionBuiltin, ElectionEtcd))
 	}
 	return errs
 }

@@ -42,7 +42,11 @@ func (s *Management) startHA(base pconn.Config) error {
 		if err := os.MkdirAll(s.cfg.StateDir, 0o750); err != nil {
 			return fmt.Errorf("state dir: %w", err)
 		}
-		s.epochPath = filepath.Join(s.cfg.StateDir, epochFile)
+		name := epochFile
+		if s.cfg.Election == ElectionEtcd {
+			name = etcdEpochFile
+		}
+		s.epochPath = filepath.Join(s.cfg.StateDir, name)
 	} else {
 		s.log.Warn("no state directory: the epoch is not persisted; a restart may reuse one", "component", "mgmt")
 	}
@@ -69,9 +73,15 @@ func (s *Management) startHA(base pconn.Config) error {
 	ec := s.cfg.Config
 	ec.ID = s.cfg.ID
 	ec.ComponentAddr = s.advertised
+	ec.External = s.cfg.Election == ElectionEtcd
 	el, err := election.New(ec, persisted)
 	if err != nil {
 		return err
+	}
+	if ec.External {
+		if err := s.newEtcd(); err != nil {
+			return err
+		}
 	}
 
 	hc := base
@@ -181,6 +191,9 @@ func (s *Management) startHA(base pconn.Config) error {
 		s.el.Tick(time.Now())
 		s.drainElection()
 	})
+	if ec.External {
+		s.startEtcd()
+	}
 	return nil
 }
 
@@ -595,6 +608,7 @@ func (s *Management) alignMastership() {
 	now := mastership{master: s.el.Role() == hellopicsv1.MgmtRole_MGMT_ROLE_MASTER, epoch: s.el.Epoch(),
 		addr: s.el.LiveMasterComponentAddr()}
 	defer s.checkNotify("")
+	s.etcdAligned(now.master, now.epoch)
 	if now == s.aligned {
 		return
 	}
@@ -680,6 +694,9 @@ func (s *Management) Switchover(ctx context.Context, target string) (*hellopicsv
 	if len(s.cfg.Peers) == 0 {
 		return nil, fmt.Errorf("%w: a single management instance has no backup", ErrNotMaster)
 	}
+	if s.etcd != nil {
+		return s.switchoverEtcd(ctx, target)
+	}
 	var chosen string
 	var err error
 	if !s.loop.Do(func() {
@@ -723,6 +740,7 @@ func (s *Management) Switchover(ctx context.Context, target string) (*hellopicsv
 }
 
 func (s *Management) stopHA() {
+	s.stopEtcd() // first: a leader revokes its lease while its peers still hear it
 	for _, c := range s.haClients {
 		c.Close()
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hellopics/hellopics/internal/cli"
 	"github.com/hellopics/hellopics/mgmt"
+	"github.com/hellopics/hellopics/pkg/appliance"
 	"github.com/hellopics/hellopics/pkg/election"
 	"github.com/hellopics/hellopics/pkg/notify"
 	"github.com/hellopics/hellopics/pkg/sdnotify"
@@ -89,6 +90,11 @@ func mgmtConfig(name string, args []string, apps Apps) (mgmt.Config, hclog.Logge
 	fs.BoolVar(&cfg.NoPreempt, "nopreempt", false, "do not take over from a working master of lower priority")
 	fs.DurationVar(&cfg.PreemptDelay, "preempt-delay", 0, "wait this long before preempting a lower-priority master")
 	fs.Uint64Var(&cfg.MaxEpochJump, "max-epoch-jump", election.DefaultMaxEpochJump, "refuse a mgmt peer's epoch this far above the highest this instance knows (forged or corrupt)")
+	var etcdEndpoints string
+	fs.StringVar(&cfg.Election, "election", envOr("HELLOPICS_MGMT_ELECTION", appliance.ElectionBuiltin), "who decides mastership: builtin (heartbeats and priorities among -peers) or etcd (a campaign on -etcd-endpoints; -peers still carry heartbeats and state sync; docs/ha.md) (env HELLOPICS_MGMT_ELECTION)")
+	fs.StringVar(&etcdEndpoints, "etcd-endpoints", envOr("HELLOPICS_ETCD_ENDPOINTS", ""), "with -election etcd: the etcd cluster's client addresses, host:port or URLs, comma-separated (env HELLOPICS_ETCD_ENDPOINTS)")
+	fs.StringVar(&cfg.Etcd.Prefix, "etcd-prefix", appliance.DefaultEtcdPrefix, "with -election etcd: the election's key prefix, the same for every instance of the appliance")
+	fs.DurationVar(&cfg.Etcd.LeaseTTL, "etcd-lease-ttl", appliance.DefaultEtcdLeaseTTL, "with -election etcd: the lease TTL, whole seconds; bounds the failover time; a master steps down after 2/3 of it without a keepalive answered")
 	fs.BoolVar(&cfg.HAAnySource, "ha-any-source", false, "accept a mgmt peer's connection from any address, not only from its -peers address (NAT, multi-homed hosts)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics", envOr("HELLOPICS_METRICS_ADDR", ""), "serve Prometheus metrics on this address (/metrics); empty disables (env HELLOPICS_METRICS_ADDR)")
 	fs.StringVar(&cfg.Notify.OnMaster, "notify-master", "", "shell command run when this instance becomes (or is re-asserted) master; args and env: state, epoch, master, reason (docs/ha.md)")
@@ -127,6 +133,7 @@ func mgmtConfig(name string, args []string, apps Apps) (mgmt.Config, hclog.Logge
 		fmt.Fprintf(os.Stderr, "%s: -hello-cycle %q: want builtin or app\n", name, helloCycle)
 		return cfg, nil, 2, false
 	}
+	cfg.Etcd.Endpoints = cli.SplitList(etcdEndpoints)
 	cfg.Priority = uint32(prio)
 	cfg.RefusalLogInterval = lf.RefusalsEvery
 	cfg.Version = apps.version()

@@ -67,6 +67,19 @@ type Config struct {
 	// default).
 	MaxSyncLag uint64
 
+	// External hands the decision of who is master to an outside
+	// authority, such as an etcd election (see external.go): the machine
+	// never claims mastership, never preempts and never hands over by
+	// itself; it becomes master only when told (Lead, at the authority's
+	// epoch), stops when told (Release) or when fenced by a higher epoch,
+	// and follows the peer that claims mastership at the highest epoch
+	// the authority or a heartbeat reported (Follow). Heartbeats,
+	// liveness and state sync to the backups work as without it.
+	// Priority, NoPreempt, PreemptDelay, StartupHold and
+	// SwitchoverTimeout are then unused. Default false (the built-in
+	// election).
+	External bool
+
 	// MaxEpochJump is how far above the highest epoch this instance
 	// knows a peer's epoch may be. A heartbeat, sync update or handover
 	// further above is refused (Step returns a *Refusal with reason

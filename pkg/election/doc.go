@@ -77,4 +77,16 @@
 // reports a gap (a SyncAck of version 0). A backup applies updates in
 // order (Ready.Apply) and acknowledges each; it ignores updates from an
 // epoch below the highest it knows.
+//
+// # An outside authority
+//
+// With Config.External, an outside authority (an etcd election, run by
+// the shell: pkg/appliance's management_etcd.go) decides who is master
+// and deals the epochs. The machine never claims, preempts or hands
+// over by itself: it becomes master when the shell calls Lead with the
+// authority's epoch, steps down when told with Release (a lease lost or
+// about to be) or when fenced by a higher epoch, and follows the peer
+// that claims mastership at the highest epoch reported by Follow or a
+// heartbeat. Heartbeats, liveness, fencing and state sync work as in
+// the built-in election, so backups stay hot.
 package election

@@ -318,7 +318,7 @@ func (e *Election) check(from string, msg proto.Message) error {
 // (check made sure it is the master), unless the epoch is not the next
 // one of ours or we know better.
 func (e *Election) stepHandover(from string, m *hellopicsv1.Handover) {
-	if e.fault {
+	if e.fault || e.cfg.External {
 		return // a faulty instance never takes mastership; the master's handover times out
 	}
 	ep := m.GetEpoch()
@@ -346,7 +346,7 @@ func (e *Election) observe(epoch uint64, why string) {
 // evaluate brings the role in line with what we know at e.now.
 func (e *Election) evaluate() {
 	e.updateLiveness()
-	if e.role == hellopicsv1.MgmtRole_MGMT_ROLE_MASTER {
+	if e.role == hellopicsv1.MgmtRole_MGMT_ROLE_MASTER && !e.cfg.External {
 		// Two claims at one epoch cannot happen with a shared membership;
 		// if it does, the worse one yields.
 		for _, p := range e.peerList {
@@ -379,7 +379,7 @@ func (e *Election) evaluate() {
 		if e.hand != nil && m == e.hand.target {
 			e.hand = nil
 		}
-		if e.fault {
+		if e.fault || e.cfg.External {
 			e.preemptSince = time.Time{}
 			return
 		}
@@ -390,8 +390,8 @@ func (e *Election) evaluate() {
 	if e.masterlessSince.IsZero() {
 		e.masterlessSince = e.now
 	}
-	if e.fault {
-		return // never claims while faulty
+	if e.fault || e.cfg.External {
+		return // never claims while faulty, nor when an outside authority decides
 	}
 	if e.now.Before(e.holdUntil) {
 		return
@@ -543,6 +543,9 @@ func (e *Election) stepDown(why string) {
 // the Handover arrives. Progress and the outcome are reported as events.
 func (e *Election) Switchover(now time.Time, target string) (string, error) {
 	e.advance(now)
+	if e.cfg.External {
+		return "", ErrExternal
+	}
 	if e.role != hellopicsv1.MgmtRole_MGMT_ROLE_MASTER {
 		return "", ErrNotMaster
 	}
@@ -851,8 +854,13 @@ func (e *Election) Status() Status {
 // out of range or more than MaxEpochJump above ours is refused (a
 // *Refusal), and at most one is adopted per 20 heartbeat intervals, so
 // that a stranger cannot make the master step down at will. It returns
-// whether the epoch was adopted.
+// whether the epoch was adopted. With Config.External it adopts
+// nothing and returns false: only the authority deals epochs, and a
+// master above it would be one the authority never elected.
 func (e *Election) ObserveComponentEpoch(now time.Time, epoch uint64) (bool, error) {
+	if e.cfg.External {
+		return false, nil // the authority's epochs only
+	}
 	if err := e.checkEpoch("a component", "an identify", epoch); err != nil {
 		return false, err
 	}
