@@ -101,7 +101,11 @@ type Cycle struct {
 	// flushArmed: flush is pending (the dirty counters go when it fires).
 	flushArmed bool
 	state      *counterState
-	dirty      map[string]struct{}
+	// seenFrom are the halves of each pair whose Seen arrived since it
+	// was last lost; waiting the ready pairs whose cycle waits for them.
+	seenFrom map[string]uint8
+	waiting  map[string]*appliance.Timer
+	dirty    map[string]struct{}
 	// refusedSeen counts Seen reports refused (a jump too far); stale
 	// the hellos of an earlier mastership that came back here.
 	refusedSeen, stale uint64
@@ -114,7 +118,8 @@ func Mgmt(cfg Config) (*appliance.App, *Cycle, error) {
 	if err := cfg.normalize(); err != nil {
 		return nil, nil, err
 	}
-	c := &Cycle{cfg: cfg, state: newCounterState(cfg.MaxPairs), dirty: map[string]struct{}{}}
+	c := &Cycle{cfg: cfg, state: newCounterState(cfg.MaxPairs), dirty: map[string]struct{}{},
+		seenFrom: map[string]uint8{}, waiting: map[string]*appliance.Timer{}}
 	mux := appliance.NewMux()
 	appliance.Handle(mux, c.back)
 	appliance.Handle(mux, c.seen)
@@ -183,11 +188,32 @@ func (c *Cycle) mastership(master bool, epoch uint64) {
 	c.cycle.TakeOver(c.node.HandedOver())
 }
 
+// pairReady starts the pair's cycle once both of its components told
+// the highest number they saw (Seen): a component that reconnects ready
+// makes its pair ready with its Identify, before the Seen behind it
+// arrives, and a single restarted mgmt would number from 1 again. A
+// component that saw no hello sends no Seen, so the cycle starts
+// anyway one interval after the pair became ready.
 func (c *Cycle) pairReady(pairID string, epoch uint64) {
 	if c.cycle == nil {
 		return
 	}
 	c.cycle.SetEpoch(max(epoch, c.node.Epoch()))
+	if c.seenFrom[pairID] == seenBoth {
+		c.startPair(pairID)
+		return
+	}
+	if c.waiting[pairID] == nil {
+		c.waiting[pairID] = c.node.After(c.cfg.Interval, func() { c.startPair(pairID) })
+	}
+}
+
+// startPair starts a ready pair's cycle (pairReady).
+func (c *Cycle) startPair(pairID string) {
+	if t := c.waiting[pairID]; t != nil {
+		t.Stop()
+		delete(c.waiting, pairID)
+	}
 	c.carry(c.cycle.Start(pairID, time.Now()))
 	c.arm()
 }
@@ -195,6 +221,11 @@ func (c *Cycle) pairReady(pairID string, epoch uint64) {
 func (c *Cycle) pairLost(pairID, reason string) {
 	if c.cycle == nil {
 		return
+	}
+	delete(c.seenFrom, pairID)
+	if t := c.waiting[pairID]; t != nil {
+		t.Stop()
+		delete(c.waiting, pairID)
 	}
 	c.carry(c.cycle.Stop(pairID, reason))
 	c.arm()
@@ -220,6 +251,26 @@ func (c *Cycle) back(ctx *appliance.Context, h *hellopicsv1.Hello) error {
 	return nil
 }
 
+// The halves of a pair whose Seen arrived (Cycle.seenFrom).
+const (
+	seenCtrl = 1 << iota
+	seenData
+	seenBoth = seenCtrl | seenData
+)
+
+// markSeen records a component's Seen and starts its pair's cycle if it
+// waits for no other.
+func (c *Cycle) markSeen(from appliance.Peer) {
+	bit := uint8(seenCtrl)
+	if from.Role == appliance.Data {
+		bit = seenData
+	}
+	c.seenFrom[from.PairID] |= bit
+	if c.seenFrom[from.PairID] == seenBoth && c.waiting[from.PairID] != nil {
+		c.startPair(from.PairID)
+	}
+}
+
 // errSeenJump refuses a Seen too far above the numbers in use.
 var errSeenJump = errors.New("hellocycle: reported hello number too far above the master's")
 
@@ -229,6 +280,7 @@ func (c *Cycle) seen(ctx *appliance.Context, m *hellocyclev1.Seen) error {
 	if c.seq == nil {
 		return nil
 	}
+	defer c.markSeen(ctx.From)
 	ls, next := m.GetLastSeq(), c.seq.Peek()
 	if ls < next {
 		return nil
