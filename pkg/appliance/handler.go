@@ -56,3 +56,11 @@ func (r *Runtime) DropUnidentified(remote string, n int) {
 	r.rlog.Warn("refused-unidentified", "application message from a session that has not identified itself dropped",
 		"component", r.cfg.Role.String(), "remote", remote, "messages", n)
 }
+
+// DropClosed counts n application messages that arrived on a session
+// this component closed already (a redirect), and logs them at DEBUG:
+// their loss is expected. Loop only.
+func (r *Runtime) DropClosed(remote string, n int) {
+	r.refused.WithLabelValues(RefusedUnidentified).Add(float64(n))
+	r.log.Debug("application message on a closed session dropped", "component", r.cfg.Role.String(), "remote", remote, "messages", n)
+}

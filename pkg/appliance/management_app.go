@@ -215,6 +215,12 @@ type heldApp struct {
 // after the handshake's own held messages. Loop only.
 func (s *Management) holdApp(ps *pconn.Session, ins []Inbound) bool {
 	id := handshake.SessionID(ps.ID())
+	if s.reg.Get(id) == ps && !s.machine.Known(id) {
+		// A session this instance closed (a backup redirected its
+		// component): what was in flight on it is expected to be lost.
+		s.rt.DropClosed(ps.RemoteAddr().String(), len(ins))
+		return true
+	}
 	if s.reg.Get(id) != ps || !s.machine.Holding(id) {
 		return false
 	}

@@ -807,6 +807,10 @@ func (m *Mgmt) SetMastership(isMaster bool, epoch uint64, masterAddr string, now
 	return out
 }
 
+// Known reports whether session id is one the machine still has: false
+// once it closed it (a redirect, a refusal) or was told it ended.
+func (m *Mgmt) Known(id SessionID) bool { return m.sessions[id] != nil }
+
 // Holding reports whether the machine holds session id's Identify for
 // want of a live master (answered by SetMastership): what comes after
 // it on the session waits with it.
