@@ -306,7 +306,9 @@ func oneAnswer(t *testing.T, v3 bool, late bool) {
 	if late {
 		await.True(t, func() bool { return r.Stats().Dropped.LateResponse == 1 }, "the late response dropped at the relay")
 	} else {
-		await.True(t, func() bool { return r.Stats().SendFailures == 1 }, "the retries of the answered command spent")
+		// At least one: on a loaded machine a retry of the warm-up can
+		// be spent too, and == 1 then never holds (CI, 2026-12-07).
+		await.True(t, func() bool { return r.Stats().SendFailures >= 1 }, "the retries of the answered command spent")
 	}
 	// Then a command that is answered: it must be the next thing either
 	// client reads (nothing of command 7 in between).
